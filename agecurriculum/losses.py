@@ -1,0 +1,162 @@
+"""Multi-task losses for joint age-group and gender classification (the paper's Algorithm 2).
+
+Every loss here has the same interface, so the trainer, the ablation runner and a user's own loop can swap them:
+
+    parts = loss_fn(age_logits, gender_logits, age_target, gender_target)
+    parts.total.backward()
+
+``parts`` is a :class:`LossParts` holding the total and each task's plain cross-entropy, which is what a log should
+show: the weighted terms of :class:`UncertaintyLoss` go negative as the weights grow and say little on their own.
+
+- :class:`UncertaintyLoss` (Eq. 5, after Kendall et al., 2018): each task's cross-entropy is scaled by a learnable
+  precision ``exp(-p)`` and regularised by ``+p``, where ``p`` is that task's log-variance, initialised to 0.
+- :class:`SumLoss`: the plain sum ``CE_age + CE_gender`` (ablation, Table VII).
+- :class:`FixedWeightLoss`: fixed weights, by default ``0.6 * CE_age + 0.4 * CE_gender`` (ablation, Table VII).
+
+Targets equal to ``ignore_index`` (default -100, PyTorch's convention) are left out of their task's loss, so images
+with an unknown gender still train the age head and the other way round.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["LossParts", "MultiTaskLoss", "UncertaintyLoss", "SumLoss", "FixedWeightLoss", "LOSSES", "create_loss"]
+
+
+class LossParts(NamedTuple):
+    """What every multi-task loss returns.
+
+    Attributes:
+        total: the scalar to call ``backward()`` on.
+        age: mean cross-entropy of the age head (unweighted).
+        gender: mean cross-entropy of the gender head (unweighted).
+    """
+
+    total: Tensor
+    age: Tensor
+    gender: Tensor
+
+
+class MultiTaskLoss(nn.Module):
+    """Base class: computes both cross-entropies; subclasses say how to combine them.
+
+    Subclass it for a loss of your own: implement :meth:`combine` and :meth:`task_weights`.
+    """
+
+    def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+
+    def _cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
+        # A batch in which every target of a task is ignored must add 0, not NaN (mean over zero elements).
+        if bool((target == self.ignore_index).all()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
+
+    def forward(self, age_logits: Tensor, gender_logits: Tensor, age_target: Tensor, gender_target: Tensor) -> LossParts:
+        """Returns the combined loss and its parts.
+
+        Args:
+            age_logits: ``(N, age_classes)`` raw scores of the age head.
+            gender_logits: ``(N, gender_classes)`` raw scores of the gender head.
+            age_target: ``(N,)`` age-bin indices (``ignore_index`` where unknown).
+            gender_target: ``(N,)`` gender indices (``ignore_index`` where unknown).
+        """
+        age = self._cross_entropy(age_logits, age_target)
+        gender = self._cross_entropy(gender_logits, gender_target)
+        return LossParts(self.combine(age, gender), age, gender)
+
+    def combine(self, age: Tensor, gender: Tensor) -> Tensor:
+        """Combines the two mean cross-entropies into the scalar to minimise."""
+        raise NotImplementedError
+
+    def task_weights(self) -> dict[str, float]:
+        """The current multiplier of each task's cross-entropy, for logs and plots."""
+        raise NotImplementedError
+
+
+class UncertaintyLoss(MultiTaskLoss):
+    """``exp(-p_age) * CE_age + p_age + exp(-p_gender) * CE_gender + p_gender`` with learnable ``p`` (Eq. 5).
+
+    ``p_age`` and ``p_gender`` are log-variances initialised to 0 (both tasks start with weight 1). They are
+    parameters of this module, so pass ``loss_fn.parameters()`` to the optimizer together with the model's.
+
+    Args:
+        ignore_index: target value that marks a missing label.
+    """
+
+    def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__(ignore_index)
+        self.log_var_age = nn.Parameter(torch.zeros(()))
+        self.log_var_gender = nn.Parameter(torch.zeros(()))
+
+    def combine(self, age: Tensor, gender: Tensor) -> Tensor:
+        return (
+            torch.exp(-self.log_var_age) * age
+            + self.log_var_age
+            + torch.exp(-self.log_var_gender) * gender
+            + self.log_var_gender
+        )
+
+    def task_weights(self) -> dict[str, float]:
+        return {"age": math.exp(-self.log_var_age.item()), "gender": math.exp(-self.log_var_gender.item())}
+
+
+class SumLoss(MultiTaskLoss):
+    """``CE_age + CE_gender``: the unweighted ablation baseline."""
+
+    def combine(self, age: Tensor, gender: Tensor) -> Tensor:
+        return age + gender
+
+    def task_weights(self) -> dict[str, float]:
+        return {"age": 1.0, "gender": 1.0}
+
+
+class FixedWeightLoss(MultiTaskLoss):
+    """``age_weight * CE_age + gender_weight * CE_gender``; the paper's ablation uses 0.6 / 0.4.
+
+    Args:
+        age_weight: multiplier of the age cross-entropy.
+        gender_weight: multiplier of the gender cross-entropy.
+        ignore_index: target value that marks a missing label.
+    """
+
+    def __init__(self, age_weight: float = 0.6, gender_weight: float = 0.4, ignore_index: int = -100) -> None:
+        super().__init__(ignore_index)
+        if age_weight < 0 or gender_weight < 0:
+            raise ValueError(f"loss weights must be non-negative, got age={age_weight}, gender={gender_weight}")
+        self.age_weight = float(age_weight)
+        self.gender_weight = float(gender_weight)
+
+    def combine(self, age: Tensor, gender: Tensor) -> Tensor:
+        return self.age_weight * age + self.gender_weight * gender
+
+    def task_weights(self) -> dict[str, float]:
+        return {"age": self.age_weight, "gender": self.gender_weight}
+
+
+# Names used by configs and the ablation command.
+LOSSES: dict[str, type[MultiTaskLoss]] = {
+    "uncertainty": UncertaintyLoss,
+    "sum": SumLoss,
+    "fixed": FixedWeightLoss,
+}
+
+
+def create_loss(name: str, **kwargs: float) -> MultiTaskLoss:
+    """Builds a loss by its config name (``uncertainty``, ``sum`` or ``fixed``).
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+    """
+    try:
+        cls = LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None
+    return cls(**kwargs)
