@@ -1,0 +1,141 @@
+import pytest
+import torch
+from torch import nn
+
+from agecurriculum.data import TensorFaceDataset
+from agecurriculum.losses import SumLoss, UncertaintyLoss
+from agecurriculum.schedule import MultiDatasetSample, ScheduleWarning, TrainingSchedule
+from agecurriculum.train import CurriculumTrainer, EpochRecord, TrainerConfig
+
+
+class TinyDual(nn.Module):
+    """A two-headed model small enough to train in milliseconds."""
+
+    def __init__(self, age_classes=8, gender_classes=2):
+        super().__init__()
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 16), nn.ReLU())
+        self.gender = nn.Linear(16, gender_classes)
+        self.age = nn.Linear(16 + gender_classes, age_classes)
+
+    def forward(self, x):
+        h = self.features(x)
+        gender_logits = self.gender(h)
+        return self.age(torch.cat([h, gender_logits.softmax(1)], 1)), gender_logits
+
+
+def learnable_dataset(n, seed):
+    """Images whose pixels encode the labels, so a model can learn them."""
+    g = torch.Generator().manual_seed(seed)
+    age_bins = torch.randint(0, 8, (n,), generator=g)
+    genders = torch.randint(0, 2, (n,), generator=g)
+    images = torch.randn(n, 3, 4, 4, generator=g) * 0.1
+    images[:, 0, 0, :] += nn.functional.one_hot(age_bins % 4, 4).float()
+    images[:, 1, 0, :] += nn.functional.one_hot(age_bins // 4 + 2 * genders, 4).float()
+    return TensorFaceDataset(images, age_bins, genders)
+
+
+def two_stage_schedule(epochs=2):
+    return TrainingSchedule(
+        [
+            MultiDatasetSample(["a"], {3, 4, 5}, epochs=epochs),
+            MultiDatasetSample(["a", "b"], range(8), epochs=epochs),
+        ]
+    )
+
+
+def make_trainer(seed=0, epochs=2, **config):
+    torch.manual_seed(seed)
+    sets = {"a": learnable_dataset(96, 1), "b": learnable_dataset(96, 2)}
+    vals = {"a": learnable_dataset(48, 3), "b": learnable_dataset(48, 4)}
+    cfg = TrainerConfig(batch_size=16, lr=1e-2, seed=seed, **config)
+    return CurriculumTrainer(TinyDual(), two_stage_schedule(epochs), sets, vals, config=cfg)
+
+
+def test_fit_runs_algorithm_1_in_schedule_order():
+    seen = []
+    trainer = make_trainer(early_stopping_patience=None)
+    trainer.callbacks.append(seen.append)
+    history = trainer.fit()
+    # stage 0: dataset a x 2 epochs; stage 1: a x 2 then b x 2.
+    assert [(r.stage, r.dataset, r.epoch) for r in history] == [
+        (0, "a", 0), (0, "a", 1), (1, "a", 0), (1, "a", 1), (1, "b", 0), (1, "b", 1)
+    ]
+    assert [r.global_epoch for r in history] == list(range(6))
+    assert seen == history and all(isinstance(r, EpochRecord) for r in seen)
+    # Stage 0 trains only on bins 3-5 of dataset a; stage 1 on everything.
+    a_bins = trainer.train_sets["a"].age_bins
+    assert history[0].images == int(((a_bins >= 3) & (a_bins <= 5)).sum())
+    assert history[2].images == 96
+    assert history[0].val.images == int(((trainer.val_sets["a"].age_bins >= 3) & (trainer.val_sets["a"].age_bins <= 5)).sum())
+    assert set(history[-1].task_weights) == {"age", "gender"}
+
+
+def test_stage_only_sees_its_bins():
+    class SpyLoss(SumLoss):
+        def forward(self, age_logits, gender_logits, age_target, gender_target):
+            seen_bins.update(age_target.tolist())
+            return super().forward(age_logits, gender_logits, age_target, gender_target)
+
+    seen_bins = set()
+    # One incomplete stage breaks Eq. 7's last-stage rule: allowed in non-strict mode, with a warning.
+    with pytest.warns(ScheduleWarning):
+        schedule = TrainingSchedule([MultiDatasetSample(["a", "b"], {3, 4, 5})], strict=False)
+    sets = {"a": learnable_dataset(64, 1), "b": learnable_dataset(64, 2)}
+    CurriculumTrainer(TinyDual(), schedule, sets, loss=SpyLoss(), config=TrainerConfig(batch_size=8)).fit()
+    assert seen_bins == {3, 4, 5}
+
+
+def test_training_learns_and_uncertainty_weights_move():
+    trainer = make_trainer(epochs=4, early_stopping_patience=None)
+    before = trainer.evaluate(trainer.val_sets["b"])
+    trainer.fit()
+    after = trainer.evaluate(trainer.val_sets["b"])
+    assert after.loss < before.loss
+    assert after.age_accuracy > 0.5 and after.gender_accuracy > 0.8  # chance: 0.125 and 0.5
+    assert trainer.loss_fn.task_weights() != {"age": 1.0, "gender": 1.0}
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    def final_weights(seed):
+        trainer = make_trainer(seed=seed)
+        trainer.fit()
+        return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+
+    assert torch.equal(final_weights(0), final_weights(0))
+    assert not torch.equal(final_weights(0), final_weights(1))
+
+
+def test_early_stopping_ends_a_dataset_epoch_loop():
+    torch.manual_seed(0)
+    sets = {"a": learnable_dataset(32, 1)}
+    vals = {"a": learnable_dataset(32, 9)}
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=20)])
+    # lr 0 cannot improve the validation loss, so patience 2 stops after 1 + 2 epochs.
+    cfg = TrainerConfig(batch_size=8, lr=0.0, early_stopping_patience=2)
+    history = CurriculumTrainer(TinyDual(), schedule, sets, vals, loss=SumLoss(), config=cfg).fit()
+    assert len(history) == 3
+
+
+def test_plateau_lowers_the_learning_rate():
+    torch.manual_seed(0)
+    sets = {"a": learnable_dataset(32, 1)}
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=6)])
+    # At lr 1e-6 the validation loss moves by less than the plateau threshold (1e-4 relative): a plateau.
+    cfg = TrainerConfig(batch_size=8, lr=1e-6, plateau_patience=1, plateau_factor=0.5, early_stopping_patience=None)
+    trainer = CurriculumTrainer(TinyDual(), schedule, sets, {"a": sets["a"]}, loss=SumLoss(), config=cfg)
+    history = trainer.fit()
+    assert [r.lr for r in history] == [1e-6, 1e-6, 1e-6, 5e-7, 5e-7, 2.5e-7]
+
+
+def test_missing_training_set_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"no training set: \['b'\]"):
+        CurriculumTrainer(TinyDual(), two_stage_schedule(), {"a": learnable_dataset(8, 0)})
+
+
+def test_max_steps_per_epoch_caps_the_epoch_and_record_flattens():
+    trainer = make_trainer(max_steps_per_epoch=2, early_stopping_patience=None)
+    history = trainer.fit()
+    assert all(r.images <= 32 for r in history)
+    row = history[-1].to_dict()
+    assert {"train_loss", "weight_age", "val_age_accuracy", "val_loss"} <= set(row)
+    assert isinstance(trainer.loss_fn, UncertaintyLoss)
