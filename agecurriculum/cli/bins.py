@@ -1,0 +1,100 @@
+"""``agecurriculum bins``: find the unified age bins with the most even group sizes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agecurriculum.bins import (
+    ADIENCE_GROUPS,
+    MAX_AGE,
+    AgeBinOptimizer,
+    BinSolution,
+    histogram_from_ages,
+    parse_groups,
+)
+from agecurriculum.cli import CLIError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``bins`` sub-command."""
+    parser = subparsers.add_parser(
+        "bins",
+        help="optimise the unified age bins",
+        description="Choose age-group boundaries that contain the constraint groups and minimise the variance "
+        "of the group sizes (exact, OR-Tools CP-SAT).",
+    )
+    # Where the ages come from; one option per source, exactly one required.
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--ages",
+        type=Path,
+        metavar="FILE",
+        help='JSON file: a list of exact ages, or {"ages": [...], "group_counts": {"25-32": n, ...}}',
+    )
+    default_groups = ",".join(f"{lo}-{hi}" for lo, hi in ADIENCE_GROUPS)
+    parser.add_argument("--groups", default=default_groups, help=f"constraint groups (default: {default_groups})")
+    parser.add_argument("--max-age", type=int, default=MAX_AGE, help=f"last age of the last group (default: {MAX_AGE})")
+    parser.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS", help="solver budget (default: 60)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the sub-command; returns the exit status."""
+    try:
+        groups = parse_groups(args.groups)
+    except ValueError as err:
+        raise CLIError(f"--groups: {err}") from None
+    try:
+        optimizer = AgeBinOptimizer(groups, args.max_age, args.time_limit)
+    except ValueError as err:
+        raise CLIError(f"invalid options: {err}") from None
+    histogram, group_counts = _load_ages_file(args.ages, optimizer.max_age)
+    try:
+        solution = optimizer.fit(histogram, group_counts)
+    except ValueError as err:
+        raise CLIError(f"{args.ages}: {err}") from None
+    print(json.dumps(solution.to_dict()) if args.json else _table(solution))
+    return 0
+
+
+def _load_ages_file(path: Path, max_age: int) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Reads a ``--ages`` file into an age histogram and optional group counts."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise CLIError(f"{path}: cannot read: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CLIError(f"{path}: not valid JSON: {err}") from None
+    group_counts = None
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"ages", "group_counts"})
+        if unknown:
+            raise CLIError(f"{path}: unknown field(s) {unknown}; expected 'ages' and optionally 'group_counts'")
+        if "ages" not in data:
+            raise CLIError(f"{path}: missing field 'ages'")
+        group_counts = data.get("group_counts")
+        if group_counts is not None and not isinstance(group_counts, dict):
+            raise CLIError(f"{path}: field 'group_counts' must be an object like {{\"25-32\": 120}}")
+        data = data["ages"]
+        field = "field 'ages'"
+    else:
+        field = "top level"
+    if not isinstance(data, list):
+        raise CLIError(f"{path}: {field} must be a list of ages, got {type(data).__name__}")
+    try:
+        return histogram_from_ages(data, max_age), group_counts
+    except ValueError as err:
+        raise CLIError(f"{path}: {field}: {err}") from None
+
+
+def _table(solution: BinSolution) -> str:
+    rows = [f"{'group':>9}  {'size':>10}"]
+    rows += [f"{label:>9}  {size:>10}" for label, size in zip(solution.bins.labels(), solution.sizes)]
+    rows.append(f"variance of group sizes: {solution.objective:.4f}")
+    return "\n".join(rows)
