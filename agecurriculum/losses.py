@@ -30,17 +30,11 @@ __all__ = ["LossParts", "MultiTaskLoss", "UncertaintyLoss", "SumLoss", "FixedWei
 
 
 class LossParts(NamedTuple):
-    """What every multi-task loss returns.
+    """What every multi-task loss returns."""
 
-    Attributes:
-        total: the scalar to call ``backward()`` on.
-        age: mean cross-entropy of the age head (unweighted).
-        gender: mean cross-entropy of the gender head (unweighted).
-    """
-
-    total: Tensor
-    age: Tensor
-    gender: Tensor
+    total: Tensor  #: the scalar to call ``backward()`` on
+    age: Tensor  #: mean cross-entropy of the age head (unweighted)
+    gender: Tensor  #: mean cross-entropy of the gender head (unweighted)
 
 
 class MultiTaskLoss(nn.Module):

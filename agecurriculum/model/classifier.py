@@ -1,0 +1,120 @@
+"""DualClassifier: backbone + GenderConditionedHead, rebuildable from a JSON-able config."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from agecurriculum.model.backbones import create_backbone
+from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
+
+
+class DualClassifier(nn.Module):
+    """Age-group and gender classifier: a backbone's pooled features feed a :class:`GenderConditionedHead`.
+
+    Args:
+        age_classes: Number of age groups.
+        gender_classes: Number of gender classes.
+        backbone: A registered backbone name (see :func:`~agecurriculum.model.list_backbones`), or an
+            already-built ``nn.Module`` mapping images to ``(N, num_features)`` with an int ``num_features``.
+        pretrained: Load the backbone's ImageNet weights (names only).
+        weights_path: Load the backbone from this local state-dict file (names only).
+        bottleneck_dim: Width of the head's shared layer.
+        dropout: Dropout after the shared layer.
+        detach_gender: See :class:`GenderConditionedHead`.
+
+    Input: ``(N, 3, H, W)`` images normalised with ``model.backbone.spec.mean/std`` (registered backbones).
+    Output: :class:`HeadOutput` ``(age_logits (N, age_classes), gender_logits (N, gender_classes))``.
+    """
+
+    def __init__(self, age_classes: int = 8, gender_classes: int = 2, backbone: str | nn.Module = "efficientnet-lite0",
+                 pretrained: bool = False, weights_path: str | Path | None = None, bottleneck_dim: int = 512,
+                 dropout: float = 0.3, detach_gender: bool = False) -> None:
+        super().__init__()
+        if isinstance(backbone, str):
+            self.backbone = create_backbone(backbone, pretrained=pretrained, weights_path=weights_path)
+            self._backbone_name: str | None = backbone
+        elif isinstance(backbone, nn.Module):
+            if not isinstance(getattr(backbone, "num_features", None), int):
+                raise TypeError(f"custom backbone {type(backbone).__name__} needs an int attribute num_features")
+            if pretrained or weights_path is not None:
+                raise ValueError("pretrained/weights_path apply to registered backbone names; load weights into "
+                                 "a custom backbone before passing it")
+            self.backbone = backbone
+            self._backbone_name = None
+        else:
+            raise TypeError(f"backbone must be a registered name or an nn.Module, got {type(backbone).__name__}")
+        self.head = GenderConditionedHead(self.backbone.num_features, age_classes, gender_classes, bottleneck_dim,
+                                          dropout, detach_gender)
+        self._config = {
+            "age_classes": age_classes,
+            "gender_classes": gender_classes,
+            "backbone": self._backbone_name,
+            "pretrained": pretrained,
+            "weights_path": None if weights_path is None else str(weights_path),
+            "bottleneck_dim": bottleneck_dim,
+            "dropout": dropout,
+            "detach_gender": detach_gender,
+        }
+        self._custom_frozen = False
+
+    def forward(self, x: torch.Tensor) -> HeadOutput:
+        return self.head(self.backbone(x))
+
+    def freeze_backbone(self, num_blocks: int | None = None) -> None:
+        """Freezes the whole backbone (``None``) or its stem and first ``num_blocks`` blocks (see ``Backbone.freeze``).
+
+        A custom backbone without a ``freeze`` method can only be frozen whole; it is then kept in eval mode.
+        """
+        if hasattr(self.backbone, "freeze"):
+            self.backbone.freeze(num_blocks)
+            return
+        if num_blocks is not None:
+            raise ValueError(f"{type(self.backbone).__name__} has no freeze(num_blocks); use freeze_backbone(None)")
+        self.backbone.requires_grad_(False)
+        self._custom_frozen = True
+        self.train(self.training)
+
+    def unfreeze_backbone(self) -> None:
+        """Makes the whole backbone trainable again."""
+        if hasattr(self.backbone, "unfreeze"):
+            self.backbone.unfreeze()
+            return
+        self.backbone.requires_grad_(True)
+        self._custom_frozen = False
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> DualClassifier:
+        super().train(mode)
+        if self._custom_frozen:
+            self.backbone.eval()  # frozen BatchNorm statistics must not drift; see Backbone.freeze
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments as a JSON-able dict (``backbone`` is ``None`` for a custom module)."""
+        return dict(self._config)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], **overrides: Any) -> DualClassifier:
+        """Rebuilds a model from :meth:`config` output.
+
+        Args:
+            cfg: A dict from :meth:`config`.
+            **overrides: Constructor arguments replacing those in ``cfg``, e.g. ``pretrained=False`` when a
+                checkpoint's state dict is loaded next anyway, or ``backbone=module`` for a custom backbone.
+
+        Raises:
+            ValueError: Unknown keys, or a custom-backbone config without a ``backbone`` override.
+        """
+        args = {**cfg, **overrides}
+        unknown = sorted(set(args) - set(inspect.signature(cls.__init__).parameters) - {"self"})
+        if unknown:
+            raise ValueError(f"unknown DualClassifier config keys: {unknown}")
+        if args.get("backbone") is None:
+            raise ValueError("config was saved from a custom backbone; pass it again: from_config(cfg, backbone=...)")
+        return cls(**args)
+

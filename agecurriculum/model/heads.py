@@ -1,0 +1,68 @@
+"""GenderConditionedHead: the age classifier sees the predicted gender ("hard conditioning")."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class HeadOutput(NamedTuple):
+    """Logits of both tasks; a NamedTuple so ``torch.jit.trace`` and ONNX export see a plain tuple."""
+
+    age_logits: torch.Tensor  # (N, age_classes)
+    gender_logits: torch.Tensor  # (N, gender_classes)
+
+
+class GenderConditionedHead(nn.Module):
+    """Shared bottleneck, then a gender head whose softmax output is appended to the features of the age head.
+
+    ``features -> Linear -> BatchNorm1d -> ReLU -> Dropout -> shared``;
+    ``gender_logits = Linear(shared)``;
+    ``age_logits = Linear(concat(shared, softmax(gender_logits)))``.
+    Works on the pooled features of any backbone, including a user's own.
+
+    Args:
+        in_features: Length of the input feature vector (a backbone's ``num_features``).
+        age_classes: Number of age groups.
+        gender_classes: Number of gender classes.
+        bottleneck_dim: Width of the shared layer.
+        dropout: Dropout probability after the shared layer.
+        detach_gender: Stop the age loss's gradient through the gender probabilities, so only the gender loss
+            trains the gender head (an ablation; the paper's model trains through it).
+
+    Input: ``(N, in_features)`` float features. Output: :class:`HeadOutput` of ``(N, age_classes)`` and
+    ``(N, gender_classes)`` logits. BatchNorm1d needs ``N > 1`` in train mode.
+    """
+
+    def __init__(self, in_features: int, age_classes: int = 8, gender_classes: int = 2, bottleneck_dim: int = 512,
+                 dropout: float = 0.3, detach_gender: bool = False) -> None:
+        super().__init__()
+        for field, value in [("in_features", in_features), ("age_classes", age_classes),
+                             ("gender_classes", gender_classes), ("bottleneck_dim", bottleneck_dim)]:
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{field} must be a positive int, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.in_features = in_features
+        self.detach_gender = detach_gender
+        self.bottleneck = nn.Sequential(
+            nn.Linear(in_features, bottleneck_dim, bias=False),  # no bias: BatchNorm's shift replaces it
+            nn.BatchNorm1d(bottleneck_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
+        self.gender = nn.Linear(bottleneck_dim, gender_classes)
+        self.age = nn.Linear(bottleneck_dim + gender_classes, age_classes)
+
+    def forward(self, features: torch.Tensor) -> HeadOutput:
+        if features.dim() != 2 or features.shape[1] != self.in_features:
+            raise ValueError(f"expected features of shape (N, {self.in_features}), got {tuple(features.shape)}")
+        shared = self.bottleneck(features)
+        gender_logits = self.gender(shared)
+        gender_probs = gender_logits.softmax(dim=1)
+        if self.detach_gender:
+            gender_probs = gender_probs.detach()
+        age_logits = self.age(torch.cat([shared, gender_probs], dim=1))
+        return HeadOutput(age_logits, gender_logits)

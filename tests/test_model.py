@@ -1,0 +1,101 @@
+"""DualClassifier: forward, config round trip, freezing, custom backbones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from agecurriculum.model import DualClassifier, HeadOutput
+
+
+class TinyBackbone(nn.Module):
+    """A user's own feature extractor: images -> (N, num_features)."""
+
+    num_features = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x)).mean(dim=(2, 3))
+
+
+def test_forward_shapes():
+    model = DualClassifier(age_classes=8, gender_classes=2, backbone="efficientnet-lite0", bottleneck_dim=32)
+    out = model(torch.randn(2, 3, 64, 64))
+    assert isinstance(out, HeadOutput)
+    assert out.age_logits.shape == (2, 8) and out.gender_logits.shape == (2, 2)
+
+
+def test_config_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = DualClassifier(age_classes=5, backbone="efficientnet-lite0", bottleneck_dim=32, dropout=0.1,
+                           detach_gender=True).eval()
+    cfg = json.loads(json.dumps(model.config()))
+    assert cfg["backbone"] == "efficientnet-lite0" and cfg["age_classes"] == 5 and cfg["detach_gender"] is True
+    clone = DualClassifier.from_config(cfg).eval()
+    assert clone.config() == model.config()
+    clone.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    for got, want in zip(clone(x), model(x)):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="bogus"):
+        DualClassifier.from_config({**cfg, "bogus": 1})
+
+
+def test_pretrained_config_can_be_overridden_on_restore():
+    cfg = DualClassifier(backbone="efficientnet-lite0", pretrained=True, bottleneck_dim=16).config()
+    assert cfg["pretrained"] is True
+    assert DualClassifier.from_config(cfg, pretrained=False).config()["pretrained"] is False
+
+
+def test_freeze_and_unfreeze_backbone():
+    model = DualClassifier(backbone="efficientnet-lite0", bottleneck_dim=16).train()
+    model.freeze_backbone(4)
+    assert not model.backbone.blocks[3]._project_conv.weight.requires_grad
+    assert model.backbone.blocks[4]._project_conv.weight.requires_grad
+    model.freeze_backbone()
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    model.unfreeze_backbone()
+    out = model(torch.randn(2, 3, 64, 64))
+    (out.age_logits.sum() + out.gender_logits.sum()).backward()
+    assert all(p.grad is not None for p in model.backbone.parameters())
+
+
+def test_custom_backbone():
+    torch.manual_seed(0)
+    model = DualClassifier(age_classes=4, backbone=TinyBackbone(), bottleneck_dim=16).train()
+    out = model(torch.randn(3, 3, 20, 20))
+    assert out.age_logits.shape == (3, 4) and out.gender_logits.shape == (3, 2)
+
+    cfg = model.config()
+    assert cfg["backbone"] is None
+    with pytest.raises(ValueError, match="custom backbone"):
+        DualClassifier.from_config(cfg)
+    assert isinstance(DualClassifier.from_config(cfg, backbone=TinyBackbone()).backbone, TinyBackbone)
+
+    with pytest.raises(ValueError, match="freeze_backbone\\(None\\)"):
+        model.freeze_backbone(2)
+    model.freeze_backbone()
+    model.train()
+    assert not model.backbone.training and model.head.training
+    stats = model.backbone.bn.running_mean.clone()
+    model(torch.randn(3, 3, 20, 20))
+    torch.testing.assert_close(stats, model.backbone.bn.running_mean)
+    model.unfreeze_backbone()
+    assert model.backbone.training and all(p.requires_grad for p in model.backbone.parameters())
+
+
+def test_custom_backbone_errors():
+    with pytest.raises(TypeError, match="num_features"):
+        DualClassifier(backbone=nn.Linear(3, 3))
+    with pytest.raises(ValueError, match="custom backbone"):
+        DualClassifier(backbone=TinyBackbone(), pretrained=True)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        DualClassifier(backbone="efficientnet-b9")
