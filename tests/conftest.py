@@ -1,0 +1,16 @@
+"""Shared fixtures. ``shared_data`` is the real datasets folder; tests that need it skip with the reason when absent."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The real data lives beside the repository (../shared/data), read-only; AGECURRICULUM_DATA overrides the place.
+SHARED_DATA = Path(os.environ.get("AGECURRICULUM_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "README.md").is_file():
+        pytest.skip(f"real datasets not found at {SHARED_DATA} (set AGECURRICULUM_DATA to their folder)")
+    return SHARED_DATA
