@@ -139,3 +139,17 @@ def test_max_steps_per_epoch_caps_the_epoch_and_record_flattens():
     row = history[-1].to_dict()
     assert {"train_loss", "weight_age", "val_age_accuracy", "val_loss"} <= set(row)
     assert isinstance(trainer.loss_fn, UncertaintyLoss)
+
+
+def test_datasets_with_set_epoch_are_told_the_global_epoch():
+    class EpochAware(TensorFaceDataset):
+        epochs_seen = []
+
+        def set_epoch(self, epoch):
+            self.epochs_seen.append(epoch)
+
+    base = learnable_dataset(16, 1)
+    dataset = EpochAware(base.images, base.age_bins, base.genders)
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=3)])
+    CurriculumTrainer(TinyDual(), schedule, {"a": dataset}, config=TrainerConfig(batch_size=8)).fit()
+    assert dataset.epochs_seen == [0, 1, 2]

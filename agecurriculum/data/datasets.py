@@ -3,17 +3,162 @@
 The curriculum trains each stage on the images of some age bins only, so every dataset here can report the age bin
 of each item without loading its image (:func:`age_bins_of`), and :class:`FilteredDataset` keeps the items whose bin
 is in a stage's set.
+
+:class:`FaceDataset` turns :class:`~agecurriculum.data.records.FaceRecord` s into such items. A record's age is a
+range; :func:`assign_age_bin` maps it onto the unified bins, and a range that straddles two bins follows an explicit
+rule instead of silently landing in a wrong bin. Unknown labels are :data:`IGNORE` (-100), which the losses skip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["TensorFaceDataset", "FilteredDataset", "age_bins_of"]
+from agecurriculum.bins import AgeBins
+from agecurriculum.data.records import FaceRecord
+
+__all__ = [
+    "IGNORE",
+    "STRADDLE_RULES",
+    "Straddle",
+    "assign_age_bin",
+    "to_float_tensor",
+    "FaceDataset",
+    "TensorFaceDataset",
+    "FilteredDataset",
+    "age_bins_of",
+]
+
+IGNORE = -100  # label of an unknown age bin or gender; the losses' ignore_index
+Straddle = Literal["ignore", "overlap", "drop", "error"]
+STRADDLE_RULES: tuple[str, ...] = ("ignore", "overlap", "drop", "error")
+
+
+def assign_age_bin(record: FaceRecord, bins: AgeBins, straddle: Straddle = "ignore") -> int | None:
+    """The age-bin label of a record.
+
+    An exact age, or an age range that lies inside one bin, gets that bin. A range that straddles two or more bins
+    has no single true bin; ``straddle`` says what to do with it:
+
+    * ``"ignore"`` (default): the age label is :data:`IGNORE`; the image still trains gender. Never a guessed bin.
+    * ``"overlap"``: the bin sharing the most whole years with the range; a tie between bins gives :data:`IGNORE`.
+    * ``"drop"``: returns None, and :class:`FaceDataset` leaves the record out.
+    * ``"error"``: raises ValueError naming the file and the range.
+
+    Example: FairFace's group 3-9 against the bins 0-2, 3-6, 7-14 straddles 3-6 and 7-14; ``"ignore"`` gives
+    IGNORE, ``"overlap"`` gives the bin 3-6 (4 years, against 3 years in 7-14). Ages above ``bins.max_age`` count
+    in the last bin, as in :meth:`AgeBins.bin_of`.
+
+    Args:
+        record: the labelled image.
+        bins: the unified age bins.
+        straddle: the rule for ranges that straddle bins, one of :data:`STRADDLE_RULES`.
+
+    Returns:
+        The bin index, :data:`IGNORE`, or None (only under ``"drop"``, for a straddling range).
+
+    Raises:
+        ValueError: for an unknown rule, or a straddling range under ``"error"``.
+    """
+    if straddle not in STRADDLE_RULES:
+        raise ValueError(f"straddle must be one of {STRADDLE_RULES}, got {straddle!r}")
+    first, last = bins.bin_of(record.age_min), bins.bin_of(record.age_max)
+    if first == last:
+        return first
+    if straddle == "ignore":
+        return IGNORE
+    if straddle == "drop":
+        return None
+    if straddle == "error":
+        spanned = ", ".join(bins.labels()[first : last + 1])
+        raise ValueError(
+            f"{record.path}: age range {record.age_min}-{record.age_max} straddles the bins {spanned}; "
+            "choose another straddle rule ('ignore', 'overlap' or 'drop')"
+        )
+    overlaps = []
+    for b in range(first, last + 1):
+        lo, hi = bins.groups[b]
+        if b == len(bins) - 1:
+            hi = max(hi, record.age_max)  # the last bin also holds every older age
+        overlaps.append(min(record.age_max, hi) - max(record.age_min, lo) + 1)
+    best = max(overlaps)
+    return first + overlaps.index(best) if overlaps.count(best) == 1 else IGNORE
+
+
+def to_float_tensor(image: np.ndarray) -> Tensor:
+    """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32 in [0, 1], like torchvision's ``ToTensor``."""
+    # np.array copies: the source may hand out a read-only array (PIL, a memory-mapped cache), which torch can't wrap.
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255)
+
+
+class FaceDataset(Dataset):
+    """Labelled face records as ``(image, age_bin, gender)`` items, loading each image only when it is read.
+
+    Labels are computed once, from the records alone, so :func:`age_bins_of` and :class:`FilteredDataset` never
+    decode an image.
+
+    Args:
+        records: the labelled images.
+        bins: the unified age bins.
+        image_source: ``image_source(record)`` returns the (cropped, aligned) face as an ``(H, W, 3)`` uint8 RGB
+            array, e.g. read from a crop cache or with PIL.
+        transform: maps that array to a ``(3, H, W)`` float tensor (see :mod:`agecurriculum.data.transforms`);
+            default :func:`to_float_tensor`.
+        straddle: rule for age ranges that straddle bins; see :func:`assign_age_bin`.
+
+    Attributes:
+        records: the records kept, in input order (all of them unless ``straddle="drop"``).
+        dropped: the records left out under ``straddle="drop"``.
+        age_bins: age-bin label of every kept record (:data:`IGNORE` where unknown).
+        genders: gender label of every kept record (0 male, 1 female, :data:`IGNORE` where unknown).
+        datasets: dataset name of every kept record.
+        subjects: subject id of every kept record, or None.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[FaceRecord],
+        bins: AgeBins,
+        image_source: Callable[[FaceRecord], np.ndarray],
+        transform: Callable[[np.ndarray], Tensor] | None = None,
+        straddle: Straddle = "ignore",
+    ) -> None:
+        self.bins = bins
+        self.image_source = image_source
+        self.transform = transform or to_float_tensor
+        self.straddle = straddle
+        self.records: list[FaceRecord] = []
+        self.dropped: list[FaceRecord] = []
+        self.age_bins: list[int] = []
+        for record in records:
+            if not isinstance(record, FaceRecord):
+                raise TypeError(f"records must be FaceRecord objects, got {type(record).__name__}")
+            age_bin = assign_age_bin(record, bins, straddle)
+            if age_bin is None:
+                self.dropped.append(record)
+                continue
+            self.records.append(record)
+            self.age_bins.append(age_bin)
+        self.genders: list[int] = [IGNORE if r.gender is None else r.gender for r in self.records]
+        self.datasets: list[str] = [r.dataset for r in self.records]
+        self.subjects: list[str | None] = [r.subject for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        record = self.records[index]
+        image = self.image_source(record)
+        is_array = isinstance(image, np.ndarray)
+        if not (is_array and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+            got = f"{image.dtype} array of shape {image.shape}" if is_array else type(image).__name__
+            raise ValueError(f"{record.path}: image_source must return an (H, W, 3) uint8 RGB array, got {got}")
+        return self.transform(image), self.age_bins[index], self.genders[index]
 
 
 class TensorFaceDataset(Dataset):

@@ -214,7 +214,10 @@ class CurriculumTrainer:
         self, stage_index: int, name: str, epochs: int, train_view: FilteredDataset, val_view: FilteredDataset | None
     ) -> None:
         best_val, stale_epochs = math.inf, 0
+        set_epoch = getattr(self.train_sets[name], "set_epoch", None)
         for epoch in range(epochs):
+            if set_epoch is not None:  # e.g. BalancedDataset: fresh augmented copies every epoch, still seeded
+                set_epoch(self.global_epoch)
             lr = self.optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
             loss, age_loss, gender_loss, seen = self.train_one_epoch(train_view)

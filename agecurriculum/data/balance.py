@@ -1,0 +1,249 @@
+"""Age-bin balancing of one dataset: the paper's median rule, and inverse-frequency sampling as the alternative.
+
+The median rule (:func:`balance_plan`), over the counts ``n_b`` of the non-empty age bins of one dataset:
+
+1. ``m`` = the median of the ``n_b``, rounded down.
+2. Every bin with ``n_b > m`` is downsampled to ``m`` images: ``n_b - m`` of its images, drawn without replacement
+   by a generator seeded with ``(seed, b)``, are dropped.
+3. Every bin is brought up to at least ``ceil(m / max_ratio)`` images by augmented copies, so that the ratio of the
+   largest to the smallest bin is at most ``max_ratio`` (the paper reached 3.5). A bin never gets more than
+   ``max_copies`` copies per original image, so a bin of 3 images does not become 300 copies of 3 faces; when that
+   cap binds, the ratio stays above ``max_ratio`` and :attr:`BalancePlan.ratio_reached` is False. The copies are
+   spread evenly: each image of the bin gets ``need // n_b`` copies and ``need % n_b`` images, drawn by the same
+   seeded generator, get one more.
+
+Bins between ``ceil(m / max_ratio)`` and ``m`` are left as they are, and empty bins stay empty. Items whose age bin
+is :data:`~agecurriculum.data.datasets.IGNORE` (unknown age; they still train gender) are kept once each and
+counted apart. :class:`BalancedDataset` then serves the kept originals plus the augmented copies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, WeightedRandomSampler
+
+from agecurriculum.data.datasets import IGNORE, age_bins_of
+from agecurriculum.data.transforms import augment_transform
+
+__all__ = ["BalancePlan", "balance_plan", "BalancedDataset", "weighted_sampler"]
+
+
+@dataclass(frozen=True)
+class BalancePlan:
+    """How often each item of one dataset is used after balancing; see the module docstring for the rule.
+
+    Attributes:
+        uses: per item: 0 = dropped, 1 = the original only, ``1 + k`` = the original plus ``k`` augmented copies.
+        counts_before: images per age bin before balancing.
+        counts_after: images per age bin after balancing (originals plus copies).
+        ignored: items with an unknown age bin, kept once each and in neither count.
+        median: the median bin count ``m`` (rounded down) that bins above it were cut to.
+        seed: seed of the random choices.
+        max_ratio: the largest-to-smallest bin ratio aimed for.
+        max_copies: the most augmented copies made of one image.
+    """
+
+    uses: tuple[int, ...]
+    counts_before: tuple[int, ...]
+    counts_after: tuple[int, ...]
+    ignored: int
+    median: int
+    seed: int
+    max_ratio: float
+    max_copies: int
+
+    def __len__(self) -> int:
+        return sum(self.uses)
+
+    @property
+    def copies(self) -> tuple[int, ...]:
+        """Augmented copies of every item (0 for dropped items)."""
+        return tuple(max(u - 1, 0) for u in self.uses)
+
+    @staticmethod
+    def _ratio(counts: Sequence[int]) -> float:
+        present = [c for c in counts if c]
+        return max(present) / min(present) if present else 1.0
+
+    @property
+    def ratio_before(self) -> float:
+        """Largest over smallest non-empty bin count before balancing."""
+        return self._ratio(self.counts_before)
+
+    @property
+    def ratio_after(self) -> float:
+        """Largest over smallest non-empty bin count after balancing."""
+        return self._ratio(self.counts_after)
+
+    @property
+    def ratio_reached(self) -> bool:
+        """False when the ``max_copies`` cap kept a bin too small for ``max_ratio``."""
+        return self.ratio_after <= self.max_ratio
+
+    def entries(self) -> list[tuple[int, int]]:
+        """``(item, copy)`` for every image of the balanced dataset, in item order; copy 0 is the original."""
+        return [(i, c) for i, u in enumerate(self.uses) for c in range(u)]
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (without the per-item ``uses``) for logs and run reports."""
+        row = asdict(self)
+        del row["uses"]
+        return {**row, "ratio_before": self.ratio_before, "ratio_after": self.ratio_after}
+
+
+def _labels(age_bins: Sequence[int]) -> np.ndarray:
+    labels = np.asarray([int(b) for b in age_bins], dtype=np.int64)
+    bad = (labels < 0) & (labels != IGNORE)
+    if bad.any():
+        raise ValueError(f"age bin of item {int(np.argmax(bad))} is {labels[bad][0]}: expected >= 0 or {IGNORE}")
+    return labels
+
+
+def balance_plan(
+    age_bins: Sequence[int],
+    seed: int = 0,
+    max_ratio: float = 3.5,
+    max_copies: int = 5,
+    num_bins: int | None = None,
+) -> BalancePlan:
+    """Plans the paper's median-rule balancing of one dataset (algorithm in the module docstring).
+
+    Args:
+        age_bins: age bin of every item (e.g. ``FaceDataset.age_bins``), :data:`IGNORE` where unknown.
+        seed: seed of the choice of dropped images and of the images that get an extra copy.
+        max_ratio: target for largest / smallest bin count, >= 1.
+        max_copies: most augmented copies of one image, >= 0.
+        num_bins: length of the count lists; default one past the largest bin present.
+
+    Raises:
+        ValueError: on a negative bin other than IGNORE, a bad ``max_ratio``/``max_copies``/``seed``, or a bin
+            index >= ``num_bins``.
+    """
+    if not max_ratio >= 1:
+        raise ValueError(f"max_ratio must be >= 1, got {max_ratio!r}")
+    if max_copies < 0 or seed < 0:
+        raise ValueError(f"max_copies and seed must be >= 0, got {max_copies!r} and {seed!r}")
+    labels = _labels(age_bins)
+    known = labels[labels != IGNORE]
+    size = int(known.max()) + 1 if known.size else 0
+    if num_bins is not None and num_bins < size:
+        raise ValueError(f"age bin {size - 1} does not fit num_bins={num_bins}")
+    counts = np.bincount(known, minlength=num_bins or size)
+    uses = np.ones(len(labels), dtype=np.int64)
+    median = int(np.median(counts[counts > 0])) if known.size else 0
+    floor = math.ceil(median / max_ratio - 1e-9)  # the 1e-9 keeps e.g. 7 / 3.5 at 2, not 3
+    for b in np.flatnonzero(counts):
+        members = np.flatnonzero(labels == b)
+        n = len(members)
+        rng = np.random.default_rng([seed, int(b)])  # one stream per bin: a bin's choice ignores the others
+        if n > median:
+            uses[rng.choice(members, n - median, replace=False)] = 0
+        elif n < floor:
+            per_image, extra = divmod(min(floor - n, max_copies * n), n)
+            uses[members] += per_image
+            uses[rng.choice(members, extra, replace=False)] += 1
+    after = np.bincount(labels[labels != IGNORE], weights=uses[labels != IGNORE], minlength=len(counts))
+    return BalancePlan(
+        uses=tuple(int(u) for u in uses),
+        counts_before=tuple(int(c) for c in counts),
+        counts_after=tuple(int(c) for c in after),
+        ignored=int((labels == IGNORE).sum()),
+        median=median,
+        seed=seed,
+        max_ratio=float(max_ratio),
+        max_copies=max_copies,
+    )
+
+
+class BalancedDataset(Dataset):
+    """A dataset balanced by a :class:`BalancePlan`: the kept originals plus their augmented copies.
+
+    The randomness of item ``index`` (the augmentation, and any random transform of the wrapped dataset) comes from
+    torch's generator seeded with ``(seed, epoch, index)`` inside a forked RNG state, so an epoch's images are the
+    same on every run and in every DataLoader worker, and the caller's RNG state is untouched. Call
+    :meth:`set_epoch` at the start of each epoch to get fresh copies.
+
+    Args:
+        dataset: a dataset of ``(image, age_bin, gender)`` items, one per entry of ``plan.uses``.
+        plan: from :func:`balance_plan` on the dataset's age bins.
+        augment: applied to the image tensor of every copy; default
+            :func:`~agecurriculum.data.transforms.augment_transform`.
+        seed: default ``plan.seed``.
+
+    Attributes:
+        entries: ``(item, copy)`` of every item, as :meth:`BalancePlan.entries`.
+        age_bins: age bin of every item (read from ``dataset`` without loading images when it has ``age_bins``).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        plan: BalancePlan,
+        augment: Callable[[Tensor], Tensor] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        bins = age_bins_of(dataset)
+        if len(bins) != len(plan.uses):
+            raise ValueError(f"the plan covers {len(plan.uses)} items but the dataset has {len(bins)}")
+        self.dataset = dataset
+        self.plan = plan
+        self.augment = augment or augment_transform()
+        self.seed = plan.seed if seed is None else seed
+        self.epoch = 0
+        self.entries = plan.entries()
+        self.age_bins: list[int] = [bins[i] for i, _ in self.entries]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the augmentation of epoch ``epoch`` (>= 0)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        item, copy = self.entries[index]
+        # SeedSequence mixes the three numbers into a well-spread seed, the same on every platform.
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, np.uint64)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            image, age_bin, gender = self.dataset[item]
+            if copy:
+                image = self.augment(image)
+        return image, age_bin, gender
+
+
+def weighted_sampler(
+    age_bins: Sequence[int], seed: int = 0, num_samples: int | None = None
+) -> WeightedRandomSampler:
+    """Draws items with replacement so that every non-empty age bin is drawn equally often on average.
+
+    An item of bin ``b`` gets weight ``(known / n) / (k * n_b)`` (``n`` items, ``known`` of them with a known bin,
+    ``k`` non-empty bins); an item with bin :data:`IGNORE` gets ``1 / n``, so unknown-age items keep their share
+    of draws and the labelled share is split evenly between the bins.
+
+    Args:
+        age_bins: age bin of every item, :data:`IGNORE` where unknown.
+        seed: seeds the sampler's own generator, so the sequence of epochs repeats.
+        num_samples: draws per epoch; default the number of items.
+    """
+    labels = _labels(age_bins)
+    if not labels.size:
+        raise ValueError("weighted_sampler needs at least one item")
+    known = labels != IGNORE
+    counts = np.bincount(labels[known]) if known.any() else np.zeros(0, dtype=np.int64)
+    weights = np.full(len(labels), 1.0 / len(labels))
+    weights[known] = known.mean() / (np.count_nonzero(counts) * counts[labels[known]])
+    return WeightedRandomSampler(
+        torch.as_tensor(weights, dtype=torch.double),
+        num_samples or len(labels),
+        replacement=True,
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -1,0 +1,82 @@
+"""Image transforms: ``(H, W, 3)`` uint8 RGB face crops -> normalised ``(3, H, W)`` float tensors, and the
+augmentation that makes the extra copies of rare age bins (:mod:`agecurriculum.data.balance`).
+
+``mean``/``std`` are the backbone's (``BackboneSpec.mean``/``std`` in :mod:`agecurriculum.model.backbones`), so the
+input statistics match what its pretrained weights saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision.transforms import v2
+
+__all__ = ["train_transform", "eval_transform", "augment_transform"]
+
+Size = int | tuple[int, int]
+
+
+def _size(size: Size) -> list[int]:
+    hw = [size, size] if isinstance(size, int) else list(size)
+    if len(hw) != 2 or any(not isinstance(s, int) or s <= 0 for s in hw):
+        raise ValueError(f"size must be a positive int or an (height, width) pair, got {size!r}")
+    return hw
+
+
+def _to_normalised(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std)), v2.ToPureTensor()]
+
+
+def train_transform(size: Size, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """Training transform: resize, random horizontal flip, light colour jitter, then normalise.
+
+    The jitter is light because colour carries little age or gender information but strong shifts would move
+    images away from the pretrained statistics. Flipping is safe: faces are near-symmetric and labels don't change.
+
+    Args:
+        size: output ``(height, width)``, or one int for a square.
+        mean: per-channel mean of the backbone's [0, 1] RGB input.
+        std: per-channel std of the backbone's input.
+    """
+    return v2.Compose(
+        [
+            v2.ToImage(),  # (H, W, 3) ndarray or PIL -> (3, H, W) uint8 image tensor
+            v2.Resize(_size(size), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+            *_to_normalised(mean, std),
+        ]
+    )
+
+
+def eval_transform(size: Size, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """Evaluation transform: resize and normalise only, so results are deterministic. Arguments as in
+    :func:`train_transform`."""
+    return v2.Compose([v2.ToImage(), v2.Resize(_size(size), antialias=True), *_to_normalised(mean, std)])
+
+
+def augment_transform(
+    degrees: float = 15.0, shear: float = 10.0, distortion: float = 0.2, elastic_alpha: float = 30.0
+) -> v2.Compose:
+    """The paper's augmentation for copies of under-represented age bins: rotation, skew, distortion.
+
+    Works on the ``(3, H, W)`` tensors a dataset returns (normalised or not); every copy is rotated and sheared,
+    half get a perspective warp and half an elastic distortion, so copies of one image differ from each other.
+    The elastic step blurs its displacement field with a 41-pixel kernel, so images must be at least 21 pixels
+    high and wide (face crops are far larger).
+
+    Args:
+        degrees: largest rotation, either way.
+        shear: largest shear angle, either way, along x and y.
+        distortion: ``RandomPerspective`` distortion scale in [0, 1].
+        elastic_alpha: ``ElasticTransform`` displacement strength, in pixels.
+    """
+    return v2.Compose(
+        [
+            v2.RandomRotation(degrees),
+            v2.RandomAffine(degrees=0, shear=(-shear, shear, -shear, shear)),
+            v2.RandomPerspective(distortion_scale=distortion, p=0.5),
+            v2.RandomApply([v2.ElasticTransform(alpha=elastic_alpha, sigma=5.0)], p=0.5),
+        ]
+    )

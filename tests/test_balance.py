@@ -1,0 +1,151 @@
+import math
+from collections import Counter
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agecurriculum.data.balance import BalancedDataset, balance_plan, weighted_sampler
+from agecurriculum.data.datasets import IGNORE, FilteredDataset, TensorFaceDataset
+
+
+def labels_from_counts(counts):
+    return [b for b, n in enumerate(counts) for _ in range(n)]
+
+
+def test_median_rule_cuts_bins_above_the_median_and_leaves_the_rest():
+    plan = balance_plan(labels_from_counts([10, 6, 2, 4, 8]))
+    assert plan.median == 6
+    assert plan.counts_before == (10, 6, 2, 4, 8)
+    assert plan.counts_after == (6, 6, 2, 4, 6)  # 6 / 2 = 3 <= 3.5: no copies needed
+    assert plan.uses.count(0) == 4 + 2 and max(plan.uses) == 1
+    assert len(plan) == 24 and plan.ratio_before == 5.0 and plan.ratio_after == 3.0 and plan.ratio_reached
+
+
+def test_bins_below_median_get_copies_until_the_ratio_is_reached():
+    plan = balance_plan(labels_from_counts([10, 6, 2, 4, 8]), max_ratio=1.5)  # ceil(6 / 1.5) = 4 per bin at least
+    assert plan.counts_after == (6, 6, 4, 4, 6)
+    assert plan.uses[16:18] == (2, 2)  # both images of bin 2: original + one augmented copy
+    assert plan.copies[16:18] == (1, 1) and sum(plan.copies) == 2
+
+
+def test_even_number_of_bins_uses_the_median_rounded_down_and_empty_bins_stay_empty():
+    assert balance_plan(labels_from_counts([9, 3, 4, 7])).counts_after == (5, 3, 4, 5)  # median 5.5 -> 5
+    plan = balance_plan(labels_from_counts([10, 6, 2, 0, 8]), num_bins=6)
+    assert plan.median == 7 and plan.counts_after == (7, 6, 2, 0, 7, 0)
+
+
+def test_copies_are_capped_per_original_and_spread_evenly():
+    labels = labels_from_counts([12, 12, 1])
+    capped = balance_plan(labels, max_ratio=2, max_copies=3)  # needs 6 in bin 2, one image may give only 1 + 3
+    assert capped.counts_after == (12, 12, 4) and capped.ratio_after == 3.0 and not capped.ratio_reached
+    reached = balance_plan(labels, max_ratio=2, max_copies=5)
+    assert reached.counts_after == (12, 12, 6) and reached.ratio_reached
+    spread = balance_plan(labels_from_counts([30, 30, 3]), max_ratio=3)  # bin 2 needs 10: 7 copies of 3 images
+    assert sorted(spread.uses[60:]) == [3, 3, 4]
+
+
+def test_ignored_items_are_kept_once_and_counted_apart():
+    labels = [IGNORE] * 3 + labels_from_counts([4, 1, 2])
+    plan = balance_plan(labels)
+    assert plan.ignored == 3 and plan.uses[:3] == (1, 1, 1)
+    assert plan.counts_before == (4, 1, 2) and plan.counts_after == (2, 1, 2)
+    assert balance_plan([IGNORE, IGNORE]).uses == (1, 1)
+
+
+def test_plan_is_deterministic_given_the_seed():
+    labels = labels_from_counts([100, 20, 20, 5])
+    assert balance_plan(labels, seed=3) == balance_plan(labels, seed=3)
+    assert balance_plan(labels, seed=3).uses != balance_plan(labels, seed=4).uses
+    assert balance_plan(labels, seed=3).counts_after == balance_plan(labels, seed=4).counts_after
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="max_ratio"):
+        balance_plan([0, 1], max_ratio=0.5)
+    with pytest.raises(ValueError, match="age bin of item 1 is -3"):
+        balance_plan([0, -3])
+    with pytest.raises(ValueError, match="num_bins"):
+        balance_plan([0, 4], num_bins=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 40), min_size=1, max_size=8),
+    max_ratio=st.floats(1.0, 6.0),
+    max_copies=st.integers(0, 6),
+    seed=st.integers(0, 2**32),
+)
+def test_plan_invariants(counts, max_ratio, max_copies, seed):
+    plan = balance_plan(labels_from_counts(counts), seed, max_ratio, max_copies, num_bins=len(counts))
+    present = [c for c in counts if c]
+    m = int(sorted(present)[(len(present) - 1) // 2] + sorted(present)[len(present) // 2]) // 2 if present else 0
+    assert plan.median == m
+    floor = math.ceil(m / max_ratio - 1e-9)
+    for before, after in zip(plan.counts_before, plan.counts_after):
+        if before > m:
+            assert after == m
+        elif before >= floor:
+            assert after == before
+        else:  # brought up to the floor, or as far as the cap allows
+            assert after == min(floor, before * (1 + max_copies))
+    assert plan.ratio_reached == (plan.ratio_after <= max_ratio)
+    assert max(plan.uses, default=1) <= 1 + max_copies
+
+
+def make_dataset(counts, size=24):
+    labels = labels_from_counts(counts)
+    n = len(labels)
+    images = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return TensorFaceDataset(images, torch.tensor(labels), torch.arange(n) % 2)
+
+
+def test_balanced_dataset_serves_originals_and_augmented_copies():
+    ds = make_dataset([6, 1, 4])
+    plan = balance_plan(ds.age_bins.tolist(), max_ratio=2)  # median 4: bin 0 cut to 4, bin 1 gets 1 copy
+    assert plan.counts_after == (4, 2, 4)
+    balanced = BalancedDataset(ds, plan)
+    assert len(balanced) == 10 and balanced.age_bins == [0, 0, 0, 0, 1, 1, 2, 2, 2, 2]
+    for index, (item, copy) in enumerate(balanced.entries):
+        image, age_bin, gender = balanced[index]
+        original, age0, gender0 = ds[item]
+        assert (age_bin, gender) == (age0, gender0)
+        if copy:
+            assert image.shape == original.shape and not torch.allclose(image, original)
+        else:
+            assert torch.equal(image, original)
+    assert FilteredDataset(balanced, {1}).indices == [4, 5]  # a curriculum stage can filter a balanced set
+
+
+def test_balanced_copies_depend_only_on_seed_epoch_and_index():
+    ds = make_dataset([3, 1, 3])
+    plan = balance_plan(ds.age_bins.tolist(), max_ratio=1)  # bin 1: the original + 2 copies
+    copy_index = [i for i, (_, c) in enumerate(plan.entries()) if c][0]
+    balanced = BalancedDataset(ds, plan)
+    torch.manual_seed(123)
+    first = balanced[copy_index][0]
+    assert not torch.equal(balanced[copy_index + 1][0], first)  # two copies of one image differ
+    torch.manual_seed(999)  # the caller's RNG state must not matter...
+    assert torch.equal(BalancedDataset(ds, plan)[copy_index][0], first)
+    balanced.set_epoch(1)
+    assert not torch.equal(balanced[copy_index][0], first)  # ...but the epoch does
+    balanced.set_epoch(0)
+    assert torch.equal(balanced[copy_index][0], first)
+    assert not torch.equal(BalancedDataset(ds, plan, seed=5)[copy_index][0], first)
+    before = torch.get_rng_state()
+    balanced[copy_index]
+    assert torch.equal(before, torch.get_rng_state())  # the caller's RNG is left untouched
+    with pytest.raises(ValueError, match="covers 3 items but the dataset has 2"):
+        BalancedDataset(make_dataset([1, 1]), balance_plan([0, 1, 1]))
+
+
+def test_weighted_sampler_draws_bins_about_equally_and_keeps_the_unknown_share():
+    labels = [IGNORE] * 10 + labels_from_counts([70, 15, 5])
+    sampler = weighted_sampler(labels, seed=1, num_samples=6000)
+    drawn = Counter(labels[i] for i in sampler)
+    assert abs(drawn[IGNORE] / 6000 - 0.1) < 0.02
+    for b in range(3):
+        assert abs(drawn[b] / 6000 - 0.3) < 0.03
+    assert list(weighted_sampler(labels, seed=1)) == list(weighted_sampler(labels, seed=1))
+    assert list(weighted_sampler(labels, seed=1)) != list(weighted_sampler(labels, seed=2))
