@@ -1,0 +1,146 @@
+"""Dataset loaders: each reads one dataset's own labelling scheme into :class:`FaceRecord` lists plus a report.
+
+One module per dataset (UTKFace, Adience, MORPH-II, FairFace) and :func:`load_csv` for a user's own data.
+:data:`DATASETS` knows where each dataset sits under a data root laid out like::
+
+    root/utkface/UTKFace/                          UTKFace images (labels in the names)
+    root/adience/fold_{0..4}_data.txt, faces/      Adience folds and face images
+    root/morph2/images/, morph2_*.csv              MORPH-II images and/or the published label tables
+    root/fairface/fairface_label_val.csv, val/     FairFace validation table and images
+
+and :func:`discover` loads whichever are there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agecurriculum.data.records import LoadResult
+from agecurriculum.data.sources.adience import (
+    AdienceKey,
+    AdienceSplit,
+    ResolvedSplit,
+    adience_age,
+    adience_folds,
+    adience_key,
+    load_adience,
+    load_adience_protocol,
+    resolve_split,
+)
+from agecurriculum.data.sources.fairface import load_fairface
+from agecurriculum.data.sources.generic import load_csv
+from agecurriculum.data.sources.morph2 import load_morph2, load_morph2_csv
+from agecurriculum.data.sources.utkface import load_utkface
+
+__all__ = [
+    "AdienceKey",
+    "AdienceSplit",
+    "DATASETS",
+    "DatasetSource",
+    "HISTOGRAM_DATASETS",
+    "ResolvedSplit",
+    "adience_age",
+    "adience_folds",
+    "adience_key",
+    "discover",
+    "label_records",
+    "load_adience",
+    "load_adience_protocol",
+    "load_csv",
+    "load_fairface",
+    "load_morph2",
+    "load_morph2_csv",
+    "load_utkface",
+    "resolve_split",
+]
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """How to find and load one dataset under a data root.
+
+    Attributes:
+        layout: what must exist under the root, for error messages.
+        load: ``load(root, require_images)`` -> the dataset, or None when its layout is absent.
+    """
+
+    layout: str
+    load: Callable[[Path, bool], LoadResult | None]
+
+
+def _utkface(root: Path, require_images: bool) -> LoadResult | None:
+    folder = root / "utkface" / "UTKFace"
+    return load_utkface(folder) if folder.is_dir() else None  # the names are the labels: images always exist
+
+
+def _adience(root: Path, require_images: bool) -> LoadResult | None:
+    folder = root / "adience"
+    return load_adience(folder, require_images) if any(folder.glob("fold_[0-4]_data.txt")) else None
+
+
+def _morph2(root: Path, require_images: bool) -> LoadResult | None:
+    folder = root / "morph2"
+    images, tables = folder / "images", sorted(folder.glob("morph2_*.csv"))
+    # With images, their names hold every label (and cover images the tables lack); without, the tables describe
+    # all 55k MORPH-II images, which is what an age histogram wants.
+    if require_images:
+        return load_morph2(images) if images.is_dir() else None
+    if tables:
+        return load_morph2_csv(tables)
+    return load_morph2(images) if images.is_dir() else None
+
+
+def _fairface(root: Path, require_images: bool) -> LoadResult | None:
+    folder = root / "fairface"
+    found = (folder / "fairface_label_val.csv").is_file()
+    return load_fairface(folder, require_images=require_images) if found else None
+
+
+DATASETS: dict[str, DatasetSource] = {
+    "utkface": DatasetSource("utkface/UTKFace/ (images named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg)", _utkface),
+    "adience": DatasetSource("adience/fold_{0..4}_data.txt and adience/faces/", _adience),
+    "morph2": DatasetSource("morph2/images/ and/or morph2/morph2_*.csv", _morph2),
+    "fairface": DatasetSource("fairface/fairface_label_val.csv and fairface/val/", _fairface),
+}
+# The paper fits its age bins on these; FairFace's decade labels straddle the Adience groups.
+HISTOGRAM_DATASETS = ("utkface", "adience", "morph2")
+
+
+def discover(
+    root: str | Path, require_images: bool = True, datasets: Iterable[str] | None = None
+) -> dict[str, LoadResult]:
+    """Loads every known dataset found under ``root`` (layout in the module docstring).
+
+    Args:
+        root: the data root.
+        require_images: keep only labels whose image exists; False gives the label-only view (all Adience fold
+            rows, all MORPH-II table rows).
+        datasets: names from :data:`DATASETS` to look for; default all.
+
+    Returns:
+        ``{name: LoadResult}`` for the datasets found, in :data:`DATASETS` order.
+
+    Raises:
+        ValueError: for an unknown dataset name, or when none is found (the message lists the expected layout).
+    """
+    root = Path(root)
+    names = list(DATASETS) if datasets is None else list(datasets)
+    unknown = [name for name in names if name not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}")
+    found = {}
+    for name in DATASETS:
+        result = DATASETS[name].load(root, require_images) if name in names and root.is_dir() else None
+        if result is not None:
+            found[name] = result
+    if not found:
+        layouts = "\n".join(f"  {DATASETS[name].layout}" for name in names)
+        raise ValueError(f"{root}: no dataset found; expected at least one of:\n{layouts}")
+    return found
+
+
+def label_records(root: str | Path, datasets: Iterable[str] = HISTOGRAM_DATASETS) -> dict[str, LoadResult]:
+    """The label-only view for the age histogram: UTKFace names, all Adience fold rows, all MORPH-II table rows."""
+    return discover(root, require_images=False, datasets=datasets)
