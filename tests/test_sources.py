@@ -567,7 +567,7 @@ def test_discover_partial_root(tmp_path: Path, morph_root: Path) -> None:
 
 
 def test_discover_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"no dataset found; expected at least one of:\n  utkface/UTKFace/"):
+    with pytest.raises(ValueError, match=r"no dataset found; expected at least one of:\n  utkface/: UTKFace/"):
         discover(tmp_path)
     with pytest.raises(ValueError, match="no dataset found"):
         discover(tmp_path / "absent")

@@ -46,6 +46,7 @@ __all__ = [
     "adience_key",
     "discover",
     "label_records",
+    "load_dataset",
     "load_adience",
     "load_adience_protocol",
     "load_csv",
@@ -59,29 +60,29 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """How to find and load one dataset under a data root.
+    """How to find and load one dataset in its folder (``root/<name>`` under a data root).
 
     Attributes:
-        layout: what must exist under the root, for error messages.
-        load: ``load(root, require_images)`` -> the dataset, or None when its layout is absent.
+        layout: what the dataset folder must hold, for help texts and error messages.
+        load: ``load(folder, require_images)`` -> the dataset, or None when its layout is absent.
     """
 
     layout: str
     load: Callable[[Path, bool], LoadResult | None]
 
 
-def _utkface(root: Path, require_images: bool) -> LoadResult | None:
-    folder = root / "utkface" / "UTKFace"
-    return load_utkface(folder) if folder.is_dir() else None  # the names are the labels: images always exist
+def _utkface(folder: Path, require_images: bool) -> LoadResult | None:
+    # The dataset folder holds UTKFace/; accept the image folder itself too. The names are the labels, so
+    # images always exist.
+    images = folder / "UTKFace" if (folder / "UTKFace").is_dir() else folder
+    return load_utkface(images) if any(images.glob("*.jpg")) else None
 
 
-def _adience(root: Path, require_images: bool) -> LoadResult | None:
-    folder = root / "adience"
+def _adience(folder: Path, require_images: bool) -> LoadResult | None:
     return load_adience(folder, require_images) if any(folder.glob("fold_[0-4]_data.txt")) else None
 
 
-def _morph2(root: Path, require_images: bool) -> LoadResult | None:
-    folder = root / "morph2"
+def _morph2(folder: Path, require_images: bool) -> LoadResult | None:
     images, tables = folder / "images", sorted(folder.glob("morph2_*.csv"))
     # With images, their names hold every label (and cover images the tables lack); without, the tables describe
     # all 55k MORPH-II images, which is what an age histogram wants.
@@ -92,17 +93,16 @@ def _morph2(root: Path, require_images: bool) -> LoadResult | None:
     return load_morph2(images) if images.is_dir() else None
 
 
-def _fairface(root: Path, require_images: bool) -> LoadResult | None:
-    folder = root / "fairface"
+def _fairface(folder: Path, require_images: bool) -> LoadResult | None:
     found = (folder / "fairface_label_val.csv").is_file()
     return load_fairface(folder, require_images=require_images) if found else None
 
 
 DATASETS: dict[str, DatasetSource] = {
-    "utkface": DatasetSource("utkface/UTKFace/ (images named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg)", _utkface),
-    "adience": DatasetSource("adience/fold_{0..4}_data.txt and adience/faces/", _adience),
-    "morph2": DatasetSource("morph2/images/ and/or morph2/morph2_*.csv", _morph2),
-    "fairface": DatasetSource("fairface/fairface_label_val.csv and fairface/val/", _fairface),
+    "utkface": DatasetSource("UTKFace/ with images named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg", _utkface),
+    "adience": DatasetSource("fold_{0..4}_data.txt and faces/", _adience),
+    "morph2": DatasetSource("images/ and/or morph2_*.csv", _morph2),
+    "fairface": DatasetSource("fairface_label_val.csv and val/", _fairface),
 }
 # The paper fits its age bins on these; FairFace's decade labels straddle the Adience groups.
 HISTOGRAM_DATASETS = ("utkface", "adience", "morph2")
@@ -132,13 +132,27 @@ def discover(
         raise ValueError(f"unknown dataset(s) {unknown}; known: {list(DATASETS)}")
     found = {}
     for name in DATASETS:
-        result = DATASETS[name].load(root, require_images) if name in names and root.is_dir() else None
+        result = DATASETS[name].load(root / name, require_images) if name in names and root.is_dir() else None
         if result is not None:
             found[name] = result
     if not found:
-        layouts = "\n".join(f"  {DATASETS[name].layout}" for name in names)
+        layouts = "\n".join(f"  {name}/: {DATASETS[name].layout}" for name in names)
         raise ValueError(f"{root}: no dataset found; expected at least one of:\n{layouts}")
     return found
+
+
+def load_dataset(name: str, folder: str | Path, require_images: bool = True) -> LoadResult:
+    """Loads the dataset ``name`` from its own folder (what sits at ``root/<name>`` in the layout above).
+
+    Raises:
+        ValueError: for an unknown name, or a folder that does not hold the dataset's layout.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {list(DATASETS)}")
+    result = DATASETS[name].load(Path(folder), require_images)
+    if result is None:
+        raise ValueError(f"{folder}: not a {name} folder; expected {DATASETS[name].layout}")
+    return result
 
 
 def label_records(root: str | Path, datasets: Iterable[str] = HISTOGRAM_DATASETS) -> dict[str, LoadResult]:

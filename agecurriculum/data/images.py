@@ -1,0 +1,130 @@
+"""Read any face photo the datasets hold into one array shape: ``(H, W, 3)`` uint8 RGB, upright.
+
+Datasets scraped from the web hold every kind of file: grayscale, palette, CMYK and transparent images, rotated
+phone photos that carry their orientation in EXIF, truncated downloads, HTML pages saved as ``.jpg``, and now and
+then a file whose header claims billions of pixels. :func:`load_image` decodes the good ones the same way and turns
+every bad one into an :class:`ImageLoadError` that names the file and says what is wrong with it, so a
+preprocessing run can count the failures by reason instead of crashing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageLoadError", "DEFAULT_MAX_PIXELS", "ImageSource", "load_image", "read_image_bytes"]
+
+# PIL's own default limit (about 89.5 Mpx, a 1024 MiB RGBA image / 4 / 3); far above any face photo.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+
+
+class ImageLoadError(ValueError):
+    """A file that is not a usable image.
+
+    Attributes:
+        path: the file (or the name given for bytes / a file object).
+        reason: a short fixed phrase, e.g. ``"truncated file"``, fit for counting failures by kind.
+        detail: what the decoder said, or None.
+    """
+
+    def __init__(self, path: object, reason: str, detail: str | None = None) -> None:
+        self.path, self.reason, self.detail = str(path), reason, detail
+        super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file, with a missing, unreadable or empty file reported as :class:`ImageLoadError`."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ImageLoadError(path, "file not found") from None
+    except OSError as e:  # a folder, no permission, an I/O error
+        raise ImageLoadError(path, "cannot read file", e.strerror) from e
+    if not data:
+        raise ImageLoadError(path, "empty file")
+    return data
+
+
+def load_image(
+    source: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> np.ndarray:
+    """Decode an image into an upright ``(H, W, 3)`` uint8 RGB array.
+
+    Any format PIL reads (JPEG, PNG, BMP, WebP, TIFF, ...). Conversions:
+
+    * grayscale (``1``, ``L``, ``I;16``, ``I``) is copied into the three channels; 16-bit values are scaled to 8 bits;
+    * palette and CMYK images go through PIL's conversion to RGB (CMYK without its ICC profile);
+    * transparency (RGBA, LA, palette or RGB with a transparent colour) is composited on white, the background
+      the image is normally viewed on; dropping alpha instead would expose whatever colour the transparent pixels
+      happen to hold, often black;
+    * EXIF orientation is applied, so a phone photo comes out the way it is displayed.
+
+    Truncated files are errors: PIL's ``LOAD_TRUNCATED_IMAGES`` is never set, so a partly decoded image is not
+    returned. Corrupt data *inside* a complete JPEG (which libjpeg repairs with grey blocks) is not detected.
+
+    Args:
+        source: a path, the file's bytes, or a binary file object.
+        max_pixels: largest ``width * height`` accepted, checked from the header before any pixel is decoded, so a
+            decompression bomb costs no memory; None for no limit of ours. PIL's global
+            ``Image.MAX_IMAGE_PIXELS`` still applies on top (an image PIL would warn about is an error here too),
+            and is never changed: raise it yourself if you need larger images.
+        name: what to call the image in errors when ``source`` is bytes or a file object.
+
+    Returns:
+        The pixels, ``(H, W, 3)`` uint8, C-contiguous.
+
+    Raises:
+        ImageLoadError: the file is missing, empty, not an image, truncated, corrupt or too large; the message
+            names the file and the reason.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        name = name or os.fspath(source)
+        source = read_image_bytes(source)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        name = name or "<bytes>"
+        if not source:
+            raise ImageLoadError(name, "empty file")
+    else:
+        name = name or str(getattr(source, "name", "<file object>"))
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    limit = max_pixels
+    # PIL only warns between its limit and twice it; clamping to its limit makes that an error without touching
+    # the (process-wide, not thread-safe) warnings filters or PIL's own setting.
+    if Image.MAX_IMAGE_PIXELS is not None:
+        limit = Image.MAX_IMAGE_PIXELS if limit is None else min(limit, Image.MAX_IMAGE_PIXELS)
+    try:
+        with Image.open(fp) as img:
+            width, height = img.size
+            if limit is not None and width * height > limit:
+                raise ImageLoadError(name, "too many pixels", f"{width}x{height} > {limit} pixels")
+            img.load()
+            return _to_rgb(ImageOps.exif_transpose(img))
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as e:  # above twice PIL's own limit: refused while reading the header
+        raise ImageLoadError(name, "too many pixels", str(e)) from e
+    except UnidentifiedImageError:
+        raise ImageLoadError(name, "not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:  # what PIL raises on bad data
+        reason = "truncated file" if "truncated" in str(e).lower() else "corrupt image data"
+        raise ImageLoadError(name, reason, str(e)) from e
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        # PIL's own conversion clips 16-bit values at 255 (all but black turns white): scale them instead.
+        gray = np.asarray(img, dtype=np.float64) / 257.0
+        gray = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
