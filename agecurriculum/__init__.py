@@ -12,7 +12,17 @@ Every building block is importable from here and works on its own in a user's tr
 __version__ = "0.1.0"
 
 from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS, AgeBinOptimizer, AgeBins, BinSolution, histogram_from_ages
-from agecurriculum.data import FilteredDataset, TensorFaceDataset
+from agecurriculum.data import (
+    AlignConfig,
+    FaceAligner,
+    FaceDataset,
+    FaceRecord,
+    FilteredDataset,
+    TensorFaceDataset,
+    balance_plan,
+    split_records,
+)
+from agecurriculum.data.sources import discover, load_csv
 from agecurriculum.losses import FixedWeightLoss, LossParts, MultiTaskLoss, SumLoss, UncertaintyLoss, create_loss
 from agecurriculum.model import DualClassifier, GenderConditionedHead, HeadOutput, create_backbone, list_backbones
 from agecurriculum.schedule import (
@@ -34,8 +44,16 @@ __all__ = [
     "AgeBins",
     "BinSolution",
     "histogram_from_ages",
+    "AlignConfig",
+    "FaceAligner",
+    "FaceDataset",
+    "FaceRecord",
     "FilteredDataset",
     "TensorFaceDataset",
+    "balance_plan",
+    "split_records",
+    "discover",
+    "load_csv",
     "FixedWeightLoss",
     "LossParts",
     "MultiTaskLoss",

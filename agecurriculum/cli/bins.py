@@ -18,6 +18,9 @@ from agecurriculum.bins import (
     parse_groups,
 )
 from agecurriculum.cli import CLIError
+from agecurriculum.cli.data import add_source_arguments, load_sources
+from agecurriculum.data.sources import DATASETS, HISTOGRAM_DATASETS
+from agecurriculum.data.summary import age_distribution
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,14 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Choose age-group boundaries that contain the constraint groups and minimise the variance "
         "of the group sizes (exact, OR-Tools CP-SAT).",
     )
-    # Where the ages come from; one option per source, exactly one required.
-    source = parser.add_mutually_exclusive_group(required=True)
+    # Where the ages come from: a file of ages, or the label view of real datasets (--data and/or per-dataset flags).
+    source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--ages",
         type=Path,
         metavar="FILE",
         help='JSON file: a list of exact ages, or {"ages": [...], "group_counts": {"25-32": n, ...}}',
     )
+    add_source_arguments(parser, data_group=source)
     default_groups = ",".join(f"{lo}-{hi}" for lo, hi in ADIENCE_GROUPS)
     parser.add_argument("--groups", default=default_groups, help=f"constraint groups (default: {default_groups})")
     parser.add_argument("--max-age", type=int, default=MAX_AGE, help=f"last age of the last group (default: {MAX_AGE})")
@@ -54,11 +58,25 @@ def run(args: argparse.Namespace) -> int:
         optimizer = AgeBinOptimizer(groups, args.max_age, args.time_limit)
     except ValueError as err:
         raise CLIError(f"invalid options: {err}") from None
-    histogram, group_counts = _load_ages_file(args.ages, optimizer.max_age)
+    dataset_flags = [f"--{name}" for name in DATASETS if getattr(args, name) is not None]
+    if args.ages is not None:
+        if dataset_flags:
+            raise CLIError(f"--ages cannot be combined with {', '.join(dataset_flags)}")
+        histogram, group_counts = _load_ages_file(args.ages, optimizer.max_age)
+        source = str(args.ages)
+    elif args.data is not None or dataset_flags:
+        # The label view: UTKFace names, all Adience fold rows, all MORPH-II table rows, images or not.
+        results = load_sources(args, require_images=False, datasets=HISTOGRAM_DATASETS)
+        records = [record for result in results.values() for record in result.records]
+        distribution = age_distribution(records, optimizer.constraint_groups, optimizer.max_age)
+        histogram, group_counts = distribution.histogram, distribution.group_counts or None
+        source = ", ".join(results)
+    else:
+        raise CLIError("give --ages FILE, or --data ROOT (or per-dataset folders such as --utkface DIR)")
     try:
         solution = optimizer.fit(histogram, group_counts)
     except ValueError as err:
-        raise CLIError(f"{args.ages}: {err}") from None
+        raise CLIError(f"{source}: {err}") from None
     print(json.dumps(solution.to_dict()) if args.json else _table(solution))
     return 0
 

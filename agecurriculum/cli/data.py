@@ -1,0 +1,120 @@
+"""``agecurriculum data``: ``report`` (counts, cleaning, bins, histograms) and ``preprocess`` (the crop cache)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from agecurriculum.cli import CLIError
+from agecurriculum.data.cache import CropCache, preprocess
+from agecurriculum.data.datasets import STRADDLE_RULES
+from agecurriculum.data.faces import AlignConfig, FaceAligner
+from agecurriculum.data.records import LoadResult
+from agecurriculum.data.sources import DATASETS, discover, load_dataset
+from agecurriculum.data.summary import build_data_report
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, data_group=None) -> None:
+    """``--data ROOT`` (autodetect; added to ``data_group`` when given) and one ``--NAME DIR`` flag per dataset."""
+    (data_group or parser).add_argument("--data", type=Path, metavar="ROOT", help="a folder laid out like ../shared/data: every "
+                        "dataset found under it is used (" + ", ".join(DATASETS) + ")")
+    for name, source in DATASETS.items():
+        parser.add_argument(f"--{name}", type=Path, metavar="DIR", help=f"the {name} folder ({source.layout}); "
+                            "overrides the one found under --data")
+
+
+def load_sources(args: argparse.Namespace, require_images: bool, datasets=None) -> dict[str, LoadResult]:
+    """The datasets named by ``--data`` and the per-dataset flags, loaded with ``require_images``."""
+    wanted = list(DATASETS) if datasets is None else list(datasets)
+    flagged = {name: getattr(args, name) for name in wanted if getattr(args, name, None) is not None}
+    if args.data is None and not flagged:
+        raise CLIError("give --data ROOT or at least one of " + ", ".join(f"--{n}" for n in DATASETS))
+    results: dict[str, LoadResult] = {}
+    if args.data is not None:
+        autodetect = [name for name in wanted if name not in flagged]
+        if autodetect:
+            try:
+                results.update(discover(args.data, require_images=require_images, datasets=autodetect))
+            except ValueError:
+                if not flagged:
+                    raise
+    for name, folder in flagged.items():
+        results[name] = load_dataset(name, folder, require_images=require_images)
+    return {name: results[name] for name in DATASETS if name in results}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="inspect datasets", description=__doc__)
+    data_commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    report = data_commands.add_parser(
+        "report",
+        help="per-dataset counts by age bin x gender, cleaning reports, the optimal bins, histogram PNGs",
+        description="Prints, per dataset, image counts by age bin x gender and the label-cleaning report, and the "
+        "unified age bins that AgeBinOptimizer finds over the labels of UTKFace, Adience and MORPH-II together "
+        "(all Adience fold rows and all MORPH-II table rows, images or not); writes histogram PNGs before and "
+        "after the paper's balancing.",
+    )
+    add_source_arguments(report)
+    report.add_argument("--out", type=Path, default=Path("data-report"), help="folder for the PNGs (default: %(default)s)")
+    report.add_argument("--straddle", choices=STRADDLE_RULES, default="ignore",
+                        help="what an age range that straddles bins becomes (default: %(default)s)")
+    report.add_argument("--json", action="store_true", help="print the report as one JSON object instead of text")
+    report.set_defaults(func=run_report)
+
+    prep = data_commands.add_parser(
+        "preprocess",
+        help="detect, align and cache the face crops of datasets (parallel, resumable)",
+        description="Fills the crop cache with one aligned face crop per image, in parallel with a progress bar. "
+        "Interrupt it at any time: a rerun does only what is left, and training reads the cache. Images that "
+        "cannot be read or show no face are counted and listed, and the run goes on.",
+    )
+    add_source_arguments(prep)
+    prep.add_argument("--cache", type=Path, required=True, help="the crop cache folder")
+    prep.add_argument("--size", type=int, default=AlignConfig.size, help="crop side in pixels (default: %(default)s)")
+    prep.add_argument("--padding", type=float, default=AlignConfig.padding,
+                      help="border around the face, as a fraction of its size (default: %(default)s)")
+    prep.add_argument("--upsample", type=int, default=AlignConfig.upsample,
+                      help="HOG detector upsamplings: more finds smaller faces, slower (default: %(default)s)")
+    prep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: %(default)s)")
+    prep.add_argument("--failures", type=Path, help="write every failed image and its reason to this CSV")
+    prep.set_defaults(func=run_preprocess)
+
+
+# UTKFace ships aligned crops; the others are photos (or coarse crops) in which the face must be found.
+ALIGNED_DATASETS = ("utkface",)
+
+
+def run_preprocess(args: argparse.Namespace) -> int:
+    aligner = FaceAligner(AlignConfig(size=args.size, padding=args.padding, upsample=args.upsample))
+    cache = CropCache(args.cache)
+    failures = []
+    for name, loaded in load_sources(args, require_images=True).items():
+        mode = "aligned" if name in ALIGNED_DATASETS else "detect"
+        print(f"{name}: {len(loaded.records)} images, mode {mode}", file=sys.stderr)
+        result = preprocess(loaded.records, aligner, cache, mode=mode, workers=args.workers)
+        counts = ", ".join(f"{n} {reason}" for reason, n in result.failure_counts.items()) or "none"
+        print(f"{name}: {len(result.succeeded)} crops ({result.cached} already cached), failed: {counts}")
+        failures += [(name, path, reason) for path, reason in result.failed]
+    if args.failures is not None:
+        with open(args.failures, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("dataset", "path", "reason"), *failures])
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    images = load_sources(args, require_images=True)
+    labels = load_sources(args, require_images=False, datasets=("utkface", "adience", "morph2"))
+    if not labels:
+        raise CLIError("the bins need the labels of at least one of utkface, adience, morph2")
+    report = build_data_report(images, labels, straddle=args.straddle)
+    plots = report.write_plots(args.out)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "plots": [str(p) for p in plots]}))
+    else:
+        print(report.to_text())
+        print("\nwrote " + ", ".join(str(p) for p in plots))
+    return 0
