@@ -93,8 +93,13 @@ def test_bad_groups_exit_2(tmp_path, capsys, groups, message):
     assert message in capsys.readouterr().err
 
 
-def test_ages_option_is_required(capsys):
+def test_a_source_of_ages_is_required(capsys):
+    assert main(["bins"]) == 2
+    assert "give --ages FILE, or --data ROOT" in capsys.readouterr().err
+
+
+def test_ages_and_data_are_exclusive(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["bins"])
+        main(["bins", "--ages", str(tmp_path / "a.json"), "--data", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "--ages" in capsys.readouterr().err
+    assert "not allowed with argument" in capsys.readouterr().err
