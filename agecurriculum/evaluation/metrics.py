@@ -1,0 +1,225 @@
+"""Metrics on :class:`~agecurriculum.evaluation.predict.Predictions`: accuracies, MAE, confusion matrices, breakdowns.
+
+Conventions:
+
+- Accuracies are fractions in [0, 1] over the items whose label is known (target != IGNORE); NaN when none is.
+- **1-off**: the predicted bin is the true bin or one of its neighbours; bins 0 and K-1 have one neighbour only.
+- **MAE** (years) compares the *expected* age ``sum_k p_k * m_k`` with the true exact age, over the items that have
+  one (UTKFace, MORPH-II; not Adience's group labels); ``n_mae`` says how many. ``m_k`` is the representative age of
+  bin k (:func:`representative_ages`): the midpoint of ``[lo, hi]`` for every bin but the last. The last bin
+  (e.g. 60-100) is open-ended, since :meth:`AgeBins.bin_of` puts older ages there too, and few people are near its
+  midpoint (80), so it uses the mean training age in that bin when training ages are given, else ``lo + 10``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from agecurriculum.bins import AgeBins
+from agecurriculum.data.datasets import IGNORE
+from agecurriculum.evaluation.predict import Predictions
+
+__all__ = [
+    "GENDER_LABELS",
+    "OPEN_BIN_OFFSET",
+    "representative_ages",
+    "expected_ages",
+    "accuracy",
+    "one_off_accuracy",
+    "compute_metrics",
+    "confusion_matrix",
+    "plot_confusion",
+    "breakdown",
+    "breakdown_markdown",
+    "format_number",
+]
+
+GENDER_LABELS = ("male", "female")
+OPEN_BIN_OFFSET = 10  # years above its lower end that stand for the open last bin when no training ages are given
+
+
+def representative_ages(bins: AgeBins, train_ages: Iterable[float] | None = None,
+                        last_bin_age: float | None = None) -> np.ndarray:
+    """The age ``m_k`` standing for each bin in the expected age (see the module docstring).
+
+    Args:
+        bins: the unified bins.
+        train_ages: exact training ages; the mean of those in the last bin represents it.
+        last_bin_age: an explicit age for the last bin; overrides ``train_ages``.
+
+    Returns:
+        ``(K,)`` float array.
+    """
+    groups = bins.groups
+    reps = np.array([(lo + hi) / 2 for lo, hi in groups], dtype=float)
+    last_lo = groups[-1][0]
+    if last_bin_age is not None:
+        reps[-1] = float(last_bin_age)
+        return reps
+    ages = np.asarray(list(train_ages or []), dtype=float)
+    in_last = ages[ages >= last_lo]
+    reps[-1] = in_last.mean() if in_last.size else last_lo + OPEN_BIN_OFFSET
+    return reps
+
+
+def expected_ages(age_probs: np.ndarray, rep_ages: np.ndarray) -> np.ndarray:
+    """``sum_k p_k * m_k`` for every row of ``age_probs``."""
+    if age_probs.shape[1] != len(rep_ages):
+        raise ValueError(f"{age_probs.shape[1]} age classes but {len(rep_ages)} representative ages")
+    return age_probs @ rep_ages
+
+
+def accuracy(probs: np.ndarray, targets: np.ndarray, tolerance: int = 0) -> float:
+    """Fraction of known targets whose argmax class is within ``tolerance`` classes of them (NaN if none known)."""
+    known = targets != IGNORE
+    if not known.any():
+        return math.nan
+    return float((np.abs(probs[known].argmax(1) - targets[known]) <= tolerance).mean())
+
+
+def one_off_accuracy(probs: np.ndarray, targets: np.ndarray) -> float:
+    """Accuracy that also counts a prediction one class off (neighbouring age group) as right."""
+    return accuracy(probs, targets, tolerance=1)
+
+
+def compute_metrics(pred: Predictions, bins: AgeBins, rep_ages: np.ndarray | None = None) -> dict[str, float]:
+    """The headline metrics of one set of predictions.
+
+    Args:
+        pred: the predictions.
+        bins: the unified bins the age probabilities are over.
+        rep_ages: ``(K,)`` representative ages; default :func:`representative_ages` of ``bins`` without training ages.
+
+    Returns:
+        ``gender_accuracy``, ``age_accuracy``, ``age_one_off`` (fractions), ``mae`` (years), and the counts
+        ``n`` (items), ``n_gender`` / ``n_age`` (known labels), ``n_mae`` (items with an exact age).
+    """
+    if pred.age_probs.shape[1] != len(bins):
+        raise ValueError(f"predictions have {pred.age_probs.shape[1]} age classes but the bins have {len(bins)}")
+    rep_ages = representative_ages(bins) if rep_ages is None else np.asarray(rep_ages, dtype=float)
+    exact = ~np.isnan(pred.exact_ages)
+    errors = np.abs(expected_ages(pred.age_probs[exact], rep_ages) - pred.exact_ages[exact])
+    return {
+        "gender_accuracy": accuracy(pred.gender_probs, pred.gender_targets),
+        "age_accuracy": accuracy(pred.age_probs, pred.age_targets),
+        "age_one_off": one_off_accuracy(pred.age_probs, pred.age_targets),
+        "mae": float(errors.mean()) if errors.size else math.nan,
+        "n": len(pred),
+        "n_gender": int((pred.gender_targets != IGNORE).sum()),
+        "n_age": int((pred.age_targets != IGNORE).sum()),
+        "n_mae": int(errors.size),
+    }
+
+
+def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(C, C)`` counts, rows = true class, columns = predicted class; IGNORE targets are left out."""
+    known = targets != IGNORE
+    flat = targets[known] * num_classes + predicted[known]
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "",
+                   axis_name: str = "") -> Path:
+    """Writes a confusion matrix PNG: colour = row-normalised fraction, text = count and row percentage.
+
+    Rows are normalised so that classes of very different sizes are comparable (each row shows where that true
+    class went); the counts stay visible because a 100% row of 3 images means little.
+
+    Args:
+        matrix: ``(C, C)`` counts from :func:`confusion_matrix`.
+        labels: class names for both axes, e.g. ``AgeBins.labels()``.
+        path: the PNG to write; its folder is created.
+        title: figure title.
+        axis_name: what the classes are, e.g. ``"age bin (years)"``, appended to the axis titles.
+    """
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(1, keepdims=True)
+    frac = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    size = 1.6 + 0.65 * len(labels)
+    fig = Figure(figsize=(size + 1.2, size), layout="constrained")  # Agg canvas, no pyplot: leaves global state alone
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, f"{count}\n{frac[i, j]:.0%}", ha="center", va="center", fontsize=7,
+                color="white" if frac[i, j] > 0.5 else "black")
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, list(labels), rotation=45 if len(labels) > 4 else 0)
+    ax.set_yticks(ticks, list(labels))
+    suffix = f" {axis_name}" if axis_name else ""
+    ax.set_xlabel(f"predicted{suffix}")
+    ax.set_ylabel(f"true{suffix}")
+    ax.set_title(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _cell_labels(pred: Predictions, bins: AgeBins, key: str) -> np.ndarray:
+    unknown = "unknown"
+    if key == "gender":
+        return np.array([GENDER_LABELS[g] if g != IGNORE else unknown for g in pred.gender_targets], dtype=object)
+    if key == "age_bin":
+        names = bins.labels()
+        return np.array([names[b] if b != IGNORE else unknown for b in pred.age_targets], dtype=object)
+    if key == "race":
+        return np.array([unknown if r is None else str(r) for r in pred.races], dtype=object)
+    raise ValueError(f"unknown breakdown key {key!r}; use 'gender', 'age_bin' or 'race'")
+
+
+def breakdown(pred: Predictions, bins: AgeBins, rep_ages: np.ndarray | None = None,
+              by: Sequence[str] = ("gender", "age_bin", "race")) -> list[dict[str, Any]]:
+    """Metrics per cell of true gender x true age bin x race (or any subset of those keys, in ``by``).
+
+    Items with an unknown label fall in an ``"unknown"`` cell of that key, so every item is counted once. A key
+    without any label at all (e.g. race on Adience) is left out, as it would only add one ``"unknown"`` column.
+
+    Returns:
+        One row per non-empty cell, sorted by gender, age-bin order and race: the keys' values, then ``n``,
+        ``age_accuracy``, ``age_one_off``, ``gender_accuracy``, ``mae`` and ``n_mae`` (see :func:`compute_metrics`).
+    """
+    columns = {key: _cell_labels(pred, bins, key) for key in by}
+    columns = {key: col for key, col in columns.items() if (col != "unknown").any()}
+    order = {name: i for i, name in enumerate([*GENDER_LABELS, *bins.labels()])}
+    cells = sorted({tuple(col[i] for col in columns.values()) for i in range(len(pred))},
+                   key=lambda cell: [(order.get(v, len(order)), v) for v in cell])
+    rows = []
+    for cell in cells:
+        mask = np.logical_and.reduce([col == v for col, v in zip(columns.values(), cell)]) if columns \
+            else np.ones(len(pred), bool)
+        m = compute_metrics(pred.select(mask), bins, rep_ages)
+        rows.append({**dict(zip(columns, cell)), "n": m["n"], "age_accuracy": m["age_accuracy"],
+                     "age_one_off": m["age_one_off"], "gender_accuracy": m["gender_accuracy"], "mae": m["mae"],
+                     "n_mae": m["n_mae"]})
+    return rows
+
+
+def format_number(value: Any, percent: bool = False) -> str:
+    """A table cell: a fraction as a percentage with ``percent``, floats to 2 decimals, "–" for NaN."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{100 * value:.2f}" if percent else f"{value:.2f}"
+    return str(value)
+
+
+def breakdown_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of :func:`breakdown` rows; accuracies in %, MAE in years, "–" where undefined."""
+    if not rows:
+        return "(no items)\n"
+    headers = list(rows[0])
+    percent = {"age_accuracy", "age_one_off", "gender_accuracy"}
+    titles = {"age_accuracy": "age acc (%)", "age_one_off": "1-off (%)", "gender_accuracy": "gender acc (%)",
+              "mae": "MAE (years)", "n_mae": "n (exact age)", "age_bin": "age bin"}
+    lines = ["| " + " | ".join(titles.get(h, h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(format_number(row[h], h in percent) for h in headers) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
