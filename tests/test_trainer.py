@@ -153,3 +153,75 @@ def test_datasets_with_set_epoch_are_told_the_global_epoch():
     schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=3)])
     CurriculumTrainer(TinyDual(), schedule, {"a": dataset}, config=TrainerConfig(batch_size=8)).fit()
     assert dataset.epochs_seen == [0, 1, 2]
+
+
+class AutocastSpy(TinyDual):
+    """Records, at every forward, whether CPU autocast is on and at which dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def forward(self, x):
+        enabled = torch.is_autocast_enabled("cpu")
+        self.seen.add((enabled, torch.get_autocast_dtype("cpu") if enabled else None))
+        return super().forward(x)
+
+
+def test_amp_auto_or_off_on_cpu_changes_nothing():
+    def run(amp):
+        torch.manual_seed(0)
+        model = AutocastSpy()
+        schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=2)])
+        trainer = CurriculumTrainer(model, schedule, {"a": learnable_dataset(48, 1)}, {"a": learnable_dataset(16, 2)},
+                                    config=TrainerConfig(batch_size=16, amp=amp))
+        trainer.fit()
+        return trainer, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    (auto, auto_weights), (off, off_weights) = run(None), run(False)
+    assert auto.amp_dtype is None and off.amp_dtype is None
+    assert not auto.scaler.is_enabled()
+    assert auto.model.seen == off.model.seen == {(False, None)}
+    assert torch.equal(auto_weights, off_weights)
+
+
+def test_amp_true_on_cpu_trains_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = AutocastSpy()
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=1)])
+    trainer = CurriculumTrainer(model, schedule, {"a": learnable_dataset(32, 1)}, {"a": learnable_dataset(16, 2)},
+                                config=TrainerConfig(batch_size=16, amp=True))
+    history = trainer.fit()
+    assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()  # bf16 needs no loss scaling
+    assert model.seen == {(True, torch.bfloat16)}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast computes in bf16, keeps fp32 weights
+    assert torch.isfinite(torch.tensor([history[0].train_loss, history[0].val.loss])).all()
+
+
+def test_progress_bar_shows_loss_and_throughput(monkeypatch, capsys):
+    import agecurriculum.train.trainer as trainer_module
+
+    bars = []
+
+    class RecordingBar(trainer_module.tqdm):
+        # The screen refreshes at most every 0.1 s, so what is shown is read from the bar, not from stderr.
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.postfixes = []
+            self.shown = not self.disable  # close() disables every bar, so keep what it was
+            bars.append(self)
+
+        def set_postfix(self, **kwargs):
+            self.postfixes.append(kwargs)
+            super().set_postfix(**kwargs)
+
+    monkeypatch.setattr(trainer_module, "tqdm", RecordingBar)
+    trainer = make_trainer(epochs=1, progress=True)
+    trainer.train_one_epoch(trainer.train_sets["a"], desc="demo")
+    (bar,) = bars
+    assert bar.shown and bar.desc.startswith("demo") and bar.n == bar.total == 6  # 96 images / 16
+    assert len(bar.postfixes) == 6 and {"loss", "img_s"} <= set(bar.postfixes[-1])
+    assert float(bar.postfixes[-1]["img_s"]) > 0
+    assert "demo" in capsys.readouterr().err
+    make_trainer(epochs=1).train_one_epoch(trainer.train_sets["a"])
+    assert not bars[-1].shown and capsys.readouterr().err == ""  # progress=False (the default) prints nothing

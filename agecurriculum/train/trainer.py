@@ -8,47 +8,79 @@ Algorithm 1, as run by :meth:`CurriculumTrainer.fit`::
                 train_one_epoch(FilteredDataset(train_sets[name], stage.bins))
                 validate on FilteredDataset(val_sets[name], stage.bins)   # drives the LR plateau and early stop
 
-The pieces are public so that a user's own loop can call them: :meth:`CurriculumTrainer.train_one_epoch` trains one
-epoch on any dataset of ``(image, age_bin, gender)`` items and :meth:`CurriculumTrainer.evaluate` measures one.
-Callbacks receive an :class:`EpochRecord` after every epoch (logging, plots, checkpoints).
+The trainer walks these loops one epoch at a time from a :class:`SchedulePosition`, so a run can stop after any
+epoch and go on later from exactly there.
+
+Hooks, for a user's own loop or additions to this one:
+
+- :meth:`CurriculumTrainer.train_one_epoch` trains one epoch on any dataset of ``(image, age_bin, gender)`` items;
+  :meth:`CurriculumTrainer.evaluate` measures one (in a distributed run every rank must call it).
+- ``callbacks`` receive an :class:`EpochRecord` after every epoch (logging, plots, extra checkpoints). They run on
+  rank 0 only, after that epoch's checkpoint is on disk (so a callback may even end the process without losing the
+  epoch), and the trainer puts the random generators back afterwards, so callbacks never change what it trains.
+- :meth:`CurriculumTrainer.state_dict` / :meth:`CurriculumTrainer.load_state_dict` and their file forms
+  :meth:`CurriculumTrainer.save_checkpoint` / :meth:`CurriculumTrainer.load_checkpoint` hold everything the run
+  needs to continue (format: :mod:`agecurriculum.train.checkpoint`).
+
+With ``run_dir`` set, ``run_dir/checkpoint.pt`` is rewritten atomically after every epoch, and ``run_dir/best.pt``
+holds the epoch with the lowest validation loss of the current (stage, dataset) pair, the quantity early stopping
+watches; losses of other stages or datasets are on other images and bins and not comparable. ``fit(resume=True)``
+continues from ``checkpoint.pt`` when it exists, so one command line serves the first start and every restart.
 
 Reproducibility: the order of the items in an epoch depends only on ``(config.seed, global epoch number)``, so a run
-repeated with the same seed sees the same batches.
+repeated with the same seed sees the same batches; a resumed run also gets back every random generator's state and
+ends bit-identical to an uninterrupted one. Distributed runs (``torchrun``, see :mod:`agecurriculum.train.distributed`)
+split every epoch's order across the ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm.auto import tqdm
 
 from agecurriculum.data.datasets import FilteredDataset
-from agecurriculum.losses import MultiTaskLoss, UncertaintyLoss
+from agecurriculum.losses import LossParts, MultiTaskLoss, UncertaintyLoss
 from agecurriculum.schedule import TrainingSchedule
+from agecurriculum.train import checkpoint as ckpt
+from agecurriculum.train import distributed as ddp
 
-__all__ = ["TrainerConfig", "EpochRecord", "EvalResult", "CurriculumTrainer"]
+__all__ = ["TrainerConfig", "EpochRecord", "EvalResult", "SchedulePosition", "CurriculumTrainer"]
+
+# Config fields that say where/how fast a run executes, not what it computes: a resume may change them.
+_RUNTIME_ONLY_FIELDS = frozenset({"device", "num_workers", "progress"})
 
 
 @dataclass
 class TrainerConfig:
     """Settings of :class:`CurriculumTrainer`; saved with each run so it can be repeated."""
 
-    batch_size: int = 32  # images per optimisation step
+    batch_size: int = 32  # images per optimisation step (per process in a distributed run)
     lr: float = 1e-3  # initial learning rate of the default AdamW optimizer
     weight_decay: float = 1e-4  # AdamW weight decay (not applied to the loss's log-variances)
     seed: int = 0  # seeds model-independent randomness: the data order of every epoch
-    device: str = "cpu"  # torch device string, e.g. "cuda:0"
+    device: str = "cpu"  # torch device string, e.g. "cuda:0"; plain "cuda" under torchrun means cuda:LOCAL_RANK
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
     plateau_factor: float = 0.1  # ReduceLROnPlateau: LR multiplier when the validation loss stalls
     plateau_patience: int = 2  # ReduceLROnPlateau: epochs without improvement before the LR drops
     early_stopping_patience: int | None = 5  # epochs without validation improvement before a dataset's epochs
     # in the current stage end early; None disables early stopping
     max_steps_per_epoch: int | None = None  # cap on batches per epoch (smoke tests, demos); None = whole epoch
+    amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
+    # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
+    progress: bool = False  # show a per-step progress bar (loss, images/s) on rank 0
 
 
 @dataclass
@@ -72,7 +104,7 @@ class EpochRecord:
     train_loss: float  # mean total loss per image
     train_age_loss: float  # mean age cross-entropy per image
     train_gender_loss: float  # mean gender cross-entropy per image
-    images: int  # training images seen
+    images: int  # training images seen (over all ranks)
     seconds: float  # wall time of the training part of the epoch
     lr: float  # learning rate used in this epoch
     task_weights: dict[str, float] = field(default_factory=dict)  # the loss's current task multipliers
@@ -87,9 +119,52 @@ class EpochRecord:
         row.update({f"val_{k}": v for k, v in (val or {}).items()})
         return row
 
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> EpochRecord:
+        """Inverse of ``dataclasses.asdict(record)``, the form kept in checkpoints."""
+        val = state.get("val")
+        return cls(**{**state, "val": None if val is None else EvalResult(**val)})
+
+
+@dataclass
+class SchedulePosition:
+    """The next epoch of the curriculum to run."""
+
+    stage: int = 0  # index of the stage in the schedule; len(schedule) once the run is done
+    dataset_index: int = 0  # index of the dataset in the stage's dataset list
+    epoch: int = 0  # epoch within (stage, dataset), from 0
+
+
+class _ModelWithLoss(nn.Module):
+    """The model and its loss as one module, so that DDP also averages the gradients of the loss's log-variances."""
+
+    def __init__(self, model: nn.Module, loss_fn: MultiTaskLoss) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, images: torch.Tensor, age_target: torch.Tensor, gender_target: torch.Tensor) -> LossParts:
+        age_logits, gender_logits = self.model(images)
+        return self.loss_fn(age_logits, gender_logits, age_target, gender_target)
+
+
+def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for :attr:`TrainerConfig.amp` on ``device``, or None for full fp32."""
+    if amp is False:
+        return None
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16  # same range as fp32: no loss scaling needed
+        return torch.float16 if amp else None  # fp16 needs a GradScaler: only when asked for
+    # CPU autocast exists (bf16) but is slower than fp32 on most CPUs, so "auto" leaves it off.
+    return torch.bfloat16 if amp else None
+
 
 class CurriculumTrainer:
     """Trains a two-headed age/gender model over a :class:`~agecurriculum.schedule.TrainingSchedule`.
+
+    In a distributed run (:func:`~agecurriculum.train.distributed.init_distributed` called before building it),
+    every rank builds the same trainer; the model and loss are wrapped in DistributedDataParallel.
 
     Args:
         model: any ``nn.Module`` whose forward returns ``(age_logits, gender_logits)``, such as
@@ -101,7 +176,15 @@ class CurriculumTrainer:
         loss: a :class:`~agecurriculum.losses.MultiTaskLoss`; defaults to :class:`UncertaintyLoss`.
         optimizer: defaults to AdamW over the model's and the loss's parameters.
         config: a :class:`TrainerConfig`.
-        callbacks: callables invoked with each :class:`EpochRecord`.
+        callbacks: callables invoked with each :class:`EpochRecord` (on rank 0).
+        run_dir: folder for ``checkpoint.pt`` (after every epoch) and ``best.pt``; None writes nothing. In a
+            distributed run it must be shared by all ranks for a resume; only rank 0 writes.
+
+    Attributes:
+        model: the model (never the DDP wrapper).
+        position: the next epoch to run.
+        global_epoch: epochs completed so far.
+        history: one :class:`EpochRecord` per completed epoch.
     """
 
     def __init__(
@@ -114,140 +197,359 @@ class CurriculumTrainer:
         optimizer: torch.optim.Optimizer | None = None,
         config: TrainerConfig | None = None,
         callbacks: Sequence[Callable[[EpochRecord], None]] = (),
+        run_dir: str | Path | None = None,
     ) -> None:
         missing = [name for name in schedule.datasets if name not in train_sets]
         if missing:
             raise ValueError(f"the schedule names datasets with no training set: {missing}")
         self.config = config or TrainerConfig()
-        self.device = torch.device(self.config.device)
+        self.rank, self.world_size = ddp.get_rank(), ddp.get_world_size()
+        self.device = self._pick_device()
         self.model = model.to(self.device)
         self.loss_fn = (loss or UncertaintyLoss()).to(self.device)
         self.schedule = schedule
         self.train_sets = dict(train_sets)
         self.val_sets = dict(val_sets or {})
-        if optimizer is None:
-            # Frozen parameters are included too: AdamW skips them while they get no gradient, and they train
-            # as soon as the backbone is unfrozen, without building a new optimizer.
-            groups = [{"params": list(self.model.parameters())}]
-            loss_params = list(self.loss_fn.parameters())
-            if loss_params:  # the task log-variances are not weights to shrink
-                groups.append({"params": loss_params, "weight_decay": 0.0})
-            optimizer = torch.optim.AdamW(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
-        self.optimizer = optimizer
+        self.optimizer = optimizer or self._default_optimizer()
         self.lr_scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=self.config.plateau_factor, patience=self.config.plateau_patience
         )
+        self.amp_dtype = resolve_amp(self.config.amp, self.device)
+        # Loss scaling only for fp16, whose small range underflows gradients; a disabled scaler is a pass-through.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self._train_module: nn.Module = _ModelWithLoss(self.model, self.loss_fn)
+        if self.world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._train_module = DistributedDataParallel(self._train_module, device_ids=device_ids)
         self.callbacks = list(callbacks)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.position = SchedulePosition()
         self.global_epoch = 0
         self.history: list[EpochRecord] = []
+        self._best_val, self._stale_epochs = math.inf, 0  # early stopping of the current (stage, dataset)
+        self._views: tuple[tuple[int, str], FilteredDataset, FilteredDataset | None] | None = None
+
+    def _pick_device(self) -> torch.device:
+        device = torch.device(self.config.device)
+        if device.type == "cuda" and device.index is None and self.world_size > 1:
+            # One GPU per process: torchrun's LOCAL_RANK picks it (init_distributed made it the current one).
+            device = torch.device("cuda", torch.cuda.current_device())
+        return device
+
+    @property
+    def _cuda_device(self) -> torch.device | str:
+        # The CUDA generator that dropout on this trainer's device draws from ("cuda": the current one).
+        return self.device if self.device.type == "cuda" else "cuda"
+
+    def _default_optimizer(self) -> torch.optim.Optimizer:
+        # Frozen parameters are included too: AdamW skips them while they get no gradient, and they train
+        # as soon as the backbone is unfrozen, without building a new optimizer.
+        groups = [{"params": list(self.model.parameters())}]
+        loss_params = list(self.loss_fn.parameters())
+        if loss_params:  # the task log-variances are not weights to shrink
+            groups.append({"params": loss_params, "weight_decay": 0.0})
+        return torch.optim.AdamW(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    # ----------------------------------------------------------------------------------------- one epoch, one set
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        sampler = None
-        if shuffle:
-            # The order depends only on (seed, global epoch): repeatable runs, and the same on every DDP rank.
-            generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.global_epoch)
-            sampler = RandomSampler(dataset, generator=generator)
+        if not shuffle:
+            shard = self._shard(dataset)
+            return DataLoader(shard, batch_size=self.config.batch_size, num_workers=self.config.num_workers)
+        # The order depends only on (seed, global epoch): repeatable runs, and the same permutation on every rank;
+        # rank r takes positions r::world of it, padded so that every rank runs the same number of steps.
+        sampler = DistributedSampler(
+            dataset, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=self.config.seed * 1_000_003
+        )
+        sampler.set_epoch(self.global_epoch)
         return DataLoader(
             dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.num_workers
         )
 
+    def _shard(self, dataset: Dataset) -> Dataset:
+        # Evaluation needs every item exactly once over all ranks (no padding), not equal shares.
+        if self.world_size == 1:
+            return dataset
+        return Subset(dataset, range(self.rank, len(dataset), self.world_size))  # type: ignore[arg-type]
+
     def _to_device(self, batch: Iterable[torch.Tensor]) -> list[torch.Tensor]:
         return [t.to(self.device, non_blocking=True) for t in batch]
 
-    def train_one_epoch(self, dataset: Dataset) -> tuple[float, float, float, int]:
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _train_step(self, batch: Sequence[torch.Tensor], step: int) -> tuple[LossParts, int]:
+        images, age_target, gender_target = self._to_device(batch)
+        with self._autocast():
+            parts = self._train_module(images, age_target, gender_target)
+        if not torch.isfinite(parts.total):
+            raise FloatingPointError(f"training loss became {parts.total.item()} at step {step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(parts.total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return parts, images.shape[0]
+
+    def train_one_epoch(self, dataset: Dataset, desc: str | None = None) -> tuple[float, float, float, int]:
         """Trains one pass over ``dataset`` (or ``config.max_steps_per_epoch`` batches of it).
+
+        In a distributed run each rank trains on its share and the returned numbers cover all ranks.
+
+        Args:
+            dataset: items ``(image, age_bin, gender)``.
+            desc: label of the progress bar (shown when ``config.progress``).
 
         Returns:
             ``(mean total loss, mean age CE, mean gender CE, images seen)``, means taken per image.
         """
-        self.model.train()
-        sums = torch.zeros(3, dtype=torch.float64)
-        seen = 0
-        for step, batch in enumerate(self._loader(dataset, shuffle=True)):
-            if self.config.max_steps_per_epoch is not None and step >= self.config.max_steps_per_epoch:
-                break
-            images, age_target, gender_target = self._to_device(batch)
-            age_logits, gender_logits = self.model(images)
-            parts = self.loss_fn(age_logits, gender_logits, age_target, gender_target)
-            if not torch.isfinite(parts.total):
-                raise FloatingPointError(f"training loss became {parts.total.item()} at step {step}")
-            self.optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
-            self.optimizer.step()
-            n = images.shape[0]
-            sums += torch.tensor([parts.total.item(), parts.age.item(), parts.gender.item()], dtype=torch.float64) * n
-            seen += n
-        means = (sums / max(seen, 1)).tolist()
+        self._train_module.train()  # the model, the loss and the DDP wrapper
+        loader = self._loader(dataset, shuffle=True)
+        cap = self.config.max_steps_per_epoch
+        steps = len(loader) if cap is None else min(len(loader), cap)
+        sums = torch.zeros(4, dtype=torch.float64)  # total, age and gender loss times images; images
+        start = time.perf_counter()
+        with self._progress_bar(steps, desc) as bar:
+            for step, batch in enumerate(itertools.islice(loader, steps)):
+                parts, n = self._train_step(batch, step)
+                losses = [parts.total.item(), parts.age.item(), parts.gender.item()]
+                sums += torch.tensor([*losses, 1.0], dtype=torch.float64) * n
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[0]:.4f}", img_s=f"{sums[3].item() / (time.perf_counter() - start):.0f}",
+                                refresh=False)
+        sums = ddp.all_reduce_sum(sums)
+        seen = int(sums[3].item())
+        means = (sums[:3] / max(seen, 1)).tolist()
         return means[0], means[1], means[2], seen
+
+    def _progress_bar(self, steps: int, desc: str | None) -> tqdm:
+        return tqdm(total=steps, desc=desc, unit="step", leave=False, dynamic_ncols=True,
+                    disable=not (self.config.progress and self.rank == 0))
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset) -> EvalResult:
-        """Loss and accuracies of the model on ``dataset`` (eval mode, no gradient)."""
+        """Loss and accuracies of the model on ``dataset`` (eval mode, no gradient).
+
+        In a distributed run every rank must call it: each evaluates its share and the sums are added up.
+        """
         self.model.eval()
-        loss_sum, age_right, gender_right, gender_known, seen = 0.0, 0, 0, 0, 0
+        sums = torch.zeros(5, dtype=torch.float64)  # loss times images, age right, gender right, gender known, images
         for batch in self._loader(dataset, shuffle=False):
             images, age_target, gender_target = self._to_device(batch)
-            age_logits, gender_logits = self.model(images)
-            loss_sum += self.loss_fn(age_logits, gender_logits, age_target, gender_target).total.item() * len(images)
-            age_right += int((age_logits.argmax(1) == age_target).sum())
+            with self._autocast():
+                age_logits, gender_logits = self.model(images)
+                loss = self.loss_fn(age_logits, gender_logits, age_target, gender_target).total
             known = gender_target != self.loss_fn.ignore_index
-            gender_right += int((gender_logits.argmax(1) == gender_target)[known].sum())
-            gender_known += int(known.sum())
-            seen += len(images)
+            sums += torch.tensor([
+                loss.item() * len(images),
+                int((age_logits.argmax(1) == age_target).sum()),
+                int((gender_logits.argmax(1) == gender_target)[known].sum()),
+                int(known.sum()),
+                len(images),
+            ], dtype=torch.float64)
+        loss_sum, age_right, gender_right, gender_known, seen = ddp.all_reduce_sum(sums).tolist()
         return EvalResult(
             loss=loss_sum / seen if seen else math.nan,
             age_accuracy=age_right / seen if seen else math.nan,
             gender_accuracy=gender_right / gender_known if gender_known else math.nan,
-            images=seen,
+            images=int(seen),
         )
 
-    def fit(self) -> list[EpochRecord]:
-        """Runs the whole schedule (Algorithm 1) and returns one record per epoch."""
-        for stage_index, stage in enumerate(self.schedule):
-            for name in stage.datasets:
-                train_view = FilteredDataset(self.train_sets[name], stage.bins)
-                val_view = FilteredDataset(self.val_sets[name], stage.bins) if name in self.val_sets else None
-                self._train_dataset_in_stage(stage_index, name, stage.epochs, train_view, val_view)
+    # ----------------------------------------------------------------------------------------- the curriculum
+
+    def fit(self, resume: bool = False) -> list[EpochRecord]:
+        """Runs the schedule (Algorithm 1) from :attr:`position` to its end and returns one record per epoch.
+
+        Args:
+            resume: first load ``run_dir/checkpoint.pt`` if it exists (a fresh run starts when it does not), and
+                go on with the epoch after the last one it completed.
+
+        Raises:
+            ValueError: ``resume`` without a ``run_dir``.
+            CheckpointError: the checkpoint is corrupt, or from a run with another config, schedule or data.
+        """
+        if resume:
+            if self.run_dir is None:
+                raise ValueError("fit(resume=True) needs the trainer's run_dir")
+            if (self.run_dir / "checkpoint.pt").is_file():
+                self.load_checkpoint()
+        while self.position.stage < len(self.schedule):
+            self._run_next_epoch()
         return self.history
 
-    def _train_dataset_in_stage(
-        self, stage_index: int, name: str, epochs: int, train_view: FilteredDataset, val_view: FilteredDataset | None
-    ) -> None:
-        best_val, stale_epochs = math.inf, 0
+    def _run_next_epoch(self) -> None:
+        pos = self.position
+        stage = self.schedule[pos.stage]
+        name = stage.datasets[pos.dataset_index]
+        train_view, val_view = self._stage_views(pos.stage, name)
         set_epoch = getattr(self.train_sets[name], "set_epoch", None)
-        for epoch in range(epochs):
-            if set_epoch is not None:  # e.g. BalancedDataset: fresh augmented copies every epoch, still seeded
-                set_epoch(self.global_epoch)
-            lr = self.optimizer.param_groups[0]["lr"]
-            start = time.perf_counter()
-            loss, age_loss, gender_loss, seen = self.train_one_epoch(train_view)
-            seconds = time.perf_counter() - start
-            val = self.evaluate(val_view) if val_view is not None and len(val_view) else None
-            record = EpochRecord(
-                stage=stage_index,
-                dataset=name,
-                epoch=epoch,
-                global_epoch=self.global_epoch,
-                train_loss=loss,
-                train_age_loss=age_loss,
-                train_gender_loss=gender_loss,
-                images=seen,
-                seconds=seconds,
-                lr=lr,
-                task_weights=self.loss_fn.task_weights(),
-                val=val,
-            )
-            self.global_epoch += 1
-            self.history.append(record)
+        if set_epoch is not None:  # e.g. BalancedDataset: fresh augmented copies every epoch, still seeded
+            set_epoch(self.global_epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        start = time.perf_counter()
+        desc = f"stage {pos.stage} {name} epoch {pos.epoch}"
+        loss, age_loss, gender_loss, seen = self.train_one_epoch(train_view, desc=desc)
+        seconds = time.perf_counter() - start
+        val = self.evaluate(val_view) if val_view is not None and len(val_view) else None
+        record = EpochRecord(
+            stage=pos.stage, dataset=name, epoch=pos.epoch, global_epoch=self.global_epoch, train_loss=loss,
+            train_age_loss=age_loss, train_gender_loss=gender_loss, images=seen, seconds=seconds, lr=lr,
+            task_weights=self.loss_fn.task_weights(), val=val,
+        )
+        self.global_epoch += 1
+        self.history.append(record)
+        improved, stop = self._update_plateau_and_early_stopping(val)
+        self._advance(stop or pos.epoch + 1 >= stage.epochs)
+        self._end_epoch(record, improved)
+
+    def _stage_views(self, stage_index: int, name: str) -> tuple[FilteredDataset, FilteredDataset | None]:
+        # Built once per (stage, dataset): filtering reads every item's bin.
+        key = (stage_index, name)
+        if self._views is None or self._views[0] != key:
+            bins = self.schedule[stage_index].bins
+            val_view = FilteredDataset(self.val_sets[name], bins) if name in self.val_sets else None
+            self._views = (key, FilteredDataset(self.train_sets[name], bins), val_view)
+        return self._views[1], self._views[2]
+
+    def _update_plateau_and_early_stopping(self, val: EvalResult | None) -> tuple[bool, bool]:
+        """Steps the LR plateau; returns ``(val loss improved, early stop now)``."""
+        if val is None:
+            return False, False
+        self.lr_scheduler.step(val.loss)
+        improved = val.loss < self._best_val
+        if improved:
+            self._best_val, self._stale_epochs = val.loss, 0
+        else:
+            self._stale_epochs += 1
+        patience = self.config.early_stopping_patience
+        return improved, patience is not None and self._stale_epochs >= patience
+
+    def _advance(self, dataset_done: bool) -> None:
+        pos = self.position
+        if not dataset_done:
+            pos.epoch += 1
+            return
+        pos.epoch, pos.dataset_index = 0, pos.dataset_index + 1
+        self._best_val, self._stale_epochs = math.inf, 0
+        if pos.dataset_index >= len(self.schedule[pos.stage].datasets):
+            pos.stage, pos.dataset_index = pos.stage + 1, 0
+
+    def _end_epoch(self, record: EpochRecord, improved: bool) -> None:
+        rng = ckpt.capture_rng_state(self._cuda_device)
+        rng_all = ddp.all_gather_object(rng)  # every rank's generators, so each resumes its own stream
+        if self.rank == 0:
+            if self.run_dir is not None:
+                state = self.state_dict(rng_all)
+                ckpt.save_checkpoint(state, self.run_dir / "checkpoint.pt")
+                if improved:
+                    ckpt.save_checkpoint(state, self.run_dir / "best.pt")
             for callback in self.callbacks:
                 callback(record)
-            if val is None:
-                continue
-            self.lr_scheduler.step(val.loss)
-            if val.loss < best_val:
-                best_val, stale_epochs = val.loss, 0
-            else:
-                stale_epochs += 1
-            patience = self.config.early_stopping_patience
-            if patience is not None and stale_epochs >= patience:
-                break
+        # Whatever the callbacks drew, training goes on as if they had not run.
+        ckpt.restore_rng_state(rng, self._cuda_device)
+
+    # ----------------------------------------------------------------------------------------- checkpoints
+
+    def _schedule_state(self) -> dict[str, Any]:
+        return {"stages": self.schedule.to_dicts(), "num_bins": self.schedule.num_bins,
+                "datasets": list(self.schedule.datasets)}
+
+    def state_dict(self, rng: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything needed to continue this run: the checkpoint dict (see :mod:`agecurriculum.train.checkpoint`).
+
+        Args:
+            rng: one :func:`~agecurriculum.train.checkpoint.capture_rng_state` per rank; default this process's.
+        """
+        from agecurriculum import __version__  # here, not at the top: agecurriculum imports this module
+
+        return {
+            "format": ckpt.CHECKPOINT_FORMAT,
+            "version": ckpt.CHECKPOINT_VERSION,
+            "library_version": __version__,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "loss_fn": self.loss_fn.state_dict(),
+            "position": {**asdict(self.position), "global_epoch": self.global_epoch},
+            "early_stopping": {"best_val": self._best_val, "stale_epochs": self._stale_epochs},
+            "history": [asdict(record) for record in self.history],
+            "rng": list(rng) if rng is not None else [ckpt.capture_rng_state(self._cuda_device)],
+            "config": asdict(self.config),
+            "schedule": self._schedule_state(),
+            "dataset_sizes": {name: len(data) for name, data in self.train_sets.items()},  # type: ignore[arg-type]
+            "world_size": self.world_size,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], source: str = "checkpoint") -> None:
+        """Restores a :meth:`state_dict`, after checking it comes from the same run.
+
+        Args:
+            state: a checkpoint dict.
+            source: how to name it in errors (the file path).
+
+        Raises:
+            CheckpointError: its config (apart from device, workers, progress), schedule or training-set sizes
+                differ from this trainer's, or its model state does not fit the model.
+        """
+        self._check_same_run(state, source)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.loss_fn.load_state_dict(state["loss_fn"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ckpt.CheckpointError(f"{source}: does not fit this model/optimizer: {e}") from e
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        position = dict(state["position"])
+        self.global_epoch = int(position.pop("global_epoch"))
+        self.position = SchedulePosition(**position)
+        self._best_val = float(state["early_stopping"]["best_val"])
+        self._stale_epochs = int(state["early_stopping"]["stale_epochs"])
+        self.history = [EpochRecord.from_state(row) for row in state["history"]]
+        self._restore_rng(state["rng"], source)
+
+    def _restore_rng(self, rng: Sequence[Mapping[str, Any]], source: str) -> None:
+        if len(rng) != self.world_size:
+            warnings.warn(f"{source} was written by {len(rng)} process(es), this run has {self.world_size}: "
+                          "every rank takes rank 0's random state, so the run is not bit-identical", stacklevel=3)
+        ckpt.restore_rng_state(rng[self.rank] if len(rng) == self.world_size else rng[0], self._cuda_device)
+
+    def _check_same_run(self, state: Mapping[str, Any], source: str) -> None:
+        problems = []
+        saved, current = state["config"], asdict(self.config)
+        for key in sorted(set(saved) | set(current)):
+            if key not in _RUNTIME_ONLY_FIELDS and saved.get(key) != current.get(key):
+                problems.append(f"config.{key} is {saved.get(key)!r} there, {current.get(key)!r} here")
+        if state["schedule"] != self._schedule_state():
+            problems.append(f"schedule is {state['schedule']} there, {self._schedule_state()} here")
+        sizes = {name: len(data) for name, data in self.train_sets.items()}  # type: ignore[arg-type]
+        if state.get("dataset_sizes", sizes) != sizes:
+            problems.append(f"training-set sizes are {state['dataset_sizes']} there, {sizes} here")
+        if problems:
+            raise ckpt.CheckpointError(f"{source} belongs to a different run: " + "; ".join(problems))
+
+    def _checkpoint_path(self, path: str | Path | None) -> Path:
+        if path is not None:
+            return Path(path)
+        if self.run_dir is None:
+            raise ValueError("no checkpoint path given and the trainer has no run_dir")
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Writes :meth:`state_dict` atomically to ``path`` (default ``run_dir/checkpoint.pt``); returns the path."""
+        path = self._checkpoint_path(path)
+        ckpt.save_checkpoint(self.state_dict(), path)
+        return path
+
+    def load_checkpoint(self, path: str | Path | None = None) -> None:
+        """Restores the trainer from ``path`` (default ``run_dir/checkpoint.pt``); :meth:`fit` then goes on from there.
+
+        Raises:
+            FileNotFoundError: no such file (named in the message).
+            CheckpointError: a corrupt file, or one from a different run (named in the message).
+        """
+        path = self._checkpoint_path(path)
+        self.load_state_dict(ckpt.load_checkpoint(path), source=str(path))

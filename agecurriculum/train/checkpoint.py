@@ -1,0 +1,256 @@
+"""Training checkpoints that lose nothing, and released weights.
+
+**Training checkpoints.** :class:`~agecurriculum.train.CurriculumTrainer` writes ``run_dir/checkpoint.pt`` after
+every epoch with :func:`save_checkpoint` (atomically: a kill at any moment leaves the previous file or the new one,
+never half of one) and reads it back with :func:`load_checkpoint`. It is one plain dict, as in the torchvision
+references; see :meth:`CurriculumTrainer.state_dict` for what each key holds::
+
+    format, version, library_version    # "agecurriculum-checkpoint", CHECKPOINT_VERSION, agecurriculum.__version__
+    model, optimizer, lr_scheduler, scaler, loss_fn                     # state dicts (model unwrapped from DDP)
+    position        # the NEXT epoch to run: {"stage", "dataset_index", "epoch", "global_epoch"}
+    early_stopping  # {"best_val", "stale_epochs"} of the current (stage, dataset)
+    history         # [dataclasses.asdict(EpochRecord), ...]
+    rng             # one capture_rng_state() per rank: {"torch", "cuda" (its device's, or None), "numpy", "python"}
+    config, schedule, dataset_sizes, world_size   # what the run was; resuming checks them
+
+It loads with ``torch.load(path, weights_only=True)``: no pickled code, so opening a checkpoint runs nothing.
+
+**Released weights.** :func:`save_release` writes a folder holding ``model.safetensors`` and ``config.json`` (the
+model's constructor arguments, the age bins, the preprocessing the model expects, the library version);
+:func:`load_release` rebuilds the :class:`~agecurriculum.model.DualClassifier` from it, ready for inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import nn
+
+from agecurriculum.bins import AgeBins
+from agecurriculum.model import DualClassifier
+from agecurriculum.train.distributed import unwrap_model
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "atomic_write",
+    "save_checkpoint",
+    "load_checkpoint",
+    "capture_rng_state",
+    "restore_rng_state",
+    "save_release",
+    "load_release",
+]
+
+CHECKPOINT_FORMAT = "agecurriculum-checkpoint"
+CHECKPOINT_VERSION = 1  # bump when a key changes meaning; load_checkpoint refuses other versions
+RELEASE_FORMAT = "agecurriculum-release"
+RELEASE_WEIGHTS = "model.safetensors"
+RELEASE_CONFIG = "config.json"
+_REQUIRED_KEYS = frozenset(
+    {"model", "optimizer", "lr_scheduler", "loss_fn", "position", "early_stopping", "history", "rng", "config",
+     "schedule"}
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable, or does not belong to the run that tries to resume from it."""
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Writes a file so that readers, and a process killed at any moment, see the old content or the new, never a mix.
+
+    ``write(f)`` fills a temporary file in the same folder, which is flushed, fsynced and renamed over ``path``
+    (``os.replace`` is atomic within one file system). On failure the temporary file is removed and ``path`` is
+    left as it was.
+
+    Args:
+        path: the file to (re)write; its folder is created if needed.
+        write: writes the content to the binary file object it is given.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())  # the data must be on disk before the rename makes it the real file
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # Persists the rename itself across a power cut; not every platform can open a folder (Windows), which is fine.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> None:
+    """Writes a checkpoint dict to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(dict(checkpoint), f))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Reads a training checkpoint onto the CPU and checks its format.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message names it).
+        CheckpointError: the file is truncated, corrupt, of another format or version, or lacks a key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        # weights_only: a checkpoint is data; loading one must never run pickled code.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated/garbled zip files and pickles
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {e}") from e
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an agecurriculum training checkpoint")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {checkpoint.get('version')!r}, this library reads {CHECKPOINT_VERSION}"
+        )
+    missing = sorted(_REQUIRED_KEYS - set(checkpoint))
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks the key(s) {missing}")
+    return checkpoint
+
+
+def capture_rng_state(cuda_device: torch.device | str = "cuda") -> dict[str, Any]:
+    """The state of every random generator training draws from: torch (CPU and CUDA), numpy, Python's ``random``.
+
+    Args:
+        cuda_device: the CUDA device whose generator to keep (default the current one); its state is taken only
+            once CUDA is in use, so a CPU run never initialises CUDA here.
+    """
+    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(cuda_device) if torch.cuda.is_initialized() else None,
+        # Plain ints, not an ndarray, so that weights_only loading accepts it.
+        "numpy": (name, keys.tolist(), pos, has_gauss, gauss),
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: Mapping[str, Any], cuda_device: torch.device | str = "cuda") -> None:
+    """Puts back a :func:`capture_rng_state` result (the CUDA part into ``cuda_device``'s generator)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"], cuda_device)
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def save_release(
+    model: nn.Module,
+    path_dir: str | Path,
+    bins: AgeBins,
+    preprocessing: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes trained weights for inference: ``path_dir/model.safetensors`` and ``path_dir/config.json``.
+
+    Both files are written atomically; write each release to its own folder so that the pair always matches.
+
+    Args:
+        model: a :class:`~agecurriculum.model.DualClassifier` (or a DDP wrapper of one).
+        path_dir: the release folder, created if needed.
+        bins: the age bins the age head predicts.
+        preprocessing: what an input image must go through, e.g. ``{"image_size": 224, "mean": [...],
+            "std": [...], "alignment": {...}}``; JSON-able.
+        extra: anything else to keep (training data, metrics, licence); JSON-able.
+
+    Returns:
+        ``path_dir`` as a Path.
+
+    Raises:
+        TypeError: the model has no ``config()``.
+        ValueError: the model's age classes differ from ``len(bins)``, or ``preprocessing``/``extra`` is not JSON-able.
+    """
+    from agecurriculum import __version__  # here, not at the top: agecurriculum imports this module
+
+    model = unwrap_model(model)
+    if not callable(getattr(model, "config", None)):
+        raise TypeError(f"{type(model).__name__} has no config(); save_release needs a DualClassifier")
+    model_config = model.config()
+    if model_config.get("age_classes", len(bins)) != len(bins):
+        raise ValueError(f"the model predicts {model_config['age_classes']} age classes but bins has {len(bins)}")
+    config = {
+        "format": RELEASE_FORMAT,
+        "library_version": __version__,
+        "model": model_config,
+        "age_bins": bins.to_dict(),
+        "age_labels": bins.labels(),
+        "preprocessing": dict(preprocessing),
+        "extra": dict(extra or {}),
+    }
+    try:
+        text = json.dumps(config, indent=2, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"release config must be JSON-able (check preprocessing and extra): {e}") from e
+    # Own copies: safetensors refuses tensors that share storage, which some state dicts hand out.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    path_dir = Path(path_dir)
+    atomic_write(path_dir / RELEASE_WEIGHTS, lambda f: f.write(safetensors.torch.save(tensors, {"format": "pt"})))
+    atomic_write(path_dir / RELEASE_CONFIG, lambda f: f.write(text.encode("utf-8")))
+    return path_dir
+
+
+def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier, dict[str, Any]]:
+    """Rebuilds a released model in eval mode, on the CPU.
+
+    Args:
+        path_dir: a folder written by :func:`save_release`.
+        **overrides: constructor arguments for :meth:`DualClassifier.from_config`, e.g. ``backbone=module`` for a
+            model saved with a custom backbone.
+
+    Returns:
+        ``(model, config)`` with ``config`` the parsed ``config.json`` (``AgeBins.from_dict(config["age_bins"])``
+        gives the bins back).
+
+    Raises:
+        FileNotFoundError: a release file is missing (the message names it).
+        ValueError: a file is unreadable or does not fit the model; the message names it.
+    """
+    path_dir = Path(path_dir)
+    config_path, weights_path = path_dir / RELEASE_CONFIG, path_dir / RELEASE_WEIGHTS
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"release file not found: {path}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config_path}: not valid JSON: {e}") from e
+    if not isinstance(config, dict) or config.get("format") != RELEASE_FORMAT or "model" not in config:
+        raise ValueError(f"{config_path}: not an agecurriculum release config")
+    # The weights come from the release: never download or read the backbone's original ones.
+    model = DualClassifier.from_config(config["model"], **{"pretrained": False, "weights_path": None, **overrides})
+    try:
+        model.load_state_dict(safetensors.torch.load_file(weights_path))
+    except Exception as e:  # safetensors' own error for a corrupt file; RuntimeError for mismatched keys/shapes
+        raise ValueError(f"{weights_path}: cannot load the weights into the model of {config_path}: {e}") from e
+    return model.eval(), config

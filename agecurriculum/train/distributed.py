@@ -1,0 +1,127 @@
+"""Data-parallel training with plain PyTorch DistributedDataParallel, launched by ``torchrun``.
+
+One process per device; ``torchrun`` starts them and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``
+and ``MASTER_PORT`` for each::
+
+    torchrun --nproc_per_node 4 train.py          # train.py calls init_distributed() before building the trainer
+
+:func:`init_distributed` joins the process group (NCCL on CUDA, Gloo on the CPU). Without those variables, as under
+a plain ``python train.py``, it does nothing and every helper here reports rank 0 of 1, so one script serves both.
+:class:`~agecurriculum.train.CurriculumTrainer` reads the rank and world size when it is built: it wraps the model
+in DDP, gives each rank its share of every epoch, averages the validation metrics over all ranks, and lets only
+rank 0 write checkpoints and call callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+__all__ = [
+    "DistributedInfo",
+    "init_distributed",
+    "destroy_distributed",
+    "is_distributed",
+    "get_rank",
+    "get_world_size",
+    "is_main_process",
+    "all_reduce_sum",
+    "all_gather_object",
+    "unwrap_model",
+]
+
+
+@dataclass(frozen=True)
+class DistributedInfo:
+    """This process's place in a distributed run."""
+
+    rank: int  # index of this process among all processes, from 0
+    world_size: int  # number of processes
+    local_rank: int  # index of this process on its machine: the GPU it uses
+
+
+def _env_int(name: str, default: int | None = None) -> int:
+    value = os.environ.get(name)
+    if value is None and default is not None:
+        return default
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def init_distributed(backend: str | None = None) -> DistributedInfo:
+    """Joins the process group described by torchrun's environment variables; a no-op without them.
+
+    Args:
+        backend: ``"nccl"`` or ``"gloo"``; by default NCCL when CUDA is available, else Gloo.
+
+    Returns:
+        This process's rank, world size and local rank (``0, 1, 0`` when not launched by torchrun).
+    """
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistributedInfo(0, 1, 0)
+    info = DistributedInfo(_env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK", 0))
+    if not dist.is_initialized():
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":
+            torch.cuda.set_device(info.local_rank)  # NCCL collectives run on the current device
+        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+    return info
+
+
+def destroy_distributed() -> None:
+    """Leaves the process group, if one was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_distributed() -> bool:
+    """Whether this process is one of several in an initialised process group."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    """This process's rank (0 when not distributed)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    """The number of processes (1 when not distributed)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0, the process that writes files and logs."""
+    return get_rank() == 0
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of ``tensor`` over all ranks (``tensor`` itself when not distributed)."""
+    if not is_distributed():
+        return tensor
+    # NCCL reduces only CUDA tensors; Gloo handles CPU ones.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    total = tensor.detach().to(device, copy=True)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.to(tensor.device)
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` when not distributed)."""
+    if not is_distributed():
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (``model`` itself otherwise)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model

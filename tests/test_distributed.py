@@ -1,0 +1,86 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule
+from agecurriculum.train import CurriculumTrainer, TrainerConfig
+from agecurriculum.train import distributed as ddp
+from test_trainer import TinyDual, learnable_dataset
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def build_trainer(run_dir, batch_size, callbacks=()):
+    """2 epochs of 64 images: with 2 ranks of 8 images a step, each step sees the same 16 images as one process
+    with batches of 16 (rank r takes positions r::2 of the epoch's permutation), so the runs must agree."""
+    torch.manual_seed(0)
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=2)])
+    cfg = TrainerConfig(batch_size=batch_size, lr=1e-2, seed=3, early_stopping_patience=None)
+    return CurriculumTrainer(TinyDual(), schedule, {"a": learnable_dataset(64, 1)}, {"a": learnable_dataset(37, 2)},
+                             config=cfg, callbacks=list(callbacks), run_dir=run_dir)
+
+
+RANK_SCRIPT = """
+import sys
+import torch
+sys.path.insert(0, {tests_dir!r})
+from agecurriculum.train import distributed as ddp
+from test_distributed import build_trainer
+
+info = ddp.init_distributed()
+assert ddp.is_distributed() and info.world_size == 2 and ddp.get_rank() == info.rank
+out = {out!r}
+calls = []
+trainer = build_trainer(f"{{out}}/run{{info.rank}}", batch_size=8, callbacks=[calls.append])
+history = trainer.fit()
+result = {{"model": trainer.model.state_dict(), "loss": trainer.loss_fn.state_dict(), "calls": len(calls),
+          "val": [r.val.loss for r in history], "images": [r.images for r in history]}}
+torch.save(result, f"{{out}}/rank{{info.rank}}.pt")
+ddp.destroy_distributed()
+"""
+
+
+def test_two_gloo_ranks_agree_with_each_other_and_with_one_process(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT.format(tests_dir=str(TESTS_DIR), out=str(tmp_path)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+
+    # DDP averaged every gradient, the loss's log-variances included: the ranks hold the very same weights.
+    for key in ("model", "loss"):
+        assert all(torch.equal(rank0[key][k], rank1[key][k]) for k in rank0[key])
+    # Only rank 0 wrote a checkpoint and called the callbacks.
+    assert (tmp_path / "run0" / "checkpoint.pt").is_file() and not (tmp_path / "run1").exists()
+    assert (rank0["calls"], rank1["calls"]) == (2, 0)
+
+    single = build_trainer(None, batch_size=16)
+    history = single.fit()
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(rank0["model"][k], v, rtol=1e-4, atol=1e-5)
+    # Validation covers all 37 images once over both ranks (19 + 18), averaged by sums: the single-process numbers.
+    torch.testing.assert_close(torch.tensor(rank0["val"]), torch.tensor([r.val.loss for r in history]), rtol=1e-4,
+                               atol=1e-5)
+    assert rank0["val"] == rank1["val"] and rank0["images"] == [r.images for r in history] == [64, 64]
+
+
+def test_helpers_without_torchrun_are_single_process(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert ddp.init_distributed() == ddp.DistributedInfo(rank=0, world_size=1, local_rank=0)
+    assert not ddp.is_distributed() and ddp.is_main_process() and ddp.get_world_size() == 1
+    t = torch.arange(3.0)
+    assert ddp.all_reduce_sum(t) is t and ddp.all_gather_object("x") == ["x"]
+
+
+def test_bad_torchrun_variable_is_named(monkeypatch):
+    monkeypatch.setenv("RANK", "zero")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="RANK must be an integer, got 'zero'"):
+        ddp.init_distributed()
