@@ -11,7 +11,14 @@ Every building block is importable from here and works on its own in a user's tr
 
 __version__ = "0.1.0"
 
-from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS, AgeBinOptimizer, AgeBins, BinSolution, histogram_from_ages
+from agecurriculum.bins import (
+    ADIENCE_GROUPS,
+    PAPER_BINS,
+    AgeBinOptimizer,
+    AgeBins,
+    BinSolution,
+    histogram_from_ages,
+)
 from agecurriculum.data import (
     AlignConfig,
     FaceAligner,
@@ -23,8 +30,21 @@ from agecurriculum.data import (
     split_records,
 )
 from agecurriculum.data.sources import discover, load_csv
-from agecurriculum.losses import FixedWeightLoss, LossParts, MultiTaskLoss, SumLoss, UncertaintyLoss, create_loss
-from agecurriculum.model import DualClassifier, GenderConditionedHead, HeadOutput, create_backbone, list_backbones
+from agecurriculum.losses import (
+    FixedWeightLoss,
+    LossParts,
+    MultiTaskLoss,
+    SumLoss,
+    UncertaintyLoss,
+    create_loss,
+)
+from agecurriculum.model import (
+    DualClassifier,
+    GenderConditionedHead,
+    HeadOutput,
+    create_backbone,
+    list_backbones,
+)
 from agecurriculum.schedule import (
     DatasetStats,
     MultiDatasetSample,
@@ -34,7 +54,12 @@ from agecurriculum.schedule import (
     preset,
     score,
 )
-from agecurriculum.train import CurriculumTrainer, EpochRecord, EvalResult, TrainerConfig
+from agecurriculum.train import (
+    CurriculumTrainer,
+    EpochRecord,
+    EvalResult,
+    TrainerConfig,
+)
 
 __all__ = [
     "__version__",

@@ -8,11 +8,11 @@ resolved configuration is saved beside the run so that it can be repeated exactl
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import yaml
 
 from agecurriculum.train.trainer import TrainerConfig

@@ -29,7 +29,6 @@ import math
 import numbers
 import operator
 import os
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, overload
+
+from agecurriculum.fileio import atomic_write
 
 __all__ = [
     "INCREASING_SCORE", "MISSING_SCORE", "DATASET_SUBSEQUENCE", "NESTED_BINS", "COMPLETE_LAST_STAGE", "BIN_RANGE",
@@ -409,15 +410,7 @@ class TrainingSchedule(Sequence[MultiDatasetSample]):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_json` to ``path`` atomically (a killed run never leaves half a file)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json() + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, (self.to_json() + "\n").encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> TrainingSchedule:

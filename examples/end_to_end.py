@@ -20,8 +20,8 @@ import torch
 from agecurriculum import (
     AgeBinOptimizer,
     CurriculumTrainer,
-    ScheduleWarning,
     DualClassifier,
+    ScheduleWarning,
     TensorFaceDataset,
     TrainerConfig,
     UncertaintyLoss,

@@ -13,9 +13,19 @@ from efficientnet_pytorch import EfficientNet
 from torch import nn
 
 from agecurriculum.model import backbones as registry
-from agecurriculum.model import create_backbone, list_backbones, lite_weights_path, register_backbone
+from agecurriculum.model import (
+    create_backbone,
+    list_backbones,
+    lite_weights_path,
+    register_backbone,
+)
 from agecurriculum.model.backbones import IMAGENET_MEAN, IMAGENET_STD
-from agecurriculum.model.efficientnet_lite import LITE_MEAN, LITE_STD, Conv2dSame, EfficientNetLite
+from agecurriculum.model.efficientnet_lite import (
+    LITE_MEAN,
+    LITE_STD,
+    Conv2dSame,
+    EfficientNetLite,
+)
 
 LITES = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
 COFFEE_CLASSES = {967, 968, 504}  # espresso, cup, coffee mug

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_trainer import TinyDual, learnable_dataset, two_stage_schedule
 from torch import nn
 
 from agecurriculum.bins import PAPER_BINS, AgeBins
@@ -21,7 +22,6 @@ from agecurriculum.train import (
     load_release,
     save_release,
 )
-from test_trainer import TinyDual, learnable_dataset, two_stage_schedule
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from test_bins import (
+    brute_force,  # tests/ is on sys.path under pytest's default import mode
+)
 
 from agecurriculum.bins import ADIENCE_GROUPS
 from agecurriculum.cli.main import main
-from test_bins import brute_force  # tests/ is on sys.path under pytest's default import mode
 
 
 def write(tmp_path, data, name="ages.json"):

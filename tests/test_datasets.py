@@ -46,7 +46,12 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from agecurriculum.bins import PAPER_BINS, AgeBins  # noqa: E402
-from agecurriculum.data.datasets import IGNORE, FaceDataset, assign_age_bin, to_float_tensor  # noqa: E402
+from agecurriculum.data.datasets import (  # noqa: E402
+    IGNORE,
+    FaceDataset,
+    assign_age_bin,
+    to_float_tensor,
+)
 from agecurriculum.data.records import FaceRecord  # noqa: E402
 
 BINS = AgeBins.from_groups([(0, 2), (3, 6), (7, 14), (15, 100)])

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_trainer import TinyDual, learnable_dataset
 
 from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule
 from agecurriculum.train import CurriculumTrainer, TrainerConfig
 from agecurriculum.train import distributed as ddp
-from test_trainer import TinyDual, learnable_dataset
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -12,7 +12,12 @@ from PIL import Image
 from torch import nn
 
 from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS, AgeBins
-from agecurriculum.data.datasets import IGNORE, FaceDataset, FilteredDataset, TensorFaceDataset
+from agecurriculum.data.datasets import (
+    IGNORE,
+    FaceDataset,
+    FilteredDataset,
+    TensorFaceDataset,
+)
 from agecurriculum.data.records import FaceRecord
 from agecurriculum.evaluation import (
     SEVEN_GROUPS,

@@ -8,7 +8,13 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from agecurriculum.data.cache import NO_FACE, CachedCrops, CropCache, NoFaceError, preprocess
+from agecurriculum.data.cache import (
+    NO_FACE,
+    CachedCrops,
+    CropCache,
+    NoFaceError,
+    preprocess,
+)
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.images import ImageLoadError, load_image
 from agecurriculum.data.records import FaceRecord

@@ -4,7 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agecurriculum.losses import FixedWeightLoss, LossParts, SumLoss, UncertaintyLoss, create_loss
+from agecurriculum.losses import (
+    FixedWeightLoss,
+    LossParts,
+    SumLoss,
+    UncertaintyLoss,
+    create_loss,
+)
 
 
 @pytest.fixture

@@ -13,7 +13,12 @@ from PIL import Image
 import agecurriculum
 from agecurriculum.data import TensorFaceDataset
 from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule
-from agecurriculum.train import CurriculumTrainer, EpochRecord, EvalResult, TrainerConfig
+from agecurriculum.train import (
+    CurriculumTrainer,
+    EpochRecord,
+    EvalResult,
+    TrainerConfig,
+)
 from agecurriculum.train.run_logs import (
     METRICS_COLUMNS,
     CSVLogger,

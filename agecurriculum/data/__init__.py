@@ -9,8 +9,19 @@
 - :mod:`~agecurriculum.data.summary`, :mod:`~agecurriculum.data.plots`: counts, the bins over datasets, plots.
 """
 
-from agecurriculum.data.balance import BalancedDataset, BalancePlan, balance_plan, weighted_sampler
-from agecurriculum.data.cache import CachedCrops, CropCache, NoFaceError, PreprocessResult, preprocess
+from agecurriculum.data.balance import (
+    BalancedDataset,
+    BalancePlan,
+    balance_plan,
+    weighted_sampler,
+)
+from agecurriculum.data.cache import (
+    CachedCrops,
+    CropCache,
+    NoFaceError,
+    PreprocessResult,
+    preprocess,
+)
 from agecurriculum.data.datasets import (
     IGNORE,
     STRADDLE_RULES,
@@ -22,9 +33,20 @@ from agecurriculum.data.datasets import (
 )
 from agecurriculum.data.faces import AlignConfig, DetectedFace, FaceAligner
 from agecurriculum.data.images import ImageLoadError, load_image
-from agecurriculum.data.records import FEMALE, MALE, CleaningReport, FaceRecord, LoadResult
+from agecurriculum.data.records import (
+    FEMALE,
+    MALE,
+    CleaningReport,
+    FaceRecord,
+    LoadResult,
+)
 from agecurriculum.data.splits import Split, split_records
-from agecurriculum.data.summary import DataReport, age_distribution, build_data_report, fit_age_bins
+from agecurriculum.data.summary import (
+    DataReport,
+    age_distribution,
+    build_data_report,
+    fit_age_bins,
+)
 from agecurriculum.data.transforms import eval_transform, train_transform
 
 __all__ = [

@@ -16,7 +16,6 @@ import json
 import multiprocessing
 import os
 import signal
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from tqdm import tqdm
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.images import ImageLoadError, load_image, read_image_bytes
 from agecurriculum.data.records import FaceRecord
+from agecurriculum.fileio import atomic_write
 
 __all__ = [
     "CACHE_VERSION", "NO_FACE", "Mode", "NoFaceError", "CropCache", "PreprocessResult", "preprocess", "CachedCrops"
@@ -108,26 +108,15 @@ class CropCache:
         """Store a ``(H, W, 3)`` uint8 crop as PNG, atomically."""
         buf = io.BytesIO()
         Image.fromarray(np.asarray(crop, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)  # fast, lossless
-        self._write(self._path(key, ".png"), buf.getvalue())
+        atomic_write(self._path(key, ".png"), buf.getvalue(), durable=False)  # rebuildable: skip fsync cost
 
     def put_failure(self, key: str, reason: str = NO_FACE) -> None:
         """Remember that this image has no crop, so later runs skip it."""
-        self._write(self._path(key, ".noface"), reason.encode())
+        atomic_write(self._path(key, ".noface"), reason.encode(), durable=False)
 
     def __contains__(self, key: str) -> bool:
         return self.has_crop(key) or self._path(key, ".noface").is_file()
 
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)  # readers see the old state or the whole new file, never a part
-        except BaseException:  # including KeyboardInterrupt: leave no temporary file behind
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def _crop_of(

@@ -14,11 +14,23 @@ from pathlib import Path
 
 import numpy as np
 
-from agecurriculum.bins import ADIENCE_GROUPS, MAX_AGE, AgeBinOptimizer, AgeBins, BinSolution
+from agecurriculum.bins import (
+    ADIENCE_GROUPS,
+    MAX_AGE,
+    AgeBinOptimizer,
+    AgeBins,
+    BinSolution,
+)
 from agecurriculum.data.balance import BalancePlan, balance_plan
 from agecurriculum.data.datasets import IGNORE, assign_age_bin
 from agecurriculum.data.plots import plot_age_histograms, plot_counts_by_gender
-from agecurriculum.data.records import FEMALE, MALE, CleaningReport, FaceRecord, LoadResult
+from agecurriculum.data.records import (
+    FEMALE,
+    MALE,
+    CleaningReport,
+    FaceRecord,
+    LoadResult,
+)
 
 __all__ = [
     "GENDER_COLUMNS",

@@ -31,7 +31,13 @@ from agecurriculum.evaluation.protocols import (
     summarize_folds,
     year_to_group,
 )
-from agecurriculum.evaluation.report import PAPER_RESULTS, DatasetResult, EvaluationReport, build_report, write_report
+from agecurriculum.evaluation.report import (
+    PAPER_RESULTS,
+    DatasetResult,
+    EvaluationReport,
+    build_report,
+    write_report,
+)
 
 __all__ = [
     "Predictions",

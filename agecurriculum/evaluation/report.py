@@ -20,11 +20,11 @@ import numpy as np
 from agecurriculum.bins import AgeBins
 from agecurriculum.evaluation.metrics import (
     GENDER_LABELS,
-    format_number,
     breakdown,
     breakdown_markdown,
     compute_metrics,
     confusion_matrix,
+    format_number,
     plot_confusion,
     representative_ages,
 )

@@ -4,8 +4,8 @@ from agecurriculum.model.backbones import (
     Backbone,
     BackboneSpec,
     create_backbone,
-    lite_weights_path,
     list_backbones,
+    lite_weights_path,
     register_backbone,
 )
 from agecurriculum.model.classifier import DualClassifier

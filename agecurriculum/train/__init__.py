@@ -1,8 +1,20 @@
 """Training: the curriculum trainer, its checkpoints and released weights, and distributed helpers."""
 
-from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint, load_release, save_checkpoint, save_release
+from agecurriculum.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_release,
+    save_checkpoint,
+    save_release,
+)
 from agecurriculum.train.distributed import init_distributed, is_main_process
-from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord, EvalResult, SchedulePosition, TrainerConfig
+from agecurriculum.train.trainer import (
+    CurriculumTrainer,
+    EpochRecord,
+    EvalResult,
+    SchedulePosition,
+    TrainerConfig,
+)
 
 __all__ = [
     "CurriculumTrainer",

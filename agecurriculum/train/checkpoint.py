@@ -22,14 +22,11 @@ model's constructor arguments, the age bins, the preprocessing the model expects
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import safetensors.torch
@@ -37,6 +34,7 @@ import torch
 from torch import nn
 
 from agecurriculum.bins import AgeBins
+from agecurriculum.fileio import atomic_write
 from agecurriculum.model import DualClassifier
 from agecurriculum.train.distributed import unwrap_model
 
@@ -44,7 +42,6 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CheckpointError",
-    "atomic_write",
     "save_checkpoint",
     "load_checkpoint",
     "capture_rng_state",
@@ -66,43 +63,6 @@ _REQUIRED_KEYS = frozenset(
 
 class CheckpointError(ValueError):
     """A checkpoint file is unreadable, or does not belong to the run that tries to resume from it."""
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Writes a file so that readers, and a process killed at any moment, see the old content or the new, never a mix.
-
-    ``write(f)`` fills a temporary file in the same folder, which is flushed, fsynced and renamed over ``path``
-    (``os.replace`` is atomic within one file system). On failure the temporary file is removed and ``path`` is
-    left as it was.
-
-    Args:
-        path: the file to (re)write; its folder is created if needed.
-        write: writes the content to the binary file object it is given.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())  # the data must be on disk before the rename makes it the real file
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Persists the rename itself across a power cut; not every platform can open a folder (Windows), which is fine.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> None:
@@ -191,7 +151,9 @@ def save_release(
         TypeError: the model has no ``config()``.
         ValueError: the model's age classes differ from ``len(bins)``, or ``preprocessing``/``extra`` is not JSON-able.
     """
-    from agecurriculum import __version__  # here, not at the top: agecurriculum imports this module
+    from agecurriculum import (
+        __version__,  # here, not at the top: agecurriculum imports this module
+    )
 
     model = unwrap_model(model)
     if not callable(getattr(model, "config", None)):
@@ -215,8 +177,8 @@ def save_release(
     # Own copies: safetensors refuses tensors that share storage, which some state dicts hand out.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     path_dir = Path(path_dir)
-    atomic_write(path_dir / RELEASE_WEIGHTS, lambda f: f.write(safetensors.torch.save(tensors, {"format": "pt"})))
-    atomic_write(path_dir / RELEASE_CONFIG, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path_dir / RELEASE_WEIGHTS, safetensors.torch.save(tensors, {"format": "pt"}))
+    atomic_write(path_dir / RELEASE_CONFIG, text.encode("utf-8"))
     return path_dir
 
 

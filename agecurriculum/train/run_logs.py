@@ -20,7 +20,6 @@ import math
 import numbers
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from enum import Enum
@@ -33,6 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from agecurriculum.fileio import atomic_write
 from agecurriculum.train.trainer import EpochRecord, EvalResult
 
 __all__ = [
@@ -71,19 +71,6 @@ def _metrics_columns() -> list[str]:
 
 
 METRICS_COLUMNS: tuple[str, ...] = tuple(_metrics_columns())
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` so that readers see the old file or the whole new one, never a part (killed runs, viewers)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:  # including KeyboardInterrupt: leave no temporary file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CSVLogger:
@@ -288,7 +275,9 @@ def save_resolved_config(
     Raises:
         TypeError: a value has no JSON form; the message names the field.
     """
-    from agecurriculum import __version__  # here, not at the top: the package imports the trainer modules
+    from agecurriculum import (
+        __version__,  # here, not at the top: the package imports the trainer modules
+    )
 
     document = {
         "config": {str(name): _jsonable(obj, str(name)) for name, obj in config_objects.items()},
@@ -300,7 +289,7 @@ def save_resolved_config(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = Path(path)
-    _write_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+    atomic_write(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
     return path
 
 
@@ -368,7 +357,7 @@ def _save(fig: Figure, png_path: str | os.PathLike[str]) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     path = Path(png_path)
-    _write_atomically(path, buf.getvalue())  # an image viewer refreshing mid-run never reads half a PNG
+    atomic_write(path, buf.getvalue())  # an image viewer refreshing mid-run never reads half a PNG
     return path
 
 

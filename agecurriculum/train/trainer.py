@@ -461,7 +461,9 @@ class CurriculumTrainer:
         Args:
             rng: one :func:`~agecurriculum.train.checkpoint.capture_rng_state` per rank; default this process's.
         """
-        from agecurriculum import __version__  # here, not at the top: agecurriculum imports this module
+        from agecurriculum import (
+            __version__,  # here, not at the top: agecurriculum imports this module
+        )
 
         return {
             "format": ckpt.CHECKPOINT_FORMAT,

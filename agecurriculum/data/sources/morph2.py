@@ -18,7 +18,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agecurriculum.data.records import CleaningReport, FaceRecord, LoadResult
-from agecurriculum.data.sources.common import MAX_PLAUSIBLE_AGE, ImageIndex, is_image_name, read_table
+from agecurriculum.data.sources.common import (
+    MAX_PLAUSIBLE_AGE,
+    ImageIndex,
+    is_image_name,
+    read_table,
+)
 
 __all__ = ["AGE_OFFSET", "load_morph2", "load_morph2_csv", "parse_morph2_name"]
 
