@@ -67,3 +67,15 @@ def test_sphinx_docs_build_without_warnings(tmp_path):
     api = (tmp_path / "api.html").read_text()
     for name in PUBLIC_NAMES:
         assert name in api
+
+
+@pytest.mark.slow
+def test_own_training_script_example_runs_and_resumes(tmp_path):
+    cmd = [sys.executable, str(ROOT / "examples" / "own_training_script.py"), "--run-dir", str(tmp_path)]
+    first = run(cmd).stdout
+    assert "1. own loop: last loss" in first
+    assert first.count("2. stage bins") == 3
+    assert "3. fit: 3 epochs" in first and (tmp_path / "checkpoint.pt").is_file()
+    before = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+    assert "3. fit: 3 epochs" in run(cmd).stdout  # resumed after the last epoch: nothing left to train
+    assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == before
