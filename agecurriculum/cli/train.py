@@ -1,0 +1,87 @@
+"""``agecurriculum train`` and ``agecurriculum evaluate``: a whole run from a config file (see examples/configs)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from agecurriculum.cli import CLIError
+from agecurriculum.config import apply_overrides, load_config
+from agecurriculum.train.run import RUN_CONFIG_FILE, evaluate_run, train
+
+_CONFIG_HELP = (
+    "The config file holds the top-level keys out_dir, bins (auto | paper | [c1, ..., c7]), schedule (original | "
+    "list1 | list2 | a list of stages {datasets, bins, epochs}), epochs_per_stage, loss (uncertainty | sum | fixed) "
+    "and the sections data (root, datasets, cache, image_size, padding, max_images, split, split_seed, straddle, "
+    "balance, preprocess_workers), model (backbone, pretrained, bottleneck_dim, dropout) and trainer (batch_size, "
+    "lr, weight_decay, seed, device, num_workers, plateau_factor, plateau_patience, early_stopping_patience, "
+    "max_steps_per_epoch, amp, progress); every field is documented in agecurriculum/config.py. Ready-made files: "
+    "examples/configs/cpu.yaml (a few minutes on a laptop CPU) and examples/configs/paper.yaml (the paper's setup, "
+    "needs a GPU)."
+)
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override one config value, parsed as YAML (e.g. --set data.root=/data --set "
+                        "trainer.lr=3e-4 --set bins=paper); repeatable, applied in order")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``train`` and ``evaluate`` sub-commands."""
+    train_parser = subparsers.add_parser(
+        "train",
+        help="train a model over a curriculum from a config file, then save a release and a test report",
+        description="Prepares the data (seeded subsample, subject-disjoint split, face crops in the cache, age "
+        "bins, balancing), trains a DualClassifier over the curriculum, and writes into out_dir: checkpoint.pt, "
+        "metrics.csv, training curves, run_config.yaml, resolved_config.json, release/ and report/. "
+        + _CONFIG_HELP,
+    )
+    train_parser.add_argument("--config", type=Path, required=True, metavar="FILE",
+                              help="run configuration, .yaml/.yml or .toml (see examples/configs)")
+    _add_set(train_parser)
+    train_parser.add_argument("--resume", action="store_true",
+                              help="go on from out_dir/checkpoint.pt after an interruption (a finished run trains "
+                              "no more epochs and only rewrites the release and the report)")
+    train_parser.set_defaults(func=run_train)
+
+    eval_parser = subparsers.add_parser(
+        "evaluate",
+        help="re-evaluate a finished run's release on the test splits",
+        description="Reloads RUN/release and the run's configuration (RUN/" + RUN_CONFIG_FILE + "), rebuilds the "
+        "same test splits and writes the report (Table III form, JSON, confusion matrices). " + _CONFIG_HELP,
+    )
+    eval_parser.add_argument("--run", type=Path, required=True, metavar="DIR",
+                             help="a run folder written by agecurriculum train (its out_dir)")
+    _add_set(eval_parser)
+    eval_parser.add_argument("--out", type=Path, metavar="DIR",
+                             help="folder for the report (default: RUN/evaluation)")
+    eval_parser.set_defaults(func=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Runs ``train``; returns the exit status."""
+    config = apply_overrides(load_config(args.config), args.overrides)
+    start = time.perf_counter()
+    result = train(config, resume=args.resume)
+    for name, split in result.data.splits.items():
+        dropped = ", ".join(f"{n} {reason}" for reason, n in result.data.failures[name].items()) or "none"
+        sizes = ", ".join(f"{part} {n}" for part, n in split.sizes().items())
+        print(f"{name}: {sizes}; dropped by the face pipeline: {dropped}")
+    print(f"age bins: {', '.join(result.data.bins.labels())}")
+    print(f"trained {len(result.history)} epoch(s) in {time.perf_counter() - start:.0f} s; "
+          f"release: {result.release_dir}; report: {result.run_dir / 'report' / 'report.md'}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Runs ``evaluate``; returns the exit status."""
+    config_file = args.run / RUN_CONFIG_FILE
+    if not config_file.is_file():
+        raise CLIError(f"{args.run}: not a run folder (no {RUN_CONFIG_FILE}); give the out_dir of a training run")
+    config = apply_overrides(load_config(config_file), args.overrides)
+    out = args.out if args.out is not None else args.run / "evaluation"
+    report = evaluate_run(args.run, config, out_dir=out)
+    print(f"evaluated {', '.join(r.name for r in report.results)}; report: {out / 'report.md'}")
+    return 0

@@ -1,0 +1,275 @@
+"""A whole training run from one :class:`~agecurriculum.config.RunConfig`: data, model, curriculum, release, report.
+
+The ``agecurriculum train`` and ``agecurriculum evaluate`` commands are thin wrappers of :func:`train` and
+:func:`evaluate_run`; call these from your own scripts to run the same pipeline::
+
+    config = apply_overrides(load_config("examples/configs/cpu.yaml"), ["data.root=/data"])
+    result = train(config)
+    print(result.report.to_markdown())
+
+A run folder (``config.out_dir``) ends up holding ``checkpoint.pt``/``best.pt`` and ``metrics.csv`` (trainer and
+loggers), ``training_curves.png``, ``run_config.yaml`` (the configuration, replayable with ``--config``),
+``resolved_config.json`` (the same plus versions, seed and command), ``release/`` (weights for inference) and
+``report/`` (the test-split evaluation).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.data import Dataset
+
+from agecurriculum.bins import PAPER_BINS, AgeBins
+from agecurriculum.config import RunConfig
+from agecurriculum.data.balance import BalancedDataset, balance_plan
+from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
+from agecurriculum.data.datasets import FaceDataset
+from agecurriculum.data.faces import AlignConfig, FaceAligner
+from agecurriculum.data.records import FaceRecord
+from agecurriculum.data.sources import HISTOGRAM_DATASETS, discover
+from agecurriculum.data.splits import Split, split_records
+from agecurriculum.data.summary import age_distribution, fit_age_bins
+from agecurriculum.data.transforms import eval_transform, train_transform
+from agecurriculum.evaluation.metrics import representative_ages
+from agecurriculum.evaluation.predict import predict_dataset
+from agecurriculum.evaluation.report import EvaluationReport, build_report, write_report
+from agecurriculum.losses import create_loss
+from agecurriculum.model.backbones import BackboneSpec, create_backbone
+from agecurriculum.model.classifier import DualClassifier
+from agecurriculum.schedule import TrainingSchedule, preset
+from agecurriculum.train.checkpoint import load_release, save_release
+from agecurriculum.train.run_logs import (
+    PlotCallback,
+    default_loggers,
+    save_resolved_config,
+)
+from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
+
+__all__ = ["RUN_CONFIG_FILE", "PreparedData", "TrainResult", "evaluate_run", "prepare_data", "train"]
+
+# UTKFace ships aligned crops; the others are photos (or coarse crops) in which the face must be found.
+ALIGNED_DATASETS = ("utkface",)
+RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
+
+
+@dataclass
+class PreparedData:
+    """The datasets of a run, ready for the trainer and the evaluation.
+
+    Attributes:
+        bins: the unified age bins.
+        splits: dataset name -> its train/val/test records (only images with a cached face crop).
+        train_sets: dataset name -> training dataset (balanced per ``data.balance``, training transform).
+        val_sets: dataset name -> validation dataset (evaluation transform); datasets with an empty val split are
+            left out.
+        test_sets: dataset name -> test dataset (evaluation transform).
+        failures: dataset name -> {reason: count} of images dropped by the face pipeline.
+        train_ages: exact ages of all training images (the mean of those in the open last bin represents it).
+    """
+
+    bins: AgeBins
+    splits: dict[str, Split]
+    train_sets: dict[str, Dataset]
+    val_sets: dict[str, FaceDataset]
+    test_sets: dict[str, FaceDataset]
+    failures: dict[str, dict[str, int]] = field(default_factory=dict)
+    train_ages: list[int] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        run_dir: the run folder.
+        history: one record per epoch run by this call (empty when a finished run is resumed).
+        release_dir: the saved release.
+        report: the evaluation on the test splits (also written to ``run_dir/report``).
+        data: the prepared data (bins, splits, counts of images the face pipeline dropped).
+    """
+
+    run_dir: Path
+    history: list[EpochRecord]
+    release_dir: Path
+    report: EvaluationReport
+    data: PreparedData
+
+
+def _backbone_spec(name: str) -> BackboneSpec:
+    # The spec (input statistics) belongs to the registry entry; building the untrained network is the way to it.
+    return create_backbone(name, pretrained=False).spec
+
+
+def _subsample(records: list[FaceRecord], max_images: int | None, seed: int) -> list[FaceRecord]:
+    # Sorted first so that the result does not depend on the order the file system lists images in.
+    records = sorted(records, key=lambda r: str(r.path))
+    if max_images is None or len(records) <= max_images:
+        return records
+    return random.Random(seed).sample(records, max_images)
+
+
+def _fit_bins(splits: dict[str, Split]) -> AgeBins:
+    # "auto" fits on the labels of the training splits only (never on test images), of the datasets whose labels
+    # fit the Adience constraint groups (FairFace's decades straddle them).
+    records = [r for name, split in splits.items() if name in HISTOGRAM_DATASETS for r in split.train]
+    if not records:
+        raise ValueError(f"bins: auto fits the bins on {list(HISTOGRAM_DATASETS)} training labels; none was "
+                         "prepared; set bins to paper or to explicit boundaries")
+    return fit_age_bins(age_distribution(records)).bins
+
+
+def _resolve_bins(config: RunConfig, splits: dict[str, Split]) -> AgeBins:
+    if config.bins == "auto":
+        return _fit_bins(splits)
+    if config.bins == "paper":
+        return PAPER_BINS
+    if isinstance(config.bins, list):
+        return AgeBins(tuple(int(b) for b in config.bins))
+    raise ValueError(f"bins: expected auto, paper or a list of boundaries, got {config.bins!r}")
+
+
+def prepare_data(config: RunConfig, bins: AgeBins | None = None) -> PreparedData:
+    """Loads, subsamples, splits and crops the datasets of ``config.data``, and builds the torch datasets.
+
+    Per dataset under ``config.data.root``: a seeded subsample of at most ``max_images`` images (seed
+    ``data.split_seed``), the subject-disjoint split, and the crop cache filled (``aligned`` mode for UTKFace,
+    face detection for the others); images that cannot be read or show no face are dropped and counted.
+
+    Args:
+        config: the run configuration.
+        bins: use these bins instead of resolving ``config.bins`` (e.g. the bins a release was trained with).
+
+    Raises:
+        ValueError: no data root, no dataset found, unknown balance mode, ``balance: sampler`` (the curriculum
+            trainer draws its own data order and takes no sampler yet), or bad bins.
+    """
+    data = config.data
+    if data.root is None:
+        raise ValueError("data.root: not set; give the folder holding the datasets (e.g. --set data.root=DIR)")
+    if data.balance not in ("paper", "sampler", "none"):
+        raise ValueError(f"data.balance: expected paper, sampler or none, got {data.balance!r}")
+    if data.balance == "sampler":
+        raise ValueError("data.balance: sampler (weighted sampling) is not supported by CurriculumTrainer yet, "
+                         "which draws its own seeded data order; use paper or none")
+    loaded = discover(data.root, require_images=True, datasets=data.datasets)
+    aligner = FaceAligner(AlignConfig(size=data.image_size, padding=data.padding))
+    cache = CropCache(Path(data.cache).expanduser())
+    splits: dict[str, Split] = {}
+    failures: dict[str, dict[str, int]] = {}
+    sources: dict[str, CachedCrops] = {}
+    for name, result in loaded.items():
+        mode = "aligned" if name in ALIGNED_DATASETS else "detect"
+        records = _subsample(result.records, data.max_images, data.split_seed)
+        done = preprocess(records, aligner, cache, mode=mode, workers=data.preprocess_workers, progress=False)
+        failures[name] = done.failure_counts
+        splits[name] = split_records(done.succeeded, data.split, seed=data.split_seed)
+        sources[name] = CachedCrops(cache, aligner, mode)
+    bins = bins or _resolve_bins(config, splits)
+    spec = _backbone_spec(config.model.backbone)
+    train_tf = train_transform(data.image_size, spec.mean, spec.std)
+    eval_tf = eval_transform(data.image_size, spec.mean, spec.std)
+    train_sets, val_sets, test_sets = {}, {}, {}
+    for name, split in splits.items():
+        train = FaceDataset(split.train, bins, sources[name], train_tf, straddle=data.straddle)
+        if data.balance == "paper" and len(train):
+            plan = balance_plan(train.age_bins, seed=config.trainer.seed, num_bins=len(bins))
+            train = BalancedDataset(train, plan, seed=config.trainer.seed)
+        train_sets[name] = train
+        if split.val:
+            val_sets[name] = FaceDataset(split.val, bins, sources[name], eval_tf, straddle=data.straddle)
+        test_sets[name] = FaceDataset(split.test, bins, sources[name], eval_tf, straddle=data.straddle)
+    train_ages = [r.exact_age for s in splits.values() for r in s.train if r.exact_age is not None]
+    return PreparedData(bins, splits, train_sets, val_sets, test_sets, failures, train_ages)
+
+
+def _schedule(config: RunConfig, num_bins: int) -> TrainingSchedule:
+    if isinstance(config.schedule, str):
+        return preset(config.schedule, epochs=config.epochs_per_stage)
+    return TrainingSchedule.from_dicts(config.schedule, num_bins=num_bins)
+
+
+def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[float], batch_size: int,
+              device: str) -> EvaluationReport:
+    predictions = {name: predict_dataset(model, ds, batch_size=batch_size, device=device)
+                   for name, ds in prepared.test_sets.items() if len(ds)}
+    return build_report(predictions, prepared.bins, rep_ages)
+
+
+def train(config: RunConfig, resume: bool = False) -> TrainResult:
+    """Trains a DualClassifier over the configured curriculum, then saves a release and the test report.
+
+    Args:
+        config: the run configuration; everything goes to ``config.out_dir``.
+        resume: go on from ``out_dir/checkpoint.pt`` when it exists (a finished run trains no more epochs and
+            only rewrites the release and the report).
+
+    Raises:
+        ValueError: bad configuration, or a schedule naming datasets that were not prepared.
+    """
+    out = Path(config.out_dir)
+    prepared = prepare_data(config)
+    schedule = _schedule(config, len(prepared.bins))
+    missing = [name for name in schedule.datasets if name not in prepared.train_sets]
+    if missing:
+        raise ValueError(f"schedule: uses dataset(s) {missing}, but only {list(prepared.train_sets)} were found "
+                         f"under {config.data.root} (data.datasets: {config.data.datasets})")
+    empty = [name for name in schedule.datasets if not len(prepared.train_sets[name])]
+    if empty:
+        raise ValueError(f"schedule: dataset(s) {empty} have no training images left after preprocessing")
+    # The head's initial weights and dropout draw from torch's global generator; seed it so a run repeats.
+    torch.manual_seed(config.trainer.seed)
+    model = DualClassifier(age_classes=len(prepared.bins), backbone=config.model.backbone,
+                           pretrained=config.model.pretrained, bottleneck_dim=config.model.bottleneck_dim,
+                           dropout=config.model.dropout)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    save_resolved_config({"run": config, "bins": prepared.bins.to_dict(), "schedule": schedule},
+                         out / "resolved_config.json", seed=config.trainer.seed)
+    history: list[EpochRecord] = []  # the epochs this call runs (the trainer's history also holds resumed ones)
+    trainer = CurriculumTrainer(
+        model, schedule, prepared.train_sets, prepared.val_sets, loss=create_loss(config.loss),
+        config=config.trainer, callbacks=[*default_loggers(out), PlotCallback(out), history.append], run_dir=out,
+    )
+    trainer.fit(resume=resume)
+    spec = model.backbone.spec
+    rep_ages = [float(a) for a in representative_ages(prepared.bins, prepared.train_ages)]
+    preprocessing = {"image_size": config.data.image_size, "mean": list(spec.mean), "std": list(spec.std),
+                     "padding": config.data.padding, "alignment": {"utkface": "aligned", "other": "detect"}}
+    release = save_release(model, out / "release", prepared.bins, preprocessing,
+                           extra={"rep_ages": rep_ages, "datasets": list(prepared.splits)})
+    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device)
+    write_report(report, out / "report")
+    return TrainResult(out, history, release, report, prepared)
+
+
+def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str | Path | None = None
+                 ) -> EvaluationReport:
+    """Reloads a run's release and evaluates it on the test splits of ``config``'s data, as :func:`train` did.
+
+    Only the release is read (not ``checkpoint.pt``): it holds the final weights, the bins and the representative
+    ages, so the same data gives the same report.
+
+    Args:
+        run_dir_or_release: a run folder (its ``release/`` is used) or a release folder.
+        config: the run configuration (usually the run's ``run_config.yaml``, with overrides).
+        out_dir: where to write the report; None writes nothing.
+
+    Raises:
+        FileNotFoundError: no release there.
+    """
+    path = Path(run_dir_or_release)
+    release = path / "release" if (path / "release" / "config.json").is_file() else path
+    if not (release / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no release (config.json and model.safetensors) in it or in its release/")
+    model, meta = load_release(release)
+    bins = AgeBins.from_dict(meta["age_bins"])
+    prepared = prepare_data(config, bins=bins)
+    rep_ages = meta.get("extra", {}).get("rep_ages") or list(representative_ages(bins, prepared.train_ages))
+    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device)
+    if out_dir is not None:
+        write_report(report, out_dir)
+    return report

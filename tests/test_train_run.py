@@ -1,0 +1,108 @@
+"""End to end: ``agecurriculum train`` / ``evaluate`` on a tiny generated UTKFace + MORPH-II data root."""
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from agecurriculum.cli.main import main
+from agecurriculum.config import load_config
+from agecurriculum.train.run_logs import read_metrics
+
+AGES = [1, 4, 9, 17, 22, 28, 33, 40, 47, 55, 63, 75]
+CONFIG = """
+out_dir: unused
+bins: paper
+schedule:
+  - {datasets: [utkface], bins: [2, 3, 4, 5], epochs: 1}
+  - {datasets: [utkface, morph2], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 1}
+data:
+  datasets: [utkface, morph2]
+  image_size: 32
+  split: [0.6, 0.2, 0.2]
+  preprocess_workers: 0
+model:
+  backbone: efficientnet-lite0
+  pretrained: false
+  bottleneck_dim: 32
+trainer:
+  batch_size: 8
+"""
+
+
+def _face(i: int, size: int) -> Image.Image:
+    # Slightly shifted crops around the astronaut's face (about x 175-266, y 76-167), so every file differs.
+    dx, dy = (i * 7) % 30 - 15, (i * 5) % 20 - 10
+    crop = skdata.astronaut()[30 + dy:230 + dy, 120 + dx:320 + dx]
+    return Image.fromarray(crop).resize((size, size))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    utk, morph = root / "utkface" / "UTKFace", root / "morph2" / "images"
+    utk.mkdir(parents=True)
+    morph.mkdir(parents=True)
+    for i in range(24):
+        age, gender = AGES[i % len(AGES)], i % 2
+        _face(i, 64).save(utk / f"{age}_{gender}_0_2017011{i:05d}.jpg.chip.jpg", quality=60 + i)
+    for i in range(16):
+        age, sex = AGES[(i * 5) % len(AGES)] + 16, "MF"[i % 2]
+        _face(i, 150).save(morph / f"{i + 1:06d}_0{sex}{min(age, 77)}.JPG", quality=60 + i)
+    return root
+
+
+def _metrics(run: Path) -> list[dict]:
+    return read_metrics(run / "metrics.csv")
+
+
+def test_train_evaluate_resume(tmp_path, data_root, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    run = tmp_path / "run"
+    sets = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}", "--set", f"out_dir={run}"]
+    assert main(["train", "--config", str(config), *sets]) == 0
+
+    for name in ("checkpoint.pt", "metrics.csv", "run_config.yaml", "resolved_config.json", "release/config.json",
+                 "release/model.safetensors", "report/report.md", "report/report.json"):
+        assert (run / name).is_file(), name
+    rows = _metrics(run)
+    assert [(r["stage"], r["dataset"]) for r in rows] == [(0, "utkface"), (1, "utkface"), (1, "morph2")]
+    markdown = (run / "report" / "report.md").read_text(encoding="utf-8")
+    assert "## Results (Table III form)" in markdown
+    assert "| Dataset | Gender accuracy (%) | Age accuracy (%) (8 bins) | 1-off (%) | MAE (years) | n |" in markdown
+    trained = json.loads((run / "report" / "report.json").read_text(encoding="utf-8"))
+    assert {d["name"] for d in trained["datasets"]} == {"utkface", "morph2"}
+    assert load_config(run / "run_config.yaml").data.root == str(data_root)
+
+    # The release, reloaded, gives the same numbers on the same test splits.
+    assert main(["evaluate", "--run", str(run), "--out", str(tmp_path / "eval")]) == 0
+    evaluated = json.loads((tmp_path / "eval" / "report.json").read_text(encoding="utf-8"))
+    for a, b in zip(trained["datasets"], evaluated["datasets"], strict=True):
+        assert a["name"] == b["name"]
+        for key, value in a["metrics"].items():
+            assert b["metrics"][key] == pytest.approx(value, abs=1e-9, nan_ok=True), (a["name"], key)
+        assert a["age_confusion"] == b["age_confusion"] and a["gender_confusion"] == b["gender_confusion"]
+
+    # Resuming a finished run trains nothing more.
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), *sets, "--resume"]) == 0
+    assert "trained 0 epoch(s)" in capsys.readouterr().out
+    assert len(_metrics(run)) == len(rows)
+
+
+def test_clear_errors(tmp_path, data_root, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    base = ["train", "--config", str(config), "--set", f"data.cache={tmp_path / 'cache'}",
+            "--set", f"out_dir={tmp_path / 'run'}"]
+    assert main([*base, "--set", f"data.root={data_root}", "--set", "data.balance=sampler"]) == 2
+    assert "data.balance: sampler" in capsys.readouterr().err
+    assert main([*base, "--set", f"data.root={data_root}", "--set", "data.datasets=[utkface]"]) == 2
+    assert "['morph2']" in capsys.readouterr().err
+    assert main([*base]) == 2
+    assert "data.root" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
