@@ -33,7 +33,7 @@ class DataConfig:
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train / val / test fractions
     split_seed: int = 0  # seed of the subject-disjoint split (fixed across runs so test sets stay held out)
     straddle: str = "ignore"  # age ranges that straddle bins: ignore | overlap | drop | error
-    balance: str = "paper"  # paper (median rule with augmented copies) | sampler (weighted) | none
+    balance: str = "paper"  # paper (median rule with augmented copies) | sampler (draw age bins equally) | none
     preprocess_workers: int = 2  # processes for face detection and alignment
 
 

@@ -98,8 +98,8 @@ def test_clear_errors(tmp_path, data_root, capsys):
     config.write_text(CONFIG, encoding="utf-8")
     base = ["train", "--config", str(config), "--set", f"data.cache={tmp_path / 'cache'}",
             "--set", f"out_dir={tmp_path / 'run'}"]
-    assert main([*base, "--set", f"data.root={data_root}", "--set", "data.balance=sampler"]) == 2
-    assert "data.balance: sampler" in capsys.readouterr().err
+    assert main([*base, "--set", f"data.root={data_root}", "--set", "data.balance=weighted"]) == 2
+    assert "data.balance: expected paper, sampler or none" in capsys.readouterr().err
     assert main([*base, "--set", f"data.root={data_root}", "--set", "data.datasets=[utkface]"]) == 2
     assert "['morph2']" in capsys.readouterr().err
     assert main([*base]) == 2

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from agecurriculum.data import TensorFaceDataset
+from agecurriculum.data import FilteredDataset, TensorFaceDataset
 from agecurriculum.losses import SumLoss, UncertaintyLoss
 from agecurriculum.schedule import MultiDatasetSample, ScheduleWarning, TrainingSchedule
 from agecurriculum.train import CurriculumTrainer, EpochRecord, TrainerConfig
@@ -225,3 +225,29 @@ def test_progress_bar_shows_loss_and_throughput(monkeypatch, capsys):
     assert "demo" in capsys.readouterr().err
     make_trainer(epochs=1).train_one_epoch(trainer.train_sets["a"])
     assert not bars[-1].shown and capsys.readouterr().err == ""  # progress=False (the default) prints nothing
+
+
+def test_balanced_sampling_draws_every_bin_of_the_stage_equally_and_repeats():
+    # Dataset "a" with a skewed age distribution: bin 3 twelve times as frequent as bin 5.
+    bins = torch.tensor([3] * 120 + [4] * 30 + [5] * 10 + [0] * 40)
+    data = TensorFaceDataset(torch.zeros(len(bins), 3, 4, 4), bins, torch.zeros(len(bins), dtype=torch.long))
+    with pytest.warns(ScheduleWarning):  # a one-stage schedule without every bin: fine for this test
+        schedule = TrainingSchedule([MultiDatasetSample(["a"], {3, 4, 5}, epochs=1)], strict=False)
+
+    def drawn(seed, epoch):
+        trainer = CurriculumTrainer(TinyDual(), schedule, {"a": data},
+                                    config=TrainerConfig(batch_size=16, seed=seed, sampling="balanced"))
+        trainer.global_epoch = epoch
+        view = FilteredDataset(data, {3, 4, 5})
+        return [int(label) for _, label, _ in (view[i] for i in trainer._loader(view, shuffle=True).sampler)]
+
+    labels = drawn(0, 0)
+    assert len(labels) == 160 and set(labels) <= {3, 4, 5}  # an epoch draws as many items as the view holds
+    counts = [labels.count(b) for b in (3, 4, 5)]
+    assert min(counts) > 35 and max(counts) < 75, counts  # about 53 each instead of 120 / 30 / 10
+    assert drawn(0, 0) == labels and drawn(0, 1) != labels and drawn(1, 0) != labels
+
+
+def test_unknown_sampling_mode_is_a_clear_error():
+    with pytest.raises(ValueError, match="sampling"):
+        make_trainer(sampling="weighted")

@@ -13,6 +13,7 @@ from agecurriculum.data.balance import (
     BalancedDataset,
     BalancePlan,
     balance_plan,
+    balanced_weights,
     weighted_sampler,
 )
 from agecurriculum.data.cache import (
@@ -50,7 +51,7 @@ from agecurriculum.data.summary import (
 from agecurriculum.data.transforms import eval_transform, train_transform
 
 __all__ = [
-    "BalancedDataset", "BalancePlan", "balance_plan", "weighted_sampler",
+    "BalancedDataset", "BalancePlan", "balance_plan", "balanced_weights", "weighted_sampler",
     "CachedCrops", "CropCache", "NoFaceError", "PreprocessResult", "preprocess",
     "IGNORE", "STRADDLE_RULES", "FaceDataset", "FilteredDataset", "TensorFaceDataset", "age_bins_of", "assign_age_bin",
     "AlignConfig", "DetectedFace", "FaceAligner",

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from agecurriculum.data.datasets import IGNORE, age_bins_of
 from agecurriculum.data.transforms import augment_transform
 
-__all__ = ["BalancePlan", "balance_plan", "BalancedDataset", "weighted_sampler"]
+__all__ = ["BalancePlan", "balance_plan", "BalancedDataset", "balanced_weights", "weighted_sampler"]
 
 
 @dataclass(frozen=True)
@@ -220,30 +220,40 @@ class BalancedDataset(Dataset):
         return image, age_bin, gender
 
 
-def weighted_sampler(
-    age_bins: Sequence[int], seed: int = 0, num_samples: int | None = None
-) -> WeightedRandomSampler:
-    """Draws items with replacement so that every non-empty age bin is drawn equally often on average.
+def balanced_weights(age_bins: Sequence[int]) -> np.ndarray:
+    """Sampling weights (summing to 1) that draw every non-empty age bin equally often on average.
 
     An item of bin ``b`` gets weight ``(known / n) / (k * n_b)`` (``n`` items, ``known`` of them with a known bin,
     ``k`` non-empty bins); an item with bin :data:`IGNORE` gets ``1 / n``, so unknown-age items keep their share
     of draws and the labelled share is split evenly between the bins.
+
+    Raises:
+        ValueError: no items.
+    """
+    labels = _labels(age_bins)
+    if not labels.size:
+        raise ValueError("balanced sampling needs at least one item")
+    known = labels != IGNORE
+    counts = np.bincount(labels[known]) if known.any() else np.zeros(0, dtype=np.int64)
+    weights = np.full(len(labels), 1.0 / len(labels))
+    weights[known] = known.mean() / (np.count_nonzero(counts) * counts[labels[known]])
+    return weights
+
+
+def weighted_sampler(
+    age_bins: Sequence[int], seed: int = 0, num_samples: int | None = None
+) -> WeightedRandomSampler:
+    """Draws items with replacement by :func:`balanced_weights`, so that every age bin is drawn equally often.
 
     Args:
         age_bins: age bin of every item, :data:`IGNORE` where unknown.
         seed: seeds the sampler's own generator, so the sequence of epochs repeats.
         num_samples: draws per epoch; default the number of items.
     """
-    labels = _labels(age_bins)
-    if not labels.size:
-        raise ValueError("weighted_sampler needs at least one item")
-    known = labels != IGNORE
-    counts = np.bincount(labels[known]) if known.any() else np.zeros(0, dtype=np.int64)
-    weights = np.full(len(labels), 1.0 / len(labels))
-    weights[known] = known.mean() / (np.count_nonzero(counts) * counts[labels[known]])
+    weights = balanced_weights(age_bins)
     return WeightedRandomSampler(
         torch.as_tensor(weights, dtype=torch.double),
-        num_samples or len(labels),
+        num_samples or len(weights),
         replacement=True,
         generator=torch.Generator().manual_seed(seed),
     )

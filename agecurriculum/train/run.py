@@ -16,7 +16,7 @@ loggers), ``training_curves.png``, ``run_config.yaml`` (the configuration, repla
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -144,17 +144,13 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None) -> PreparedData
         bins: use these bins instead of resolving ``config.bins`` (e.g. the bins a release was trained with).
 
     Raises:
-        ValueError: no data root, no dataset found, unknown balance mode, ``balance: sampler`` (the curriculum
-            trainer draws its own data order and takes no sampler yet), or bad bins.
+        ValueError: no data root, no dataset found, unknown balance mode, or bad bins.
     """
     data = config.data
     if data.root is None:
         raise ValueError("data.root: not set; give the folder holding the datasets (e.g. --set data.root=DIR)")
     if data.balance not in ("paper", "sampler", "none"):
         raise ValueError(f"data.balance: expected paper, sampler or none, got {data.balance!r}")
-    if data.balance == "sampler":
-        raise ValueError("data.balance: sampler (weighted sampling) is not supported by CurriculumTrainer yet, "
-                         "which draws its own seeded data order; use paper or none")
     loaded = discover(data.root, require_images=True, datasets=data.datasets)
     aligner = FaceAligner(AlignConfig(size=data.image_size, padding=data.padding))
     cache = CropCache(Path(data.cache).expanduser())
@@ -230,9 +226,12 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
     save_resolved_config({"run": config, "bins": prepared.bins.to_dict(), "schedule": schedule},
                          out / "resolved_config.json", seed=config.trainer.seed)
     history: list[EpochRecord] = []  # the epochs this call runs (the trainer's history also holds resumed ones)
+    # balance: sampler leaves the datasets as they are and has the trainer draw every age bin equally often.
+    trainer_config = replace(config.trainer, sampling="balanced") if config.data.balance == "sampler" \
+        else config.trainer
     trainer = CurriculumTrainer(
         model, schedule, prepared.train_sets, prepared.val_sets, loss=create_loss(config.loss),
-        config=config.trainer, callbacks=[*default_loggers(out), PlotCallback(out), history.append], run_dir=out,
+        config=trainer_config, callbacks=[*default_loggers(out), PlotCallback(out), history.append], run_dir=out,
     )
     trainer.fit(resume=resume)
     spec = model.backbone.spec

@@ -51,7 +51,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
-from agecurriculum.data.datasets import FilteredDataset
+from agecurriculum.data.balance import balanced_weights
+from agecurriculum.data.datasets import FilteredDataset, age_bins_of
 from agecurriculum.losses import LossParts, MultiTaskLoss, UncertaintyLoss
 from agecurriculum.schedule import TrainingSchedule
 from agecurriculum.train import checkpoint as ckpt
@@ -81,6 +82,8 @@ class TrainerConfig:
     amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
     # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
     progress: bool = False  # show a per-step progress bar (loss, images/s) on rank 0
+    sampling: str = "shuffle"  # shuffle: each item once per epoch | balanced: draws with replacement so that every
+    # age bin of the stage's view is seen equally often (the weighted-sampler alternative to the paper's balancing)
 
 
 @dataclass
@@ -203,6 +206,8 @@ class CurriculumTrainer:
         if missing:
             raise ValueError(f"the schedule names datasets with no training set: {missing}")
         self.config = config or TrainerConfig()
+        if self.config.sampling not in ("shuffle", "balanced"):
+            raise ValueError(f"config.sampling: expected shuffle or balanced, got {self.config.sampling!r}")
         self.rank, self.world_size = ddp.get_rank(), ddp.get_world_size()
         self.device = self._pick_device()
         self.model = model.to(self.device)
@@ -256,6 +261,9 @@ class CurriculumTrainer:
         if not shuffle:
             shard = self._shard(dataset)
             return DataLoader(shard, batch_size=self.config.batch_size, num_workers=self.config.num_workers)
+        if self.config.sampling == "balanced":
+            return DataLoader(dataset, batch_size=self.config.batch_size, sampler=self._balanced_draws(dataset),
+                              num_workers=self.config.num_workers)
         # The order depends only on (seed, global epoch): repeatable runs, and the same permutation on every rank;
         # rank r takes positions r::world of it, padded so that every rank runs the same number of steps.
         sampler = DistributedSampler(
@@ -265,6 +273,16 @@ class CurriculumTrainer:
         return DataLoader(
             dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.num_workers
         )
+
+    def _balanced_draws(self, dataset: Dataset) -> list[int]:
+        # Drawn on the stage's filtered view, so that the bins of this stage are the ones made equal. The draws depend
+        # only on (seed, global epoch), like the shuffled order, and every rank takes positions r::world of them.
+        weights = torch.as_tensor(balanced_weights(age_bins_of(dataset)), dtype=torch.double)
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.global_epoch)
+        draws = torch.multinomial(weights, len(weights), replacement=True, generator=generator).tolist()
+        per_rank = math.ceil(len(draws) / self.world_size)
+        draws += draws[: per_rank * self.world_size - len(draws)]  # equal steps on every rank
+        return draws[self.rank::self.world_size]
 
     def _shard(self, dataset: Dataset) -> Dataset:
         # Evaluation needs every item exactly once over all ranks (no padding), not equal shares.
@@ -521,7 +539,8 @@ class CurriculumTrainer:
 
     def _check_same_run(self, state: Mapping[str, Any], source: str) -> None:
         problems = []
-        saved, current = state["config"], asdict(self.config)
+        # A setting added after the checkpoint was written reads as its default there.
+        saved, current = {**asdict(TrainerConfig()), **state["config"]}, asdict(self.config)
         for key in sorted(set(saved) | set(current)):
             if key not in _RUNTIME_ONLY_FIELDS and saved.get(key) != current.get(key):
                 problems.append(f"config.{key} is {saved.get(key)!r} there, {current.get(key)!r} here")
