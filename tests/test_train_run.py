@@ -86,6 +86,17 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
             assert b["metrics"][key] == pytest.approx(value, abs=1e-9, nan_ok=True), (a["name"], key)
         assert a["age_confusion"] == b["age_confusion"] and a["gender_confusion"] == b["gender_confusion"]
 
+    # The last training checkpoint holds the same weights: evaluating it reproduces the report too.
+    assert main(["evaluate", "--run", str(run), "--checkpoint", str(run / "checkpoint.pt"),
+                 "--out", str(tmp_path / "eval_ckpt")]) == 0
+    from_checkpoint = json.loads((tmp_path / "eval_ckpt" / "report.json").read_text(encoding="utf-8"))
+    for a, b in zip(trained["datasets"], from_checkpoint["datasets"], strict=True):
+        for key, value in a["metrics"].items():
+            assert b["metrics"][key] == pytest.approx(value, abs=1e-9, nan_ok=True), (a["name"], key)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", "--run", str(run), "--checkpoint", str(tmp_path / "bad.pt")]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+
     # Resuming a finished run trains nothing more.
     capsys.readouterr()
     assert main(["train", "--config", str(config), *sets, "--resume"]) == 0

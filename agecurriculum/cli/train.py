@@ -49,12 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eval_parser = subparsers.add_parser(
         "evaluate",
         help="re-evaluate a finished run's release on the test splits",
-        description="Reloads RUN/release and the run's configuration (RUN/" + RUN_CONFIG_FILE + "), rebuilds the "
+        description="Reloads RUN/release (or --checkpoint) and the run's configuration (RUN/" + RUN_CONFIG_FILE + "), rebuilds the "
         "same test splits and writes the report (Table III form, JSON, confusion matrices). " + _CONFIG_HELP,
     )
     eval_parser.add_argument("--run", type=Path, required=True, metavar="DIR",
                              help="a run folder written by agecurriculum train (its out_dir)")
     _add_set(eval_parser)
+    eval_parser.add_argument("--checkpoint", type=Path, metavar="FILE",
+                             help="evaluate this training checkpoint of the run (e.g. RUN/checkpoint.pt, or "
+                             "RUN/best.pt: the epoch with the best validation loss) instead of RUN/release")
     eval_parser.add_argument("--out", type=Path, metavar="DIR",
                              help="folder for the report (default: RUN/evaluation)")
     eval_parser.set_defaults(func=run_evaluate)
@@ -82,6 +85,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.run}: not a run folder (no {RUN_CONFIG_FILE}); give the out_dir of a training run")
     config = apply_overrides(load_config(config_file), args.overrides)
     out = args.out if args.out is not None else args.run / "evaluation"
-    report = evaluate_run(args.run, config, out_dir=out)
+    report = evaluate_run(args.run, config, out_dir=out, checkpoint=args.checkpoint)
     print(f"evaluated {', '.join(r.name for r in report.results)}; report: {out / 'report.md'}")
     return 0

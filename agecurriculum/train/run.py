@@ -15,6 +15,7 @@ loggers), ``training_curves.png``, ``run_config.yaml`` (the configuration, repla
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,7 +42,7 @@ from agecurriculum.losses import create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.schedule import TrainingSchedule, preset
-from agecurriculum.train.checkpoint import load_release, save_release
+from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint, load_release, save_release
 from agecurriculum.train.run_logs import (
     PlotCallback,
     default_loggers,
@@ -49,7 +50,8 @@ from agecurriculum.train.run_logs import (
 )
 from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
 
-__all__ = ["RUN_CONFIG_FILE", "PreparedData", "TrainResult", "evaluate_run", "prepare_data", "train"]
+__all__ = ["RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_schedule", "evaluate_run", "prepare_data",
+           "train"]
 
 # UTKFace ships aligned crops; the others are photos (or coarse crops) in which the face must be found.
 ALIGNED_DATASETS = ("utkface",)
@@ -182,7 +184,12 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None) -> PreparedData
     return PreparedData(bins, splits, train_sets, val_sets, test_sets, failures, train_ages)
 
 
-def _schedule(config: RunConfig, num_bins: int) -> TrainingSchedule:
+def build_schedule(config: RunConfig, num_bins: int) -> TrainingSchedule:
+    """The curriculum of ``config``: its preset (``epochs_per_stage`` epochs per stage) or its list of stages.
+
+    Raises:
+        ValueError: unknown preset, or stages that break Eq. 7 (list form is strict).
+    """
     if isinstance(config.schedule, str):
         return preset(config.schedule, epochs=config.epochs_per_stage)
     return TrainingSchedule.from_dicts(config.schedule, num_bins=num_bins)
@@ -195,20 +202,23 @@ def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[floa
     return build_report(predictions, prepared.bins, rep_ages)
 
 
-def train(config: RunConfig, resume: bool = False) -> TrainResult:
+def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None = None) -> TrainResult:
     """Trains a DualClassifier over the configured curriculum, then saves a release and the test report.
 
     Args:
         config: the run configuration; everything goes to ``config.out_dir``.
         resume: go on from ``out_dir/checkpoint.pt`` when it exists (a finished run trains no more epochs and
             only rewrites the release and the report).
+        prepared: the output of :func:`prepare_data` for a config with the same ``data``, ``bins``,
+            ``model.backbone`` and ``trainer.seed`` (e.g. shared by the runs of an ablation, which differ only in
+            loss or schedule); None prepares the data from ``config``.
 
     Raises:
         ValueError: bad configuration, or a schedule naming datasets that were not prepared.
     """
     out = Path(config.out_dir)
-    prepared = prepare_data(config)
-    schedule = _schedule(config, len(prepared.bins))
+    prepared = prepared if prepared is not None else prepare_data(config)
+    schedule = build_schedule(config, len(prepared.bins))
     missing = [name for name in schedule.datasets if name not in prepared.train_sets]
     if missing:
         raise ValueError(f"schedule: uses dataset(s) {missing}, but only {list(prepared.train_sets)} were found "
@@ -245,29 +255,63 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
     return TrainResult(out, history, release, report, prepared)
 
 
-def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str | Path | None = None
-                 ) -> EvaluationReport:
-    """Reloads a run's release and evaluates it on the test splits of ``config``'s data, as :func:`train` did.
+def _model_from_checkpoint(path: Path, config: RunConfig, num_bins: int) -> DualClassifier:
+    # A training checkpoint holds weights only; the architecture comes from the run's configuration.
+    state = load_checkpoint(path)
+    model = DualClassifier(age_classes=num_bins, backbone=config.model.backbone, pretrained=False,
+                           bottleneck_dim=config.model.bottleneck_dim, dropout=config.model.dropout)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: its weights do not fit the model of this configuration "
+                              f"(model: {config.model}): {err}") from None
+    return model
 
-    Only the release is read (not ``checkpoint.pt``): it holds the final weights, the bins and the representative
-    ages, so the same data gives the same report.
+
+def _run_bins(run_dir: Path) -> AgeBins:
+    resolved = run_dir / "resolved_config.json"
+    try:
+        return AgeBins.from_dict(json.loads(resolved.read_text(encoding="utf-8"))["config"]["bins"])
+    except (OSError, ValueError, KeyError) as err:
+        raise FileNotFoundError(f"{resolved}: cannot read the run's age bins ({err}); evaluating a checkpoint "
+                                "needs the run folder that train() wrote") from None
+
+
+def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str | Path | None = None,
+                 checkpoint: str | Path | None = None) -> EvaluationReport:
+    """Reloads a run's weights and evaluates them on the test splits of ``config``'s data, as :func:`train` did.
+
+    By default the release is read: it holds the final weights, the bins and the representative ages, so the same
+    data gives the same report. With ``checkpoint`` (e.g. ``RUN/checkpoint.pt``, or ``RUN/best.pt`` for the epoch
+    with the best validation loss) those weights are evaluated instead, with the bins of the run's
+    ``resolved_config.json`` and the representative ages of the training split; the last ``checkpoint.pt`` of a
+    finished run holds the release's weights and gives the same report.
 
     Args:
         run_dir_or_release: a run folder (its ``release/`` is used) or a release folder.
         config: the run configuration (usually the run's ``run_config.yaml``, with overrides).
         out_dir: where to write the report; None writes nothing.
+        checkpoint: a training checkpoint of this run to evaluate instead of the release.
 
     Raises:
-        FileNotFoundError: no release there.
+        FileNotFoundError: no release there (or, with ``checkpoint``, no checkpoint or resolved config).
+        CheckpointError: the checkpoint is corrupt or does not fit the configured model.
     """
     path = Path(run_dir_or_release)
-    release = path / "release" if (path / "release" / "config.json").is_file() else path
-    if not (release / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: no release (config.json and model.safetensors) in it or in its release/")
-    model, meta = load_release(release)
-    bins = AgeBins.from_dict(meta["age_bins"])
-    prepared = prepare_data(config, bins=bins)
-    rep_ages = meta.get("extra", {}).get("rep_ages") or list(representative_ages(bins, prepared.train_ages))
+    if checkpoint is not None:
+        bins = _run_bins(path)
+        model = _model_from_checkpoint(Path(checkpoint), config, len(bins))
+        prepared = prepare_data(config, bins=bins)
+        rep_ages = [float(a) for a in representative_ages(bins, prepared.train_ages)]
+    else:
+        release = path / "release" if (path / "release" / "config.json").is_file() else path
+        if not (release / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: no release (config.json and model.safetensors) in it or in its "
+                                    "release/")
+        model, meta = load_release(release)
+        bins = AgeBins.from_dict(meta["age_bins"])
+        prepared = prepare_data(config, bins=bins)
+        rep_ages = meta.get("extra", {}).get("rep_ages") or list(representative_ages(bins, prepared.train_ages))
     report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device)
     if out_dir is not None:
         write_report(report, out_dir)
