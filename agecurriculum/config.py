@@ -8,6 +8,8 @@ resolved configuration is saved beside the run so that it can be repeated exactl
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import yaml
 
 from agecurriculum.train.trainer import TrainerConfig
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "load_config", "apply_overrides"]
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "load_config", "apply_overrides", "settings_help"]
 
 
 @dataclass
@@ -25,7 +27,8 @@ class DataConfig:
     """Where the faces come from and how they are prepared."""
 
     root: str | None = None  # a folder laid out like ../shared/data; every dataset found under it is used
-    datasets: list[str] = field(default_factory=lambda: ["utkface", "adience", "morph2", "fairface"])  # to use
+    datasets: list[str] = field(default_factory=lambda: ["utkface", "adience", "morph2", "fairface"])  # datasets to use
+    # (those of them found under root), by name
     cache: str = "~/.cache/agecurriculum/crops"  # aligned-crop cache (keyed by content, safe to share between runs)
     image_size: int = 112  # side of the square model input in pixels (crops are aligned at this size)
     padding: float = 0.25  # border around the face in the aligned crop, as a fraction of the face size
@@ -150,3 +153,41 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
             raise ValueError(f"override {item!r}: expected section.field=value")
         _set(config, key.strip().split("."), yaml.safe_load(raw), f"override {key}")
     return config
+
+
+_FIELD_LINE = re.compile(r"^    (\w+): [^=]+=.*?#\s?(.*)$")
+_CONTINUATION = re.compile(r"^    #\s?(.*)$")
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    # The comment after each field (and its "    # ..." continuation lines) is the field's documentation: one source
+    # of truth for the code, the docs and --help.
+    comments: dict[str, str] = {}
+    last = None
+    for line in inspect.getsource(cls).splitlines():
+        if match := _FIELD_LINE.match(line):
+            last = match.group(1)
+            comments[last] = match.group(2).strip()
+        elif last is not None and (match := _CONTINUATION.match(line)):
+            comments[last] += " " + match.group(1).strip()
+        else:
+            last = None
+    return comments
+
+
+def settings_help(config: Any = None, prefix: str = "") -> list[str]:
+    """One line per setting of a :class:`RunConfig`: ``name = default: what it means``, sections dotted.
+
+    This is what ``agecurriculum train --help`` lists, taken from the comments in this module and in
+    :class:`~agecurriculum.train.trainer.TrainerConfig`.
+    """
+    config = RunConfig() if config is None else config
+    comments = _field_comments(type(config))
+    lines = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            lines += settings_help(value, f"{prefix}{f.name}.")
+        else:
+            lines.append(f"{prefix}{f.name} = {value!r}: {comments.get(f.name, '')}".rstrip(": "))
+    return lines

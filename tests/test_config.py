@@ -54,3 +54,24 @@ def test_bad_files_name_the_file(tmp_path):
         load_config(tmp_path / "typo.yaml")
     with pytest.raises(ValueError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_every_setting_is_documented_in_help(capsys):
+    import dataclasses
+
+    from agecurriculum.cli.main import main
+    from agecurriculum.config import RunConfig, settings_help
+
+    def leaves(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            yield from leaves(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
+
+    lines = settings_help()
+    names = [line.split(" = ")[0] for line in lines]
+    assert names == list(leaves(RunConfig()))
+    assert all(": " in line and line.split(": ", 1)[1].strip() for line in lines), lines
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert all(f"  {line}" in out for line in lines)

@@ -75,3 +75,24 @@ def test_fractions_are_approximately_met():
 def test_bad_fractions_are_rejected(fractions):
     with pytest.raises(ValueError, match="fractions must be three numbers"):
         split_records([rec("1.jpg")], fractions=fractions)
+
+
+def test_byte_identical_images_share_a_part_whatever_their_names(tmp_path):
+    # UTKFace ships the same photo under several names (and labels): a copy in test and one in train is a leak.
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    records = []
+    for i in range(40):
+        content = f"photo {i % 10}".encode()  # 10 distinct contents, 4 copies each
+        path = folder / f"{20 + i}_{i % 2}_0_2017{i:05d}.jpg.chip.jpg"
+        path.write_bytes(content)
+        records.append(FaceRecord(path, "utkface", 20 + i, 20 + i, i % 2))
+    split = split_records(records, seed=3)
+    part = {r.path: name for name in PARTS for r in getattr(split, name)}
+    for i in range(10):
+        assert len({part[r.path] for r in records[i::10]}) == 1
+    assert split_key(records[0]) == split_key(records[10]) != split_key(records[1])
+    assert split_key(records[0]).startswith("utkface/content/")
+    # By name, the copies scatter (the old behaviour, still available).
+    by_name = split_records(records, seed=3, by_content=False)
+    assert by_name != split

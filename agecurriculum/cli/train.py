@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 import time
 from pathlib import Path
 
 from agecurriculum.cli import CLIError
-from agecurriculum.config import apply_overrides, load_config
+from agecurriculum.config import apply_overrides, load_config, settings_help
 from agecurriculum.train.run import RUN_CONFIG_FILE, evaluate_run, train
 
 _CONFIG_HELP = (
-    "The config file holds the top-level keys out_dir, bins (auto | paper | [c1, ..., c7]), schedule (original | "
-    "list1 | list2 | a list of stages {datasets, bins, epochs}), epochs_per_stage, loss (uncertainty | sum | fixed) "
-    "and the sections data (root, datasets, cache, image_size, padding, max_images, split, split_seed, straddle, "
-    "balance, preprocess_workers), model (backbone, pretrained, bottleneck_dim, dropout) and trainer (batch_size, "
-    "lr, weight_decay, seed, device, num_workers, plateau_factor, plateau_patience, early_stopping_patience, "
-    "max_steps_per_epoch, amp, progress); every field is documented in agecurriculum/config.py. Ready-made files: "
-    "examples/configs/cpu.yaml (a few minutes on a laptop CPU) and examples/configs/paper.yaml (the paper's setup, "
-    "needs a GPU)."
+    "The config file (YAML or TOML) sets any of the settings listed below; --set overrides them. Ready-made files: "
+    "examples/configs/cpu.yaml (minutes on a laptop CPU) and examples/configs/paper.yaml (the paper's setup, needs "
+    "a GPU)."
 )
+
+
+def settings_epilog() -> str:
+    """The ``--help`` epilog: every setting with its default and meaning."""
+    return "settings (name = default: meaning):\n" + "\n".join(f"  {line}" for line in settings_help())
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train_parser = subparsers.add_parser(
         "train",
         help="train a model over a curriculum from a config file, then save a release and a test report",
-        description="Prepares the data (seeded subsample, subject-disjoint split, face crops in the cache, age "
+        description=textwrap.fill("Prepares the data (seeded subsample, subject-disjoint split, face crops in the cache, age "
         "bins, balancing), trains a DualClassifier over the curriculum, and writes into out_dir: checkpoint.pt, "
         "metrics.csv, training curves, run_config.yaml, resolved_config.json, release/ and report/. "
-        + _CONFIG_HELP,
+        + _CONFIG_HELP + " Under torchrun (torchrun --nproc_per_node N -m agecurriculum train ...) every process "
+        "trains its share of each epoch and only rank 0 writes.", width=100),
+        epilog=settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train_parser.add_argument("--config", type=Path, required=True, metavar="FILE",
                               help="run configuration, .yaml/.yml or .toml (see examples/configs)")
@@ -49,8 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eval_parser = subparsers.add_parser(
         "evaluate",
         help="re-evaluate a finished run's release on the test splits",
-        description="Reloads RUN/release (or --checkpoint) and the run's configuration (RUN/" + RUN_CONFIG_FILE + "), rebuilds the "
+        description=textwrap.fill("Reloads RUN/release (or --checkpoint) and the run's configuration (RUN/" + RUN_CONFIG_FILE + "), rebuilds the "
         "same test splits and writes the report (Table III form, JSON, confusion matrices). " + _CONFIG_HELP,
+                                  width=100),
+        epilog=settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     eval_parser.add_argument("--run", type=Path, required=True, metavar="DIR",
                              help="a run folder written by agecurriculum train (its out_dir)")

@@ -10,9 +10,11 @@ Each record's part is a function of one key and the seed alone: the key's SHA-25
 The key is the person where the record has a subject id (MORPH-II, Adience): all images of one person fall in one
 part, so a model is never tested on a face it trained on. Without a subject id (UTKFace, FairFace) the key is the
 image, so **the same person may appear in two parts**: UTKFace has several photos of some people and no ids to
-group them. Keys are ``dataset/subject`` or ``dataset/<parent folder>/<file name>``, never the absolute path, so
-moving the data folder does not change the split. Subject ids are per dataset: the same id in two datasets names
-two people.
+group them. The image is named by its content (SHA-256 of the file's bytes) where the file can be read, so
+byte-identical copies land in the same part: UTKFace holds such copies under different names and labels, which
+would otherwise leak test faces into training. Keys are ``dataset/subject/<id>``, ``dataset/content/<sha256>`` or,
+for files that cannot be read, ``dataset/image/<parent folder>/<file name>``; never the absolute path, so moving the
+data folder does not change the split. Subject ids are per dataset: the same id in two datasets names two people.
 """
 
 from __future__ import annotations
@@ -41,10 +43,20 @@ class Split:
         return {part: len(getattr(self, part)) for part in PARTS}
 
 
-def split_key(record: FaceRecord) -> str:
-    """The string that decides a record's part: its person when known, else its image."""
+def split_key(record: FaceRecord, by_content: bool = True) -> str:
+    """The string that decides a record's part: its person when known, else its image (see the module docstring).
+
+    Args:
+        record: the record.
+        by_content: name an image by the SHA-256 of its bytes (when the file can be read) rather than its name.
+    """
     if record.subject is not None:
         return f"{record.dataset}/subject/{record.subject}"
+    if by_content:
+        try:
+            return f"{record.dataset}/content/{hashlib.sha256(record.path.read_bytes()).hexdigest()}"
+        except OSError:
+            pass  # a missing or unreadable file: its name still gives it a fixed part
     return f"{record.dataset}/image/{record.path.parent.name}/{record.path.name}"
 
 
@@ -63,7 +75,8 @@ def part_of(key: str, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 
 
 
 def split_records(
-    records: Iterable[FaceRecord], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+    records: Iterable[FaceRecord], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+    by_content: bool = True,
 ) -> Split:
     """Splits records into train/validation/test parts, subject-disjoint where subject ids exist.
 
@@ -71,6 +84,7 @@ def split_records(
         records: the records, of one or more datasets.
         fractions: wanted share of keys (people, or images without a subject id) in train, val and test.
         seed: another seed gives another, equally deterministic split.
+        by_content: key images without a subject id by their content (see :func:`split_key`).
 
     Raises:
         ValueError: if ``fractions`` are not three non-negative numbers summing to 1.
@@ -78,5 +92,5 @@ def split_records(
     fractions = _check_fractions(fractions)
     parts: dict[str, list[FaceRecord]] = {part: [] for part in PARTS}
     for record in records:
-        parts[part_of(split_key(record), fractions, seed)].append(record)
+        parts[part_of(split_key(record, by_content), fractions, seed)].append(record)
     return Split(**parts)

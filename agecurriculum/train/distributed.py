@@ -102,6 +102,12 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
+def barrier() -> None:
+    """Waits until every rank gets here (returns at once when not distributed)."""
+    if is_distributed():
+        dist.barrier()
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """The element-wise sum of ``tensor`` over all ranks (``tensor`` itself when not distributed)."""
     if not is_distributed():
