@@ -251,3 +251,19 @@ def test_balanced_sampling_draws_every_bin_of_the_stage_equally_and_repeats():
 def test_unknown_sampling_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="sampling"):
         make_trainer(sampling="weighted")
+
+
+def test_a_last_batch_of_one_image_is_skipped_not_a_batch_norm_crash():
+    class WithBatchNorm(TinyDual):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 16), nn.BatchNorm1d(16), nn.ReLU())
+
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=1)])
+    for n, seen in ((33, 32), (34, 34), (1, 0)):
+        trainer = CurriculumTrainer(WithBatchNorm(), schedule, {"a": learnable_dataset(n, 1)},
+                                    config=TrainerConfig(batch_size=16))
+        assert trainer.fit()[0].images == seen
+        balanced = CurriculumTrainer(WithBatchNorm(), schedule, {"a": learnable_dataset(n, 1)},
+                                     config=TrainerConfig(batch_size=16, sampling="balanced"))
+        assert balanced.fit()[0].images == seen

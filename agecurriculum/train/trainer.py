@@ -262,17 +262,18 @@ class CurriculumTrainer:
             shard = self._shard(dataset)
             return DataLoader(shard, batch_size=self.config.batch_size, num_workers=self.config.num_workers)
         if self.config.sampling == "balanced":
-            return DataLoader(dataset, batch_size=self.config.batch_size, sampler=self._balanced_draws(dataset),
-                              num_workers=self.config.num_workers)
-        # The order depends only on (seed, global epoch): repeatable runs, and the same permutation on every rank;
-        # rank r takes positions r::world of it, padded so that every rank runs the same number of steps.
-        sampler = DistributedSampler(
-            dataset, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=self.config.seed * 1_000_003
-        )
-        sampler.set_epoch(self.global_epoch)
-        return DataLoader(
-            dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=self.config.num_workers
-        )
+            sampler: Iterable[int] = self._balanced_draws(dataset)
+        else:
+            # The order depends only on (seed, global epoch): repeatable runs, and the same permutation on every
+            # rank; rank r takes positions r::world of it, padded so that every rank runs the same number of steps.
+            sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=True,
+                                         seed=self.config.seed * 1_000_003)
+            sampler.set_epoch(self.global_epoch)
+        # A last batch of one image cannot train: batch norm needs two values per channel. Skip that one image
+        # (and a view of a single image trains nothing).
+        drop_last = len(sampler) % self.config.batch_size == 1  # type: ignore[arg-type]
+        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler, drop_last=drop_last,
+                          num_workers=self.config.num_workers)
 
     def _balanced_draws(self, dataset: Dataset) -> list[int]:
         # Drawn on the stage's filtered view, so that the bins of this stage are the ones made equal. The draws depend

@@ -1,0 +1,297 @@
+"""The paper's ablations as one call: the loss variants (Table VII) and the three curricula (Table VIII).
+
+:func:`run_ablation` trains one run per variant with :func:`~agecurriculum.train.run.train`, each in its own
+sub-folder of ``config.out_dir``, with everything else of the configuration identical (data, splits, age bins,
+seed, model, trainer), and tabulates their test results::
+
+    out_dir/loss-uncertainty/  loss-sum/  loss-fixed/                   config's schedule, each loss
+    out_dir/curriculum-original/  curriculum-list1/  curriculum-list2/  config's loss, each preset curriculum
+    out_dir/ablation.md, ablation.json                                  the two tables (rewritten after each run)
+
+    config = apply_overrides(load_config("examples/configs/cpu.yaml"), ["data.root=/data", "out_dir=runs/ablation"])
+    result = run_ablation(config, study="loss")
+    print(result.to_markdown())
+
+The data is prepared once and shared by every run. A variant whose configuration equals one trained before it in
+the same ablation (e.g. loss ``uncertainty`` under the ``original`` schedule is also curriculum ``original`` under
+loss ``uncertainty``) reuses that run instead of training it twice. With ``resume=True`` every run goes on from its
+own checkpoint, so a finished run trains no more epochs and an interrupted ablation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agecurriculum.bins import PAPER_BINS
+from agecurriculum.config import RunConfig
+from agecurriculum.evaluation.metrics import format_number
+from agecurriculum.evaluation.report import EvaluationReport
+from agecurriculum.losses import LOSSES
+from agecurriculum.schedule import PRESETS, ScheduleWarning
+from agecurriculum.train.distributed import is_main_process
+from agecurriculum.train.run import PreparedData, build_schedule, prepare_data, train
+
+__all__ = ["CURRICULA", "LOSS_VARIANTS", "STUDIES", "AblationResult", "AblationRow", "run_ablation"]
+
+STUDIES = ("loss", "curriculum")  # what ``study="all"`` runs, in this order
+LOSS_VARIANTS = tuple(LOSSES)  # uncertainty, sum, fixed
+CURRICULA = tuple(PRESETS)  # original, list1, list2
+_LOSS_LABELS = {"uncertainty": "uncertainty (learned weights)", "sum": "plain sum", "fixed": "fixed 0.6 / 0.4"}
+_TITLES = {"loss": ("Loss", "Table VII form"), "curriculum": ("Curriculum", "Table VIII form")}
+_METRICS = ("gender_accuracy", "age_accuracy")
+
+
+@dataclass
+class AblationRow:
+    """One variant of one study and its test results.
+
+    Attributes:
+        study: ``"loss"`` or ``"curriculum"``.
+        variant: the loss name or the curriculum preset name.
+        run_dir: the run folder holding the run's checkpoints, release and ``report/``.
+        epochs_trained: epochs run by this call (0 for a finished run resumed, or a run shared with another row).
+        seconds: wall time of this call's training and evaluation of the run.
+        results: test dataset -> ``{"gender_accuracy", "age_accuracy"}`` (fractions, NaN where undefined) and
+            ``"n"`` (test images), copied from the run's :class:`EvaluationReport`.
+    """
+
+    study: str
+    variant: str
+    run_dir: Path
+    epochs_trained: int
+    seconds: float
+    results: dict[str, dict[str, float]]
+
+    @property
+    def mean(self) -> dict[str, float]:
+        """Unweighted mean of each accuracy over the test datasets where it is defined (NaN where none is)."""
+        means = {}
+        for key in _METRICS:
+            values = [r[key] for r in self.results.values() if not math.isnan(r[key])]
+            means[key] = sum(values) / len(values) if values else math.nan
+        return means
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "run_dir": str(self.run_dir), "epochs_trained": self.epochs_trained,
+                "seconds": self.seconds, "results": self.results, "mean": self.mean}
+
+
+@dataclass
+class AblationResult:
+    """All rows of an ablation and the settings they share.
+
+    Attributes:
+        out_dir: the ablation folder (``config.out_dir``).
+        config: the configuration every run derives from.
+        bin_labels: the unified age bins of every run.
+        rows: one row per variant, in the order they ran.
+    """
+
+    out_dir: Path
+    config: RunConfig
+    bin_labels: list[str]
+    rows: list[AblationRow] = field(default_factory=list)
+
+    def study(self, name: str) -> list[AblationRow]:
+        """The rows of one study (``"loss"`` or ``"curriculum"``)."""
+        return [row for row in self.rows if row.study == name]
+
+    def datasets(self) -> list[str]:
+        """The test datasets of every row, in order of first appearance (the table columns)."""
+        return list(dict.fromkeys(name for row in self.rows for name in row.results))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: the shared configuration and, per study, what it holds fixed and its rows."""
+        studies = {name: {"fixed": self._fixed(name), "rows": [row.to_dict() for row in self.study(name)]}
+                   for name in STUDIES if self.study(name)}
+        return _jsonable({"out_dir": str(self.out_dir), "config": self.config.to_dict(),
+                          "bin_labels": self.bin_labels, "datasets": self.datasets(), "studies": studies})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self) -> str:
+        """The tables, one per study: a row per variant, gender and age accuracy (%) per test dataset and mean."""
+        intro = (f"Test-split accuracy (%) of each variant: gender, and age over the {len(self.bin_labels)} unified "
+                 f"bins ({', '.join(self.bin_labels)}), per dataset and as the unweighted mean over the datasets. "
+                 "All runs share the data, splits, bins, model, trainer settings and seed; only the varied setting "
+                 "differs.")
+        lines = ["# Ablation", "", intro, ""]
+        datasets = self.datasets()
+        for name in STUDIES:
+            rows = self.study(name)
+            if not rows:
+                continue
+            title, form = _TITLES[name]
+            header = [title, *(f"{d} {part} (%)" for d in datasets for part in ("gender", "age")),
+                      "mean gender (%)", "mean age (%)", "run"]
+            lines += [f"## {title} ({form})", "", f"Held fixed: {_describe(self._fixed(name))}.", "",
+                      "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+            for row in rows:
+                label = _LOSS_LABELS.get(row.variant, row.variant) if name == "loss" else row.variant
+                cells = [format_number(row.results[d][key], True) if d in row.results else "–"
+                         for d in datasets for key in _METRICS]
+                cells += [format_number(row.mean[key], True) for key in _METRICS]
+                lines.append(f"| {label} | " + " | ".join(cells) + f" | {_relative(row.run_dir, self.out_dir)} |")
+            lines.append("")
+        return "\n".join(lines)
+
+    def write(self) -> list[Path]:
+        """Writes ``ablation.md`` and ``ablation.json`` into :attr:`out_dir`; returns their paths."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, text in (("ablation.md", self.to_markdown()), ("ablation.json", self.to_json())):
+            path = self.out_dir / name
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)  # atomic: an interrupted write leaves the previous table, not half of one
+            paths.append(path)
+        return paths
+
+    def _fixed(self, study: str) -> dict[str, Any]:
+        # What a study holds fixed while it varies the other setting.
+        if study == "loss":
+            return {"schedule": self.config.schedule, "epochs_per_stage": self.config.epochs_per_stage}
+        return {"loss": self.config.loss, "epochs_per_stage": self.config.epochs_per_stage}
+
+
+def _describe(fixed: dict[str, Any]) -> str:
+    parts = []
+    for key, value in fixed.items():
+        if key == "schedule" and not isinstance(value, str):
+            value = f"the config's own {len(value)}-stage curriculum"
+        parts.append(f"{key} {value}")
+    return ", ".join(parts)
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON has no NaN (the runs' report.json does the same)
+    return value
+
+
+def _results(report: EvaluationReport) -> dict[str, dict[str, float]]:
+    return {r.name: {"gender_accuracy": float(r.metrics["gender_accuracy"]),
+                     "age_accuracy": float(r.metrics["age_accuracy"]), "n": int(r.metrics["n"])}
+            for r in report.results}
+
+
+def _choose(names: Iterable[str], known: Sequence[str], what: str) -> list[str]:
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(f"{what}: expected one or more of {list(known)}, got {names}")
+    return names
+
+
+def _variants(config: RunConfig, study: str, losses: Sequence[str], curricula: Sequence[str]
+              ) -> list[tuple[str, str, RunConfig]]:
+    """``(study, variant, run config)`` of every run, each config a copy with its own ``out_dir``."""
+    if study not in (*STUDIES, "all"):
+        raise ValueError(f"study: expected all, loss or curriculum, got {study!r}")
+    out = Path(config.out_dir)
+    variants = []
+    if study in ("all", "loss"):
+        for name in _choose(losses, LOSS_VARIANTS, "losses"):
+            run = copy.deepcopy(config)
+            run.loss, run.out_dir = name, str(out / f"loss-{name}")
+            variants.append(("loss", name, run))
+    if study in ("all", "curriculum"):
+        for name in _choose(curricula, CURRICULA, "curricula"):
+            run = copy.deepcopy(config)
+            run.schedule, run.out_dir = name, str(out / f"curriculum-{name}")
+            variants.append(("curriculum", name, run))
+    return variants
+
+
+def _check_datasets(variants: list[tuple[str, str, RunConfig]], available: Sequence[str], num_bins: int,
+                    where: str) -> None:
+    """Raises one ValueError naming every variant whose curriculum uses a dataset not in ``available``."""
+    problems = []
+    for study, name, run in variants:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ScheduleWarning)  # the presets break Eq. 7 on purpose; train() warns
+            needed = build_schedule(run, num_bins).datasets
+        missing = [d for d in needed if d not in available]
+        if missing:
+            problems.append(f"{study}-{name} needs {missing}")
+    if problems:
+        hint = "add the missing datasets"
+        if any(problem.startswith("curriculum-") for problem in problems):
+            hint = ("the paper's curricula (original, list1, list2) each use utkface, adience and morph2: " + hint
+                    + ", or run only the loss study (--study loss)")
+        raise ValueError(f"ablation: {'; '.join(problems)}, but {where} has only {list(available)}; {hint}")
+
+
+def run_ablation(config: RunConfig, study: str = "all", losses: Sequence[str] = LOSS_VARIANTS,
+                 curricula: Sequence[str] = CURRICULA, resume: bool = False,
+                 on_run: Callable[[AblationRow], None] | None = None) -> AblationResult:
+    """Trains and evaluates every variant of the chosen studies, then writes ``ablation.md`` and ``ablation.json``.
+
+    The loss study keeps ``config.schedule`` and sets ``loss`` to each of ``losses``; the curriculum study keeps
+    ``config.loss`` and sets ``schedule`` to each preset of ``curricula`` (``config.epochs_per_stage`` epochs per
+    stage). Each run goes to ``config.out_dir/<study>-<variant>``. The tables are rewritten after every run, so they
+    hold what is finished so far.
+
+    Args:
+        config: the configuration every run derives from; ``out_dir`` is the ablation folder.
+        study: ``"all"`` (loss study, then curriculum study), ``"loss"`` or ``"curriculum"``.
+        losses: the loss variants of the loss study (names of :data:`~agecurriculum.losses.LOSSES`).
+        curricula: the presets of the curriculum study (names of :data:`~agecurriculum.schedule.PRESETS`).
+        resume: go on from each run's checkpoint; finished runs train no more epochs (they are re-evaluated).
+        on_run: called with each row as soon as its run is done (e.g. to print progress).
+
+    Returns:
+        Every row, in the order the runs ran (also written to ``ablation.md`` and ``ablation.json``).
+
+    Raises:
+        ValueError: unknown study, loss or preset name; a curriculum that uses a dataset missing from
+            ``config.data.datasets`` or from the data root (raised before anything is trained); and every error
+            of :func:`~agecurriculum.train.run.prepare_data` and :func:`~agecurriculum.train.run.train`.
+    """
+    variants = _variants(config, study, losses, curricula)
+    # The presets are checked against the configured dataset names first, so that a curriculum study that cannot
+    # run fails before face detection; then every variant against the datasets that have training images.
+    presets = [v for v in variants if v[0] == "curriculum"]
+    _check_datasets(presets, config.data.datasets, len(PAPER_BINS), "data.datasets")
+    prepared: PreparedData = prepare_data(config)
+    found = [name for name, ds in prepared.train_sets.items() if len(ds)]
+    _check_datasets(variants, found, len(prepared.bins), f"the data under {config.data.root} (with training images)")
+    result = AblationResult(Path(config.out_dir), config, prepared.bins.labels())
+    trained: dict[str, AblationRow] = {}  # run configuration (less out_dir) -> the row that trained it
+    for study_name, name, run in variants:
+        key = json.dumps({**run.to_dict(), "out_dir": None}, sort_keys=True, default=str)
+        start = time.perf_counter()
+        if key in trained:
+            same = trained[key]
+            row = AblationRow(study_name, name, same.run_dir, 0, 0.0, same.results)
+        else:
+            done = train(run, resume=resume, prepared=prepared)
+            row = AblationRow(study_name, name, done.run_dir, len(done.history), time.perf_counter() - start,
+                              _results(done.report))
+            trained[key] = row
+        result.rows.append(row)
+        if is_main_process():  # under torchrun, rank 0 writes (as train() does)
+            result.write()
+        if on_run is not None:
+            on_run(row)
+    return result
