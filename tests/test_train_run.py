@@ -72,6 +72,7 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     assert [(r["stage"], r["dataset"]) for r in rows] == [(0, "utkface"), (1, "utkface"), (1, "morph2")]
     markdown = (run / "report" / "report.md").read_text(encoding="utf-8")
     assert "## Results (Table III form)" in markdown
+    assert "## Comparison protocols" in markdown and "UTKFace, 7 groups" in markdown
     assert "| Dataset | Gender accuracy (%) | Age accuracy (%) (8 bins) | 1-off (%) | MAE (years) | n |" in markdown
     trained = json.loads((run / "report" / "report.json").read_text(encoding="utf-8"))
     assert {d["name"] for d in trained["datasets"]} == {"utkface", "morph2"}
@@ -117,3 +118,23 @@ def test_clear_errors(tmp_path, data_root, capsys):
     assert "data.root" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_train_under_torchrun_two_gloo_processes(tmp_path, data_root):
+    # The CLI itself under torchrun: rank 0 prepares the crops and writes; the run ends with one release and report.
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "agecurriculum", "train", "--config", str(config), "--set", f"data.root={data_root}",
+               "--set", f"data.cache={tmp_path / 'cache'}", "--set", f"out_dir={run}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("trained 3 epoch(s)") == 1  # rank 0 reports, rank 1 stays quiet
+    assert (run / "release" / "model.safetensors").is_file() and (run / "report" / "report.json").is_file()
+    assert [(r["stage"], r["dataset"]) for r in _metrics(run)] == [(0, "utkface"), (1, "utkface"), (1, "morph2")]

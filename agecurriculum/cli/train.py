@@ -73,6 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = apply_overrides(load_config(args.config), args.overrides)
     start = time.perf_counter()
     result = train(config, resume=args.resume)
+    if result.report is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     for name, split in result.data.splits.items():
         dropped = ", ".join(f"{n} {reason}" for reason, n in result.data.failures[name].items()) or "none"
         sizes = ", ".join(f"{part} {n}" for part, n in split.sizes().items())

@@ -189,7 +189,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _results(report: EvaluationReport) -> dict[str, dict[str, float]]:
+def _results(report: EvaluationReport | None) -> dict[str, dict[str, float]]:
+    if report is None:  # ranks other than 0 of a distributed run do not evaluate
+        return {}
     return {r.name: {"gender_accuracy": float(r.metrics["gender_accuracy"]),
                      "age_accuracy": float(r.metrics["age_accuracy"]), "n": int(r.metrics["n"])}
             for r in report.results}

@@ -24,11 +24,11 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from agecurriculum.bins import PAPER_BINS, AgeBins
+from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS, AgeBins
 from agecurriculum.config import RunConfig
 from agecurriculum.data.balance import BalancedDataset, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
-from agecurriculum.data.datasets import FaceDataset
+from agecurriculum.data.datasets import IGNORE, FaceDataset
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.records import FaceRecord
 from agecurriculum.data.sources import HISTOGRAM_DATASETS, discover
@@ -37,11 +37,13 @@ from agecurriculum.data.summary import age_distribution, fit_age_bins
 from agecurriculum.data.transforms import eval_transform, train_transform
 from agecurriculum.evaluation.metrics import representative_ages
 from agecurriculum.evaluation.predict import predict_dataset
+from agecurriculum.evaluation.protocols import adience_protocol, seven_group_protocol
 from agecurriculum.evaluation.report import EvaluationReport, build_report, write_report
 from agecurriculum.losses import create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.schedule import TrainingSchedule, preset
+from agecurriculum.train import distributed as ddp
 from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint, load_release, save_release
 from agecurriculum.train.run_logs import (
     PlotCallback,
@@ -90,14 +92,15 @@ class TrainResult:
         run_dir: the run folder.
         history: one record per epoch run by this call (empty when a finished run is resumed).
         release_dir: the saved release.
-        report: the evaluation on the test splits (also written to ``run_dir/report``).
+        report: the evaluation on the test splits (also written to ``run_dir/report``); None on ranks other
+            than 0 of a distributed run.
         data: the prepared data (bins, splits, counts of images the face pipeline dropped).
     """
 
     run_dir: Path
     history: list[EpochRecord]
     release_dir: Path
-    report: EvaluationReport
+    report: EvaluationReport | None
     data: PreparedData
 
 
@@ -195,15 +198,48 @@ def build_schedule(config: RunConfig, num_bins: int) -> TrainingSchedule:
     return TrainingSchedule.from_dicts(config.schedule, num_bins=num_bins)
 
 
+def _adience_group(record: FaceRecord) -> int:
+    # The cleaned Adience label is one of its 8 groups, or an exact age in a gap between them (no group: skipped).
+    for index, (low, high) in enumerate(ADIENCE_GROUPS):
+        if low <= record.age_min and record.age_max <= high:
+            return index
+    return IGNORE
+
+
 def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[float], batch_size: int,
               device: str) -> EvaluationReport:
     predictions = {name: predict_dataset(model, ds, batch_size=batch_size, device=device)
                    for name, ds in prepared.test_sets.items() if len(ds)}
-    return build_report(predictions, prepared.bins, rep_ages)
+    # The comparison protocols, on this run's test split (the Adience benchmark's own 5-fold protocol needs one
+    # training per fold: see agecurriculum.evaluation.protocols).
+    protocols = {}
+    if "utkface" in predictions:
+        protocols["UTKFace, 7 groups (0-3, 4-12, 13-19, 20-30, 31-45, 46-60, 61+)"] = seven_group_protocol(
+            predictions["utkface"], prepared.bins)
+    if "adience" in predictions:
+        labels = [_adience_group(r) for r in prepared.test_sets["adience"].records]
+        protocols["Adience, native 8 groups (test split)"] = adience_protocol(
+            predictions["adience"], prepared.bins, labels)
+    return build_report(predictions, prepared.bins, rep_ages, protocols)
+
+
+def _prepare_on_rank0_first(config: RunConfig) -> PreparedData:
+    # Rank 0 detects and caches the faces while the other ranks wait; they then read the same crops from the cache
+    # (keyed by content), so every rank holds identical data without doing the work again.
+    if not ddp.is_main_process():
+        ddp.barrier()
+    prepared = prepare_data(config)
+    if ddp.is_main_process():
+        ddp.barrier()
+    return prepared
 
 
 def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None = None) -> TrainResult:
     """Trains a DualClassifier over the configured curriculum, then saves a release and the test report.
+
+    Launched by ``torchrun`` (``torchrun --nproc_per_node N -m agecurriculum train ...``), every process joins the
+    run (:func:`~agecurriculum.train.distributed.init_distributed`) and trains its share of each epoch; only rank 0
+    writes files and evaluates.
 
     Args:
         config: the run configuration; everything goes to ``config.out_dir``.
@@ -213,11 +249,16 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
             ``model.backbone`` and ``trainer.seed`` (e.g. shared by the runs of an ablation, which differ only in
             loss or schedule); None prepares the data from ``config``.
 
+    Returns:
+        What was trained and written; ``report`` is None on ranks other than 0.
+
     Raises:
         ValueError: bad configuration, or a schedule naming datasets that were not prepared.
     """
     out = Path(config.out_dir)
-    prepared = prepared if prepared is not None else prepare_data(config)
+    ddp.init_distributed()
+    main = ddp.is_main_process()
+    prepared = prepared if prepared is not None else _prepare_on_rank0_first(config)
     schedule = build_schedule(config, len(prepared.bins))
     missing = [name for name in schedule.datasets if name not in prepared.train_sets]
     if missing:
@@ -231,10 +272,11 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     model = DualClassifier(age_classes=len(prepared.bins), backbone=config.model.backbone,
                            pretrained=config.model.pretrained, bottleneck_dim=config.model.bottleneck_dim,
                            dropout=config.model.dropout)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-    save_resolved_config({"run": config, "bins": prepared.bins.to_dict(), "schedule": schedule},
-                         out / "resolved_config.json", seed=config.trainer.seed)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+        save_resolved_config({"run": config, "bins": prepared.bins.to_dict(), "schedule": schedule},
+                             out / "resolved_config.json", seed=config.trainer.seed)
     history: list[EpochRecord] = []  # the epochs this call runs (the trainer's history also holds resumed ones)
     # balance: sampler leaves the datasets as they are and has the trainer draw every age bin equally often.
     trainer_config = replace(config.trainer, sampling="balanced") if config.data.balance == "sampler" \
@@ -244,14 +286,17 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
         config=trainer_config, callbacks=[*default_loggers(out), PlotCallback(out), history.append], run_dir=out,
     )
     trainer.fit(resume=resume)
-    spec = model.backbone.spec
-    rep_ages = [float(a) for a in representative_ages(prepared.bins, prepared.train_ages)]
-    preprocessing = {"image_size": config.data.image_size, "mean": list(spec.mean), "std": list(spec.std),
-                     "padding": config.data.padding, "alignment": {"utkface": "aligned", "other": "detect"}}
-    release = save_release(model, out / "release", prepared.bins, preprocessing,
-                           extra={"rep_ages": rep_ages, "datasets": list(prepared.splits)})
-    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device)
-    write_report(report, out / "report")
+    release, report = out / "release", None
+    if main:
+        spec = model.backbone.spec
+        rep_ages = [float(a) for a in representative_ages(prepared.bins, prepared.train_ages)]
+        preprocessing = {"image_size": config.data.image_size, "mean": list(spec.mean), "std": list(spec.std),
+                         "padding": config.data.padding, "alignment": {"utkface": "aligned", "other": "detect"}}
+        release = save_release(model, release, prepared.bins, preprocessing,
+                               extra={"rep_ages": rep_ages, "datasets": list(prepared.splits)})
+        report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device))
+        write_report(report, out / "report")
+    ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
     return TrainResult(out, history, release, report, prepared)
 
 
