@@ -267,3 +267,31 @@ def test_a_last_batch_of_one_image_is_skipped_not_a_batch_norm_crash():
         balanced = CurriculumTrainer(WithBatchNorm(), schedule, {"a": learnable_dataset(n, 1)},
                                      config=TrainerConfig(batch_size=16, sampling="balanced"))
         assert balanced.fit()[0].images == seen
+
+
+def test_unknown_age_items_train_gender_in_stages_that_cover_every_bin():
+    data = learnable_dataset(64, 1)
+    data.age_bins[:16] = -100  # e.g. FairFace decades that straddle two bins: gender labels only
+    seen = []
+
+    class SpyLoss(SumLoss):
+        def forward(self, age_logits, gender_logits, age_target, gender_target):
+            seen.append((stage_now[0], (age_target == -100).sum().item()))
+            return super().forward(age_logits, gender_logits, age_target, gender_target)
+
+    stage_now = [0]
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], {3, 4, 5}, epochs=1),
+                                 MultiDatasetSample(["a"], range(8), epochs=1)])
+    trainer = CurriculumTrainer(TinyDual(), schedule, {"a": data}, {"a": data}, loss=SpyLoss(),
+                                config=TrainerConfig(batch_size=16, early_stopping_patience=None))
+    trainer.callbacks.append(lambda record: stage_now.__setitem__(0, record.stage + 1))
+    history = trainer.fit()
+    known_345 = int(((data.age_bins[16:] >= 3) & (data.age_bins[16:] <= 5)).sum())
+    assert [r.images for r in history] == [known_345, 64]
+    unknown_by_stage = {stage: 0 for stage in (0, 1)}
+    for stage, unknown in seen:
+        unknown_by_stage[stage] += unknown
+    # Stage 1 trains on the 16 unknown-age items and validates on them (twice 16); stage 0 never sees them.
+    assert unknown_by_stage[0] == 0 and unknown_by_stage[1] == 32
+    # Validation age accuracy counts only items of known age.
+    assert history[1].val.images == 64 and 0 <= history[1].val.age_accuracy <= 1

@@ -203,19 +203,27 @@ def age_bins_of(dataset: Dataset) -> list[int]:
 class FilteredDataset(Dataset):
     """The items of ``dataset`` whose age bin is in ``bins``: one curriculum stage's view of one dataset.
 
+    Items of unknown age bin (:data:`IGNORE`: no age label, or a range that straddles bins under the ``"ignore"``
+    rule) could be of any age, so they belong to no partial set of bins; ``keep_unknown`` adds them, which is right
+    for a stage that covers every bin (the trainer does so): they train gender there, and add nothing to the age
+    loss.
+
     Args:
         dataset: a dataset of ``(image, age_bin, gender)`` items.
         bins: the age-bin indices to keep.
+        keep_unknown: also keep the items whose age bin is :data:`IGNORE`.
 
     Attributes:
         indices: positions in ``dataset`` of the kept items, in their original order.
     """
 
-    def __init__(self, dataset: Dataset, bins: Collection[int]) -> None:
+    def __init__(self, dataset: Dataset, bins: Collection[int], keep_unknown: bool = False) -> None:
         self.dataset = dataset
         self.bins = frozenset(int(b) for b in bins)
+        self.keep_unknown = keep_unknown
         all_bins = age_bins_of(dataset)
-        self.indices: list[int] = [i for i, b in enumerate(all_bins) if b in self.bins]
+        self.indices: list[int] = [i for i, b in enumerate(all_bins)
+                                   if b in self.bins or keep_unknown and b == IGNORE]
         self.age_bins: Sequence[int] = [all_bins[i] for i in self.indices]
 
     def __len__(self) -> int:
@@ -225,5 +233,6 @@ class FilteredDataset(Dataset):
         return self.dataset[self.indices[index]]
 
     def class_counts(self, num_bins: int) -> torch.Tensor:
-        """Number of kept items per age bin, as a ``(num_bins,)`` tensor."""
-        return torch.bincount(torch.tensor(self.age_bins, dtype=torch.long), minlength=num_bins)
+        """Number of kept items per age bin (unknown ages not counted), as a ``(num_bins,)`` tensor."""
+        known = torch.tensor([b for b in self.age_bins if b != IGNORE], dtype=torch.long)
+        return torch.bincount(known, minlength=num_bins)

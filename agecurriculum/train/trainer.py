@@ -8,6 +8,9 @@ Algorithm 1, as run by :meth:`CurriculumTrainer.fit`::
                 train_one_epoch(FilteredDataset(train_sets[name], stage.bins))
                 validate on FilteredDataset(val_sets[name], stage.bins)   # drives the LR plateau and early stop
 
+Images of unknown age (no age label, or a range that straddles bins) train gender in the stages that cover every
+bin, and are left out of the others.
+
 The trainer walks these loops one epoch at a time from a :class:`SchedulePosition`, so a run can stop after any
 epoch and go on later from exactly there.
 
@@ -91,7 +94,7 @@ class EvalResult:
     """Validation metrics of one dataset (or one filtered view of it)."""
 
     loss: float  # mean total loss per image
-    age_accuracy: float  # fraction of images whose age bin is predicted exactly
+    age_accuracy: float  # fraction of images of known age bin whose bin is predicted exactly
     gender_accuracy: float  # fraction of images with a known gender predicted right
     images: int  # images evaluated
 
@@ -353,24 +356,27 @@ class CurriculumTrainer:
         In a distributed run every rank must call it: each evaluates its share and the sums are added up.
         """
         self.model.eval()
-        sums = torch.zeros(5, dtype=torch.float64)  # loss times images, age right, gender right, gender known, images
+        # loss times images, age right, age known, gender right, gender known, images
+        sums = torch.zeros(6, dtype=torch.float64)
         for batch in self._loader(dataset, shuffle=False):
             images, age_target, gender_target = self._to_device(batch)
             with self._autocast():
                 age_logits, gender_logits = self.model(images)
                 loss = self.loss_fn(age_logits, gender_logits, age_target, gender_target).total
+            age_known = age_target != self.loss_fn.ignore_index
             known = gender_target != self.loss_fn.ignore_index
             sums += torch.tensor([
                 loss.item() * len(images),
-                int((age_logits.argmax(1) == age_target).sum()),
+                int((age_logits.argmax(1) == age_target)[age_known].sum()),
+                int(age_known.sum()),
                 int((gender_logits.argmax(1) == gender_target)[known].sum()),
                 int(known.sum()),
                 len(images),
             ], dtype=torch.float64)
-        loss_sum, age_right, gender_right, gender_known, seen = ddp.all_reduce_sum(sums).tolist()
+        loss_sum, age_right, age_known, gender_right, gender_known, seen = ddp.all_reduce_sum(sums).tolist()
         return EvalResult(
             loss=loss_sum / seen if seen else math.nan,
-            age_accuracy=age_right / seen if seen else math.nan,
+            age_accuracy=age_right / age_known if age_known else math.nan,
             gender_accuracy=gender_right / gender_known if gender_known else math.nan,
             images=int(seen),
         )
@@ -423,12 +429,15 @@ class CurriculumTrainer:
         self._end_epoch(record, improved)
 
     def _stage_views(self, stage_index: int, name: str) -> tuple[FilteredDataset, FilteredDataset | None]:
-        # Built once per (stage, dataset): filtering reads every item's bin.
+        # Built once per (stage, dataset): filtering reads every item's bin. Images of unknown age join the stages
+        # that cover every bin (they could be any age) and train gender there.
         key = (stage_index, name)
         if self._views is None or self._views[0] != key:
             bins = self.schedule[stage_index].bins
-            val_view = FilteredDataset(self.val_sets[name], bins) if name in self.val_sets else None
-            self._views = (key, FilteredDataset(self.train_sets[name], bins), val_view)
+            every_bin = set(bins) == set(range(self.schedule.num_bins))
+            val_view = (FilteredDataset(self.val_sets[name], bins, keep_unknown=every_bin)
+                        if name in self.val_sets else None)
+            self._views = (key, FilteredDataset(self.train_sets[name], bins, keep_unknown=every_bin), val_view)
         return self._views[1], self._views[2]
 
     def _update_plateau_and_early_stopping(self, val: EvalResult | None) -> tuple[bool, bool]:
