@@ -75,3 +75,17 @@ def test_every_setting_is_documented_in_help(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert all(f"  {line}" in out for line in lines)
+
+
+@pytest.mark.parametrize("name", ["cpu.yaml", "paper.yaml"])
+def test_example_configs_load_and_their_schedules_are_valid(name):
+    import warnings
+    from pathlib import Path
+
+    from agecurriculum.train.run import build_schedule
+
+    config = load_config(Path(__file__).parents[1] / "examples" / "configs" / name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the paper's original curriculum breaks nested-bins on purpose, and warns
+        schedule = build_schedule(config, 8)
+    assert set(schedule.datasets) <= set(config.data.datasets)
