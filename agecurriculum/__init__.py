@@ -30,6 +30,7 @@ from agecurriculum.data import (
     split_records,
 )
 from agecurriculum.data.sources import discover, load_csv
+from agecurriculum.inference import Predictor, export_onnx
 from agecurriculum.losses import (
     FixedWeightLoss,
     LossParts,
@@ -101,4 +102,6 @@ __all__ = [
     "EpochRecord",
     "EvalResult",
     "TrainerConfig",
+    "Predictor",
+    "export_onnx",
 ]

@@ -12,6 +12,16 @@ from typing import IO
 __all__ = ["atomic_write"]
 
 
+def _read_umask() -> int:
+    # Reading the umask means setting it; done once at import, before any thread could create files meanwhile.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write(path: str | Path, content: bytes | Callable[[IO[bytes]], None], durable: bool = True) -> None:
     """Writes ``content`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
@@ -27,6 +37,8 @@ def atomic_write(path: str | Path, content: bytes | Callable[[IO[bytes]], None],
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file readable by its owner only; give it the permissions of any new file (umask).
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)

@@ -1,0 +1,147 @@
+"""``agecurriculum predict``: every face's gender and age group in photos, as text or JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from agecurriculum.cli import CLIError
+from agecurriculum.data.images import ImageLoadError, load_image
+from agecurriculum.fileio import atomic_write
+from agecurriculum.inference import DEFAULT_RELEASE_DIR, Predictor, draw_faces, face_label
+
+# Files a folder argument expands to (any file named explicitly is tried, whatever its name).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# Formats --draw writes as they are; anything else becomes a PNG.
+_DRAW_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``predict`` sub-command."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="estimate the gender and age group of every face in photos",
+        description="Finds every face (dlib HOG detector, each box confirmed by dlib's CNN detector), aligns it as "
+        "the model was trained, and prints its box, gender and probability, likeliest age group, the age-group "
+        "probabilities and the expected age in years. Unreadable inputs are reported and skipped; the exit "
+        "status is 0 unless no input path matches at all.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="image files, folders (their image files, recursively, sorted) or glob patterns "
+                        "(quoted, e.g. 'photos/**/*.jpg')")
+    parser.add_argument("--model", metavar="DIR",
+                        help="release folder written by `agecurriculum train` (RUN/release), or with --backend onnx "
+                        "an .onnx file from `agecurriculum export` (default: the installed model, "
+                        f"{DEFAULT_RELEASE_DIR})")
+    parser.add_argument("--json", action="store_true",
+                        help="print exactly one JSON object per input on stdout: {path, faces: [{box, score, gender, "
+                        "gender_prob, age_bin, age_range, age_probs, age}], error}; progress goes to stderr")
+    parser.add_argument("--aligned", action="store_true",
+                        help="the inputs are already aligned face crops (e.g. UTKFace, FairFace): no detection, "
+                        "one face per input whose box is the whole image")
+    parser.add_argument("--draw", type=Path, metavar="DIR",
+                        help="also write a copy of every readable input into DIR with each face's box and label")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="run the network with PyTorch (the release's weights) or ONNX Runtime (MODEL/model.onnx "
+                        "or the .onnx file given as --model; see `agecurriculum export`) (default: torch)")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N",
+                        help="faces per forward pass (default: 32)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the network runs: cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.set_defaults(func=run)
+
+
+def expand_paths(patterns: list[str]) -> tuple[list[str], list[str]]:
+    """The input files the PATH arguments name, in order, without duplicates; and the arguments matching nothing.
+
+    A folder gives its image files (recursively, sorted); a pattern with glob characters its matches (sorted,
+    ``**`` crosses folders); anything else is taken as a file name, so a missing file is reported as that input's
+    error. A missing file, a pattern with no match and a folder without images all count as matching nothing.
+    """
+    files: dict[str, None] = {}
+    unmatched: list[str] = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = _images_in(pattern)
+        elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
+            found = []
+            for match in sorted(glob.glob(pattern, recursive=True)):
+                found += _images_in(match) if os.path.isdir(match) else [match]
+        else:
+            found = [pattern]
+            if not os.path.exists(pattern):
+                unmatched.append(pattern)
+        if not found:
+            unmatched.append(pattern)
+        files.update(dict.fromkeys(found))
+    return list(files), unmatched
+
+
+def _images_in(folder: str) -> list[str]:
+    paths = (p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(str(p) for p in paths)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the sub-command; returns the exit status."""
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    files, unmatched = expand_paths(args.paths)
+    if len(unmatched) == len(args.paths):
+        raise CLIError(f"no input matches {', '.join(unmatched)}")
+    for pattern in unmatched:
+        print(f"agecurriculum predict: warning: {pattern} matches no file", file=sys.stderr)
+    predictor = Predictor.from_release(args.model, backend=args.backend, device=args.device,
+                                       batch_size=args.batch_size)
+    start, faces, errors, drawn_names = time.perf_counter(), 0, 0, set()
+    for done, result in enumerate(predictor.iter_predict(files, aligned=args.aligned), 1):
+        faces += len(result["faces"])
+        errors += result["error"] is not None
+        if args.json:
+            print(json.dumps(result, allow_nan=False), flush=True)
+        else:
+            _print_text(result)
+        if args.draw is not None and result["error"] is None:
+            _draw(result, args.draw, drawn_names)
+        if args.json and sys.stderr.isatty():  # text mode: the lines themselves show the progress
+            print(f"\r{done}/{len(files)} inputs", end="", file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - start
+    if args.json and sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(f"agecurriculum predict: {len(files)} input(s), {faces} face(s), {errors} unreadable, in {seconds:.1f} s "
+          f"({len(files) / max(seconds, 1e-9):.1f} inputs/s)", file=sys.stderr)
+    return 0
+
+
+def _print_text(result: dict) -> None:
+    path = result["path"]
+    if result["error"] is not None:
+        print(f"{path}: error: {result['error']}")
+    elif not result["faces"]:
+        print(f"{path}: no face found")
+    for i, face in enumerate(result["faces"], 1):
+        x0, y0, x1, y1 = face["box"]
+        print(f"{path}: face {i} at ({x0}, {y0})-({x1}, {y1}): {face_label(face)}")
+
+
+def _draw(result: dict, folder: Path, used: set[str]) -> None:
+    try:
+        image = load_image(result["path"])
+    except ImageLoadError as err:  # changed since it was read: report, keep going
+        print(f"agecurriculum predict: warning: --draw: {err}", file=sys.stderr)
+        return
+    source = Path(result["path"])
+    suffix = source.suffix.lower() if source.suffix.lower() in _DRAW_SUFFIXES else ".png"
+    name, n = source.stem + suffix, 1
+    while name in used:  # inputs from different folders may share a name
+        n += 1
+        name = f"{source.stem}_{n}{suffix}"
+    used.add(name)
+    picture = draw_faces(image, result["faces"])
+    image_format = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix, suffix[1:].upper())
+    atomic_write(folder / name, lambda f: picture.save(f, format=image_format), durable=False)

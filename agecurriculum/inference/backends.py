@@ -1,0 +1,95 @@
+"""Where the network runs: PyTorch on a release's weights, or ONNX Runtime on an exported model.
+
+A backend maps a batch of normalised face crops, ``(N, 3, S, S)`` float32, to ``(age_probs (N, K),
+gender_probs (N, 2))`` float64 numpy arrays, whose rows sum to 1; both backends compute the same function, so the
+:class:`~agecurriculum.inference.Predictor` around them does not care which one it has.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from agecurriculum.inference.release import check_release_config
+from agecurriculum.train.checkpoint import load_release
+
+__all__ = ["ONNX_INPUT", "ONNX_OUTPUTS", "ONNX_RELEASE_KEY", "Backend", "OnnxBackend", "TorchBackend"]
+
+ONNX_INPUT = "images"  # name of the exported model's input
+ONNX_OUTPUTS = ("age_probs", "gender_probs")  # names of its outputs, in order
+ONNX_RELEASE_KEY = "agecurriculum.release"  # ONNX metadata key holding the release's config.json text
+
+
+class Backend(Protocol):
+    """What the :class:`~agecurriculum.inference.Predictor` runs batches through."""
+
+    config: dict[str, Any]  # the release config (see agecurriculum.train.save_release)
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class TorchBackend:
+    """A release's :class:`~agecurriculum.model.DualClassifier`, in eval mode on ``device``.
+
+    Args:
+        release_dir: a folder written by :func:`~agecurriculum.train.save_release`.
+        device: a torch device, e.g. ``"cpu"`` or ``"cuda:0"``.
+    """
+
+    def __init__(self, release_dir: str | Path, device: str | torch.device = "cpu") -> None:
+        self.model, self.config = load_release(release_dir)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        age_logits, gender_logits = self.model(torch.from_numpy(images).to(self.device))[:2]
+        # Softmax in float64, as evaluation does: the expected age sums probabilities over the bins.
+        return (age_logits.double().softmax(1).cpu().numpy(), gender_logits.double().softmax(1).cpu().numpy())
+
+
+class OnnxBackend:
+    """An ONNX model written by :func:`~agecurriculum.inference.export_onnx`, run by ONNX Runtime.
+
+    The release config is read from the file's own metadata, so the ``.onnx`` file is all it needs.
+
+    Args:
+        onnx_path: the exported model.
+        device: ``"cpu"``, or ``"cuda"``/``"cuda:N"`` for onnxruntime-gpu's CUDA provider.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: it is not an ONNX model exported by this library, or the device is not available.
+    """
+
+    def __init__(self, onnx_path: str | Path, device: str = "cpu") -> None:
+        import onnxruntime as ort  # here: only this backend needs it, and it takes a while to import
+
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        providers: list[Any] = ["CPUExecutionProvider"]
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ValueError(f"device {device}: this onnxruntime has no CUDA provider "
+                                 "(pip install onnxruntime-gpu)")
+            providers = [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
+        elif dev.type != "cpu":
+            raise ValueError(f"device {device}: the onnx backend runs on cpu or cuda")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable models
+            raise ValueError(f"{path}: not a readable ONNX model: {e}") from e
+        text = self.session.get_modelmeta().custom_metadata_map.get(ONNX_RELEASE_KEY)
+        if text is None:
+            raise ValueError(f"{path}: no {ONNX_RELEASE_KEY} metadata; export it with `agecurriculum export`")
+        self.config = check_release_config(json.loads(text), f"{path} ({ONNX_RELEASE_KEY} metadata)")
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        age, gender = self.session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: np.ascontiguousarray(images, np.float32)})
+        return age.astype(np.float64), gender.astype(np.float64)

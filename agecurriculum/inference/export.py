@@ -1,0 +1,75 @@
+"""Exports a release to ONNX, for ONNX Runtime or any other ONNX consumer.
+
+The exported graph takes ``images``: ``(N, 3, S, S)`` float32 face crops aligned and normalised as the release's
+``preprocessing`` says (N dynamic, S = ``image_size``), and returns ``age_probs`` ``(N, K)`` and ``gender_probs``
+``(N, 2)``: softmax probabilities rather than logits, so that a consumer needs no more maths than an argmax (class
+order: the release's age bins; gender 0 male, 1 female). The release's ``config.json`` is embedded as the ONNX
+metadata entry ``agecurriculum.release``, so the file alone is enough for
+:class:`~agecurriculum.inference.OnnxBackend`.
+
+It uses ``torch.onnx.export(dynamo=True)``, PyTorch's default exporter since 2.9 (it needs the ``onnx`` and
+``onnxscript`` packages); the older TorchScript exporter needs neither but is deprecated and due for removal.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from agecurriculum.fileio import atomic_write
+from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
+from agecurriculum.inference.release import ReleaseInfo
+from agecurriculum.train.checkpoint import load_release
+
+__all__ = ["export_onnx"]
+
+
+class _Probabilities(nn.Module):
+    """The release's model with softmax on both heads: the function the ONNX file computes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        age_logits, gender_logits = self.model(images)[:2]
+        return age_logits.softmax(1), gender_logits.softmax(1)
+
+
+def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
+    """Writes the release's model as an ONNX file, atomically (a failed export leaves ``out_path`` as it was).
+
+    Args:
+        release_dir: a folder written by :func:`~agecurriculum.train.save_release`.
+        out_path: the ``.onnx`` file to (over)write; its folder is created.
+
+    Returns:
+        ``out_path`` as a Path.
+
+    Raises:
+        FileNotFoundError, ValueError: the release is missing or broken (see
+            :func:`~agecurriculum.train.load_release`).
+    """
+    import onnx  # here: only export needs it
+
+    model, config = load_release(release_dir)
+    info = ReleaseInfo.from_config(config, str(release_dir))
+    example = torch.zeros(2, 3, info.image_size, info.image_size)
+    program = torch.onnx.export(
+        _Probabilities(model).eval(), (example,), dynamo=True, verbose=False, external_data=False,
+        input_names=[ONNX_INPUT], output_names=list(ONNX_OUTPUTS),
+        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+    )
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, {ONNX_RELEASE_KEY: json.dumps(config, allow_nan=False)})
+    proto.doc_string = (f"agecurriculum age-group and gender classifier. Input {ONNX_INPUT}: (N, 3, {info.image_size}, "
+                        f"{info.image_size}) float32, RGB in [0, 1] normalised with mean {list(info.mean)} and std "
+                        f"{list(info.std)}. Outputs {ONNX_OUTPUTS[0]} (N, {len(info.bins)}) over the age bins "
+                        f"{info.bins.labels()}, {ONNX_OUTPUTS[1]} (N, 2): 0 male, 1 female. Release config in the "
+                        f"metadata entry {ONNX_RELEASE_KEY}.")
+    out_path = Path(out_path)
+    atomic_write(out_path, proto.SerializeToString())
+    return out_path

@@ -1,0 +1,189 @@
+"""Predictor: photos in, every face's box, gender and age group out.
+
+For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
+
+1. decodes it with :func:`~agecurriculum.data.images.load_image` (EXIF rotation, grayscale, transparency); a file
+   that cannot be read becomes that input's ``error`` string and the run goes on;
+2. finds every face with dlib's HOG detector, has dlib's CNN detector confirm each box
+   (:class:`~agecurriculum.inference.FaceVerifier`: false boxes on face-like patterns are dropped), and aligns each
+   face on its five landmarks at the release's ``image_size`` and ``padding``, as training did
+   (:class:`~agecurriculum.data.FaceAligner`); with ``aligned=True`` the input is taken as one already aligned face
+   crop instead, made square and resized as training did for UTKFace's crops;
+3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
+   ``batch_size`` faces (faces of several inputs share a batch).
+
+Each input gives one dict, in input order::
+
+    {"path": "a.jpg",                # str(path), or None for an array
+     "faces": [{"box": [x0, y0, x1, y1],   # ints, image pixels, x1/y1 exclusive; the whole image with aligned=True
+                "score": 1.16,             # HOG detection score (higher is surer); None with aligned=True
+                "gender": "female",        # "female" or "male", the likelier one
+                "gender_prob": 0.97,       # its probability
+                "age_bin": 4,              # index of the likeliest age bin
+                "age_range": [24, 34],     # that bin's ages in years, both ends included
+                "age_probs": [...],        # probability of every age bin, in bin order
+                "age": 29.3}],             # expected age in years: sum_k age_probs[k] * rep_ages[k]
+     "error": None}                  # or the reason the input could not be read (then "faces" is [])
+
+Faces are ordered by detection score, best first. ``rep_ages`` are the release's representative bin ages (see
+:class:`~agecurriculum.inference.ReleaseInfo`); the expected age is a smooth summary of the bin probabilities, and
+no better than the bins it comes from. Probabilities are rounded to 6 decimals, the age to 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+
+from agecurriculum.data.faces import AlignConfig, FaceAligner
+from agecurriculum.data.images import load_image
+from agecurriculum.data.transforms import eval_transform
+from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
+from agecurriculum.inference.release import GENDER_NAMES, ReleaseInfo, resolve_release
+from agecurriculum.inference.verify import FaceVerifier
+
+__all__ = ["ONNX_FILE", "Predictor", "PredictorInput"]
+
+ONNX_FILE = "model.onnx"  # where the onnx backend looks for the exported model inside a release folder
+
+PredictorInput = Union[str, os.PathLike, np.ndarray]
+
+
+class Predictor:
+    """Detects the faces in photos and predicts each one's gender and age group (see the module docstring).
+
+    Args:
+        backend: runs the network (:class:`TorchBackend` or :class:`OnnxBackend`); its release config says how to
+            preprocess.
+        batch_size: faces per forward pass.
+        verify: re-check every HOG box with dlib's CNN detector and drop those it does not confirm: True uses a
+            :class:`FaceVerifier` with its default settings, or pass your own; False keeps every HOG box.
+        upsample: HOG detector upsamplings (see :class:`~agecurriculum.data.AlignConfig`): 1 finds faces down to
+            about 40 px.
+    """
+
+    def __init__(self, backend: Backend, batch_size: int = 32, verify: bool | FaceVerifier = True,
+                 upsample: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.backend = backend
+        self.release = ReleaseInfo.from_config(backend.config)
+        self.batch_size = batch_size
+        self.aligner = FaceAligner(AlignConfig(size=self.release.image_size, padding=self.release.padding,
+                                               upsample=upsample))
+        self.verifier = verify if isinstance(verify, FaceVerifier) else FaceVerifier() if verify else None
+        self.transform = eval_transform(self.release.image_size, self.release.mean, self.release.std)
+
+    @classmethod
+    def from_release(cls, path: str | Path | None = None, backend: str = "torch", device: str = "cpu",
+                     batch_size: int = 32, **kwargs: Any) -> Predictor:
+        """A predictor for a release.
+
+        Args:
+            path: a release folder (see :func:`~agecurriculum.train.save_release`), or with ``backend="onnx"`` an
+                ``.onnx`` file from :func:`~agecurriculum.inference.export_onnx`; None: the default model
+                (:data:`~agecurriculum.inference.DEFAULT_RELEASE_DIR`).
+            backend: ``"torch"`` runs the release's weights; ``"onnx"`` runs ``path`` if it is a file, else
+                ``path/model.onnx``, with ONNX Runtime.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+            batch_size: faces per forward pass.
+            **kwargs: more :class:`Predictor` arguments (``verify``, ``upsample``).
+
+        Raises:
+            FileNotFoundError: the release (or its ONNX file) is missing, or no default model is installed.
+            ValueError: unknown backend, or a broken release.
+        """
+        path = resolve_release(path)
+        if backend == "torch":
+            if not path.is_dir():
+                raise ValueError(f"{path}: the torch backend needs a release folder (model.safetensors + config.json); "
+                                 "run an .onnx file with the onnx backend (--backend onnx)")
+            return cls(TorchBackend(path, device), batch_size, **kwargs)
+        if backend == "onnx":
+            onnx_path = path / ONNX_FILE if path.is_dir() else path
+            if not onnx_path.is_file():
+                raise FileNotFoundError(f"{onnx_path}: no ONNX model in the release; create it with `agecurriculum "
+                                        f"export --model {path} --format onnx --out {onnx_path}`")
+            return cls(OnnxBackend(onnx_path, device), batch_size, **kwargs)
+        raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
+
+    def predict(self, inputs: Sequence[PredictorInput], aligned: bool = False) -> list[dict[str, Any]]:
+        """One result dict per input, in order (see the module docstring).
+
+        Args:
+            inputs: image paths and/or ``(H, W, 3)`` uint8 RGB arrays.
+            aligned: every input is one already aligned face crop: no detection, the box is the whole image.
+        """
+        return list(self.iter_predict(inputs, aligned))
+
+    def iter_predict(self, inputs: Iterable[PredictorInput], aligned: bool = False) -> Iterator[dict[str, Any]]:
+        """Like :meth:`predict`, but yields each result as soon as its batch has run (for long input lists)."""
+        pending: list[tuple[dict[str, Any], list[np.ndarray]]] = []
+        waiting = 0
+        for index, item in enumerate(inputs):
+            result, crops = self._find_faces(index, item, aligned)
+            pending.append((result, crops))
+            waiting += len(crops)
+            if waiting >= self.batch_size:
+                yield from self._run(pending)
+                pending, waiting = [], 0
+        yield from self._run(pending)
+
+    def _find_faces(self, index: int, item: PredictorInput, aligned: bool) -> tuple[dict[str, Any], list[np.ndarray]]:
+        is_array = isinstance(item, np.ndarray)
+        result: dict[str, Any] = {"path": None if is_array else os.fspath(item), "faces": [], "error": None}
+        try:
+            image = item if is_array else load_image(item)
+            if aligned:
+                h, w = image.shape[:2]
+                crops = [self.aligner.align_crop_only(image)]
+                result["faces"] = [{"box": [0, 0, int(w), int(h)], "score": None}]
+            else:
+                faces = [f for f in self.aligner.detect(image)
+                         if self.verifier is None or self.verifier.is_face(image, f.box)]
+                crops = [f.crop for f in faces]
+                result["faces"] = [{"box": [int(v) for v in f.box], "score": _number(f.score)} for f in faces]
+        except (ValueError, OSError, RuntimeError, MemoryError) as e:  # ImageLoadError is a ValueError
+            # The file's errors name it already; an array has no name but its place in the input.
+            result["error"] = f"input {index}: {e}" if is_array else str(e)
+            result["faces"], crops = [], []
+        return result, crops
+
+    def _run(self, pending: list[tuple[dict[str, Any], list[np.ndarray]]]) -> Iterator[dict[str, Any]]:
+        crops = [crop for _, item_crops in pending for crop in item_crops]
+        if crops:
+            age_probs, gender_probs = [], []
+            for start in range(0, len(crops), self.batch_size):
+                batch = torch.stack([self.transform(c) for c in crops[start:start + self.batch_size]]).numpy()
+                age, gender = self.backend(batch)
+                age_probs.append(age)
+                gender_probs.append(gender)
+            faces = iter(zip(np.concatenate(age_probs), np.concatenate(gender_probs)))
+            for result, _ in pending:
+                for face in result["faces"]:
+                    face.update(self._describe(*next(faces)))
+        for result, _ in pending:
+            yield result
+
+    def _describe(self, age_probs: np.ndarray, gender_probs: np.ndarray) -> dict[str, Any]:
+        gender = int(gender_probs.argmax())
+        age_bin = int(age_probs.argmax())
+        lo, hi = self.release.bins.groups[age_bin]
+        return {
+            "gender": GENDER_NAMES[gender],
+            "gender_prob": round(float(gender_probs[gender]), 6),
+            "age_bin": age_bin,
+            "age_range": [int(lo), int(hi)],
+            "age_probs": [round(float(p), 6) for p in age_probs],
+            "age": round(float(age_probs @ self.release.rep_ages), 2),
+        }
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)

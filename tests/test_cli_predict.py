@@ -1,0 +1,116 @@
+"""Tests of ``agecurriculum predict`` (and the help text of ``agecurriculum export``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+from inference_helpers import ASTRONAUT_FACE, astronaut, iou, make_release
+from PIL import Image
+from skimage import data as skdata
+
+from agecurriculum.cli.main import build_parser, main
+from agecurriculum.cli.predict import expand_paths
+from agecurriculum.inference import release
+
+RESULT_KEYS = ["path", "faces", "error"]
+
+
+@pytest.fixture(scope="module")
+def release_dir(tmp_path_factory):
+    return make_release(tmp_path_factory.mktemp("release"))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """astronaut.png (one face), coffee.jpg (none), broken.jpg (not an image), sub/gray.png (none)."""
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(astronaut()).save(folder / "astronaut.png")
+    Image.fromarray(skdata.coffee()).resize((200, 150)).save(folder / "coffee.jpg")
+    (folder / "broken.jpg").write_bytes(b"GIF89a truncated")
+    (folder / "notes.txt").write_text("not an image file name: folders skip it")
+    (folder / "sub").mkdir()
+    Image.new("RGB", (90, 70), (120, 120, 120)).save(folder / "sub" / "gray.png")
+    return folder
+
+
+def run_json(capsys, *argv):
+    status = main(["predict", *map(str, argv), "--json"])
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    results = [json.loads(line) for line in lines]  # every stdout line is one JSON object, nothing else
+    assert out == "".join(line + "\n" for line in lines)
+    return status, results, err
+
+
+def test_json_folder_one_line_per_input(capsys, release_dir, photos):
+    status, results, err = run_json(capsys, photos, "--model", release_dir)
+    assert status == 0
+    names = ["astronaut.png", "broken.jpg", "coffee.jpg", "sub/gray.png"]  # recursive, sorted, images only
+    assert [r["path"] for r in results] == [str(photos / n) for n in names]
+    assert all(list(r) == RESULT_KEYS for r in results)
+    by_name = dict(zip(names, results))
+    [face] = by_name["astronaut.png"]["faces"]
+    assert iou(face["box"], ASTRONAUT_FACE) > 0.7
+    assert list(face) == ["box", "score", "gender", "gender_prob", "age_bin", "age_range", "age_probs", "age"]
+    assert by_name["broken.jpg"]["faces"] == [] and "broken.jpg" in by_name["broken.jpg"]["error"]
+    for name in ("coffee.jpg", "sub/gray.png"):
+        assert by_name[name]["faces"] == [] and by_name[name]["error"] is None
+    assert "4 input(s), 1 face(s), 1 unreadable" in err
+
+
+def test_globs_and_files_expand(photos):
+    files, unmatched = expand_paths([str(photos / "*.jpg"), str(photos / "sub" / "gray.png"), str(photos / "*.jpg"),
+                                     str(photos / "*.webp"), str(photos / "missing.png")])
+    assert files == [str(photos / "broken.jpg"), str(photos / "coffee.jpg"), str(photos / "sub" / "gray.png"),
+                     str(photos / "missing.png")]  # no duplicates; a missing file stays, to be reported
+    assert unmatched == [str(photos / "*.webp"), str(photos / "missing.png")]
+    assert expand_paths([str(photos / "**" / "*.png")])[0] == [str(photos / "astronaut.png"),
+                                                               str(photos / "sub" / "gray.png")]
+
+
+def test_aligned_json_and_missing_file(capsys, release_dir, photos):
+    status, results, err = run_json(capsys, photos / "sub" / "gray.png", photos / "coffee.jpg",
+                                    photos / "missing.png", "--aligned", "--model", release_dir, "--batch-size", "1")
+    assert status == 0
+    assert [len(r["faces"]) for r in results] == [1, 1, 0]
+    assert results[0]["faces"][0]["box"] == [0, 0, 90, 70] and results[0]["faces"][0]["score"] is None
+    assert "file not found" in results[2]["error"]
+    assert "missing.png matches no file" in err
+
+
+def test_no_match_at_all_fails(capsys, release_dir, tmp_path):
+    assert main(["predict", str(tmp_path / "*.jpg"), str(tmp_path / "none.png"), "--model", str(release_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "no input matches" in err
+
+
+def test_text_output_and_draw(capsys, release_dir, photos, tmp_path):
+    drawn = tmp_path / "drawn"
+    assert main(["predict", str(photos / "astronaut.png"), str(photos / "coffee.jpg"), str(photos / "broken.jpg"),
+                 "--model", str(release_dir), "--draw", str(drawn)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"{photos / 'astronaut.png'}: face 1 at (") and " y)" in lines[0]
+    assert lines[1] == f"{photos / 'coffee.jpg'}: no face found"
+    assert lines[2].startswith(f"{photos / 'broken.jpg'}: error: ")
+    assert sorted(p.name for p in drawn.iterdir()) == ["astronaut.png", "coffee.jpg"]
+    annotated = np.asarray(Image.open(drawn / "astronaut.png").convert("RGB"))
+    assert annotated.shape == astronaut().shape
+    assert not np.array_equal(annotated, astronaut())  # something was drawn
+
+
+def test_missing_default_model(capsys, monkeypatch, tmp_path, photos):
+    monkeypatch.setattr(release, "DEFAULT_RELEASE_DIR", tmp_path / "default")
+    assert main(["predict", str(photos / "coffee.jpg")]) == 2
+    assert "no default model is installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_every_option_has_help(command):
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = subparsers.choices[command]
+    for action in parser._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help text"
