@@ -295,3 +295,18 @@ def test_unknown_age_items_train_gender_in_stages_that_cover_every_bin():
     assert unknown_by_stage[0] == 0 and unknown_by_stage[1] == 32
     # Validation age accuracy counts only items of known age.
     assert history[1].val.images == 64 and 0 <= history[1].val.age_accuracy <= 1
+
+
+def test_a_new_dataset_does_not_read_as_a_plateau():
+    # Dataset b is much harder (random labels) than a: its first validation loss is far above a's best. That is a
+    # change of data, not a stall, and must not cut the learning rate.
+    torch.manual_seed(0)
+    easy, hard = learnable_dataset(64, 1), learnable_dataset(64, 2)
+    hard.age_bins = hard.age_bins[torch.randperm(64)]
+    schedule = TrainingSchedule([MultiDatasetSample(["a", "b"], range(8), epochs=2)])
+    cfg = TrainerConfig(batch_size=16, lr=1e-2, plateau_patience=0, plateau_factor=0.5, early_stopping_patience=None)
+    trainer = CurriculumTrainer(TinyDual(), schedule, {"a": easy, "b": hard}, {"a": easy, "b": hard},
+                                loss=SumLoss(), config=cfg)
+    history = trainer.fit()
+    assert history[2].val.loss > history[1].val.loss  # b is harder ...
+    assert history[2].lr == history[1].lr and trainer.optimizer.param_groups[0]["lr"] == history[2].lr  # ... no cut

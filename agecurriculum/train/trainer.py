@@ -460,6 +460,11 @@ class CurriculumTrainer:
             return
         pos.epoch, pos.dataset_index = 0, pos.dataset_index + 1
         self._best_val, self._stale_epochs = math.inf, 0
+        # The next (stage, dataset) is validated on other images and bins: its losses are not comparable with the
+        # best one so far, so the plateau starts afresh (the learning rate keeps its value). Without this, moving
+        # to a harder dataset reads as a stall and cuts the learning rate at every dataset change.
+        plateau = self.lr_scheduler
+        plateau.best, plateau.num_bad_epochs, plateau.cooldown_counter = plateau.mode_worse, 0, 0
         if pos.dataset_index >= len(self.schedule[pos.stage].datasets):
             pos.stage, pos.dataset_index = pos.stage + 1, 0
 
