@@ -98,3 +98,20 @@ def test_onnx_backend_rejects_foreign_files(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         OnnxBackend(tmp_path / "junk.onnx")
+
+
+def test_a_release_without_model_onnx_is_exported_once_into_the_cache(tmp_path, monkeypatch):
+    # The default model ships read-only inside the package: --backend onnx must still work, exporting on first use.
+    monkeypatch.setenv("AGECURRICULUM_CACHE", str(tmp_path / "cache"))
+    release_dir = make_release(tmp_path / "release")
+    crop = (aligned_face(read_release_config(release_dir))[0].transpose(1, 2, 0) * 0 + 128).astype(np.uint8)
+    first = Predictor.from_release(release_dir, backend="onnx", verify=False)
+    cached = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1 and not (release_dir / "model.onnx").exists()
+    stamp = cached[0].stat().st_mtime_ns
+    second = Predictor.from_release(release_dir, backend="onnx", verify=False)
+    assert cached[0].stat().st_mtime_ns == stamp  # reused, not exported again
+    torch_result = Predictor.from_release(release_dir, verify=False).predict([crop], aligned=True)
+    for got in (first.predict([crop], aligned=True), second.predict([crop], aligned=True)):
+        np.testing.assert_allclose(got[0]["faces"][0]["age_probs"], torch_result[0]["faces"][0]["age_probs"],
+                                   atol=1e-4)

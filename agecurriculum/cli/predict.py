@@ -47,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--draw", type=Path, metavar="DIR",
                         help="also write a copy of every readable input into DIR with each face's box and label")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                        help="run the network with PyTorch (the release's weights) or ONNX Runtime (MODEL/model.onnx "
-                        "or the .onnx file given as --model; see `agecurriculum export`) (default: torch)")
+                        help="run the network with PyTorch (the release's weights) or ONNX Runtime (the .onnx file "
+                        "given as --model, MODEL/model.onnx, or else MODEL exported once into "
+                        "~/.cache/agecurriculum/onnx; see `agecurriculum export`) (default: torch)")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N",
                         help="faces per forward pass (default: 32)")
     parser.add_argument("--device", default="cpu",

@@ -13,7 +13,9 @@ It uses ``torch.onnx.export(dynamo=True)``, PyTorch's default exporter since 2.9
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -22,9 +24,9 @@ from torch import nn
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
 from agecurriculum.inference.release import ReleaseInfo
-from agecurriculum.train.checkpoint import load_release
+from agecurriculum.train.checkpoint import RELEASE_CONFIG, RELEASE_WEIGHTS, load_release
 
-__all__ = ["export_onnx"]
+__all__ = ["cached_onnx", "default_onnx_cache", "export_onnx"]
 
 
 class _Probabilities(nn.Module):
@@ -73,3 +75,32 @@ def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
     out_path = Path(out_path)
     atomic_write(out_path, proto.SerializeToString())
     return out_path
+
+
+def default_onnx_cache() -> Path:
+    """``$AGECURRICULUM_CACHE/onnx``, else ``$XDG_CACHE_HOME/agecurriculum/onnx``, else ``~/.cache/agecurriculum/onnx``."""
+    root = os.environ.get("AGECURRICULUM_CACHE")
+    if root:
+        return Path(root) / "onnx"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agecurriculum" / "onnx"
+
+
+def cached_onnx(release_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The ONNX file of a release, exported on first use into a cache keyed by the release's content.
+
+    A release installed read-only (the default model inside the package) cannot hold its own ``model.onnx``; this
+    exports it once into ``cache_dir`` (default :func:`default_onnx_cache`) under the SHA-256 of its weights and
+    config, so changed weights never reuse a stale export.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`export_onnx`.
+    """
+    release_dir = Path(release_dir)
+    digest = hashlib.sha256()
+    for name in (RELEASE_CONFIG, RELEASE_WEIGHTS):
+        try:
+            digest.update((release_dir / name).read_bytes())
+        except OSError as err:
+            raise FileNotFoundError(f"{release_dir / name}: cannot read the release: {err.strerror or err}") from None
+    path = Path(cache_dir or default_onnx_cache()) / f"{digest.hexdigest()[:32]}.onnx"
+    return path if path.is_file() else export_onnx(release_dir, path)

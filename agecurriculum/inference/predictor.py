@@ -45,6 +45,7 @@ from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.images import load_image
 from agecurriculum.data.transforms import eval_transform
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
+from agecurriculum.inference.export import cached_onnx
 from agecurriculum.inference.release import GENDER_NAMES, ReleaseInfo, resolve_release
 from agecurriculum.inference.verify import FaceVerifier
 
@@ -90,7 +91,8 @@ class Predictor:
                 ``.onnx`` file from :func:`~agecurriculum.inference.export_onnx`; None: the default model
                 (:data:`~agecurriculum.inference.DEFAULT_RELEASE_DIR`).
             backend: ``"torch"`` runs the release's weights; ``"onnx"`` runs ``path`` if it is a file, else
-                ``path/model.onnx``, with ONNX Runtime.
+                ``path/model.onnx``, with ONNX Runtime; a release folder without ``model.onnx`` is exported once
+                into the cache of :func:`~agecurriculum.inference.export.cached_onnx`.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
             batch_size: faces per forward pass.
             **kwargs: more :class:`Predictor` arguments (``verify``, ``upsample``).
@@ -107,9 +109,8 @@ class Predictor:
             return cls(TorchBackend(path, device), batch_size, **kwargs)
         if backend == "onnx":
             onnx_path = path / ONNX_FILE if path.is_dir() else path
-            if not onnx_path.is_file():
-                raise FileNotFoundError(f"{onnx_path}: no ONNX model in the release; create it with `agecurriculum "
-                                        f"export --model {path} --format onnx --out {onnx_path}`")
+            if path.is_dir() and not onnx_path.is_file():
+                onnx_path = cached_onnx(path)
             return cls(OnnxBackend(onnx_path, device), batch_size, **kwargs)
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
 
