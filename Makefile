@@ -5,7 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs clean
+# The demo photo ships with scikit-image (a dependency): NASA's portrait of astronaut Eileen Collins.
+DEMO_PHOTO = $$($(PY) -c "import pathlib, skimage; print(pathlib.Path(skimage.__file__).parent / 'data' / 'astronaut.png')")
+
+.PHONY: demo example test docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,docs]"
 	touch $(STAMP)
 
+# The main job: the shipped model on a photo; prints every face and writes the annotated photo to demo-output/.
 demo: $(STAMP)
+	$(PY) -m agecurriculum predict --draw demo-output "$(DEMO_PHOTO)"
+	@echo "annotated photo: demo-output/astronaut.png"
+
+# The building blocks end to end: bins -> curriculum -> a few training steps on generated faces.
+example: $(STAMP)
 	$(PY) examples/end_to_end.py
 
 test: $(STAMP)
@@ -23,4 +32,4 @@ docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) docs/_build build *.egg-info
+	rm -rf $(VENV) docs/_build build *.egg-info demo-output

@@ -48,6 +48,7 @@ class ModelConfig:
     pretrained: bool = True  # start from ImageNet weights (offline for Lite0-2, downloaded for B0-B7)
     bottleneck_dim: int = 512  # width of the shared bottleneck layer
     dropout: float = 0.3  # dropout after the bottleneck
+    init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
 
 
 @dataclass

@@ -57,11 +57,13 @@ def pred() -> Predictions:
                        races=["white", "black", "white", None], datasets=["utk", "utk", "utk", "morph"])
 
 
-def test_representative_ages_midpoints_and_open_last_bin():
+def test_representative_ages_training_means_else_midpoints():
     mids = [1, 4.5, 10.5, 19, 29, 40, 52.5]
     assert representative_ages(PAPER_BINS).tolist() == mids + [70]  # 60 + 10
-    assert representative_ages(PAPER_BINS, train_ages=[61, 63, 30, 104]).tolist() == mids + [76]
-    assert representative_ages(PAPER_BINS, train_ages=[30]).tolist() == mids + [70]  # none in the last bin
+    # Bins with training ages stand at their mean (30 and 34 -> 32 in 24-34; 104 counts in the open last bin).
+    assert representative_ages(PAPER_BINS, train_ages=[61, 63, 30, 34, 104]).tolist() == \
+        [1, 4.5, 10.5, 19, 32, 40, 52.5, 76]
+    assert representative_ages(PAPER_BINS, train_ages=[2, 30]).tolist() == [2] + mids[1:4] + [30, 40, 52.5, 70]
     assert representative_ages(PAPER_BINS, [61], last_bin_age=80)[-1] == 80
 
 

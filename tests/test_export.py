@@ -87,6 +87,16 @@ def test_failed_export_leaves_the_file_alone(tmp_path):
     assert out.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
+def test_onnx_backend_thread_count(exported):
+    _, onnx_path = exported
+    for threads in (1, 3):
+        backend = OnnxBackend(onnx_path, threads=threads)
+        assert backend.session.get_session_options().intra_op_num_threads == threads
+    assert OnnxBackend(onnx_path).session.get_session_options().intra_op_num_threads == 0  # ONNX Runtime's choice
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        OnnxBackend(onnx_path, threads=0)
+
+
 def test_onnx_backend_rejects_foreign_files(tmp_path):
     plain = tmp_path / "plain.onnx"
     graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",

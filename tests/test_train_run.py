@@ -138,3 +138,34 @@ def test_train_under_torchrun_two_gloo_processes(tmp_path, data_root):
     assert result.stdout.count("trained 3 epoch(s)") == 1  # rank 0 reports, rank 1 stays quiet
     assert (run / "release" / "model.safetensors").is_file() and (run / "report" / "report.json").is_file()
     assert [(r["stage"], r["dataset"]) for r in _metrics(run)] == [(0, "utkface"), (1, "utkface"), (1, "morph2")]
+
+
+def test_fine_tune_from_a_release(tmp_path, data_root, capsys):
+    import safetensors.torch
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    common = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    first = tmp_path / "first"
+    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={first}"]) == 0
+
+    # With a learning rate of 0 only BatchNorm statistics move: every trained parameter comes from the release.
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={tuned}",
+                 "--set", f"model.init_from={first / 'release'}", "--set", "trainer.lr=0",
+                 "--set", "trainer.weight_decay=0"]) == 0
+    before = safetensors.torch.load_file(first / "release" / "model.safetensors")
+    after = safetensors.torch.load_file(tuned / "release" / "model.safetensors")
+    moved = [k for k in before if "running_" not in k and "num_batches" not in k and not (before[k] == after[k]).all()]
+    assert not moved, moved
+    assert load_config(tuned / "run_config.yaml").model.init_from == str(first / "release")
+
+    capsys.readouterr()
+    other_bins = ["--set", f"out_dir={tmp_path / 'x'}", "--set", f"model.init_from={first / 'release'}",
+                  "--set", "bins=[3, 7, 14, 24, 33, 43, 53]"]
+    assert main(["train", "--config", str(config), *common, *other_bins]) == 2
+    assert "predicts the age bins" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={tmp_path / 'y'}",
+                 "--set", f"model.init_from={tmp_path / 'junk.pt'}"]) == 2
+    assert "junk.pt" in capsys.readouterr().err

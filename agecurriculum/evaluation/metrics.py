@@ -6,9 +6,11 @@ Conventions:
 - **1-off**: the predicted bin is the true bin or one of its neighbours; bins 0 and K-1 have one neighbour only.
 - **MAE** (years) compares the *expected* age ``sum_k p_k * m_k`` with the true exact age, over the items that have
   one (UTKFace, MORPH-II; not Adience's group labels); ``n_mae`` says how many. ``m_k`` is the representative age of
-  bin k (:func:`representative_ages`): the midpoint of ``[lo, hi]`` for every bin but the last. The last bin
-  (e.g. 60-100) is open-ended, since :meth:`AgeBins.bin_of` puts older ages there too, and few people are near its
-  midpoint (80), so it uses the mean training age in that bin when training ages are given, else ``lo + 10``.
+  bin k (:func:`representative_ages`): the mean exact training age inside the bin when training ages are given
+  (the estimate that minimises the squared error of a correctly classified face; training ages crowd towards the
+  middle of the population, e.g. 15-23 holds more 20-23 than 15-18 year olds), else the midpoint of ``[lo, hi]``.
+  The last bin (e.g. 60-100) is open-ended, since :meth:`AgeBins.bin_of` puts older ages there too, and few people
+  are near its midpoint (80), so without training ages in it it stands at ``lo + 10``.
 """
 
 from __future__ import annotations
@@ -51,21 +53,24 @@ def representative_ages(bins: AgeBins, train_ages: Iterable[float] | None = None
 
     Args:
         bins: the unified bins.
-        train_ages: exact training ages; the mean of those in the last bin represents it.
-        last_bin_age: an explicit age for the last bin; overrides ``train_ages``.
+        train_ages: exact training ages; the mean of those inside a bin represents it (bins without any keep
+            their midpoint, the last bin ``lo + 10``).
+        last_bin_age: an explicit age for the last bin; overrides ``train_ages`` there.
 
     Returns:
         ``(K,)`` float array.
     """
     groups = bins.groups
     reps = np.array([(lo + hi) / 2 for lo, hi in groups], dtype=float)
-    last_lo = groups[-1][0]
+    reps[-1] = groups[-1][0] + OPEN_BIN_OFFSET
+    ages = np.asarray(list(train_ages or []), dtype=float)
+    if ages.size:
+        ids = np.searchsorted(bins.boundaries, ages, side="left")  # the bin of each age, as AgeBins.bin_of
+        for k in range(len(groups)):
+            if (ids == k).any():
+                reps[k] = ages[ids == k].mean()
     if last_bin_age is not None:
         reps[-1] = float(last_bin_age)
-        return reps
-    ages = np.asarray(list(train_ages or []), dtype=float)
-    in_last = ages[ages >= last_lo]
-    reps[-1] = in_last.mean() if in_last.size else last_lo + OPEN_BIN_OFFSET
     return reps
 
 

@@ -103,8 +103,8 @@ class EvaluationReport:
         lines = [
             "# Evaluation report", "",
             f"Unified age bins: {', '.join(self.bins.labels())}. MAE uses the expected age sum_k p_k * m_k with "
-            f"m_k = {', '.join(f'{a:.1f}' for a in self.rep_ages)} (bin midpoints; the open last bin uses the mean "
-            "training age in it, else its lower end + 10).", "",
+            f"m_k = {', '.join(f'{a:.1f}' for a in self.rep_ages)} (the mean training age in each bin; a bin "
+            "without training ages uses its midpoint, the open last bin its lower end + 10).", "",
             "## Results (Table III form)", "",
             f"| Dataset | Gender accuracy (%) | Age accuracy (%) ({k} bins) | 1-off (%) | MAE (years) | n |",
             "|---|---|---|---|---|---|",

@@ -60,18 +60,26 @@ class OnnxBackend:
     Args:
         onnx_path: the exported model.
         device: ``"cpu"``, or ``"cuda"``/``"cuda:N"`` for onnxruntime-gpu's CUDA provider.
+        threads: ONNX Runtime's intra-op threads (its ``intra_op_num_threads``), the counterpart of
+            ``torch.set_num_threads`` for the torch backend; None lets ONNX Runtime choose (one per physical core).
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: it is not an ONNX model exported by this library, or the device is not available.
+        ValueError: it is not an ONNX model exported by this library, the device is not available, or ``threads``
+            is below 1.
     """
 
-    def __init__(self, onnx_path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
         import onnxruntime as ort  # here: only this backend needs it, and it takes a while to import
 
         path = Path(onnx_path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1 (or None for ONNX Runtime's choice), got {threads}")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
         providers: list[Any] = ["CPUExecutionProvider"]
         dev = torch.device(device)
         if dev.type == "cuda":
@@ -82,7 +90,7 @@ class OnnxBackend:
         elif dev.type != "cpu":
             raise ValueError(f"device {device}: the onnx backend runs on cpu or cuda")
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for unreadable models
             raise ValueError(f"{path}: not a readable ONNX model: {e}") from e
         text = self.session.get_modelmeta().custom_metadata_map.get(ONNX_RELEASE_KEY)

@@ -83,9 +83,9 @@ class ReleaseInfo:
         bins: the age bins the age head predicts, in class order.
         rep_ages: ``(K,)`` representative age of each bin in years: the expected age of a face is
             ``sum_k age_probs[k] * rep_ages[k]``. Taken from the release's ``extra.rep_ages`` (``agecurriculum
-            train`` stores the bin midpoints, and the mean training age of the open last bin); a release without
-            them uses :func:`~agecurriculum.evaluation.metrics.representative_ages` of the bins (midpoints, last
-            bin's lower end + 10).
+            train`` stores the mean training age in each bin); a release without them uses
+            :func:`~agecurriculum.evaluation.metrics.representative_ages` of the bins (midpoints, last bin's lower
+            end + 10).
         image_size: side of the square model input, in pixels; faces are aligned at this size.
         padding: border around the face in the aligned crop (dlib face-chip padding, see
             :class:`~agecurriculum.data.AlignConfig`).

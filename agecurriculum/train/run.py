@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from agecurriculum.data.datasets import IGNORE, FaceDataset
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.records import FaceRecord
 from agecurriculum.data.sources import HISTOGRAM_DATASETS, discover
-from agecurriculum.data.splits import Split, split_records
+from agecurriculum.data.splits import PARTS, Split, split_records
 from agecurriculum.data.summary import age_distribution, fit_age_bins
 from agecurriculum.data.transforms import eval_transform, train_transform
 from agecurriculum.evaluation.metrics import representative_ages
@@ -137,7 +138,8 @@ def _resolve_bins(config: RunConfig, splits: dict[str, Split]) -> AgeBins:
     raise ValueError(f"bins: expected auto, paper or a list of boundaries, got {config.bins!r}")
 
 
-def prepare_data(config: RunConfig, bins: AgeBins | None = None) -> PreparedData:
+def prepare_data(config: RunConfig, bins: AgeBins | None = None,
+                 splits_override: Mapping[str, Split] | None = None) -> PreparedData:
     """Loads, subsamples, splits and crops the datasets of ``config.data``, and builds the torch datasets.
 
     Per dataset under ``config.data.root``: a seeded subsample of at most ``max_images`` images (seed
@@ -147,9 +149,13 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None) -> PreparedData
     Args:
         config: the run configuration.
         bins: use these bins instead of resolving ``config.bins`` (e.g. the bins a release was trained with).
+        splits_override: dataset name -> the split to use for it instead of the subsample and the hash split,
+            e.g. a benchmark's own lists (see :mod:`agecurriculum.train.adience_folds`). Its records are cropped
+            and kept in each part's order, duplicates included; those the face pipeline drops are left out.
 
     Raises:
-        ValueError: no data root, no dataset found, unknown balance mode, or bad bins.
+        ValueError: no data root, no dataset found, unknown balance mode, bad bins, or a ``splits_override``
+            dataset that was not found.
     """
     data = config.data
     if data.root is None:
@@ -162,12 +168,24 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None) -> PreparedData
     splits: dict[str, Split] = {}
     failures: dict[str, dict[str, int]] = {}
     sources: dict[str, CachedCrops] = {}
+    given = dict(splits_override or {})
+    unknown = [name for name in given if name not in loaded]
+    if unknown:
+        raise ValueError(f"splits_override: dataset(s) {unknown} not found under {data.root} (found: {list(loaded)};"
+                         f" data.datasets: {data.datasets})")
     for name, result in loaded.items():
         mode = "aligned" if name in ALIGNED_DATASETS else "detect"
-        records = _subsample(result.records, data.max_images, data.split_seed)
+        if name in given:
+            records = list(dict.fromkeys(r for part in PARTS for r in getattr(given[name], part)))
+        else:
+            records = _subsample(result.records, data.max_images, data.split_seed)
         done = preprocess(records, aligner, cache, mode=mode, workers=data.preprocess_workers, progress=False)
         failures[name] = done.failure_counts
-        splits[name] = split_records(done.succeeded, data.split, seed=data.split_seed)
+        if name in given:
+            cropped = set(done.succeeded)
+            splits[name] = Split(*([r for r in getattr(given[name], part) if r in cropped] for part in PARTS))
+        else:
+            splits[name] = split_records(done.succeeded, data.split, seed=data.split_seed)
         sources[name] = CachedCrops(cache, aligner, mode)
     bins = bins or _resolve_bins(config, splits)
     spec = _backbone_spec(config.model.backbone)
@@ -211,7 +229,7 @@ def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[floa
     predictions = {name: predict_dataset(model, ds, batch_size=batch_size, device=device)
                    for name, ds in prepared.test_sets.items() if len(ds)}
     # The comparison protocols, on this run's test split (the Adience benchmark's own 5-fold protocol needs one
-    # training per fold: see agecurriculum.evaluation.protocols).
+    # training per fold: agecurriculum.train.adience_folds runs it).
     protocols = {}
     if "utkface" in predictions:
         protocols["UTKFace, 7 groups (0-3, 4-12, 13-19, 20-30, 31-45, 46-60, 61+)"] = seven_group_protocol(
@@ -272,6 +290,8 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     model = DualClassifier(age_classes=len(prepared.bins), backbone=config.model.backbone,
                            pretrained=config.model.pretrained, bottleneck_dim=config.model.bottleneck_dim,
                            dropout=config.model.dropout)
+    if config.model.init_from:  # a resumed run's checkpoint replaces these weights again in trainer.fit
+        _load_initial_weights(model, Path(config.model.init_from), prepared.bins)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
@@ -298,6 +318,24 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
         write_report(report, out / "report")
     ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
     return TrainResult(out, history, release, report, prepared)
+
+
+def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> None:
+    # Fine-tuning starts from trained weights; a release also says which bins its age head predicts.
+    if path.is_dir():
+        trained, release_config = load_release(path)
+        trained_bins = AgeBins.from_dict(release_config["age_bins"])
+        if trained_bins.groups != bins.groups:
+            raise ValueError(f"model.init_from: {path} predicts the age bins {trained_bins.groups}, this run uses "
+                             f"{bins.groups}; set bins to the release's boundaries {list(trained_bins.boundaries)}")
+        state = trained.state_dict()
+    else:
+        state = load_checkpoint(path)["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"model.init_from: {path}: its weights do not fit the model of this configuration "
+                              f"(model: {model.config}): {err}") from None
 
 
 def _model_from_checkpoint(path: Path, config: RunConfig, num_bins: int) -> DualClassifier:

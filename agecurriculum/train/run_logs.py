@@ -387,8 +387,10 @@ def plot_training_curves(csv_path: str | os.PathLike[str], png_path: str | os.Pa
     acc_ax.set_ylabel("validation accuracy (%)")
     if all(r.get("val_loss") is None for r in rows):  # say why the panel is empty rather than leave it blank
         acc_ax.text(0.5, 0.5, "no validation set so far", transform=acc_ax.transAxes, ha="center", color="0.4")
-    lr_ax.plot(x, _column(rows, "lr"), color="tab:red", drawstyle="steps-mid", lw=1.3)
-    lr_ax.set_yscale("log")
+    lrs = _column(rows, "lr")
+    lr_ax.plot(x, lrs, color="tab:red", drawstyle="steps-mid", lw=1.3)
+    if (lrs > 0).all():  # a log axis cannot show a learning rate of 0 (a frozen run)
+        lr_ax.set_yscale("log")
     lr_ax.set_ylabel("learning rate")
     lr_ax.set_xlabel("global epoch")
     for ax in (loss_ax, acc_ax):

@@ -229,17 +229,23 @@ def _read_split_list(path: Path, classes: int) -> list[tuple[AdienceKey, int]]:
     return entries
 
 
-def load_adience_protocol(root: str | Path) -> list[AdienceSplit]:
+def load_adience_protocol(root: str | Path, folds: Iterable[int] = range(5)) -> list[AdienceSplit]:
     """Reads ``levi_folds/test_fold_is_{0..4}/{age,gender}_{train,val,test}.txt`` under ``root``.
 
     The ``*_train_subset.txt`` lists are not read: they are a convenience subset of the train lists.
 
+    Args:
+        root: the Adience folder.
+        folds: which rounds to read (K of ``test_fold_is_K``), in this order; default all five.
+
     Raises:
-        ValueError: naming the missing folder or file, or the bad line.
+        ValueError: naming the missing folder or file, or the bad line; a fold outside 0-4.
     """
     base = Path(root) / "levi_folds"
     splits = []
-    for k in range(5):
+    for k in folds:
+        if k not in range(5):
+            raise ValueError(f"Adience fold {k!r}: expected 0, 1, 2, 3 or 4")
         folder = base / f"test_fold_is_{k}"
         if not folder.is_dir():
             raise ValueError(f"{folder}: missing (expected levi_folds/test_fold_is_0 ... test_fold_is_4)")
