@@ -225,3 +225,19 @@ def test_full_freeze_and_bounds():
         backbone.freeze(17)
     backbone.freeze(backbone.num_blocks)
     assert backbone.net._conv_head.weight.requires_grad
+
+
+def test_state_dict_holds_each_weight_once_and_reads_older_files_with_duplicates():
+    backbone = create_backbone("efficientnet-lite0")
+    state = backbone.state_dict()
+    assert not [k for k in state if k.startswith("blocks.")]
+    pointers = [v.data_ptr() for v in state.values() if v.numel()]
+    assert len(pointers) == len(set(pointers)), "a tensor is saved under two names"
+    # Releases written before blocks became a property also hold blocks.* copies of net._blocks.*.
+    older = {**{k: v.clone() + 1 for k, v in state.items()},
+             **{"blocks." + k.removeprefix("net._blocks."): v for k, v in state.items() if k.startswith("net._blocks.")}}
+    fresh = create_backbone("efficientnet-lite0")
+    fresh.load_state_dict(older)  # strict: the duplicates are dropped, not reported as unexpected keys
+    assert torch.equal(fresh.net._conv_stem.weight, state["net._conv_stem.weight"] + 1)
+    key = "net._blocks.3._project_conv.weight"
+    assert torch.equal(fresh.state_dict()[key], state[key] + 1)  # net._blocks.* wins over the stale copy

@@ -1,5 +1,6 @@
 """The package as a user gets it: the wheel, the public API, the example script and the docs."""
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -35,6 +36,25 @@ def test_wheel_contains_every_module_and_imports_outside_the_source_tree(tmp_pat
     code = f"import agecurriculum; from agecurriculum import {', '.join(PUBLIC_NAMES)}; print(agecurriculum.__file__)"
     out = run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip().startswith(str(target)), "imported the source tree, not the installed wheel"
+
+    # The shipped model travels in the wheel and predicts offline: a full photo (detect, align) and an aligned crop.
+    for name in ("config.json", "model.safetensors", "MODEL_CARD.md"):
+        assert f"agecurriculum/weights/default/{name}" in names, name
+    from skimage import data as skdata
+    from PIL import Image
+
+    photo, crop = tmp_path / "astronaut.png", tmp_path / "crops" / "face.png"
+    crop.parent.mkdir()
+    Image.fromarray(skdata.astronaut()).save(photo)
+    Image.fromarray(skdata.astronaut()[30:230, 120:320]).resize((128, 128)).save(crop)
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for args in ([str(photo)], ["--aligned", str(crop.parent)]):
+        out = run([sys.executable, "-m", "agecurriculum", "predict", "--json", *args], cwd=tmp_path, env=env)
+        [line] = out.stdout.splitlines()
+        [face] = json.loads(line)["faces"]
+        # Eileen Collins was 42 (1998 portrait): female, and her age bin or a neighbour of it (35-45 +- 1).
+        assert face["gender"] == "female" and face["gender_prob"] > 0.5, line
+        assert 24 <= face["age_range"][0] <= 46, line
 
 
 def test_public_api_is_importable_from_the_top_level():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
@@ -67,8 +68,15 @@ class Backbone(nn.Module):
         self.net = net
         self.spec = spec
         self.num_features = spec.num_features
-        self.blocks = net._blocks
         self._frozen: list[nn.Module] = []
+        # Files saved before ``blocks`` became a property hold every block twice (net._blocks.* and blocks.*).
+        self._register_load_state_dict_pre_hook(_drop_duplicate_block_keys)
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        # A property, not an attribute: an nn.Module attribute would register the blocks a second time, and the
+        # state dict (so every checkpoint and release) would hold each of their weights twice.
+        return self.net._blocks
 
     @property
     def num_blocks(self) -> int:
@@ -116,6 +124,11 @@ class Backbone(nn.Module):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
+
+
+def _drop_duplicate_block_keys(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "blocks.")]:
+        del state_dict[key]
 
 
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
