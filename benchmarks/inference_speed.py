@@ -89,7 +89,8 @@ def measure(backend_name: str, release_dir: str, onnx_path: str, photos: list[st
             backend(images)
         seconds = time.perf_counter() - start
         rows[f"model/{batch}"] = {"inputs": calls * batch, "faces": calls * batch, "seconds": seconds}
-    predictor = Predictor(backend)  # batch_size 32 faces, verify=True: what `agecurriculum predict` runs
+    # batch_size 32 faces; by default verify=True, upsample=1: what `agecurriculum predict` runs
+    predictor = Predictor(backend, verify=args["verify"], upsample=args["upsample"])
     for mode, files in (("photos", photos), ("aligned", crops)):
         for batch in BATCHES:
             calls = [files[i:i + batch] for i in range(0, len(files), batch)]
@@ -166,6 +167,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls before the model-only rows")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (fresh processes); the median is shown")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads")
+    parser.add_argument("--upsample", type=int, default=1, help="HOG upsamplings, as `agecurriculum predict --upsample`")
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="no CNN re-check of HOG boxes, as `agecurriculum predict --no-verify`")
     parser.add_argument("--json", type=Path, help="also write the machine, settings and rows to this JSON file")
     args = parser.parse_args()
     if min(args.max_photos, args.model_images, args.repeats, args.threads) < 1 or args.warmup < 0:
@@ -195,7 +199,8 @@ def main() -> None:
         photos, crops = cycled(distinct, args.max_photos), cycled(distinct_crops, args.max_photos)
         onnx_path = export_onnx(args.model, tmp_dir / "model.onnx")
 
-        settings = {"threads": args.threads, "warmup": args.warmup, "model_images": args.model_images}
+        settings = {"threads": args.threads, "warmup": args.warmup, "model_images": args.model_images,
+                    "verify": args.verify, "upsample": args.upsample}
         runs: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in BACKENDS}
         for repeat in range(args.repeats):
             for name in BACKENDS if repeat % 2 == 0 else BACKENDS[::-1]:  # alternate which backend goes first
@@ -220,6 +225,7 @@ def main() -> None:
     print(f"release {args.model}: {info.config['model'].get('backbone')}, {info.image_size} px input")
     print(f"photos: {len(photos)} per repeat from {len(distinct)} file(s) of {source}")
     print(f"aligned: {len(crops)} per repeat from {len(distinct_crops)} file(s) of {crop_source}")
+    print(f"face finding: HOG upsample {args.upsample}, CNN re-check {'on' if args.verify else 'off'}")
     print(f"median of {args.repeats} repeat(s), each in a fresh process; inputs are random tensors (model), photo "
           "files (photos) or aligned crop files (aligned)\n")
     print("| backend | mode | batch | inputs | faces | inputs/s | faces/s | inputs/s range |")

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from inference_helpers import ASTRONAUT_FACE, astronaut, iou, make_release
+from inference_helpers import ASTRONAUT_FACE, ASTRONAUT_PATCH, astronaut, iou, make_release
 from PIL import Image
 from skimage import data as skdata
 
@@ -114,3 +114,17 @@ def test_every_option_has_help(command):
     parser = subparsers.choices[command]
     for action in parser._actions:
         assert action.help, f"{command} {action.option_strings or action.dest} has no help text"
+
+
+def test_detection_options(capsys, release_dir, photos):
+    photo = photos / "astronaut.png"
+    # Without the CNN re-check, the HOG detector's false face on the mission patch comes out too.
+    status, [result], _ = run_json(capsys, photo, "--model", release_dir, "--no-verify")
+    assert status == 0
+    boxes = [f["box"] for f in result["faces"]]
+    assert any(iou(b, ASTRONAUT_FACE) > 0.7 for b in boxes) and any(iou(b, ASTRONAUT_PATCH) > 0.3 for b in boxes)
+    # Her face (about 90 px) is large enough for the detector without upsampling.
+    status, [result], _ = run_json(capsys, photo, "--model", release_dir, "--upsample", "0")
+    assert status == 0 and [iou(f["box"], ASTRONAUT_FACE) > 0.7 for f in result["faces"]] == [True]
+    assert main(["predict", str(photo), "--model", str(release_dir), "--upsample", "-1"]) == 2
+    assert "--upsample must be at least 0" in capsys.readouterr().err
