@@ -8,7 +8,6 @@ falls back to that folder when given none.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,11 @@ import numpy as np
 from agecurriculum.bins import AgeBins
 from agecurriculum.data.records import FEMALE, MALE
 from agecurriculum.evaluation.metrics import representative_ages
-from agecurriculum.train.checkpoint import RELEASE_CONFIG, RELEASE_FORMAT
+# Reading and checking a release config lives with the format's writer; inference re-exports it.
+from agecurriculum.train.checkpoint import RELEASE_CONFIG, check_release_config, read_release_config
 
-__all__ = ["DEFAULT_RELEASE_DIR", "GENDER_NAMES", "ReleaseInfo", "read_release_config", "resolve_release"]
+__all__ = ["DEFAULT_RELEASE_DIR", "GENDER_NAMES", "ReleaseInfo", "check_release_config", "read_release_config",
+           "resolve_release"]
 
 # The trained default model: a release folder shipped with the package (model.safetensors + config.json).
 DEFAULT_RELEASE_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
@@ -48,31 +49,6 @@ def resolve_release(path: str | Path | None) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
     return path
-
-
-def read_release_config(path_dir: str | Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of a release folder, without loading any weights.
-
-    Raises:
-        FileNotFoundError: ``config.json`` is missing.
-        ValueError: it is not valid JSON or not a release config (the message names the file).
-    """
-    path = Path(path_dir) / RELEASE_CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"release file not found: {path}")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from e
-    return check_release_config(config, str(path))
-
-
-def check_release_config(config: Any, source: str) -> dict[str, Any]:
-    """``config`` if it is a release config (see :func:`~agecurriculum.train.save_release`), else ValueError
-    naming ``source``."""
-    if not isinstance(config, dict) or config.get("format") != RELEASE_FORMAT or "model" not in config:
-        raise ValueError(f"{source}: not an agecurriculum release config")
-    return config
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ __all__ = [
     "capture_rng_state",
     "restore_rng_state",
     "save_release",
+    "read_release_config",
+    "check_release_config",
     "load_release",
 ]
 
@@ -182,6 +184,31 @@ def save_release(
     return path_dir
 
 
+def read_release_config(path_dir: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a release folder, without loading any weights.
+
+    Raises:
+        FileNotFoundError: ``config.json`` is missing.
+        ValueError: it is not valid JSON or not a release config (the message names the file).
+    """
+    path = Path(path_dir) / RELEASE_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"release file not found: {path}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from e
+    return check_release_config(config, str(path))
+
+
+def check_release_config(config: Any, source: str) -> dict[str, Any]:
+    """``config`` if it is a release config (see :func:`~agecurriculum.train.save_release`), else ValueError
+    naming ``source``."""
+    if not isinstance(config, dict) or config.get("format") != RELEASE_FORMAT or "model" not in config:
+        raise ValueError(f"{source}: not an agecurriculum release config")
+    return config
+
+
 def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier, dict[str, Any]]:
     """Rebuilds a released model in eval mode, on the CPU.
 
@@ -203,12 +230,7 @@ def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier
     for path in (config_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"release file not found: {path}")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{config_path}: not valid JSON: {e}") from e
-    if not isinstance(config, dict) or config.get("format") != RELEASE_FORMAT or "model" not in config:
-        raise ValueError(f"{config_path}: not an agecurriculum release config")
+    config = read_release_config(path_dir)
     # The weights come from the release: never download or read the backbone's original ones.
     model = DualClassifier.from_config(config["model"], **{"pretrained": False, "weights_path": None, **overrides})
     try:
