@@ -14,3 +14,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (set AGECURRICULUM_DATA to their folder)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module's tests: with batches of 8 images of 32 px on a machine whose cores are
+    busy, torch's threads wait on each other and one thread is many times faster."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

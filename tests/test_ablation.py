@@ -6,19 +6,15 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
-from PIL import Image
-from skimage import data as skdata
+from generated_data import ADIENCE_AGES, ADIENCE_HEADER, AGES, shifted_face
 
 from agecurriculum.cli.main import build_parser, main
 from agecurriculum.config import load_config
 from agecurriculum.evaluation.metrics import format_number
 from agecurriculum.train.run_logs import read_metrics
 
-AGES = [1, 4, 9, 17, 22, 28, 33, 40, 47, 55, 63, 75]
-ADIENCE_AGES = ["(0, 2)", "(4, 6)", "(8, 12)", "(15, 20)", "(25, 32)", "(38, 43)", "(48, 53)", "(60, 100)"]
-ADIENCE_HEADER = "\t".join(
-    "user_id original_image face_id age gender x y dx dy tilt_ang fiducial_yaw_angle fiducial_score".split())
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny batches: see conftest
+
 # One short stage keeps the three loss runs to a few seconds; the data section names all three datasets, so every
 # run is evaluated on all three test splits.
 CONFIG = """
@@ -41,23 +37,6 @@ trainer:
 """
 
 
-def _face(i: int, size: int) -> Image.Image:
-    # Slightly shifted crops around the astronaut's face (about x 175-266, y 76-167), so every file differs.
-    dx, dy = (i * 7) % 30 - 15, (i * 5) % 20 - 10
-    crop = skdata.astronaut()[30 + dy:230 + dy, 120 + dx:320 + dx]
-    return Image.fromarray(crop).resize((size, size))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Batches of 8 images of 32 px: on a machine whose cores are busy, torch's intra-op threads wait on each other
-    # and one thread is many times faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
@@ -66,10 +45,10 @@ def data_root(tmp_path_factory) -> Path:
         folder.mkdir(parents=True)
     for i in range(20):
         age, gender = AGES[i % len(AGES)], i % 2
-        _face(i, 64).save(utk / f"{age}_{gender}_0_2017011{i:05d}.jpg.chip.jpg", quality=60 + i)
+        shifted_face(i, 64).save(utk / f"{age}_{gender}_0_2017011{i:05d}.jpg.chip.jpg", quality=60 + i)
     for i in range(12):
         age, sex = AGES[(i * 5) % len(AGES)] + 16, "MF"[i % 2]
-        _face(i, 150).save(morph / f"{i + 1:06d}_0{sex}{min(age, 77)}.JPG", quality=60 + i)
+        shifted_face(i, 150).save(morph / f"{i + 1:06d}_0{sex}{min(age, 77)}.JPG", quality=60 + i)
     # Adience: fold files naming each face, images under faces/<user_id>/coarse_tilt_aligned_face.<face>.<image>.
     for fold in range(2):
         lines = [ADIENCE_HEADER]
@@ -77,8 +56,8 @@ def data_root(tmp_path_factory) -> Path:
             user, image = f"{1000 + i}@N0{i % 3}", f"{9000 + i}_abc_o.jpg"
             lines.append(f"{user}\t{image}\t{i + 1}\t{ADIENCE_AGES[i % 8]}\t{'mf'[i % 2]}\t0\t0\t150\t150\t0\t0\t50")
             (adience / "faces" / user).mkdir(parents=True)
-            _face(i + 3, 150).save(adience / "faces" / user / f"coarse_tilt_aligned_face.{i + 1}.{image}",
-                                   quality=60 + i)
+            shifted_face(i + 3, 150).save(adience / "faces" / user / f"coarse_tilt_aligned_face.{i + 1}.{image}",
+                                          quality=60 + i)
         (adience / f"fold_{fold}_data.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
 

@@ -6,9 +6,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
-from PIL import Image
-from skimage import data as skdata
+from generated_data import ADIENCE_AGES, ADIENCE_HEADER, AGES, shifted_face
 
 from agecurriculum.cli.main import build_parser, main
 from agecurriculum.config import apply_overrides, load_config
@@ -17,10 +15,8 @@ from agecurriculum.evaluation.metrics import format_number
 from agecurriculum.train.run import prepare_data
 from agecurriculum.train.run_logs import read_metrics
 
-AGES = [1, 4, 9, 17, 22, 28, 33, 40, 47, 55, 63, 75]
-ADIENCE_AGES = ["(0, 2)", "(4, 6)", "(8, 12)", "(15, 20)", "(25, 32)", "(38, 43)", "(48, 53)", "(60, 100)"]
-ADIENCE_HEADER = "\t".join(
-    "user_id original_image face_id age gender x y dx dy tilt_ang fiducial_yaw_angle fiducial_score".split())
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny batches: see conftest
+
 # One short stage over both datasets: the protocol needs a schedule that trains Adience.
 CONFIG = """
 out_dir: unused
@@ -46,13 +42,6 @@ USERS = [f"{1000 + u}@N0{u % 3}" for u in range(6)]
 ABSENT = "4242@N04"  # named by fold 2's test lists, with no images in the data
 
 
-def _face(i: int, size: int) -> Image.Image:
-    # Slightly shifted crops around the astronaut's face (about x 175-266, y 76-167), so every file differs.
-    dx, dy = (i * 7) % 30 - 15, (i * 5) % 20 - 10
-    crop = skdata.astronaut()[30 + dy:230 + dy, 120 + dx:320 + dx]
-    return Image.fromarray(crop).resize((size, size))
-
-
 def _faces(user: int) -> list[int]:
     return [2 * user, 2 * user + 1]
 
@@ -68,15 +57,6 @@ def _lists(test: list[int], val: list[int], train: list[int], task: str) -> dict
     return {part: [_entry(f, task) for f in fs if task == "age" or f != 1] for part, fs in faces.items()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Batches of 8 images of 32 px: on a machine whose cores are busy, one intra-op thread is many times faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
@@ -84,7 +64,7 @@ def data_root(tmp_path_factory) -> Path:
     utk.mkdir(parents=True)
     for i in range(20):
         age, gender = AGES[i % len(AGES)], i % 2
-        _face(i, 64).save(utk / f"{age}_{gender}_0_2017011{i:05d}.jpg.chip.jpg", quality=60 + i)
+        shifted_face(i, 64).save(utk / f"{age}_{gender}_0_2017011{i:05d}.jpg.chip.jpg", quality=60 + i)
     for fold in range(3):
         lines = [ADIENCE_HEADER]
         for user in (2 * fold, 2 * fold + 1):
@@ -94,8 +74,8 @@ def data_root(tmp_path_factory) -> Path:
                 image, sex = f"{9000 + face}_abc_o.jpg", "u" if face == 1 else "mf"[face % 2]
                 lines.append(f"{USERS[user]}\t{image}\t{face + 1}\t{ADIENCE_AGES[face % 8]}\t{sex}\t0\t0\t150\t150"
                              "\t0\t0\t50")
-                _face(face + 3, 150).save(adience / "faces" / USERS[user] / f"{prefix}.{face + 1}.{image}",
-                                          quality=60 + face)
+                shifted_face(face + 3, 150).save(adience / "faces" / USERS[user] / f"{prefix}.{face + 1}.{image}",
+                                                 quality=60 + face)
         (adience / f"fold_{fold}_data.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # Fold 0: test users 0-1 (plus one absent face), val user 2, train users 3-5 (one line twice, as in the real
     # lists). Fold 1: test users 2-3, the same faces in both test lists. Fold 2: only absent test faces.

@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 import pytest
+from generated_data import ADIENCE_HEADER
 from PIL import Image
 
 from agecurriculum.bins import ADIENCE_GROUPS
@@ -121,8 +122,6 @@ def test_utkface_rejects_a_missing_folder(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- Adience
 
-ADIENCE_HEADER = "\t".join(
-    "user_id original_image face_id age gender x y dx dy tilt_ang fiducial_yaw_angle fiducial_score".split())
 
 
 def adience_row(user: str, image: str, face: int, age: str, gender: str, box: str = "10\t20\t30\t40") -> str:

@@ -4,14 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from skimage import data as skdata
+from generated_data import AGES, shifted_face
 
 from agecurriculum.cli.main import main
 from agecurriculum.config import load_config
 from agecurriculum.train.run_logs import read_metrics
 
-AGES = [1, 4, 9, 17, 22, 28, 33, 40, 47, 55, 63, 75]
 CONFIG = """
 out_dir: unused
 bins: paper
@@ -32,13 +30,6 @@ trainer:
 """
 
 
-def _face(i: int, size: int) -> Image.Image:
-    # Slightly shifted crops around the astronaut's face (about x 175-266, y 76-167), so every file differs.
-    dx, dy = (i * 7) % 30 - 15, (i * 5) % 20 - 10
-    crop = skdata.astronaut()[30 + dy:230 + dy, 120 + dx:320 + dx]
-    return Image.fromarray(crop).resize((size, size))
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
@@ -47,10 +38,10 @@ def data_root(tmp_path_factory) -> Path:
     morph.mkdir(parents=True)
     for i in range(24):
         age, gender = AGES[i % len(AGES)], i % 2
-        _face(i, 64).save(utk / f"{age}_{gender}_0_2017011{i:05d}.jpg.chip.jpg", quality=60 + i)
+        shifted_face(i, 64).save(utk / f"{age}_{gender}_0_2017011{i:05d}.jpg.chip.jpg", quality=60 + i)
     for i in range(16):
         age, sex = AGES[(i * 5) % len(AGES)] + 16, "MF"[i % 2]
-        _face(i, 150).save(morph / f"{i + 1:06d}_0{sex}{min(age, 77)}.JPG", quality=60 + i)
+        shifted_face(i, 150).save(morph / f"{i + 1:06d}_0{sex}{min(age, 77)}.JPG", quality=60 + i)
     return root
 
 
