@@ -34,9 +34,9 @@ is taken as the labelled face (:func:`main_face`). The peer gives an exact age (
 the bins' representative ages, as our reports compute it.
 
 **Speed** is images per second, end to end from the file to the prediction (decode, detection, alignment, network),
-one image at a time in one process; model loading and one warm-up image are left out. torch gets ``--threads``
-threads (default 1, as the peer: its ONNX Runtime sessions are single-threaded by its manifest, and dlib's HOG
-detector is single-threaded). Times depend on the machine and its load: give them with the machine.
+one image at a time in one process; model loading and one warm-up image are left out. torch (and ONNX Runtime with
+``--backend onnx``, the peer's runtime) gets ``--threads`` threads (default 1, as the peer: its ONNX Runtime sessions
+are single-threaded by its manifest, and dlib's HOG detector is single-threaded). Times depend on the machine and its load: give them with the machine.
 
 Writes the tables to ``--out`` (markdown) and everything to ``--json`` (default: ``--out`` with ``.json``); both are
 aggregates only, nothing image by image.
@@ -72,7 +72,8 @@ from agecurriculum.data.splits import split_records
 from agecurriculum.data.transforms import eval_transform
 from agecurriculum.evaluation.metrics import expected_ages
 from agecurriculum.evaluation.predict import predict_dataset
-from agecurriculum.inference import Predictor, ReleaseInfo, read_release_config
+from agecurriculum.inference import OnnxBackend, Predictor, ReleaseInfo, read_release_config
+from agecurriculum.inference.export import cached_onnx
 from agecurriculum.train.checkpoint import load_release
 from agecurriculum.train.run import ALIGNED_DATASETS, RUN_CONFIG_FILE
 
@@ -311,7 +312,10 @@ def main() -> None:
     parser.add_argument("--max-images", type=int, default=None, help="test images per dataset (a seeded sample)")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the --max-images sample")
     parser.add_argument("--cache", type=Path, default=None, help="aligned-crop cache; default: the run's data.cache")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the peer runs single-threaded)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch and ONNX Runtime threads (the peer runs single-threaded)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="our Predictor's backend, as `agecurriculum predict --backend` (the peer runs ONNX Runtime)")
     parser.add_argument("--upsample", type=int, default=1,
                         help="our HOG detector's upsamplings, as `agecurriculum predict --upsample` (the peer uses 0)")
     parser.add_argument("--no-verify", action="store_true",
@@ -332,7 +336,11 @@ def main() -> None:
     alignment = release.config.get("preprocessing", {}).get("alignment", {})
     cache = CropCache((args.cache or Path(config.data.cache)).expanduser())
     start = time.perf_counter()
-    predictor = Predictor.from_release(args.model, verify=not args.no_verify, upsample=args.upsample)
+    if args.backend == "onnx":  # built here rather than by from_release, to give ONNX Runtime --threads threads
+        predictor = Predictor(OnnxBackend(cached_onnx(args.model), threads=args.threads), verify=not args.no_verify,
+                              upsample=args.upsample)
+    else:
+        predictor = Predictor.from_release(args.model, verify=not args.no_verify, upsample=args.upsample)
     predictor_load_s = time.perf_counter() - start
     fractions, seed, straddle = config.data.split, config.data.split_seed, config.data.straddle
 
@@ -367,7 +375,7 @@ def main() -> None:
         "split": f"test part of fractions {fractions}, seed {seed}; straddling age ranges: {straddle}",
         "images": f"at most {args.max_images} per dataset (seed {args.sample_seed})" if args.max_images
         else "every test image",
-        "threads": f"torch {torch.get_num_threads()}, torch {torch.__version__}; our Predictor verify="
+        "threads": f"torch {torch.get_num_threads()}, torch {torch.__version__}; our Predictor backend={args.backend}, verify="
                    f"{not args.no_verify}, upsample={args.upsample}",
         "peer": {**{k: peer_info.get(k) for k in ("version", "models")}, "python": args.peer_python},
     }
