@@ -60,6 +60,7 @@ class RunConfig:
     schedule: str | list[dict] = "original"  # a preset name (original, list1, list2) or a list of stage dicts
     epochs_per_stage: int = 1  # epochs of each dataset in each stage, for preset schedules
     loss: str = "uncertainty"  # uncertainty | sum | fixed
+    age_label_sigma: float = 0.0  # 0: one-hot age targets (the paper); > 0: ordinal soft targets this many bins wide
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

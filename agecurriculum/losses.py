@@ -15,6 +15,12 @@ show: the weighted terms of :class:`UncertaintyLoss` go negative as the weights 
 
 Targets equal to ``ignore_index`` (default -100, PyTorch's convention) are left out of their task's loss, so images
 with an unknown gender still train the age head and the other way round.
+
+Every loss also takes ``age_label_sigma``: 0 (the paper) scores the age head against one-hot targets; a positive
+value scores it against *ordinal soft targets* (SORD, Diaz & Marathe, CVPR 2019), a Gaussian over the bin indices
+centred on the true bin, ``q_k ~ exp(-(k - y)^2 / (2 sigma^2))``. Age groups are ordered and their borders are
+fuzzy (a face of 23 against one of 24 across the 15-23 / 24-34 border), so a neighbouring bin is a smaller error
+than a distant one, and the soft targets say so.
 """
 
 from __future__ import annotations
@@ -26,7 +32,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LossParts", "MultiTaskLoss", "UncertaintyLoss", "SumLoss", "FixedWeightLoss", "LOSSES", "create_loss"]
+__all__ = [
+    "ordinal_soft_targets",
+    "LossParts",
+    "MultiTaskLoss",
+    "UncertaintyLoss",
+    "SumLoss",
+    "FixedWeightLoss",
+    "LOSSES",
+    "create_loss",
+]
+
+
+def ordinal_soft_targets(target: Tensor, num_classes: int, sigma: float) -> Tensor:
+    """``(N, num_classes)`` target distributions: a Gaussian of width ``sigma`` (in bins) around each target bin.
+
+    Example: ``sigma=0.5`` puts about 80% on the true bin of an inner bin and about 10% on each neighbour.
+    """
+    distance = torch.arange(num_classes, device=target.device).unsqueeze(0) - target.unsqueeze(1)
+    return torch.softmax(-distance.float().square() / (2 * sigma * sigma), dim=1)
 
 
 class LossParts(NamedTuple):
@@ -41,17 +65,29 @@ class MultiTaskLoss(nn.Module):
     """Base class: computes both cross-entropies; subclasses say how to combine them.
 
     Subclass it for a loss of your own: implement :meth:`combine` and :meth:`task_weights`.
+
+    Args:
+        ignore_index: target value that marks a missing label.
+        age_label_sigma: width in bins of the ordinal soft age targets (:func:`ordinal_soft_targets`); 0 (the
+            paper) for one-hot targets.
     """
 
-    def __init__(self, ignore_index: int = -100) -> None:
+    def __init__(self, ignore_index: int = -100, age_label_sigma: float = 0.0) -> None:
         super().__init__()
+        if not (age_label_sigma >= 0 and math.isfinite(age_label_sigma)):
+            raise ValueError(f"age_label_sigma must be a finite number >= 0, got {age_label_sigma}")
         self.ignore_index = ignore_index
+        self.age_label_sigma = float(age_label_sigma)
 
-    def _cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
+    def _cross_entropy(self, logits: Tensor, target: Tensor, sigma: float = 0.0) -> Tensor:
         # A batch in which every target of a task is ignored must add 0, not NaN (mean over zero elements).
-        if bool((target == self.ignore_index).all()):
+        known = target != self.ignore_index
+        if not bool(known.any()):
             return logits.sum() * 0.0
-        return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
+        if sigma == 0:
+            return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
+        logits, target = logits[known], target[known]
+        return -(ordinal_soft_targets(target, logits.shape[1], sigma) * F.log_softmax(logits, dim=1)).sum(1).mean()
 
     def forward(self, age_logits: Tensor, gender_logits: Tensor, age_target: Tensor, gender_target: Tensor) -> LossParts:
         """Returns the combined loss and its parts.
@@ -59,10 +95,11 @@ class MultiTaskLoss(nn.Module):
         Args:
             age_logits: ``(N, age_classes)`` raw scores of the age head.
             gender_logits: ``(N, gender_classes)`` raw scores of the gender head.
-            age_target: ``(N,)`` age-bin indices (``ignore_index`` where unknown).
+            age_target: ``(N,)`` age-bin indices (``ignore_index`` where unknown); scored against one-hot targets,
+                or ordinal soft ones when ``age_label_sigma > 0``.
             gender_target: ``(N,)`` gender indices (``ignore_index`` where unknown).
         """
-        age = self._cross_entropy(age_logits, age_target)
+        age = self._cross_entropy(age_logits, age_target, self.age_label_sigma)
         gender = self._cross_entropy(gender_logits, gender_target)
         return LossParts(self.combine(age, gender), age, gender)
 
@@ -83,10 +120,11 @@ class UncertaintyLoss(MultiTaskLoss):
 
     Args:
         ignore_index: target value that marks a missing label.
+        age_label_sigma: width in bins of the ordinal soft age targets; 0 (the paper) for one-hot targets.
     """
 
-    def __init__(self, ignore_index: int = -100) -> None:
-        super().__init__(ignore_index)
+    def __init__(self, ignore_index: int = -100, age_label_sigma: float = 0.0) -> None:
+        super().__init__(ignore_index, age_label_sigma)
         self.log_var_age = nn.Parameter(torch.zeros(()))
         self.log_var_gender = nn.Parameter(torch.zeros(()))
 
@@ -119,10 +157,12 @@ class FixedWeightLoss(MultiTaskLoss):
         age_weight: multiplier of the age cross-entropy.
         gender_weight: multiplier of the gender cross-entropy.
         ignore_index: target value that marks a missing label.
+        age_label_sigma: width in bins of the ordinal soft age targets; 0 (the paper) for one-hot targets.
     """
 
-    def __init__(self, age_weight: float = 0.6, gender_weight: float = 0.4, ignore_index: int = -100) -> None:
-        super().__init__(ignore_index)
+    def __init__(self, age_weight: float = 0.6, gender_weight: float = 0.4, ignore_index: int = -100,
+                 age_label_sigma: float = 0.0) -> None:
+        super().__init__(ignore_index, age_label_sigma)
         if age_weight < 0 or gender_weight < 0:
             raise ValueError(f"loss weights must be non-negative, got age={age_weight}, gender={gender_weight}")
         self.age_weight = float(age_weight)

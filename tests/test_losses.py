@@ -10,6 +10,7 @@ from agecurriculum.losses import (
     SumLoss,
     UncertaintyLoss,
     create_loss,
+    ordinal_soft_targets,
 )
 
 
@@ -89,3 +90,48 @@ def test_create_loss_by_name():
         create_loss("focal")
     with pytest.raises(ValueError, match="non-negative"):
         FixedWeightLoss(-1.0, 1.0)
+
+
+def test_ordinal_soft_targets_are_distributions_peaked_on_the_true_bin():
+    q = ordinal_soft_targets(torch.tensor([0, 3, 7]), 8, sigma=0.5)
+    torch.testing.assert_close(q.sum(1), torch.ones(3))
+    assert q.argmax(1).tolist() == [0, 3, 7]
+    torch.testing.assert_close(q[1, 2], q[1, 4])  # symmetric around an inner bin
+    assert q[1, 2] > q[1, 1] > q[1, 0]  # falls off with the distance in bins
+    assert 0.75 < q[1, 3] < 0.85 and 0.09 < q[1, 4] < 0.12  # the docstring's example
+    torch.testing.assert_close(ordinal_soft_targets(torch.tensor([2]), 8, 0.05), F.one_hot(torch.tensor([2]), 8).float())
+
+
+@pytest.mark.parametrize("loss_cls", [UncertaintyLoss, SumLoss, FixedWeightLoss])
+def test_age_label_sigma_scores_the_age_head_against_soft_targets(batch, loss_cls):
+    age_logits, gender_logits, age_t, gender_t = batch
+    age_t = age_t.clone()
+    age_t[2] = -100  # an unknown age stays out of the loss
+    parts = loss_cls(age_label_sigma=0.7)(age_logits, gender_logits, age_t, gender_t)
+    known = age_t != -100
+    q = ordinal_soft_targets(age_t[known], 8, 0.7)
+    expected = -(q * F.log_softmax(age_logits[known], 1)).sum(1).mean()
+    torch.testing.assert_close(parts.age, expected)
+    torch.testing.assert_close(parts.gender, F.cross_entropy(gender_logits, gender_t))  # gender is untouched
+    parts.total.backward()
+    assert torch.count_nonzero(age_logits.grad[2]) == 0
+
+
+def test_soft_targets_make_a_near_miss_cheaper_than_a_far_one():
+    # A confident prediction one bin off against one three bins off: one-hot targets score them alike,
+    # ordinal soft targets charge the far miss more; that is what they are for.
+    target, gender = torch.tensor([3]), torch.tensor([0])
+    near, far = torch.full((1, 8), -5.0), torch.full((1, 8), -5.0)
+    near[0, 4], far[0, 6] = 5.0, 5.0
+    gender_logits = torch.zeros(1, 2)
+    hard, soft = SumLoss(), SumLoss(age_label_sigma=0.6)
+    torch.testing.assert_close(hard(near, gender_logits, target, gender).age, hard(far, gender_logits, target, gender).age)
+    assert soft(near, gender_logits, target, gender).age < soft(far, gender_logits, target, gender).age
+
+
+def test_age_label_sigma_must_be_non_negative():
+    with pytest.raises(ValueError, match="age_label_sigma"):
+        UncertaintyLoss(age_label_sigma=-0.5)
+    with pytest.raises(ValueError, match="age_label_sigma"):
+        create_loss("sum", age_label_sigma=float("nan"))
+    assert create_loss("fixed", age_label_sigma=0.5).age_label_sigma == 0.5

@@ -101,6 +101,9 @@ def test_clear_errors(tmp_path, data_root, capsys):
     config.write_text(CONFIG, encoding="utf-8")
     base = ["train", "--config", str(config), "--set", f"data.cache={tmp_path / 'cache'}",
             "--set", f"out_dir={tmp_path / 'run'}"]
+    assert main([*base, "--set", f"data.root={data_root}", "--set", "age_label_sigma=-1"]) == 2
+    assert "age_label_sigma must be a finite number >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # refused before any face was detected
     assert main([*base, "--set", f"data.root={data_root}", "--set", "data.balance=weighted"]) == 2
     assert "data.balance: expected paper, sampler or none" in capsys.readouterr().err
     assert main([*base, "--set", f"data.root={data_root}", "--set", "data.datasets=[utkface]"]) == 2

@@ -274,6 +274,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
         ValueError: bad configuration, or a schedule naming datasets that were not prepared.
     """
     out = Path(config.out_dir)
+    loss_fn = create_loss(config.loss, age_label_sigma=config.age_label_sigma)  # a bad loss setting fails first
     ddp.init_distributed()
     main = ddp.is_main_process()
     prepared = prepared if prepared is not None else _prepare_on_rank0_first(config)
@@ -302,7 +303,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     trainer_config = replace(config.trainer, sampling="balanced") if config.data.balance == "sampler" \
         else config.trainer
     trainer = CurriculumTrainer(
-        model, schedule, prepared.train_sets, prepared.val_sets, loss=create_loss(config.loss),
+        model, schedule, prepared.train_sets, prepared.val_sets, loss=loss_fn,
         config=trainer_config, callbacks=[*default_loggers(out), PlotCallback(out), history.append], run_dir=out,
     )
     trainer.fit(resume=resume)
