@@ -86,8 +86,8 @@ class MultiTaskLoss(nn.Module):
             return logits.sum() * 0.0
         if sigma == 0:
             return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
-        logits, target = logits[known], target[known]
-        return -(ordinal_soft_targets(target, logits.shape[1], sigma) * F.log_softmax(logits, dim=1)).sum(1).mean()
+        # cross_entropy takes class probabilities as targets too; it has no ignore_index for them, hence the mask.
+        return F.cross_entropy(logits[known], ordinal_soft_targets(target[known], logits.shape[1], sigma))
 
     def forward(self, age_logits: Tensor, gender_logits: Tensor, age_target: Tensor, gender_target: Tensor) -> LossParts:
         """Returns the combined loss and its parts.
