@@ -6,6 +6,7 @@ Every building block is importable from here and works on its own in a user's tr
 - :class:`MultiDatasetSample`, :class:`TrainingSchedule`: a curriculum validated against the paper's Eq. 7.
 - :class:`UncertaintyLoss`: learned task weighting of the age and gender losses (Eq. 5); ablations beside it.
 - :class:`GenderConditionedHead`, :class:`DualClassifier`: the age head conditioned on the predicted gender.
+- :class:`EnsembleClassifier`: several trained classifiers, their probabilities averaged.
 - :class:`CurriculumTrainer`: Algorithm 1 over a schedule.
 """
 
@@ -41,6 +42,7 @@ from agecurriculum.losses import (
 )
 from agecurriculum.model import (
     DualClassifier,
+    EnsembleClassifier,
     GenderConditionedHead,
     HeadOutput,
     create_backbone,
@@ -87,6 +89,7 @@ __all__ = [
     "UncertaintyLoss",
     "create_loss",
     "DualClassifier",
+    "EnsembleClassifier",
     "GenderConditionedHead",
     "HeadOutput",
     "create_backbone",

@@ -19,15 +19,15 @@ ASTRONAUT_PATCH = (126, 335, 216, 426)
 REP_AGES = [1.0, 4.5, 10.5, 19.0, 29.0, 40.0, 52.5, 68.2]
 
 
-def make_release(folder: Path, image_size: int = 64) -> Path:
+def make_release(folder: Path, image_size: int = 64, seed: int = 0) -> Path:
     """An efficientnet-lite0 DualClassifier with ImageNet features (shipped offline) and an untrained head, saved
     as a release in ``folder``.
 
     ImageNet features and large random output weights make the probabilities differ clearly between images and
     classes: a randomly initialised backbone's features are all near zero, which would make every face look alike
-    and the parity tests weak.
+    and the parity tests weak. Another ``seed`` gives other head weights (ensemble members).
     """
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = DualClassifier(backbone="efficientnet-lite0", pretrained=True, bottleneck_dim=16).eval()
     with torch.no_grad():
         for layer in (model.head.age, model.head.gender):

@@ -8,6 +8,7 @@ from generated_data import AGES, shifted_face
 
 from agecurriculum.cli.main import main
 from agecurriculum.config import load_config
+from agecurriculum.inference import ensemble_releases
 from agecurriculum.train.run_logs import read_metrics
 
 CONFIG = """
@@ -163,3 +164,7 @@ def test_fine_tune_from_a_release(tmp_path, data_root, capsys):
     assert main(["train", "--config", str(config), *common, "--set", f"out_dir={tmp_path / 'y'}",
                  "--set", f"model.init_from={tmp_path / 'junk.pt'}"]) == 2
     assert "junk.pt" in capsys.readouterr().err
+    ensemble = ensemble_releases([first / "release", tuned / "release"], tmp_path / "ensemble")
+    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={tmp_path / 'z'}",
+                 "--set", f"model.init_from={ensemble}"]) == 2
+    assert "is an ensemble release" in capsys.readouterr().err

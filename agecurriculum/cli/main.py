@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from agecurriculum import __version__
-from agecurriculum.cli import CLIError, ablate, bins, data, export, predict, protocol, train
+from agecurriculum.cli import CLIError, ablate, bins, data, ensemble, export, predict, protocol, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each sub-command module exposes register(subparsers), which sets a `func(args) -> int` default.
-    for module in (bins, data, train, ablate, protocol, predict, export):
+    for module in (bins, data, train, ablate, protocol, predict, export, ensemble):
         module.register(subparsers)
     return parser
 

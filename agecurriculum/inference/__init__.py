@@ -4,11 +4,13 @@
 - :class:`FaceVerifier`: dlib's CNN detector confirming each HOG face box, so face-like patterns are dropped.
 - :class:`TorchBackend`, :class:`OnnxBackend`: where the network runs.
 - :func:`export_onnx`: a release -> a self-contained ONNX file.
+- :func:`ensemble_releases`: several releases -> one release averaging their models.
 - :data:`DEFAULT_RELEASE_DIR`: where the library's own trained model is installed.
 """
 
 from agecurriculum.inference.annotate import draw_faces, face_label
 from agecurriculum.inference.backends import OnnxBackend, TorchBackend
+from agecurriculum.inference.ensemble import ensemble_releases
 from agecurriculum.inference.export import export_onnx
 from agecurriculum.inference.predictor import ONNX_FILE, Predictor
 from agecurriculum.inference.release import DEFAULT_RELEASE_DIR, ReleaseInfo, read_release_config, resolve_release
@@ -24,6 +26,7 @@ __all__ = [
     "TorchBackend",
     "VerifyConfig",
     "draw_faces",
+    "ensemble_releases",
     "export_onnx",
     "face_label",
     "read_release_config",

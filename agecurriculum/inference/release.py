@@ -86,9 +86,10 @@ class ReleaseInfo:
             ValueError: a field is missing or malformed; the message names ``source`` and the field.
         """
         config = check_release_config(config, source)
-        if config["model"].get("gender_classes", 2) != len(GENDER_NAMES):
-            raise ValueError(f"{source}: the model predicts {config['model']['gender_classes']} gender classes, "
-                             f"inference knows {len(GENDER_NAMES)} ({', '.join(GENDER_NAMES.values())})")
+        for model in config["model"].get("members", [config["model"]]):  # an ensemble: each member
+            if model.get("gender_classes", 2) != len(GENDER_NAMES):
+                raise ValueError(f"{source}: the model predicts {model['gender_classes']} gender classes, "
+                                 f"inference knows {len(GENDER_NAMES)} ({', '.join(GENDER_NAMES.values())})")
         try:
             bins = AgeBins.from_dict(config["age_bins"])
         except (KeyError, TypeError, ValueError) as e:

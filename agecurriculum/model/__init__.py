@@ -1,4 +1,5 @@
-"""Networks: backbones (EfficientNet-B0..B7, EfficientNet-Lite0..2), the gender-conditioned head, DualClassifier."""
+"""Networks: backbones (EfficientNet-B0..B7, EfficientNet-Lite0..2), the gender-conditioned head, DualClassifier,
+and EnsembleClassifier (several trained classifiers averaged)."""
 
 from agecurriculum.model.backbones import (
     Backbone,
@@ -10,6 +11,7 @@ from agecurriculum.model.backbones import (
 )
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.efficientnet_lite import EfficientNetLite
+from agecurriculum.model.ensemble import EnsembleClassifier, classifier_from_config
 from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
 
 __all__ = [
@@ -17,8 +19,10 @@ __all__ = [
     "BackboneSpec",
     "DualClassifier",
     "EfficientNetLite",
+    "EnsembleClassifier",
     "GenderConditionedHead",
     "HeadOutput",
+    "classifier_from_config",
     "create_backbone",
     "list_backbones",
     "lite_weights_path",

@@ -17,7 +17,8 @@ It loads with ``torch.load(path, weights_only=True)``: no pickled code, so openi
 
 **Released weights.** :func:`save_release` writes a folder holding ``model.safetensors`` and ``config.json`` (the
 model's constructor arguments, the age bins, the preprocessing the model expects, the library version);
-:func:`load_release` rebuilds the :class:`~agecurriculum.model.DualClassifier` from it, ready for inference.
+:func:`load_release` rebuilds the :class:`~agecurriculum.model.DualClassifier` (or
+:class:`~agecurriculum.model.EnsembleClassifier`) from it, ready for inference.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from torch import nn
 
 from agecurriculum.bins import AgeBins
 from agecurriculum.fileio import atomic_write
-from agecurriculum.model import DualClassifier
+from agecurriculum.model import DualClassifier, EnsembleClassifier, classifier_from_config
 from agecurriculum.train.distributed import unwrap_model
 
 __all__ = [
@@ -133,25 +134,30 @@ def save_release(
     bins: AgeBins,
     preprocessing: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    weights_dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Writes trained weights for inference: ``path_dir/model.safetensors`` and ``path_dir/config.json``.
 
     Both files are written atomically; write each release to its own folder so that the pair always matches.
 
     Args:
-        model: a :class:`~agecurriculum.model.DualClassifier` (or a DDP wrapper of one).
+        model: a :class:`~agecurriculum.model.DualClassifier` or
+            :class:`~agecurriculum.model.EnsembleClassifier` (or a DDP wrapper of one).
         path_dir: the release folder, created if needed.
         bins: the age bins the age head predicts.
         preprocessing: what an input image must go through, e.g. ``{"image_size": 224, "mean": [...],
             "std": [...], "alignment": {...}}``; JSON-able.
         extra: anything else to keep (training data, metrics, licence); JSON-able.
+        weights_dtype: the floating-point type the weights are stored in; ``torch.float16`` halves the file
+            (integer buffers stay as they are). :func:`load_release` loads them into a float32 model either way.
 
     Returns:
         ``path_dir`` as a Path.
 
     Raises:
         TypeError: the model has no ``config()``.
-        ValueError: the model's age classes differ from ``len(bins)``, or ``preprocessing``/``extra`` is not JSON-able.
+        ValueError: the model's age classes differ from ``len(bins)``, ``preprocessing``/``extra`` is not JSON-able,
+            or ``weights_dtype`` is not a floating-point type.
     """
     from agecurriculum import (
         __version__,  # here, not at the top: agecurriculum imports this module
@@ -160,9 +166,12 @@ def save_release(
     model = unwrap_model(model)
     if not callable(getattr(model, "config", None)):
         raise TypeError(f"{type(model).__name__} has no config(); save_release needs a DualClassifier")
+    if not weights_dtype.is_floating_point:
+        raise ValueError(f"weights_dtype must be a floating-point type, got {weights_dtype}")
     model_config = model.config()
-    if model_config.get("age_classes", len(bins)) != len(bins):
-        raise ValueError(f"the model predicts {model_config['age_classes']} age classes but bins has {len(bins)}")
+    for member in model_config.get("members", [model_config]):
+        if member.get("age_classes", len(bins)) != len(bins):
+            raise ValueError(f"the model predicts {member['age_classes']} age classes but bins has {len(bins)}")
     config = {
         "format": RELEASE_FORMAT,
         "library_version": __version__,
@@ -177,7 +186,8 @@ def save_release(
     except (TypeError, ValueError) as e:
         raise ValueError(f"release config must be JSON-able (check preprocessing and extra): {e}") from e
     # Own copies: safetensors refuses tensors that share storage, which some state dicts hand out.
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().to(weights_dtype if v.is_floating_point() else v.dtype).contiguous().clone()
+               for k, v in model.state_dict().items()}
     path_dir = Path(path_dir)
     atomic_write(path_dir / RELEASE_WEIGHTS, safetensors.torch.save(tensors, {"format": "pt"}))
     atomic_write(path_dir / RELEASE_CONFIG, text.encode("utf-8"))
@@ -209,13 +219,13 @@ def check_release_config(config: Any, source: str) -> dict[str, Any]:
     return config
 
 
-def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier, dict[str, Any]]:
-    """Rebuilds a released model in eval mode, on the CPU.
+def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier | EnsembleClassifier, dict[str, Any]]:
+    """Rebuilds a released model in eval mode, on the CPU, in float32 (whatever type the weights are stored in).
 
     Args:
         path_dir: a folder written by :func:`save_release`.
-        **overrides: constructor arguments for :meth:`DualClassifier.from_config`, e.g. ``backbone=module`` for a
-            model saved with a custom backbone.
+        **overrides: constructor arguments for :meth:`DualClassifier.from_config` (for an ensemble: for each
+            member), e.g. ``backbone=module`` for a model saved with a custom backbone.
 
     Returns:
         ``(model, config)`` with ``config`` the parsed ``config.json`` (``AgeBins.from_dict(config["age_bins"])``
@@ -232,7 +242,7 @@ def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier
             raise FileNotFoundError(f"release file not found: {path}")
     config = read_release_config(path_dir)
     # The weights come from the release: never download or read the backbone's original ones.
-    model = DualClassifier.from_config(config["model"], **{"pretrained": False, "weights_path": None, **overrides})
+    model = classifier_from_config(config["model"], **{"pretrained": False, "weights_path": None, **overrides})
     try:
         model.load_state_dict(safetensors.torch.load_file(weights_path))
     except Exception as e:  # safetensors' own error for a corrupt file; RuntimeError for mismatched keys/shapes

@@ -45,7 +45,13 @@ from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.schedule import TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
-from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint, load_release, save_release
+from agecurriculum.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_release,
+    read_release_config,
+    save_release,
+)
 from agecurriculum.train.run_logs import (
     PlotCallback,
     default_loggers,
@@ -324,6 +330,9 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
 def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> None:
     # Fine-tuning starts from trained weights; a release also says which bins its age head predicts.
     if path.is_dir():
+        if "members" in read_release_config(path)["model"]:
+            raise ValueError(f"model.init_from: {path} is an ensemble release; start from one of the releases it "
+                             "was made of")
         trained, release_config = load_release(path)
         trained_bins = AgeBins.from_dict(release_config["age_bins"])
         if trained_bins.groups != bins.groups:
