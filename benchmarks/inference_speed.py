@@ -222,7 +222,7 @@ def main() -> None:
 
     print(f"{env['cpu']}, {env['cpus']} CPUs; torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
           f"dlib {env['dlib']}; {args.threads} threads")
-    print(f"release {args.model}: {info.config['model'].get('backbone')}, {info.image_size} px input")
+    print(f"release {args.model}: {info.architecture}, {info.image_size} px input")
     print(f"photos: {len(photos)} per repeat from {len(distinct)} file(s) of {source}")
     print(f"aligned: {len(crops)} per repeat from {len(distinct_crops)} file(s) of {crop_source}")
     print(f"face finding: HOG upsample {args.upsample}, CNN re-check {'on' if args.verify else 'off'}")

@@ -369,7 +369,7 @@ def main() -> None:
 
     meta = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "model": f"{args.model} ({release.config['model'].get('backbone', '?')})",
+        "model": f"{args.model} ({release.architecture})",
         "bins": ", ".join(release.bins.labels()),
         "run_config": config_source,
         "split": f"test part of fractions {fractions}, seed {seed}; straddling age ranges: {straddle}",

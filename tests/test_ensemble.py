@@ -12,7 +12,7 @@ from inference_helpers import make_release
 
 from agecurriculum.bins import AgeBins
 from agecurriculum.cli.main import main
-from agecurriculum.inference import OnnxBackend, TorchBackend, ensemble_releases, export_onnx
+from agecurriculum.inference import OnnxBackend, ReleaseInfo, TorchBackend, ensemble_releases, export_onnx
 from agecurriculum.model import DualClassifier, EnsembleClassifier, classifier_from_config
 from agecurriculum.train import load_release, save_release
 
@@ -94,6 +94,9 @@ def test_ensemble_release_predicts_the_mean_of_its_members(two_releases, tmp_pat
     out = ensemble_releases(two_releases, tmp_path / "ens")
     config = json.loads((out / "config.json").read_text())
     assert len(config["model"]["members"]) == 2
+    assert ReleaseInfo.from_config(config).architecture == "ensemble of 2: efficientnet-lite0, efficientnet-lite0"
+    assert ReleaseInfo.from_config(json.loads((two_releases[0] / "config.json").read_text())).architecture == (
+        "efficientnet-lite0")
     assert config["preprocessing"] == json.loads((two_releases[0] / "config.json").read_text())["preprocessing"]
     assert [m["release"] for m in config["extra"]["members"]] == [str(p) for p in two_releases]
     assert config["extra"]["rep_ages"] == json.loads((two_releases[0] / "config.json").read_text())["extra"]["rep_ages"]

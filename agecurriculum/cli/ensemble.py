@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="release folders (e.g. RUN/release), two or more")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the ensemble's release folder")
     parser.add_argument("--float32", action="store_true",
-                        help="store the weights in float32 (default: float16, half the size, same predictions to "
-                        "about 1e-4)")
+                        help="store the weights in float32 (default: float16, half the size; probabilities move by "
+                        "less than 1e-3)")
     parser.set_defaults(func=run)
 
 

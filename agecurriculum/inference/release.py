@@ -110,3 +110,11 @@ class ReleaseInfo:
             raise ValueError(f"{source}: extra.rep_ages has {rep_ages.size} values for {len(bins)} age bins")
         padding = float(pre.get("padding", 0.25))  # AlignConfig's default, what releases without it were made with
         return cls(bins, rep_ages, image_size, padding, mean, std, config)
+
+    @property
+    def architecture(self) -> str:
+        """The network in words: its backbone (``"efficientnet-lite0"``), or for an ensemble its members'
+        (``"ensemble of 2: efficientnet-lite0, efficientnet-lite0"``); ``"custom"`` for a custom backbone."""
+        model = self.config["model"]
+        names = [m.get("backbone") or "custom" for m in model.get("members", [model])]
+        return f"ensemble of {len(names)}: {', '.join(names)}" if "members" in model else names[0]
