@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from generated_data import AGES, shifted_face
 
 from agecurriculum.cli.main import main
@@ -86,6 +87,15 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     for a, b in zip(trained["datasets"], from_checkpoint["datasets"], strict=True):
         for key, value in a["metrics"].items():
             assert b["metrics"][key] == pytest.approx(value, abs=1e-9, nan_ok=True), (a["name"], key)
+    # Another release on the run's test splits: an ensemble of the release with itself predicts what it predicts.
+    twice = ensemble_releases([run / "release", run / "release"], tmp_path / "twice", weights_dtype=torch.float32)
+    assert main(["evaluate", "--run", str(run), "--release", str(twice)]) == 0
+    from_ensemble = json.loads((run / "evaluation-twice" / "report.json").read_text(encoding="utf-8"))
+    for a, b in zip(trained["datasets"], from_ensemble["datasets"], strict=True):
+        for key, value in a["metrics"].items():
+            assert b["metrics"][key] == pytest.approx(value, abs=1e-4, nan_ok=True), (a["name"], key)
+    assert main(["evaluate", "--run", str(run), "--release", str(twice), "--checkpoint", str(run / "best.pt")]) == 2
+    assert "not both" in capsys.readouterr().err
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     assert main(["evaluate", "--run", str(run), "--checkpoint", str(tmp_path / "bad.pt")]) == 2
     assert "bad.pt" in capsys.readouterr().err

@@ -63,8 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eval_parser.add_argument("--checkpoint", type=Path, metavar="FILE",
                              help="evaluate this training checkpoint of the run (e.g. RUN/checkpoint.pt, or "
                              "RUN/best.pt: the epoch with the best validation loss) instead of RUN/release")
+    eval_parser.add_argument("--release", type=Path, metavar="DIR",
+                             help="evaluate this release (e.g. an ensemble from `agecurriculum ensemble`, or another "
+                             "run's release with the same bins) on the run's test splits instead of RUN/release")
     eval_parser.add_argument("--out", type=Path, metavar="DIR",
-                             help="folder for the report (default: RUN/evaluation)")
+                             help="folder for the report (default: RUN/evaluation, or RUN/evaluation-NAME for "
+                             "--release NAME)")
     eval_parser.set_defaults(func=run_evaluate)
 
 
@@ -90,8 +94,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     config_file = args.run / RUN_CONFIG_FILE
     if not config_file.is_file():
         raise CLIError(f"{args.run}: not a run folder (no {RUN_CONFIG_FILE}); give the out_dir of a training run")
+    if args.release is not None and args.checkpoint is not None:
+        raise CLIError("give --release or --checkpoint, not both")
     config = apply_overrides(load_config(config_file), args.overrides)
-    out = args.out if args.out is not None else args.run / "evaluation"
-    report = evaluate_run(args.run, config, out_dir=out, checkpoint=args.checkpoint)
+    default_out = args.run / ("evaluation" if args.release is None else f"evaluation-{args.release.resolve().name}")
+    out = args.out if args.out is not None else default_out
+    report = evaluate_run(args.run if args.release is None else args.release, config, out_dir=out,
+                          checkpoint=args.checkpoint)
     print(f"evaluated {', '.join(r.name for r in report.results)}; report: {out / 'report.md'}")
     return 0
