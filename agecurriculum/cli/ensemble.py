@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the ensemble's release folder")
     parser.add_argument("--float32", action="store_true",
                         help="store the weights in float32 (default: float16, half the size; probabilities move by "
-                        "less than 1e-3)")
+                        "up to about 0.01)")
     parser.set_defaults(func=run)
 
 
