@@ -97,9 +97,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.release is not None and args.checkpoint is not None:
         raise CLIError("give --release or --checkpoint, not both")
     config = apply_overrides(load_config(config_file), args.overrides)
-    default_out = args.run / ("evaluation" if args.release is None else f"evaluation-{args.release.resolve().name}")
+    if args.release is None:
+        target, default_out = args.run, args.run / "evaluation"
+    else:
+        target, default_out = args.release, args.run / f"evaluation-{args.release.resolve().name}"
     out = args.out if args.out is not None else default_out
-    report = evaluate_run(args.run if args.release is None else args.release, config, out_dir=out,
-                          checkpoint=args.checkpoint)
+    report = evaluate_run(target, config, out_dir=out, checkpoint=args.checkpoint)
     print(f"evaluated {', '.join(r.name for r in report.results)}; report: {out / 'report.md'}")
     return 0

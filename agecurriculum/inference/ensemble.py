@@ -57,9 +57,10 @@ def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
     first, first_path = configs[0], release_dirs[0]
     bins = AgeBins.from_dict(first["age_bins"])
     for path, config in zip(release_dirs[1:], configs[1:], strict=True):
-        if AgeBins.from_dict(config["age_bins"]).groups != bins.groups:
-            raise ValueError(f"{path}: predicts the age bins {AgeBins.from_dict(config['age_bins']).labels()}, "
-                             f"{first_path} predicts {bins.labels()}; an ensemble's members share their bins")
+        their_bins = AgeBins.from_dict(config["age_bins"])
+        if their_bins.groups != bins.groups:
+            raise ValueError(f"{path}: predicts the age bins {their_bins.labels()}, {first_path} predicts "
+                             f"{bins.labels()}; an ensemble's members share their bins")
         for key in _SHARED_PREPROCESSING:
             mine, theirs = config["preprocessing"].get(key), first["preprocessing"].get(key)
             if mine != theirs:
@@ -71,5 +72,4 @@ def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
     if all(rep is not None for rep in reps):
         # Each is the mean training age per bin of its run; runs over the same data give the same values.
         extra["rep_ages"] = [float(a) for a in np.mean(np.asarray(reps, dtype=float), axis=0)]
-    preprocessing = {key: first["preprocessing"][key] for key in first["preprocessing"]}
-    return save_release(EnsembleClassifier(members), out_dir, bins, preprocessing, extra, weights_dtype)
+    return save_release(EnsembleClassifier(members), out_dir, bins, first["preprocessing"], extra, weights_dtype)

@@ -18,6 +18,7 @@ import numpy as np
 from agecurriculum.bins import AgeBins
 from agecurriculum.data.records import FEMALE, MALE
 from agecurriculum.evaluation.metrics import representative_ages
+from agecurriculum.model.ensemble import member_configs
 # Reading and checking a release config lives with the format's writer; inference re-exports it.
 from agecurriculum.train.checkpoint import RELEASE_CONFIG, check_release_config, read_release_config
 
@@ -86,7 +87,7 @@ class ReleaseInfo:
             ValueError: a field is missing or malformed; the message names ``source`` and the field.
         """
         config = check_release_config(config, source)
-        for model in config["model"].get("members", [config["model"]]):  # an ensemble: each member
+        for model in member_configs(config["model"]):
             if model.get("gender_classes", 2) != len(GENDER_NAMES):
                 raise ValueError(f"{source}: the model predicts {model['gender_classes']} gender classes, "
                                  f"inference knows {len(GENDER_NAMES)} ({', '.join(GENDER_NAMES.values())})")
@@ -116,5 +117,5 @@ class ReleaseInfo:
         """The network in words: its backbone (``"efficientnet-lite0"``), or for an ensemble its members'
         (``"ensemble of 2: efficientnet-lite0, efficientnet-lite0"``); ``"custom"`` for a custom backbone."""
         model = self.config["model"]
-        names = [m.get("backbone") or "custom" for m in model.get("members", [model])]
+        names = [m.get("backbone") or "custom" for m in member_configs(model)]
         return f"ensemble of {len(names)}: {', '.join(names)}" if "members" in model else names[0]

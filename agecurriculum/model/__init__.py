@@ -11,7 +11,7 @@ from agecurriculum.model.backbones import (
 )
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.efficientnet_lite import EfficientNetLite
-from agecurriculum.model.ensemble import EnsembleClassifier, classifier_from_config
+from agecurriculum.model.ensemble import EnsembleClassifier, classifier_from_config, member_configs
 from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "classifier_from_config",
     "create_backbone",
     "list_backbones",
+    "member_configs",
     "lite_weights_path",
     "register_backbone",
 ]

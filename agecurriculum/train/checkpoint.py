@@ -36,7 +36,7 @@ from torch import nn
 
 from agecurriculum.bins import AgeBins
 from agecurriculum.fileio import atomic_write
-from agecurriculum.model import DualClassifier, EnsembleClassifier, classifier_from_config
+from agecurriculum.model import DualClassifier, EnsembleClassifier, classifier_from_config, member_configs
 from agecurriculum.train.distributed import unwrap_model
 
 __all__ = [
@@ -169,7 +169,7 @@ def save_release(
     if not weights_dtype.is_floating_point:
         raise ValueError(f"weights_dtype must be a floating-point type, got {weights_dtype}")
     model_config = model.config()
-    for member in model_config.get("members", [model_config]):
+    for member in member_configs(model_config):
         if member.get("age_classes", len(bins)) != len(bins):
             raise ValueError(f"the model predicts {member['age_classes']} age classes but bins has {len(bins)}")
     config = {

@@ -43,15 +43,10 @@ from agecurriculum.evaluation.report import EvaluationReport, build_report, writ
 from agecurriculum.losses import create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
+from agecurriculum.model.ensemble import EnsembleClassifier
 from agecurriculum.schedule import TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
-from agecurriculum.train.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_release,
-    read_release_config,
-    save_release,
-)
+from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint, load_release, save_release
 from agecurriculum.train.run_logs import (
     PlotCallback,
     default_loggers,
@@ -330,10 +325,10 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
 def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> None:
     # Fine-tuning starts from trained weights; a release also says which bins its age head predicts.
     if path.is_dir():
-        if "members" in read_release_config(path)["model"]:
+        trained, release_config = load_release(path)
+        if isinstance(trained, EnsembleClassifier):
             raise ValueError(f"model.init_from: {path} is an ensemble release; start from one of the releases it "
                              "was made of")
-        trained, release_config = load_release(path)
         trained_bins = AgeBins.from_dict(release_config["age_bins"])
         if trained_bins.groups != bins.groups:
             raise ValueError(f"model.init_from: {path} predicts the age bins {trained_bins.groups}, this run uses "
