@@ -20,6 +20,12 @@ exported to ONNX in a temporary folder with ``export_onnx``; then, for each back
   detection), e.g. UTKFace's files via ``--aligned-photos``; without it, the faces found in the photos, aligned at
   200 px (UTKFace's size) and written as PNG to a temporary folder.
 
+``--spin-wait`` builds the ``OnnxBackend`` with ``spin_wait=True`` (ONNX Runtime's own default): its worker threads
+then busy-wait between calls, on the cores that decoding and detection need, instead of sleeping.
+
+``--int8 FILE`` adds a third backend, ``onnxruntime-int8``: that file, the release quantized by ``agecurriculum export
+--int8``, in ``OnnxBackend``.
+
 Each end-to-end row is warmed up by one untimed call (its first photo or first list of 32). When fewer files than
 ``--max-photos`` are found they are cycled up to that count. Every repeat runs each backend in a fresh spawned
 process (so neither inherits the other's thread pools or allocator state), the two backends in alternating order;
@@ -62,21 +68,20 @@ from agecurriculum.inference import (
     read_release_config,
 )
 
-BACKENDS = ("torch", "onnxruntime")
 BATCHES = (1, 32)
 # scikit-image photos that ship with it (no download); only the astronaut shows a face.
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
 ALIGNED_SIZE = 200  # side of the fallback aligned crops: UTKFace's
 
 
-def measure(backend_name: str, release_dir: str, onnx_path: str, photos: list[str], crops: list[str],
+def measure(backend_name: str, release_dir: str, onnx_path: str | None, photos: list[str], crops: list[str],
             args: dict[str, Any]) -> dict[str, dict[str, float]]:
     """One repeat of every row of one backend, in this (fresh) process: ``"mode/batch" -> {inputs, faces, seconds}``."""
     torch.set_num_threads(args["threads"])
     if backend_name == "torch":
         backend: Any = TorchBackend(release_dir)
-    else:
-        backend = OnnxBackend(onnx_path, threads=args["threads"])
+    else:  # one session: a second one's idle thread pool would compete for the cores
+        backend = OnnxBackend(onnx_path, threads=args["threads"], spin_wait=args["spin_wait"])
     size = ReleaseInfo.from_config(backend.config).image_size
     rows = {}
     for batch in BATCHES:
@@ -170,6 +175,11 @@ def main() -> None:
     parser.add_argument("--upsample", type=int, default=1, help="HOG upsamplings, as `agecurriculum predict --upsample`")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="no CNN re-check of HOG boxes, as `agecurriculum predict --no-verify`")
+    parser.add_argument("--spin-wait", action="store_true",
+                        help="ONNX Runtime's worker threads busy-wait between calls (OnnxBackend spin_wait=True)")
+    parser.add_argument("--int8", type=Path, metavar="FILE",
+                        help="also time this int8 ONNX file of --model (from `agecurriculum export --int8`) as the "
+                        "backend onnxruntime-int8")
     parser.add_argument("--json", type=Path, help="also write the machine, settings and rows to this JSON file")
     args = parser.parse_args()
     if min(args.max_photos, args.model_images, args.repeats, args.threads) < 1 or args.warmup < 0:
@@ -197,19 +207,22 @@ def main() -> None:
             if not distinct_crops:
                 parser.error("no face found in the photos to make aligned crops from; pass --aligned-photos")
         photos, crops = cycled(distinct, args.max_photos), cycled(distinct_crops, args.max_photos)
-        onnx_path = export_onnx(args.model, tmp_dir / "model.onnx")
+        onnx_paths = {"torch": None, "onnxruntime": str(export_onnx(args.model, tmp_dir / "model.onnx"))}
+        if args.int8:
+            onnx_paths["onnxruntime-int8"] = str(args.int8)
+        backends = list(onnx_paths)
 
         settings = {"threads": args.threads, "warmup": args.warmup, "model_images": args.model_images,
-                    "verify": args.verify, "upsample": args.upsample}
-        runs: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in BACKENDS}
+                    "verify": args.verify, "upsample": args.upsample, "spin_wait": args.spin_wait}
+        runs: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in backends}
         for repeat in range(args.repeats):
-            for name in BACKENDS if repeat % 2 == 0 else BACKENDS[::-1]:  # alternate which backend goes first
-                runs[name].append(in_fresh_process(measure, name, str(args.model), str(onnx_path), photos, crops,
+            for name in backends if repeat % 2 == 0 else backends[::-1]:  # alternate which backend goes first
+                runs[name].append(in_fresh_process(measure, name, str(args.model), onnx_paths[name], photos, crops,
                                                    settings))
 
     env = machine(args.threads)
     rows = []
-    for name in BACKENDS:
+    for name in backends:
         for key in runs[name][0]:
             mode, batch = key.split("/")
             reps = [run[key] for run in runs[name]]
@@ -225,7 +238,8 @@ def main() -> None:
     print(f"release {args.model}: {info.architecture}, {info.image_size} px input")
     print(f"photos: {len(photos)} per repeat from {len(distinct)} file(s) of {source}")
     print(f"aligned: {len(crops)} per repeat from {len(distinct_crops)} file(s) of {crop_source}")
-    print(f"face finding: HOG upsample {args.upsample}, CNN re-check {'on' if args.verify else 'off'}")
+    print(f"face finding: HOG upsample {args.upsample}, CNN re-check {'on' if args.verify else 'off'}; ONNX Runtime "
+          f"threads {'spin' if args.spin_wait else 'sleep'} between calls")
     print(f"median of {args.repeats} repeat(s), each in a fresh process; inputs are random tensors (model), photo "
           "files (photos) or aligned crop files (aligned)\n")
     print("| backend | mode | batch | inputs | faces | inputs/s | faces/s | inputs/s range |")
@@ -237,7 +251,8 @@ def main() -> None:
     if args.json:
         report = {"machine": env, "release": str(args.model), "image_size": info.image_size, "photos": source,
                   "aligned_photos": crop_source, "settings": {**vars(args), "model": str(args.model),
-                                                              "json": str(args.json)}, "rows": rows}
+                                                              "json": str(args.json),
+                                                              "int8": args.int8 and str(args.int8)}, "rows": rows}
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 

@@ -179,6 +179,18 @@ def test_images(records: Sequence[FaceRecord], fractions: Sequence[float], seed:
     return test
 
 
+class OnnxAsModule(torch.nn.Module):
+    """An ONNX backend as the module :func:`predict_dataset` expects: log-probabilities stand in for logits (their
+    softmax is the probabilities again)."""
+
+    def __init__(self, backend: OnnxBackend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(torch.from_numpy(p).clamp_min(1e-12).log() for p in self.backend(images.numpy()))
+
+
 def ours_on_crops(records: list[FaceRecord], mode: str, model: torch.nn.Module, release: ReleaseInfo,
                   cache: CropCache) -> list[Guess]:
     """Our predictions on the cached aligned crops (filled first, as training does), NO_FACE where none is found."""
@@ -316,6 +328,9 @@ def main() -> None:
                         help="torch and ONNX Runtime threads (the peer runs single-threaded)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="our Predictor's backend, as `agecurriculum predict --backend` (the peer runs ONNX Runtime)")
+    parser.add_argument("--onnx", type=Path, default=None, metavar="FILE",
+                        help="with --backend onnx: run this ONNX file of --model (e.g. its `agecurriculum export "
+                        "--int8`) in both of our columns, instead of exporting --model")
     parser.add_argument("--upsample", type=int, default=1,
                         help="our HOG detector's upsamplings, as `agecurriculum predict --upsample` (the peer uses 0)")
     parser.add_argument("--no-verify", action="store_true",
@@ -332,12 +347,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     config, config_source = run_config_for(args.model, args.config)
     release = ReleaseInfo.from_config(read_release_config(args.model), str(args.model / "config.json"))
-    model, _ = load_release(args.model)
+    if args.onnx is not None and args.backend != "onnx":
+        parser.error("--onnx needs --backend onnx")
+    onnx_path = args.onnx or (cached_onnx(args.model) if args.backend == "onnx" else None)
+    model = OnnxAsModule(OnnxBackend(onnx_path, threads=args.threads)) if args.onnx else load_release(args.model)[0]
     alignment = release.config.get("preprocessing", {}).get("alignment", {})
     cache = CropCache((args.cache or Path(config.data.cache)).expanduser())
     start = time.perf_counter()
     if args.backend == "onnx":  # built here rather than by from_release, to give ONNX Runtime --threads threads
-        predictor = Predictor(OnnxBackend(cached_onnx(args.model), threads=args.threads), verify=not args.no_verify,
+        predictor = Predictor(OnnxBackend(onnx_path, threads=args.threads), verify=not args.no_verify,
                               upsample=args.upsample)
     else:
         predictor = Predictor.from_release(args.model, verify=not args.no_verify, upsample=args.upsample)
@@ -369,7 +387,7 @@ def main() -> None:
 
     meta = {
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "model": f"{args.model} ({release.architecture})",
+        "model": f"{args.model} ({release.architecture})" + (f", run as {args.onnx}" if args.onnx else ""),
         "bins": ", ".join(release.bins.labels()),
         "run_config": config_source,
         "split": f"test part of fractions {fractions}, seed {seed}; straddling age ranges: {straddle}",

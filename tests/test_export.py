@@ -93,6 +93,9 @@ def test_onnx_backend_thread_count(exported):
         backend = OnnxBackend(onnx_path, threads=threads)
         assert backend.session.get_session_options().intra_op_num_threads == threads
     assert OnnxBackend(onnx_path).session.get_session_options().intra_op_num_threads == 0  # ONNX Runtime's choice
+    for kwargs, value in (({}, "0"), ({"spin_wait": True}, "1")):  # no busy-waiting unless asked for
+        options = OnnxBackend(onnx_path, **kwargs).session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == value
     with pytest.raises(ValueError, match="threads must be >= 1"):
         OnnxBackend(onnx_path, threads=0)
 

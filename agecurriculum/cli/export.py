@@ -1,34 +1,75 @@
-"""``agecurriculum export``: a release as a self-contained ONNX file."""
+"""``agecurriculum export``: a release as a self-contained ONNX file, in float32 or int8."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import random
 from pathlib import Path
 
-from agecurriculum.inference import DEFAULT_RELEASE_DIR, export_onnx, resolve_release
+import numpy as np
+
+from agecurriculum.cli import CLIError
+from agecurriculum.cli.predict import expand_paths
+from agecurriculum.inference import (DEFAULT_RELEASE_DIR, OnnxBackend, Predictor, export_onnx, quantize_onnx,
+                                     resolve_release)
+from agecurriculum.inference.export import cached_onnx
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``export`` sub-command."""
     parser = subparsers.add_parser(
         "export",
-        help="export a release to ONNX",
+        help="export a release to ONNX (float32, or int8 with --int8)",
         description="Writes the release's network as an ONNX file (atomically): input `images` (N, 3, S, S) "
         "float32, aligned face crops normalised with the release's mean/std, N dynamic; outputs `age_probs` "
         "(N, K) and `gender_probs` (N, 2; 0 male, 1 female), softmax probabilities. The release's config.json is "
         "embedded as the metadata entry agecurriculum.release, so `agecurriculum predict --backend onnx --model "
-        "FILE` needs nothing else. Save it as MODEL/model.onnx to have `--backend onnx --model MODEL` find it.",
+        "FILE` needs nothing else. Save it as MODEL/model.onnx to have `--backend onnx --model MODEL` find it. "
+        "With --int8 the weights and activations are quantized to 8 bits (about twice as fast on a CPU, slightly "
+        "less accurate), with activation ranges measured on the faces of --calibration.",
     )
     parser.add_argument("--model", metavar="DIR",
                         help=f"release folder to export (default: the installed model, {DEFAULT_RELEASE_DIR})")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="output format (default: onnx)")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE",
                         help="the file to write, e.g. model.onnx (replaced if it exists; its folder is created)")
+    parser.add_argument("--int8", action="store_true",
+                        help="quantize to int8 (static, per channel), calibrated on the faces of --calibration")
+    parser.add_argument("--calibration", nargs="+", metavar="PATH",
+                        help="with --int8: photos like those you will predict on (files, folders or globs, as for "
+                        "predict); their faces are found and aligned as predict does")
+    parser.add_argument("--aligned", action="store_true",
+                        help="the --calibration images are aligned face crops already (as `predict --aligned`)")
+    parser.add_argument("--calibration-faces", type=int, default=256, metavar="N",
+                        help="faces to calibrate on, from the inputs in a seeded random order (default: 256)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs the sub-command; returns the exit status."""
-    out = export_onnx(resolve_release(args.model), args.out)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+    release = resolve_release(args.model)
+    if not args.int8:
+        if args.calibration or args.aligned:
+            raise CLIError("--calibration and --aligned only apply to --int8")
+        out = export_onnx(release, args.out)
+        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+        return 0
+    if not args.calibration:
+        raise CLIError("--int8 needs --calibration PATH...: photos (or with --aligned, face crops) to measure the "
+                       "activation ranges on")
+    if args.calibration_faces < 1:
+        raise CLIError(f"--calibration-faces must be at least 1, got {args.calibration_faces}")
+    files, unmatched = expand_paths(args.calibration)
+    if len(unmatched) == len(args.calibration):
+        raise CLIError(f"--calibration: no input matches {', '.join(unmatched)}")
+    random.Random(0).shuffle(files)  # a varied sample when there are more faces than --calibration-faces
+    float32 = cached_onnx(release)
+    faces = Predictor(OnnxBackend(float32)).network_inputs(files, aligned=args.aligned)
+    crops = list(itertools.islice(faces, args.calibration_faces))
+    if not crops:
+        raise CLIError(f"--calibration: no face found in {len(files)} input(s); nothing written")
+    out = quantize_onnx(float32, args.out, np.stack(crops))
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): int8, calibrated on {len(crops)} face(s) from "
+          f"{len(files)} input(s)")
     return 0

@@ -62,6 +62,12 @@ class OnnxBackend:
         device: ``"cpu"``, or ``"cuda"``/``"cuda:N"`` for onnxruntime-gpu's CUDA provider.
         threads: ONNX Runtime's intra-op threads (its ``intra_op_num_threads``), the counterpart of
             ``torch.set_num_threads`` for the torch backend; None lets ONNX Runtime choose (one per physical core).
+        spin_wait: let ONNX Runtime's worker threads busy-wait for work after each call (ONNX Runtime's own
+            default). Off here: between two calls a :class:`Predictor` decodes and detects faces on the same
+            cores, which spinning threads would take. On a 2-core CPU, photos and crops one at a time ran 31-151%
+            faster without spinning, batches of 32 about as fast (-2% to +7%), but the network alone, called back
+            to back, 6-33% slower (``docs/benchmarks.md``): turn it on for that. Only matters with ``threads``
+            above 1.
 
     Raises:
         FileNotFoundError: the file is missing.
@@ -69,7 +75,8 @@ class OnnxBackend:
             is below 1.
     """
 
-    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None,
+                 spin_wait: bool = False) -> None:
         import onnxruntime as ort  # here: only this backend needs it, and it takes a while to import
 
         path = Path(onnx_path)
@@ -80,6 +87,7 @@ class OnnxBackend:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
         providers: list[Any] = ["CPUExecutionProvider"]
         dev = torch.device(device)
         if dev.type == "cuda":

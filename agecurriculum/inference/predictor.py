@@ -136,6 +136,17 @@ class Predictor:
                 pending, waiting = [], 0
         yield from self._run(pending)
 
+    def network_inputs(self, inputs: Iterable[PredictorInput], aligned: bool = False) -> Iterator[np.ndarray]:
+        """The network's input for every face found in ``inputs``, in order: ``(3, S, S)`` float32 arrays.
+
+        The faces :meth:`predict` would run, found, aligned and normalised the same way, without running the
+        network (e.g. calibration data for :func:`~agecurriculum.inference.quantize_onnx`). Unreadable inputs and
+        photos without a face yield nothing.
+        """
+        for index, item in enumerate(inputs):
+            for crop in self._find_faces(index, item, aligned)[1]:
+                yield self.transform(crop).numpy()
+
     def _find_faces(self, index: int, item: PredictorInput, aligned: bool) -> tuple[dict[str, Any], list[np.ndarray]]:
         is_array = isinstance(item, np.ndarray)
         result: dict[str, Any] = {"path": None if is_array else os.fspath(item), "faces": [], "error": None}

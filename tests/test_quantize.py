@@ -1,0 +1,134 @@
+"""Tests of int8 quantization (quantize_onnx, `agecurriculum export --int8`) and Predictor.network_inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from inference_helpers import astronaut, make_release
+from PIL import Image
+from skimage import data as skdata
+
+from agecurriculum.cli.main import main
+from agecurriculum.inference import OnnxBackend, Predictor, TorchBackend, export_onnx, quantize_onnx, \
+    read_release_config
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+pytestmark = pytest.mark.slow  # an export and a calibration take several seconds each
+
+
+def face_like_crops(count: int, seed: int) -> list[np.ndarray]:
+    """Square crops of scikit-image's photos (the astronaut's face region and others) at random places and sizes."""
+    rng = np.random.default_rng(seed)
+    photos = [astronaut(), skdata.chelsea(), skdata.coffee(), skdata.rocket()]
+    crops = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        side = int(rng.integers(60, min(photo.shape[:2])))
+        top, left = (int(rng.integers(0, photo.shape[k] - side + 1)) for k in (0, 1))
+        crops.append(photo[top:top + side, left:left + side])
+    return crops
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    """(release folder, its float32 ONNX file, an int8 copy calibrated on 64 crops)."""
+    folder = tmp_path_factory.mktemp("quantize")
+    release_dir = make_release(folder / "release")
+    float32 = export_onnx(release_dir, folder / "float32.onnx")
+    predictor = Predictor(OnnxBackend(float32), verify=False)
+    calibration = np.stack(list(predictor.network_inputs(face_like_crops(64, seed=0), aligned=True)))
+    return release_dir, float32, quantize_onnx(float32, folder / "int8.onnx", calibration)
+
+
+def test_int8_file_runs_like_the_float32_one(quantized):
+    release_dir, float32, int8 = quantized
+    model = onnx.load(str(int8))
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)
+    assert int8.stat().st_size < 0.5 * float32.stat().st_size
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(metadata["agecurriculum.quantization"])["calibration_faces"] == 64
+
+    backend = OnnxBackend(int8)  # the release config travels with the int8 file: nothing else is needed
+    assert backend.config == read_release_config(release_dir)
+    images = np.stack(list(Predictor(backend, verify=False).network_inputs(face_like_crops(40, seed=1),
+                                                                          aligned=True)))
+    expected, got = OnnxBackend(float32)(images), backend(images)
+    for e, g in zip(expected, got):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g.sum(1), 1, atol=1e-4)
+        assert np.abs(g - e).mean() < 0.05
+        assert (g.argmax(1) == e.argmax(1)).mean() >= 0.8
+    assert expected[0].std(0).max() > 0.05  # the outputs differ between images, so the agreement means something
+
+
+def test_network_inputs_are_the_faces_predict_runs(tmp_path):
+    release_dir = make_release(tmp_path / "release")
+    predictor = Predictor(TorchBackend(release_dir), verify=False)
+    crops = face_like_crops(3, seed=2)
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    inputs = [crops[0], tmp_path / "junk.jpg", crops[1], crops[2]]
+    images = np.stack(list(predictor.network_inputs(inputs, aligned=True)))
+    assert images.shape == (3, 3, 64, 64) and images.dtype == np.float32  # the unreadable file gives nothing
+    results = predictor.predict(inputs, aligned=True)
+    age, _ = predictor.backend(images)
+    expected = [r["faces"][0]["age_probs"] for r in results if r["faces"]]
+    np.testing.assert_allclose(age, expected, atol=1e-5)
+    photos = [astronaut(), skdata.coffee()]  # her face (and the mission patch: no verifier here); no face in coffee
+    assert len(list(predictor.network_inputs(photos))) == sum(len(r["faces"]) for r in predictor.predict(photos))
+
+
+def test_quantize_rejects_bad_input_and_keeps_the_old_file(quantized, tmp_path):
+    _, float32, int8 = quantized
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"previous")
+    good = np.zeros((4, 3, 64, 64), np.float32)
+    with pytest.raises(ValueError, match=r"expected \(N, 3, 64, 64\) face crops.*got shape \(4, 3, 32, 32\)"):
+        quantize_onnx(float32, out, np.zeros((4, 3, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="no face crops"):
+        quantize_onnx(float32, out, good[:0])
+    with pytest.raises(ValueError, match="percentile must be in"):
+        quantize_onnx(float32, out, good, percentile=0)
+    with pytest.raises(ValueError, match="quantized already"):
+        quantize_onnx(int8, out, good)
+    with pytest.raises(FileNotFoundError, match="ONNX model not found"):
+        quantize_onnx(tmp_path / "missing.onnx", out, good)
+    assert out.read_bytes() == b"previous"
+
+
+def test_export_int8_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AGECURRICULUM_CACHE", str(tmp_path / "cache"))
+    release_dir = make_release(tmp_path / "release")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for i, crop in enumerate(face_like_crops(12, seed=3)):
+        Image.fromarray(crop).save(crops / f"{i:02d}.png")
+    out = tmp_path / "int8.onnx"
+    base = ["export", "--model", str(release_dir), "--out", str(out)]
+    assert main([*base, "--int8", "--calibration", str(crops), "--aligned", "--calibration-faces", "8"]) == 0
+    assert "int8, calibrated on 8 face(s) from 12 input(s)" in capsys.readouterr().out
+    assert json.loads(OnnxBackend(out).session.get_modelmeta().custom_metadata_map["agecurriculum.quantization"])[
+        "calibration_faces"] == 8
+    argv = ["predict", "--json", "--aligned", "--backend", "onnx", "--model", str(out), str(crops / "00.png")]
+    assert main(argv) == 0
+    [face] = json.loads(capsys.readouterr().out)["faces"]
+    assert sum(face["age_probs"]) == pytest.approx(1, abs=1e-3)
+
+    before = out.read_bytes()
+    scenery = tmp_path / "scenery"
+    scenery.mkdir()
+    Image.fromarray(skdata.coffee()).save(scenery / "coffee.png")
+    for args, message in (([], "--int8 needs --calibration"),
+                          (["--calibration", str(scenery)], "no face found in 1 input(s); nothing written"),
+                          (["--calibration", str(tmp_path / "none")], "no input matches"),
+                          (["--calibration", str(crops), "--calibration-faces", "0"], "must be at least 1")):
+        assert main([*base, "--int8", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert main([*base, "--calibration", str(crops)]) == 2
+    assert "only apply to --int8" in capsys.readouterr().err
+    assert out.read_bytes() == before
