@@ -349,17 +349,17 @@ def main() -> None:
     release = ReleaseInfo.from_config(read_release_config(args.model), str(args.model / "config.json"))
     if args.onnx is not None and args.backend != "onnx":
         parser.error("--onnx needs --backend onnx")
-    onnx_path = args.onnx or (cached_onnx(args.model) if args.backend == "onnx" else None)
-    model = OnnxAsModule(OnnxBackend(onnx_path, threads=args.threads)) if args.onnx else load_release(args.model)[0]
     alignment = release.config.get("preprocessing", {}).get("alignment", {})
     cache = CropCache((args.cache or Path(config.data.cache)).expanduser())
     start = time.perf_counter()
     if args.backend == "onnx":  # built here rather than by from_release, to give ONNX Runtime --threads threads
-        predictor = Predictor(OnnxBackend(onnx_path, threads=args.threads), verify=not args.no_verify,
-                              upsample=args.upsample)
+        predictor = Predictor(OnnxBackend(args.onnx or cached_onnx(args.model), threads=args.threads),
+                              verify=not args.no_verify, upsample=args.upsample)
     else:
         predictor = Predictor.from_release(args.model, verify=not args.no_verify, upsample=args.upsample)
     predictor_load_s = time.perf_counter() - start
+    # The crops column runs the --onnx file through the Predictor's own session; otherwise the release's torch model.
+    model = OnnxAsModule(predictor.backend) if args.onnx else load_release(args.model)[0]
     fractions, seed, straddle = config.data.split, config.data.split_seed, config.data.straddle
 
     results: dict[str, dict[str, Any]] = {}

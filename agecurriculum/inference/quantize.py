@@ -2,8 +2,9 @@
 
 The float32 graph of :func:`~agecurriculum.inference.export_onnx` becomes a QDQ graph (ONNX Runtime's
 ``quantize_static``): weights int8 per output channel, activations uint8 with ranges measured on calibration faces.
-EfficientNet-Lite was designed for this (ReLU6, no squeeze-excitation), and on a 2-core CPU the shipped model runs
-about twice as fast, with test accuracies within a few faces of float32; ``docs/benchmarks.md`` has the measured numbers.
+EfficientNet-Lite was designed for this (ReLU6, no squeeze-excitation), and on a 2-core CPU the shipped model's
+network runs about twice as fast, with test accuracies within a few faces of float32; ``docs/benchmarks.md`` has
+the measured numbers.
 
 Activation ranges are the ``percentile`` of the calibration activations rather than their extremes, so that one
 outlier face does not stretch a range and cost every other face its resolution. Calibrate on faces like the ones
