@@ -21,6 +21,11 @@ value scores it against *ordinal soft targets* (SORD, Diaz & Marathe, CVPR 2019)
 centred on the true bin, ``q_k ~ exp(-(k - y)^2 / (2 sigma^2))``. Age groups are ordered and their borders are
 fuzzy (a face of 23 against one of 24 across the 15-23 / 24-34 border), so a neighbouring bin is a smaller error
 than a distant one, and the soft targets say so.
+
+Every loss also distils (Hinton et al., 2015) when the trainer passes a teacher's probabilities: each task's
+cross-entropy becomes ``(1 - distill_weight) * CE(labels) + distill_weight * CE(teacher's probabilities)``. A
+teacher (e.g. an ensemble) knows which wrong bins are near misses and has an answer for images with no age label,
+so one network can learn most of what several networks know and run at the cost of one.
 """
 
 from __future__ import annotations
@@ -57,8 +62,8 @@ class LossParts(NamedTuple):
     """What every multi-task loss returns."""
 
     total: Tensor  #: the scalar to call ``backward()`` on
-    age: Tensor  #: mean cross-entropy of the age head (unweighted)
-    gender: Tensor  #: mean cross-entropy of the gender head (unweighted)
+    age: Tensor  #: mean cross-entropy of the age head (unweighted; mixed with the teacher's when distilling)
+    gender: Tensor  #: mean cross-entropy of the gender head (unweighted; mixed with the teacher's when distilling)
 
 
 class MultiTaskLoss(nn.Module):
@@ -70,14 +75,19 @@ class MultiTaskLoss(nn.Module):
         ignore_index: target value that marks a missing label.
         age_label_sigma: width in bins of the ordinal soft age targets (:func:`ordinal_soft_targets`); 0 (the
             paper) for one-hot targets.
+        distill_weight: share of each task's cross-entropy taken against a teacher's probabilities, in [0, 1],
+            when :meth:`forward` is given them; the rest is against the labels.
     """
 
-    def __init__(self, ignore_index: int = -100, age_label_sigma: float = 0.0) -> None:
+    def __init__(self, ignore_index: int = -100, age_label_sigma: float = 0.0, distill_weight: float = 0.5) -> None:
         super().__init__()
         if not (age_label_sigma >= 0 and math.isfinite(age_label_sigma)):
             raise ValueError(f"age_label_sigma must be a finite number >= 0, got {age_label_sigma}")
+        if not 0 <= distill_weight <= 1:
+            raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
         self.ignore_index = ignore_index
         self.age_label_sigma = float(age_label_sigma)
+        self.distill_weight = float(distill_weight)
 
     def _cross_entropy(self, logits: Tensor, target: Tensor, sigma: float = 0.0) -> Tensor:
         # A batch in which every target of a task is ignored must add 0, not NaN (mean over zero elements).
@@ -89,7 +99,18 @@ class MultiTaskLoss(nn.Module):
         # cross_entropy takes class probabilities as targets too; it has no ignore_index for them, hence the mask.
         return F.cross_entropy(logits[known], ordinal_soft_targets(target[known], logits.shape[1], sigma))
 
-    def forward(self, age_logits: Tensor, gender_logits: Tensor, age_target: Tensor, gender_target: Tensor) -> LossParts:
+    def _distilled(self, label_ce: Tensor, logits: Tensor, teacher_probs: Tensor | None) -> Tensor:
+        if teacher_probs is None:
+            return label_ce
+        if teacher_probs.shape != logits.shape:
+            raise ValueError(f"teacher probabilities of shape {tuple(teacher_probs.shape)} do not match the model's "
+                             f"logits of shape {tuple(logits.shape)}: the teacher must predict the same classes")
+        # Every image has the teacher's answer, labelled or not.
+        teacher_ce = F.cross_entropy(logits, teacher_probs.to(logits.dtype))
+        return (1 - self.distill_weight) * label_ce + self.distill_weight * teacher_ce
+
+    def forward(self, age_logits: Tensor, gender_logits: Tensor, age_target: Tensor, gender_target: Tensor,
+                teacher: tuple[Tensor, Tensor] | None = None) -> LossParts:
         """Returns the combined loss and its parts.
 
         Args:
@@ -98,9 +119,13 @@ class MultiTaskLoss(nn.Module):
             age_target: ``(N,)`` age-bin indices (``ignore_index`` where unknown); scored against one-hot targets,
                 or ordinal soft ones when ``age_label_sigma > 0``.
             gender_target: ``(N,)`` gender indices (``ignore_index`` where unknown).
+            teacher: a teacher's ``(age_probs (N, age_classes), gender_probs (N, gender_classes))`` for the same
+                images, to distil: each task's cross-entropy is then mixed with ``distill_weight``. None: labels only.
         """
-        age = self._cross_entropy(age_logits, age_target, self.age_label_sigma)
-        gender = self._cross_entropy(gender_logits, gender_target)
+        age_teacher, gender_teacher = teacher if teacher is not None else (None, None)
+        age = self._distilled(self._cross_entropy(age_logits, age_target, self.age_label_sigma), age_logits,
+                              age_teacher)
+        gender = self._distilled(self._cross_entropy(gender_logits, gender_target), gender_logits, gender_teacher)
         return LossParts(self.combine(age, gender), age, gender)
 
     def combine(self, age: Tensor, gender: Tensor) -> Tensor:
@@ -121,10 +146,11 @@ class UncertaintyLoss(MultiTaskLoss):
     Args:
         ignore_index: target value that marks a missing label.
         age_label_sigma: width in bins of the ordinal soft age targets; 0 (the paper) for one-hot targets.
+        distill_weight: share of each task's cross-entropy against a teacher's probabilities, when given them.
     """
 
-    def __init__(self, ignore_index: int = -100, age_label_sigma: float = 0.0) -> None:
-        super().__init__(ignore_index, age_label_sigma)
+    def __init__(self, ignore_index: int = -100, age_label_sigma: float = 0.0, distill_weight: float = 0.5) -> None:
+        super().__init__(ignore_index, age_label_sigma, distill_weight)
         self.log_var_age = nn.Parameter(torch.zeros(()))
         self.log_var_gender = nn.Parameter(torch.zeros(()))
 
@@ -158,11 +184,12 @@ class FixedWeightLoss(MultiTaskLoss):
         gender_weight: multiplier of the gender cross-entropy.
         ignore_index: target value that marks a missing label.
         age_label_sigma: width in bins of the ordinal soft age targets; 0 (the paper) for one-hot targets.
+        distill_weight: share of each task's cross-entropy against a teacher's probabilities, when given them.
     """
 
     def __init__(self, age_weight: float = 0.6, gender_weight: float = 0.4, ignore_index: int = -100,
-                 age_label_sigma: float = 0.0) -> None:
-        super().__init__(ignore_index, age_label_sigma)
+                 age_label_sigma: float = 0.0, distill_weight: float = 0.5) -> None:
+        super().__init__(ignore_index, age_label_sigma, distill_weight)
         if age_weight < 0 or gender_weight < 0:
             raise ValueError(f"loss weights must be non-negative, got age={age_weight}, gender={gender_weight}")
         self.age_weight = float(age_weight)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from agecurriculum.config import RunConfig, apply_overrides, load_config
@@ -77,14 +79,16 @@ def test_every_setting_is_documented_in_help(capsys):
     assert all(f"  {line}" in out for line in lines)
 
 
-@pytest.mark.parametrize("name", ["cpu.yaml", "paper.yaml"])
+EXAMPLE_CONFIGS = Path(__file__).parents[1] / "examples" / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLE_CONFIGS.glob("*.yaml")))
 def test_example_configs_load_and_their_schedules_are_valid(name):
     import warnings
-    from pathlib import Path
 
     from agecurriculum.train.run import build_schedule
 
-    config = load_config(Path(__file__).parents[1] / "examples" / "configs" / name)
+    config = load_config(EXAMPLE_CONFIGS / name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the paper's original curriculum breaks nested-bins on purpose, and warns
         schedule = build_schedule(config, 8)

@@ -156,3 +156,18 @@ def test_train_and_eval_transforms_resize_and_normalise():
     assert train_transform(8, mean, std)(pixels).shape == (3, 8, 8)
     with pytest.raises(ValueError, match="size must be"):
         eval_transform(0, mean, std)
+
+
+def test_normalise_crops_is_eval_transform_for_a_batch():
+    from agecurriculum.data.transforms import eval_transform, normalise_crops
+
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) for _ in range(5)]
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    batch = normalise_crops(crops, mean, std)
+    expected = np.stack([eval_transform(24, mean, std)(c).numpy() for c in crops])
+    assert batch.dtype == np.float32 and batch.shape == (5, 3, 24, 24) and batch.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-6)
+    for bad in ([], [crops[0], crops[1][:20]], [crops[0].astype(np.float32)], [crops[0][..., 0]]):
+        with pytest.raises(ValueError, match="crop"):
+            normalise_crops(bad, mean, std)

@@ -135,3 +135,38 @@ def test_age_label_sigma_must_be_non_negative():
     with pytest.raises(ValueError, match="age_label_sigma"):
         create_loss("sum", age_label_sigma=float("nan"))
     assert create_loss("fixed", age_label_sigma=0.5).age_label_sigma == 0.5
+
+
+def test_distillation_mixes_label_and_teacher_cross_entropy(batch):
+    age_logits, gender_logits, age_t, gender_t = batch
+    g = torch.Generator().manual_seed(1)
+    teacher = (torch.randn(6, 8, generator=g).softmax(1), torch.randn(6, 2, generator=g).softmax(1))
+    soft_age = -(teacher[0] * age_logits.log_softmax(1)).sum(1).mean()
+    soft_gender = -(teacher[1] * gender_logits.log_softmax(1)).sum(1).mean()
+    parts = SumLoss(distill_weight=0.7)(*batch, teacher=teacher)
+    torch.testing.assert_close(parts.age, 0.3 * F.cross_entropy(age_logits, age_t) + 0.7 * soft_age)
+    torch.testing.assert_close(parts.gender, 0.3 * F.cross_entropy(gender_logits, gender_t) + 0.7 * soft_gender)
+    # Without a teacher (validation) the same loss scores the labels only.
+    torch.testing.assert_close(SumLoss(distill_weight=0.7)(*batch).age, F.cross_entropy(age_logits, age_t))
+    # A teacher that is sure of the labels teaches exactly what the labels do.
+    sure = (F.one_hot(age_t, 8).float(), F.one_hot(gender_t, 2).float())
+    torch.testing.assert_close(UncertaintyLoss(distill_weight=1.0)(*batch, teacher=sure).total,
+                               UncertaintyLoss()(*batch).total)
+
+
+def test_distillation_teaches_images_without_labels(batch):
+    age_logits, gender_logits, _, _ = batch
+    unknown = torch.full((6,), -100)
+    teacher = (torch.full((6, 8), 1 / 8), torch.full((6, 2), 0.5))
+    parts = FixedWeightLoss(distill_weight=0.5)(age_logits, gender_logits, unknown, unknown, teacher=teacher)
+    assert parts.age.item() > 0 and parts.gender.item() > 0
+    parts.total.backward()
+    assert age_logits.grad.abs().sum() > 0  # the teacher's answer trains the age head where no label does
+
+
+def test_distillation_rejects_bad_weights_and_mismatched_teachers(batch):
+    for weight in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="distill_weight"):
+            create_loss("uncertainty", distill_weight=weight)
+    with pytest.raises(ValueError, match="teacher must predict the same classes"):
+        SumLoss()(*batch, teacher=(torch.full((6, 7), 1 / 7), torch.full((6, 2), 0.5)))

@@ -178,3 +178,31 @@ def test_fine_tune_from_a_release(tmp_path, data_root, capsys):
     assert main(["train", "--config", str(config), *common, "--set", f"out_dir={tmp_path / 'z'}",
                  "--set", f"model.init_from={ensemble}"]) == 2
     assert "is an ensemble release" in capsys.readouterr().err
+
+
+def test_distil_from_a_release(tmp_path, data_root, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    common = ["--config", str(config), "--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    teacher = tmp_path / "teacher"
+    assert main(["train", *common, "--set", f"out_dir={teacher}"]) == 0
+
+    student = tmp_path / "student"
+    assert main(["train", *common, "--set", f"out_dir={student}", "--set", f"teacher={teacher / 'release'}",
+                 "--set", "distill_weight=0.8"]) == 0
+    saved = load_config(student / "run_config.yaml")
+    assert (saved.teacher, saved.distill_weight) == (str(teacher / "release"), 0.8)
+    assert (student / "release" / "model.safetensors").is_file()
+
+    capsys.readouterr()
+    for setting, message in ((["--set", "bins=[3, 7, 14, 24, 33, 43, 53]"], "predicts the age bins"),
+                             (["--set", "data.image_size=48"], "preprocessing image_size=32"),
+                             (["--set", "distill_weight=2"], "distill_weight must be in [0, 1]")):
+        out = tmp_path / f"bad{len(message)}"
+        assert main(["train", *common, "--set", f"out_dir={out}", "--set", f"teacher={teacher / 'release'}",
+                     *setting]) == 2
+        err = capsys.readouterr().err
+        assert message in err and (message.startswith("distill") or str(teacher / "release") in err), err
+    assert main(["train", *common, "--set", f"out_dir={tmp_path / 'none'}",
+                 "--set", f"teacher={tmp_path / 'missing'}"]) == 2
+    assert "missing" in capsys.readouterr().err

@@ -310,3 +310,41 @@ def test_a_new_dataset_does_not_read_as_a_plateau():
     history = trainer.fit()
     assert history[2].val.loss > history[1].val.loss  # b is harder ...
     assert history[2].lr == history[1].lr and trainer.optimizer.param_groups[0]["lr"] == history[2].lr  # ... no cut
+
+
+class ShiftedTeacher(nn.Module):
+    """A fixed teacher that is sure of the wrong age bin: the true one plus 1. Has dropout, to see it stays off."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropout = nn.Dropout(0.5)
+        self.scale = nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, x):
+        codes = self.dropout(x[:, :, 0, :])  # the pixels that encode the labels (see learnable_dataset)
+        age = codes[:, 0].argmax(1) + 4 * (codes[:, 1].argmax(1) % 2)
+        gender = codes[:, 1].argmax(1) // 2
+        one_hot = nn.functional.one_hot
+        return self.scale * one_hot((age + 1) % 8, 8).float(), self.scale * one_hot(gender, 2).float()
+
+
+def test_a_teacher_is_learned_as_the_distill_weight_says():
+    def student_agreement(distill_weight):
+        torch.manual_seed(0)
+        teacher = ShiftedTeacher()
+        schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=8)])
+        trainer = CurriculumTrainer(TinyDual(), schedule, {"a": learnable_dataset(192, 1)},
+                                    loss=SumLoss(distill_weight=distill_weight), teacher=teacher,
+                                    config=TrainerConfig(batch_size=16, lr=1e-2, early_stopping_patience=None))
+        trainer.fit()
+        assert not teacher.training and teacher.scale.item() == 20.0 and teacher.scale.grad is None
+        val = learnable_dataset(96, 3)
+        with torch.no_grad():
+            predicted = trainer.model.eval()(val.images)[0].argmax(1)
+        agree_teacher = (predicted == (val.age_bins + 1) % 8).float().mean().item()
+        return agree_teacher, (predicted == val.age_bins).float().mean().item()
+
+    follows_teacher, follows_labels = student_agreement(1.0)
+    assert follows_teacher > 0.6 and follows_labels < 0.2
+    follows_teacher, follows_labels = student_agreement(0.0)
+    assert follows_labels > 0.6 and follows_teacher < 0.2

@@ -48,7 +48,7 @@ from agecurriculum.data.summary import (
     build_data_report,
     fit_age_bins,
 )
-from agecurriculum.data.transforms import eval_transform, train_transform
+from agecurriculum.data.transforms import eval_transform, normalise_crops, train_transform
 
 __all__ = [
     "BalancedDataset", "BalancePlan", "balance_plan", "balanced_weights", "weighted_sampler",
@@ -59,5 +59,5 @@ __all__ = [
     "FEMALE", "MALE", "CleaningReport", "FaceRecord", "LoadResult",
     "Split", "split_records",
     "DataReport", "age_distribution", "build_data_report", "fit_age_bins",
-    "eval_transform", "train_transform",
+    "eval_transform", "normalise_crops", "train_transform",
 ]

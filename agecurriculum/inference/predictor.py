@@ -39,11 +39,10 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
-import torch
 
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.images import load_image
-from agecurriculum.data.transforms import eval_transform
+from agecurriculum.data.transforms import normalise_crops
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
 from agecurriculum.inference.export import cached_onnx
 from agecurriculum.inference.release import GENDER_NAMES, ReleaseInfo, resolve_release
@@ -79,7 +78,6 @@ class Predictor:
         self.aligner = FaceAligner(AlignConfig(size=self.release.image_size, padding=self.release.padding,
                                                upsample=upsample))
         self.verifier = verify if isinstance(verify, FaceVerifier) else FaceVerifier() if verify else None
-        self.transform = eval_transform(self.release.image_size, self.release.mean, self.release.std)
 
     @classmethod
     def from_release(cls, path: str | Path | None = None, backend: str = "torch", device: str = "cpu",
@@ -144,8 +142,9 @@ class Predictor:
         photos without a face yield nothing.
         """
         for index, item in enumerate(inputs):
-            for crop in self._find_faces(index, item, aligned)[1]:
-                yield self.transform(crop).numpy()
+            crops = self._find_faces(index, item, aligned)[1]
+            if crops:
+                yield from self._normalise(crops)
 
     def _find_faces(self, index: int, item: PredictorInput, aligned: bool) -> tuple[dict[str, Any], list[np.ndarray]]:
         is_array = isinstance(item, np.ndarray)
@@ -172,8 +171,7 @@ class Predictor:
         if crops:
             age_probs, gender_probs = [], []
             for start in range(0, len(crops), self.batch_size):
-                batch = torch.stack([self.transform(c) for c in crops[start:start + self.batch_size]]).numpy()
-                age, gender = self.backend(batch)
+                age, gender = self.backend(self._normalise(crops[start:start + self.batch_size]))
                 age_probs.append(age)
                 gender_probs.append(gender)
             faces = iter(zip(np.concatenate(age_probs), np.concatenate(gender_probs)))
@@ -182,6 +180,9 @@ class Predictor:
                     face.update(self._describe(*next(faces)))
         for result, _ in pending:
             yield result
+
+    def _normalise(self, crops: list[np.ndarray]) -> np.ndarray:
+        return normalise_crops(crops, self.release.mean, self.release.std)
 
     def _describe(self, age_probs: np.ndarray, gender_probs: np.ndarray) -> dict[str, Any]:
         gender = int(gender_probs.argmax())

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,7 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.n
                 "calibration": f"percentile {percentile}", "calibration_faces": len(calibration)}
     # redirect_stdout: ONNX Runtime's calibrator prints its histogram settings, which would mix with a caller's output.
     with (tempfile.TemporaryDirectory(prefix="agecurriculum-quantize-") as tmp,
-          contextlib.redirect_stdout(io.StringIO())):
+          contextlib.redirect_stdout(io.StringIO()), _without_preprocessing_advice()):
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(str(onnx_path), str(quantized), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -103,3 +105,21 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.n
     proto.doc_string = f"{model.doc_string} Quantized to int8: {json.dumps(settings)}."
     atomic_write(out_path, proto.SerializeToString())
     return out_path
+
+
+class _PreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    # quantize_static logs (twice, on the root logger) that the model should go through ONNX Runtime's quantization
+    # pre-processing: shape inference and graph fusion. export_onnx's graph has both already (the exporter folds
+    # every BatchNorm into its Conv and records the shapes), so the advice would only confuse a user.
+    advice = _PreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)

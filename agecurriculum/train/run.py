@@ -275,7 +275,8 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
         ValueError: bad configuration, or a schedule naming datasets that were not prepared.
     """
     out = Path(config.out_dir)
-    loss_fn = create_loss(config.loss, age_label_sigma=config.age_label_sigma)  # a bad loss setting fails first
+    # A bad loss setting fails first.
+    loss_fn = create_loss(config.loss, age_label_sigma=config.age_label_sigma, distill_weight=config.distill_weight)
     ddp.init_distributed()
     main = ddp.is_main_process()
     prepared = prepared if prepared is not None else _prepare_on_rank0_first(config)
@@ -294,6 +295,10 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
                            dropout=config.model.dropout)
     if config.model.init_from:  # a resumed run's checkpoint replaces these weights again in trainer.fit
         _load_initial_weights(model, Path(config.model.init_from), prepared.bins)
+    spec = model.backbone.spec
+    preprocessing = {"image_size": config.data.image_size, "mean": list(spec.mean), "std": list(spec.std),
+                     "padding": config.data.padding, "alignment": {"utkface": "aligned", "other": "detect"}}
+    teacher = _load_teacher(Path(config.teacher), prepared.bins, preprocessing) if config.teacher else None
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
@@ -306,14 +311,12 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     trainer = CurriculumTrainer(
         model, schedule, prepared.train_sets, prepared.val_sets, loss=loss_fn,
         config=trainer_config, callbacks=[*default_loggers(out), PlotCallback(out), history.append], run_dir=out,
+        teacher=teacher,
     )
     trainer.fit(resume=resume)
     release, report = out / "release", None
     if main:
-        spec = model.backbone.spec
         rep_ages = [float(a) for a in representative_ages(prepared.bins, prepared.train_ages)]
-        preprocessing = {"image_size": config.data.image_size, "mean": list(spec.mean), "std": list(spec.std),
-                         "padding": config.data.padding, "alignment": {"utkface": "aligned", "other": "detect"}}
         release = save_release(model, release, prepared.bins, preprocessing,
                                extra={"rep_ages": rep_ages, "datasets": list(prepared.splits)})
         report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device))
@@ -341,6 +344,24 @@ def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> N
     except RuntimeError as err:
         raise CheckpointError(f"model.init_from: {path}: its weights do not fit the model of this configuration "
                               f"(model: {model.config}): {err}") from None
+
+
+def _load_teacher(path: Path, bins: AgeBins, preprocessing: Mapping) -> torch.nn.Module:
+    # The teacher sees the student's batches: it must read them as it was trained to and answer in the same bins.
+    try:
+        teacher, release_config = load_release(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"teacher: {e}") from e
+    teacher_bins = AgeBins.from_dict(release_config["age_bins"])
+    if teacher_bins.groups != bins.groups:
+        raise ValueError(f"teacher: {path} predicts the age bins {teacher_bins.groups}, this run uses {bins.groups}; "
+                         f"set bins to the teacher's boundaries {list(teacher_bins.boundaries)}")
+    theirs = release_config["preprocessing"]
+    for key in ("image_size", "mean", "std", "padding"):
+        if theirs.get(key) != preprocessing[key]:
+            raise ValueError(f"teacher: {path} was trained with preprocessing {key}={theirs.get(key)!r}, this run "
+                             f"uses {preprocessing[key]!r} (data.image_size, data.padding, the backbone's mean/std)")
+    return teacher
 
 
 def _model_from_checkpoint(path: Path, config: RunConfig, num_bins: int) -> DualClassifier:

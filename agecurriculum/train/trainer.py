@@ -149,9 +149,12 @@ class _ModelWithLoss(nn.Module):
         self.model = model
         self.loss_fn = loss_fn
 
-    def forward(self, images: torch.Tensor, age_target: torch.Tensor, gender_target: torch.Tensor) -> LossParts:
+    def forward(self, images: torch.Tensor, age_target: torch.Tensor, gender_target: torch.Tensor,
+                teacher: tuple[torch.Tensor, torch.Tensor] | None = None) -> LossParts:
         age_logits, gender_logits = self.model(images)
-        return self.loss_fn(age_logits, gender_logits, age_target, gender_target)
+        if teacher is None:  # a loss of the user's own may not take a teacher argument
+            return self.loss_fn(age_logits, gender_logits, age_target, gender_target)
+        return self.loss_fn(age_logits, gender_logits, age_target, gender_target, teacher)
 
 
 def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
@@ -185,6 +188,10 @@ class CurriculumTrainer:
         callbacks: callables invoked with each :class:`EpochRecord` (on rank 0).
         run_dir: folder for ``checkpoint.pt`` (after every epoch) and ``best.pt``; None writes nothing. In a
             distributed run it must be shared by all ranks for a resume; only rank 0 writes.
+        teacher: a trained model (e.g. an :class:`~agecurriculum.model.EnsembleClassifier`) whose softmax
+            probabilities on each training batch the model also learns, as the loss's ``distill_weight`` says
+            (knowledge distillation); it runs in eval mode, without gradients, on the same augmented images, and
+            must predict the same age bins. Validation losses are on the labels only, so they stay comparable.
 
     Attributes:
         model: the model (never the DDP wrapper).
@@ -204,6 +211,7 @@ class CurriculumTrainer:
         config: TrainerConfig | None = None,
         callbacks: Sequence[Callable[[EpochRecord], None]] = (),
         run_dir: str | Path | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         missing = [name for name in schedule.datasets if name not in train_sets]
         if missing:
@@ -215,6 +223,7 @@ class CurriculumTrainer:
         self.device = self._pick_device()
         self.model = model.to(self.device)
         self.loss_fn = (loss or UncertaintyLoss()).to(self.device)
+        self.teacher = None if teacher is None else teacher.to(self.device).eval().requires_grad_(False)
         self.schedule = schedule
         self.train_sets = dict(train_sets)
         self.val_sets = dict(val_sets or {})
@@ -302,10 +311,19 @@ class CurriculumTrainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    @torch.no_grad()
+    def _teacher_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.teacher is None:
+            return None
+        with self._autocast():
+            age_logits, gender_logits = self.teacher(images)[:2]
+        return age_logits.float().softmax(1), gender_logits.float().softmax(1)
+
     def _train_step(self, batch: Sequence[torch.Tensor], step: int) -> tuple[LossParts, int]:
         images, age_target, gender_target = self._to_device(batch)
+        teacher = self._teacher_probs(images)
         with self._autocast():
-            parts = self._train_module(images, age_target, gender_target)
+            parts = self._train_module(images, age_target, gender_target, teacher)
         if not torch.isfinite(parts.total):
             raise FloatingPointError(f"training loss became {parts.total.item()} at step {step}")
         self.optimizer.zero_grad(set_to_none=True)
