@@ -16,12 +16,9 @@ import torch
 from agecurriculum.bins import AgeBins
 from agecurriculum.inference.release import ReleaseInfo
 from agecurriculum.model import EnsembleClassifier
-from agecurriculum.train.checkpoint import load_release, save_release
+from agecurriculum.train.checkpoint import load_release, preprocessing_mismatch, save_release
 
 __all__ = ["ensemble_releases"]
-
-# The preprocessing entries that must agree: they decide what crop the members see.
-_SHARED_PREPROCESSING = ("image_size", "mean", "std", "padding", "alignment")
 
 
 def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
@@ -61,11 +58,11 @@ def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
         if their_bins.groups != bins.groups:
             raise ValueError(f"{path}: predicts the age bins {their_bins.labels()}, {first_path} predicts "
                              f"{bins.labels()}; an ensemble's members share their bins")
-        for key in _SHARED_PREPROCESSING:
+        key = preprocessing_mismatch(config["preprocessing"], first["preprocessing"])
+        if key is not None:
             mine, theirs = config["preprocessing"].get(key), first["preprocessing"].get(key)
-            if mine != theirs:
-                raise ValueError(f"{path}: preprocessing.{key} is {mine!r}, {first_path} has {theirs!r}; an "
-                                 "ensemble's members must take the same input")
+            raise ValueError(f"{path}: preprocessing.{key} is {mine!r}, {first_path} has {theirs!r}; an "
+                             "ensemble's members must take the same input")
     extra = {"members": [{"release": str(path), **config.get("extra", {})}
                          for path, config in zip(release_dirs, configs, strict=True)]}
     reps = [config.get("extra", {}).get("rep_ages") for config in configs]

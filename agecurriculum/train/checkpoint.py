@@ -51,6 +51,8 @@ __all__ = [
     "read_release_config",
     "check_release_config",
     "load_release",
+    "SHARED_PREPROCESSING",
+    "preprocessing_mismatch",
 ]
 
 CHECKPOINT_FORMAT = "agecurriculum-checkpoint"
@@ -58,6 +60,9 @@ CHECKPOINT_VERSION = 1  # bump when a key changes meaning; load_checkpoint refus
 RELEASE_FORMAT = "agecurriculum-release"
 RELEASE_WEIGHTS = "model.safetensors"
 RELEASE_CONFIG = "config.json"
+# The preprocessing entries of a release that decide what crop its model sees: two models can share input batches
+# (ensemble members, a teacher and its student) only when these agree.
+SHARED_PREPROCESSING = ("image_size", "mean", "std", "padding", "alignment")
 _REQUIRED_KEYS = frozenset(
     {"model", "optimizer", "lr_scheduler", "loss_fn", "position", "early_stopping", "history", "rng", "config",
      "schedule"}
@@ -217,6 +222,11 @@ def check_release_config(config: Any, source: str) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("format") != RELEASE_FORMAT or "model" not in config:
         raise ValueError(f"{source}: not an agecurriculum release config")
     return config
+
+
+def preprocessing_mismatch(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str | None:
+    """The first :data:`SHARED_PREPROCESSING` entry on which two releases' ``preprocessing`` differ, or None."""
+    return next((key for key in SHARED_PREPROCESSING if ours.get(key) != theirs.get(key)), None)
 
 
 def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier | EnsembleClassifier, dict[str, Any]]:

@@ -46,7 +46,8 @@ from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.ensemble import EnsembleClassifier
 from agecurriculum.schedule import TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
-from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint, load_release, save_release
+from agecurriculum.train.checkpoint import (CheckpointError, load_checkpoint, load_release, preprocessing_mismatch,
+                                            save_release)
 from agecurriculum.train.run_logs import (
     PlotCallback,
     default_loggers,
@@ -357,10 +358,10 @@ def _load_teacher(path: Path, bins: AgeBins, preprocessing: Mapping) -> torch.nn
         raise ValueError(f"teacher: {path} predicts the age bins {teacher_bins.groups}, this run uses {bins.groups}; "
                          f"set bins to the teacher's boundaries {list(teacher_bins.boundaries)}")
     theirs = release_config["preprocessing"]
-    for key in ("image_size", "mean", "std", "padding"):
-        if theirs.get(key) != preprocessing[key]:
-            raise ValueError(f"teacher: {path} was trained with preprocessing {key}={theirs.get(key)!r}, this run "
-                             f"uses {preprocessing[key]!r} (data.image_size, data.padding, the backbone's mean/std)")
+    key = preprocessing_mismatch(theirs, preprocessing)
+    if key is not None:
+        raise ValueError(f"teacher: {path} was trained with preprocessing {key}={theirs.get(key)!r}, this run "
+                         f"uses {preprocessing[key]!r} (data.image_size, data.padding, the backbone's mean/std)")
     return teacher
 
 
