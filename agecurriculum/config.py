@@ -62,7 +62,7 @@ class RunConfig:
     loss: str = "uncertainty"  # uncertainty | sum | fixed
     age_label_sigma: float = 0.0  # 0: one-hot age targets (the paper); > 0: ordinal soft targets this many bins wide
     teacher: str | None = None  # distil: a release folder (one model or an ensemble) whose probabilities the model
-    # also learns from, on the same augmented images; it must use this run's bins and preprocessing
+    # also learns from, on the same augmented images (resized to its image size); bins, padding, mean/std as this run
     distill_weight: float = 0.5  # with a teacher: share of each task's loss taken against its probabilities
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

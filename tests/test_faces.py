@@ -5,8 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import data
+from torch import nn
 
 from agecurriculum.data.cache import (
     NO_FACE,
@@ -18,6 +20,7 @@ from agecurriculum.data.cache import (
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.images import ImageLoadError, load_image
 from agecurriculum.data.records import FaceRecord
+from agecurriculum.model import ResizedInput
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +247,16 @@ def test_real_datasets(shared_data, tmp_path):
     crops = CachedCrops(cache, FaceAligner(), "aligned")
     for path in utkface:
         assert crops(FaceRecord(path, "utkface", 30, 30)).shape == (128, 128, 3)
+
+
+def test_crops_at_two_sizes_show_the_same_region(astronaut):
+    # What lets a teacher trained on 128-pixel crops read a student's 160-pixel batches (ResizedInput): the crop box
+    # follows the landmarks and the padding, not the output size.
+    big = FaceAligner(AlignConfig(size=160)).align(astronaut).crop
+    small = FaceAligner(AlignConfig(size=128)).align(astronaut).crop
+    shrink = ResizedInput(nn.Identity(), 128)
+    resized = shrink(torch.from_numpy(big).permute(2, 0, 1)[None].float())[0].permute(1, 2, 0).numpy()
+    assert resized.shape == small.shape
+    difference = np.abs(resized - small).mean()
+    two_pixels_off = np.abs(small.astype(float) - np.roll(small, 2, axis=1)).mean()
+    assert difference < 3 and difference < two_pixels_off / 4, (difference, two_pixels_off)

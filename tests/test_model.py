@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from agecurriculum.model import DualClassifier, HeadOutput
+from agecurriculum.model import DualClassifier, HeadOutput, ResizedInput
 
 
 class TinyBackbone(nn.Module):
@@ -99,3 +99,24 @@ def test_custom_backbone_errors():
         DualClassifier(backbone=TinyBackbone(), pretrained=True)
     with pytest.raises(ValueError, match="unknown backbone"):
         DualClassifier(backbone="efficientnet-b9")
+
+
+def test_resized_input_feeds_the_model_its_own_size():
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, images):
+            seen.append(images)
+            return images.mean((1, 2, 3)), images.amax((1, 2, 3))
+
+    wrapped = ResizedInput(Recorder(), 32)
+    same = torch.rand(2, 3, 32, 32)
+    wrapped(same)
+    assert seen[-1] is same  # its own size: untouched, no copy
+    flat = torch.full((2, 3, 48, 48), 0.25)
+    mean, peak = wrapped(flat)
+    assert seen[-1].shape == (2, 3, 32, 32)
+    torch.testing.assert_close(mean, torch.full((2,), 0.25))  # resizing keeps a flat image flat
+    torch.testing.assert_close(peak, torch.full((2,), 0.25))
+    with pytest.raises(ValueError, match="positive"):
+        ResizedInput(Recorder(), 0)

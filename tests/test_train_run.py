@@ -194,9 +194,15 @@ def test_distil_from_a_release(tmp_path, data_root, capsys):
     assert (saved.teacher, saved.distill_weight) == (str(teacher / "release"), 0.8)
     assert (student / "release" / "model.safetensors").is_file()
 
+    # A teacher trained at another image size reads the student's batches resized to its own.
+    bigger = tmp_path / "bigger"
+    assert main(["train", *common, "--set", f"out_dir={bigger}", "--set", f"teacher={teacher / 'release'}",
+                 "--set", "data.image_size=48"]) == 0
+    assert json.loads((bigger / "release" / "config.json").read_text())["preprocessing"]["image_size"] == 48
+
     capsys.readouterr()
     for setting, message in ((["--set", "bins=[3, 7, 14, 24, 33, 43, 53]"], "predicts the age bins"),
-                             (["--set", "data.image_size=48"], "preprocessing image_size=32"),
+                             (["--set", "data.padding=0.5"], "preprocessing padding=0.25"),
                              (["--set", "distill_weight=2"], "distill_weight must be in [0, 1]")):
         out = tmp_path / f"bad{len(message)}"
         assert main(["train", *common, "--set", f"out_dir={out}", "--set", f"teacher={teacher / 'release'}",

@@ -1,5 +1,5 @@
 """Networks: backbones (EfficientNet-B0..B7, EfficientNet-Lite0..2), the gender-conditioned head, DualClassifier,
-and EnsembleClassifier (several trained classifiers averaged)."""
+EnsembleClassifier (several trained classifiers averaged) and ResizedInput (a model fed batches of another size)."""
 
 from agecurriculum.model.backbones import (
     Backbone,
@@ -13,6 +13,7 @@ from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.efficientnet_lite import EfficientNetLite
 from agecurriculum.model.ensemble import EnsembleClassifier, classifier_from_config, member_configs
 from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
+from agecurriculum.model.resized_input import ResizedInput
 
 __all__ = [
     "Backbone",
@@ -22,6 +23,7 @@ __all__ = [
     "EnsembleClassifier",
     "GenderConditionedHead",
     "HeadOutput",
+    "ResizedInput",
     "classifier_from_config",
     "create_backbone",
     "list_backbones",

@@ -44,6 +44,7 @@ from agecurriculum.losses import create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.ensemble import EnsembleClassifier
+from agecurriculum.model.resized_input import ResizedInput
 from agecurriculum.schedule import TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
 from agecurriculum.train.checkpoint import (CheckpointError, load_checkpoint, load_release, preprocessing_mismatch,
@@ -358,10 +359,14 @@ def _load_teacher(path: Path, bins: AgeBins, preprocessing: Mapping) -> torch.nn
         raise ValueError(f"teacher: {path} predicts the age bins {teacher_bins.groups}, this run uses {bins.groups}; "
                          f"set bins to the teacher's boundaries {list(teacher_bins.boundaries)}")
     theirs = release_config["preprocessing"]
-    key = preprocessing_mismatch(theirs, preprocessing)
+    # The image size may differ: crops of one face at two sizes show the same region, so the teacher gets the
+    # student's batches resized to its own size. Padding, alignment and normalisation cannot be undone that way.
+    key = preprocessing_mismatch(theirs, {**preprocessing, "image_size": theirs.get("image_size")})
     if key is not None:
         raise ValueError(f"teacher: {path} was trained with preprocessing {key}={theirs.get(key)!r}, this run "
-                         f"uses {preprocessing[key]!r} (data.image_size, data.padding, the backbone's mean/std)")
+                         f"uses {preprocessing[key]!r} (data.padding, the backbone's mean/std, alignment)")
+    if theirs["image_size"] != preprocessing["image_size"]:
+        teacher = ResizedInput(teacher, theirs["image_size"]).eval()
     return teacher
 
 
