@@ -64,6 +64,8 @@ class RunConfig:
     teacher: str | None = None  # distil: a release folder (one model or an ensemble) whose probabilities the model
     # also learns from, on the same augmented images (resized to its image size); bins, padding, mean/std as this run
     distill_weight: float = 0.5  # with a teacher: share of each task's loss taken against its probabilities
+    rep_ages: str = "train_mean"  # the age standing for each bin in the expected age: train_mean (mean training age
+    # in the bin) | fit_val (the ages, inside their bins, with the least validation MAE; needs exact ages there)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--student", required=True, help="release to start from (one network)")
     parser.add_argument("--teacher", required=True, help="release to distil (e.g. an ensemble)")
     parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint.pt after an interruption "
+                        "(a finished run trains no more and only rewrites the release and the report)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more config overrides")
     args = parser.parse_args()
     config = apply_overrides(load_config(CONFIG), [
@@ -57,7 +59,7 @@ def main() -> None:
     prepared.train_sets["mixed"] = MixedDataset([prepared.train_sets[n] for n in DATASETS
                                                  if n in prepared.train_sets])
     prepared.val_sets["mixed"] = MixedDataset([prepared.val_sets[n] for n in DATASETS if n in prepared.val_sets])
-    result = train(config, prepared=prepared)
+    result = train(config, resume=args.resume, prepared=prepared)
     print(f"release: {result.release_dir}")
 
 

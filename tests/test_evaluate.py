@@ -30,6 +30,8 @@ from agecurriculum.evaluation import (
     compute_metrics,
     confusion_matrix,
     convert_probs,
+    expected_ages,
+    fit_representative_ages,
     groups_of_ages,
     one_off_accuracy,
     predict_dataset,
@@ -65,6 +67,33 @@ def test_representative_ages_training_means_else_midpoints():
         [1, 4.5, 10.5, 19, 32, 40, 52.5, 76]
     assert representative_ages(PAPER_BINS, train_ages=[2, 30]).tolist() == [2] + mids[1:4] + [30, 40, 52.5, 70]
     assert representative_ages(PAPER_BINS, [61], last_bin_age=80)[-1] == 80
+
+
+def test_fitted_representative_ages():
+    # Sure predictions: each bin's age is the median of its faces' ages (least absolute deviations), kept inside
+    # the bin (the face of 10 predicted 0-2 can pull bin 0 up to 2 only).
+    ages = [16, 18, 23, 30, 33, 34, 1, 10, 10, NAN]
+    probs = [onehot(3)] * 3 + [onehot(4)] * 3 + [onehot(0)] * 3 + [onehot(6)]
+    fitted = fit_representative_ages(np.array(probs), np.array(ages), PAPER_BINS)
+    np.testing.assert_allclose(fitted[[0, 3, 4]], [2, 18, 33], atol=1e-6)
+    assert all(lo <= m <= hi for m, (lo, hi) in zip(fitted, PAPER_BINS.groups))
+
+    # Unsure predictions: no choice of ages inside the bins gives a smaller MAE than the fitted one.
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(8, 0.5), size=200)
+    truth = rng.integers(0, 90, size=200).astype(float)
+    fitted = fit_representative_ages(probs, truth, PAPER_BINS)
+    best = np.abs(expected_ages(probs, fitted) - truth).mean()
+    lows, highs = (np.array(side, dtype=float) for side in zip(*PAPER_BINS.groups))
+    for _ in range(200):
+        other = rng.uniform(lows, highs)
+        assert best <= np.abs(expected_ages(probs, other) - truth).mean() + 1e-9
+    assert best < np.abs(expected_ages(probs, representative_ages(PAPER_BINS, truth)) - truth).mean()
+
+    with pytest.raises(ValueError, match="no exact ages"):
+        fit_representative_ages(np.array([onehot(2)]), np.array([NAN]), PAPER_BINS)
+    with pytest.raises(ValueError, match=r"expected \(N, 8\)"):
+        fit_representative_ages(np.ones((2, 7)) / 7, np.array([3.0, 4.0]), PAPER_BINS)
 
 
 def test_compute_metrics(pred):

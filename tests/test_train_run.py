@@ -106,6 +106,17 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     assert "trained 0 epoch(s)" in capsys.readouterr().out
     assert len(_metrics(run)) == len(rows)
 
+    # ... and can refit the release's representative ages on the validation parts without training.
+    mean_ages = json.loads((run / "release" / "config.json").read_text())["extra"]["rep_ages"]
+    assert main(["train", "--config", str(config), *sets, "--resume", "--set", "rep_ages=fit_val"]) == 0
+    assert "trained 0 epoch(s)" in capsys.readouterr().out
+    release = json.loads((run / "release" / "config.json").read_text())
+    fitted = release["extra"]["rep_ages"]
+    assert fitted != mean_ages and len(fitted) == 8
+    groups = [(0, 2), (3, 6), (7, 14), (15, 23), (24, 34), (35, 45), (46, 59), (60, 100)]  # bins: paper
+    assert all(lo - 1e-9 <= m <= hi + 1e-9 for m, (lo, hi) in zip(fitted, groups))
+    assert len(_metrics(run)) == len(rows)
+
 
 def test_clear_errors(tmp_path, data_root, capsys):
     config = tmp_path / "tiny.yaml"
@@ -119,6 +130,8 @@ def test_clear_errors(tmp_path, data_root, capsys):
     assert "data.balance: expected paper, sampler or none" in capsys.readouterr().err
     assert main([*base, "--set", f"data.root={data_root}", "--set", "data.datasets=[utkface]"]) == 2
     assert "['morph2']" in capsys.readouterr().err
+    assert main([*base, "--set", f"data.root={data_root}", "--set", "rep_ages=median"]) == 2
+    assert "rep_ages: 'median' is not one of train_mean, fit_val" in capsys.readouterr().err
     assert main([*base]) == 2
     assert "data.root" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path)]) == 2

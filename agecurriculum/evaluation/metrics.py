@@ -11,6 +11,9 @@ Conventions:
   middle of the population, e.g. 15-23 holds more 20-23 than 15-18 year olds), else the midpoint of ``[lo, hi]``.
   The last bin (e.g. 60-100) is open-ended, since :meth:`AgeBins.bin_of` puts older ages there too, and few people
   are near its midpoint (80), so without training ages in it it stands at ``lo + 10``.
+  :func:`fit_representative_ages` instead fits ``m_k`` to held-out predictions (a release's ``rep_ages``, run
+  setting ``rep_ages: fit_val``): the mean training age is only right for a face classified with certainty, and a
+  network's probabilities are not.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "GENDER_LABELS",
     "OPEN_BIN_OFFSET",
     "representative_ages",
+    "fit_representative_ages",
     "expected_ages",
     "accuracy",
     "one_off_accuracy",
@@ -63,7 +67,7 @@ def representative_ages(bins: AgeBins, train_ages: Iterable[float] | None = None
     groups = bins.groups
     reps = np.array([(lo + hi) / 2 for lo, hi in groups], dtype=float)
     reps[-1] = groups[-1][0] + OPEN_BIN_OFFSET
-    ages = np.asarray(list(train_ages or []), dtype=float)
+    ages = np.asarray([] if train_ages is None else list(train_ages), dtype=float)  # numpy arrays too
     if ages.size:
         ids = np.searchsorted(bins.boundaries, ages, side="left")  # the bin of each age, as AgeBins.bin_of
         for k in range(len(groups)):
@@ -72,6 +76,49 @@ def representative_ages(bins: AgeBins, train_ages: Iterable[float] | None = None
     if last_bin_age is not None:
         reps[-1] = float(last_bin_age)
     return reps
+
+
+def fit_representative_ages(age_probs: np.ndarray, exact_ages: np.ndarray, bins: AgeBins) -> np.ndarray:
+    """The ages ``m_k``, each inside its bin, that minimise the MAE of the expected age ``sum_k p_k * m_k``.
+
+    Least absolute deviations with bounds, as a linear program (OR-Tools' GLOP): minimise ``sum_i t_i`` with
+    ``t_i >= |sum_k p_ik m_k - a_i|`` and ``lo_k <= m_k <= hi_k``. Keeping each
+    ``m_k`` in its bin keeps the expected age of a confident face inside the bin it names. Fit on a validation
+    split: the test split must stay unseen, and the training split's probabilities are overconfident.
+
+    Args:
+        age_probs: ``(N, K)`` predicted bin probabilities.
+        exact_ages: ``(N,)`` true ages in years; NaN rows (no exact age) are left out.
+        bins: the K bins of ``age_probs``.
+
+    Returns:
+        ``(K,)`` float array.
+
+    Raises:
+        ValueError: shapes disagree, or no row has an exact age.
+    """
+    from ortools.linear_solver import pywraplp  # imported here: only fitting needs the solver
+
+    age_probs, exact_ages = np.asarray(age_probs, dtype=float), np.asarray(exact_ages, dtype=float)
+    if age_probs.ndim != 2 or age_probs.shape[1] != len(bins) or exact_ages.shape != (len(age_probs),):
+        raise ValueError(f"expected (N, {len(bins)}) probabilities and N exact ages, got {age_probs.shape} and "
+                         f"{exact_ages.shape}")
+    known = ~np.isnan(exact_ages)
+    if not known.any():
+        raise ValueError("no exact ages to fit the representative ages on (age-group labels such as Adience's "
+                         "cannot be used)")
+    probs, ages = age_probs[known], exact_ages[known]
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    reps = [solver.NumVar(float(lo), float(hi), f"m{k}") for k, (lo, hi) in enumerate(bins.groups)]
+    errors = [solver.NumVar(0.0, solver.infinity(), f"t{i}") for i in range(len(ages))]
+    for p, age, error in zip(probs, ages, errors):
+        estimate = solver.Sum([float(pk) * m for pk, m in zip(p, reps)])
+        solver.Add(error >= estimate - float(age))
+        solver.Add(error >= float(age) - estimate)
+    solver.Minimize(solver.Sum(errors))
+    if solver.Solve() != pywraplp.Solver.OPTIMAL:
+        raise RuntimeError("the representative-age linear program found no optimum")
+    return np.array([m.solution_value() for m in reps])
 
 
 def expected_ages(age_probs: np.ndarray, rep_ages: np.ndarray) -> np.ndarray:

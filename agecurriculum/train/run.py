@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch.utils.data import Dataset
@@ -36,7 +37,7 @@ from agecurriculum.data.sources import HISTOGRAM_DATASETS, discover
 from agecurriculum.data.splits import PARTS, Split, split_records
 from agecurriculum.data.summary import age_distribution, fit_age_bins
 from agecurriculum.data.transforms import eval_transform, train_transform
-from agecurriculum.evaluation.metrics import representative_ages
+from agecurriculum.evaluation.metrics import fit_representative_ages, representative_ages
 from agecurriculum.evaluation.predict import predict_dataset
 from agecurriculum.evaluation.protocols import adience_protocol, seven_group_protocol
 from agecurriculum.evaluation.report import EvaluationReport, build_report, write_report
@@ -62,6 +63,7 @@ __all__ = ["RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_schedule", "
 # UTKFace ships aligned crops; the others are photos (or coarse crops) in which the face must be found.
 ALIGNED_DATASETS = ("utkface",)
 RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
+REP_AGES = ("train_mean", "fit_val")  # the ways of choosing the release's representative bin ages (rep_ages)
 
 
 @dataclass
@@ -279,6 +281,8 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     out = Path(config.out_dir)
     # A bad loss setting fails first.
     loss_fn = create_loss(config.loss, age_label_sigma=config.age_label_sigma, distill_weight=config.distill_weight)
+    if config.rep_ages not in REP_AGES:
+        raise ValueError(f"rep_ages: {config.rep_ages!r} is not one of {', '.join(REP_AGES)}")
     ddp.init_distributed()
     main = ddp.is_main_process()
     prepared = prepared if prepared is not None else _prepare_on_rank0_first(config)
@@ -318,13 +322,28 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     trainer.fit(resume=resume)
     release, report = out / "release", None
     if main:
-        rep_ages = [float(a) for a in representative_ages(prepared.bins, prepared.train_ages)]
+        rep_ages = _rep_ages(config, model, prepared, str(trainer.device))
         release = save_release(model, release, prepared.bins, preprocessing,
                                extra={"rep_ages": rep_ages, "datasets": list(prepared.splits)})
         report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device))
         write_report(report, out / "report")
     ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
     return TrainResult(out, history, release, report, prepared)
+
+
+def _rep_ages(config: RunConfig, model: DualClassifier, prepared: PreparedData, device: str) -> list[float]:
+    if config.rep_ages == "train_mean":
+        return [float(a) for a in representative_ages(prepared.bins, prepared.train_ages)]
+    # fit_val: the validation parts of the run's datasets (not views of them such as a mixture, which would count
+    # faces twice); those without exact ages (Adience, FairFace) drop out in the fit.
+    parts = [predict_dataset(model, prepared.val_sets[name], batch_size=config.trainer.batch_size, device=device)
+             for name in prepared.splits if name in prepared.val_sets and len(prepared.val_sets[name])]
+    if not any((~np.isnan(p.exact_ages)).any() for p in parts):
+        raise ValueError("rep_ages: fit_val needs exact ages in a validation part (UTKFace, MORPH-II, ...); none "
+                         "has them: use rep_ages: train_mean")
+    fitted = fit_representative_ages(np.concatenate([p.age_probs for p in parts]),
+                                     np.concatenate([p.exact_ages for p in parts]), prepared.bins)
+    return [float(a) for a in fitted]
 
 
 def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> None:
