@@ -4,6 +4,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No time limit per generated example: on a busy 2-core CI machine a correct but slow example (a first call that
+# loads a solver, a torch op waiting for a core) would fail Hypothesis's default 200 ms deadline.
+settings.register_profile("agecurriculum", deadline=None)
+settings.load_profile("agecurriculum")
 
 # The real data lives beside the repository (../shared/data), read-only; AGECURRICULUM_DATA overrides the place.
 SHARED_DATA = Path(os.environ.get("AGECURRICULUM_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
