@@ -64,7 +64,7 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     rows = _metrics(run)
     assert [(r["stage"], r["dataset"]) for r in rows] == [(0, "utkface"), (1, "utkface"), (1, "morph2")]
     markdown = (run / "report" / "report.md").read_text(encoding="utf-8")
-    assert "## Results (Table III form)" in markdown
+    assert "## Results (Table III form)" in markdown and "(the mean training age in each bin;" in markdown
     assert "## Comparison protocols" in markdown and "UTKFace, 7 groups" in markdown
     assert "| Dataset | Gender accuracy (%) | Age accuracy (%) (8 bins) | 1-off (%) | MAE (years) | n |" in markdown
     trained = json.loads((run / "report" / "report.json").read_text(encoding="utf-8"))
@@ -115,6 +115,10 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     assert fitted != mean_ages and len(fitted) == 8
     groups = [(0, 2), (3, 6), (7, 14), (15, 23), (24, 34), (35, 45), (46, 59), (60, 100)]  # bins: paper
     assert all(lo - 1e-9 <= m <= hi + 1e-9 for m, (lo, hi) in zip(fitted, groups))
+    assert release["extra"]["rep_ages_method"] == "fit_val"
+    assert "fitted to the validation parts" in (run / "report" / "report.md").read_text(encoding="utf-8")
+    assert main(["evaluate", "--run", str(run), "--out", str(tmp_path / "eval_fitted")]) == 0
+    assert "fitted to the validation parts" in (tmp_path / "eval_fitted" / "report.md").read_text(encoding="utf-8")
     assert len(_metrics(run)) == len(rows)
 
 

@@ -66,6 +66,14 @@ class DatasetResult:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name) or "dataset"
 
 
+# How the representative ages were chosen, as the report says it, by ``rep_ages`` setting (see :mod:`.metrics`).
+REP_AGES_NOTES = {
+    "train_mean": "the mean training age in each bin; a bin without training ages uses its midpoint, the open last "
+                  "bin its lower end + 10",
+    "fit_val": "fitted to the validation parts: the ages, each inside its bin, with the least mean absolute error",
+}
+
+
 @dataclass
 class EvaluationReport:
     """Results of one model on several datasets.
@@ -73,6 +81,7 @@ class EvaluationReport:
     Attributes:
         bins: the unified age bins.
         rep_ages: representative age of every bin used for the expected age (MAE).
+        rep_ages_method: how they were chosen, a key of :data:`REP_AGES_NOTES`.
         results: one :class:`DatasetResult` per dataset.
         protocols: protocol name -> metrics, either one run (:func:`adience_protocol`) or a fold summary
             (:func:`summarize_folds`, values ``{"mean", "std", "folds"}``).
@@ -82,6 +91,7 @@ class EvaluationReport:
     rep_ages: list[float]
     results: list[DatasetResult]
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rep_ages_method: str = "train_mean"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (NaN becomes None)."""
@@ -89,6 +99,7 @@ class EvaluationReport:
             "bins": self.bins.to_dict(),
             "bin_labels": self.bins.labels(),
             "rep_ages": self.rep_ages,
+            "rep_ages_method": self.rep_ages_method,
             "datasets": [vars(r) for r in self.results],
             "protocols": self.protocols,
             "paper_results": {"note": _PAPER_LABEL, "percent": PAPER_RESULTS},
@@ -103,8 +114,8 @@ class EvaluationReport:
         lines = [
             "# Evaluation report", "",
             f"Unified age bins: {', '.join(self.bins.labels())}. MAE uses the expected age sum_k p_k * m_k with "
-            f"m_k = {', '.join(f'{a:.1f}' for a in self.rep_ages)} (the mean training age in each bin; a bin "
-            "without training ages uses its midpoint, the open last bin its lower end + 10).", "",
+            f"m_k = {', '.join(f'{a:.1f}' for a in self.rep_ages)} "
+            f"({REP_AGES_NOTES.get(self.rep_ages_method, self.rep_ages_method)}).", "",
             "## Results (Table III form)", "",
             f"| Dataset | Gender accuracy (%) | Age accuracy (%) ({k} bins) | 1-off (%) | MAE (years) | n |",
             "|---|---|---|---|---|---|",
@@ -161,7 +172,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def build_report(predictions: Mapping[str, Predictions], bins: AgeBins, rep_ages: np.ndarray | None = None,
-                 protocols: Mapping[str, Mapping[str, Any]] | None = None) -> EvaluationReport:
+                 protocols: Mapping[str, Mapping[str, Any]] | None = None,
+                 rep_ages_method: str = "train_mean") -> EvaluationReport:
     """Computes the metrics, confusion matrices and breakdown of every dataset.
 
     Args:
@@ -170,6 +182,7 @@ def build_report(predictions: Mapping[str, Predictions], bins: AgeBins, rep_ages
         rep_ages: representative bin ages; default :func:`representative_ages` of ``bins`` (pass training ages
             there to represent the open last bin by their mean).
         protocols: protocol results to include, e.g. ``{"Adience 5-fold (8 groups)": summarize_folds(...)}``.
+        rep_ages_method: how ``rep_ages`` were chosen (``train_mean`` or ``fit_val``), for the report's text.
     """
     rep_ages = representative_ages(bins) if rep_ages is None else np.asarray(rep_ages, dtype=float)
     results = [
@@ -179,7 +192,7 @@ def build_report(predictions: Mapping[str, Predictions], bins: AgeBins, rep_ages
                       breakdown(pred, bins, rep_ages))
         for name, pred in predictions.items()
     ]
-    return EvaluationReport(bins, [float(a) for a in rep_ages], results, dict(protocols or {}))
+    return EvaluationReport(bins, [float(a) for a in rep_ages], results, dict(protocols or {}), rep_ages_method)
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path) -> list[Path]:

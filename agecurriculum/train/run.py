@@ -230,7 +230,7 @@ def _adience_group(record: FaceRecord) -> int:
 
 
 def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[float], batch_size: int,
-              device: str) -> EvaluationReport:
+              device: str, rep_ages_method: str = "train_mean") -> EvaluationReport:
     predictions = {name: predict_dataset(model, ds, batch_size=batch_size, device=device)
                    for name, ds in prepared.test_sets.items() if len(ds)}
     # The comparison protocols, on this run's test split (the Adience benchmark's own 5-fold protocol needs one
@@ -243,7 +243,7 @@ def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[floa
         labels = [_adience_group(r) for r in prepared.test_sets["adience"].records]
         protocols["Adience, native 8 groups (test split)"] = adience_protocol(
             predictions["adience"], prepared.bins, labels)
-    return build_report(predictions, prepared.bins, rep_ages, protocols)
+    return build_report(predictions, prepared.bins, rep_ages, protocols, rep_ages_method)
 
 
 def _prepare_on_rank0_first(config: RunConfig) -> PreparedData:
@@ -324,8 +324,9 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     if main:
         rep_ages = _rep_ages(config, model, prepared, str(trainer.device))
         release = save_release(model, release, prepared.bins, preprocessing,
-                               extra={"rep_ages": rep_ages, "datasets": list(prepared.splits)})
-        report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device))
+                               extra={"rep_ages": rep_ages, "rep_ages_method": config.rep_ages,
+                                      "datasets": list(prepared.splits)})
+        report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device), config.rep_ages)
         write_report(report, out / "report")
     ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
     return TrainResult(out, history, release, report, prepared)
@@ -436,7 +437,7 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
         bins = _run_bins(path)
         model = _model_from_checkpoint(Path(checkpoint), config, len(bins))
         prepared = prepare_data(config, bins=bins)
-        rep_ages = [float(a) for a in representative_ages(bins, prepared.train_ages)]
+        rep_ages, method = [float(a) for a in representative_ages(bins, prepared.train_ages)], "train_mean"
     else:
         release = path / "release" if (path / "release" / "config.json").is_file() else path
         if not (release / "config.json").is_file():
@@ -445,8 +446,10 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
         model, meta = load_release(release)
         bins = AgeBins.from_dict(meta["age_bins"])
         prepared = prepare_data(config, bins=bins)
-        rep_ages = meta.get("extra", {}).get("rep_ages") or list(representative_ages(bins, prepared.train_ages))
-    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device)
+        extra = meta.get("extra", {})
+        rep_ages = extra.get("rep_ages") or list(representative_ages(bins, prepared.train_ages))
+        method = extra.get("rep_ages_method", "train_mean") if extra.get("rep_ages") else "train_mean"
+    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method)
     if out_dir is not None:
         write_report(report, out_dir)
     return report
