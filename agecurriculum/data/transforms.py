@@ -84,11 +84,13 @@ def normalise_crops(crops: Sequence[np.ndarray], mean: Sequence[float], std: Seq
     shape, dtype = next(iter(shapes))
     if len(shapes) > 1 or len(shape) != 3 or shape[2] != 3 or dtype != np.uint8:
         raise ValueError(f"expected uint8 (S, S, 3) crops of one size, got {sorted(str(s) for s in shapes)}")
-    batch = np.stack(crops).astype(np.float32)
+    # Channels first while still uint8: the layout change then moves a quarter of the bytes it would in float32
+    # (half the function's time at 160 px).
+    batch = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32, order="C")
     batch /= 255.0
-    batch -= np.asarray(mean, np.float32)
-    batch /= np.asarray(std, np.float32)
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    batch -= np.asarray(mean, np.float32).reshape(3, 1, 1)
+    batch /= np.asarray(std, np.float32).reshape(3, 1, 1)
+    return batch
 
 
 def augment_transform(
