@@ -70,7 +70,7 @@ def test_bad_arguments_are_rejected():
         balance_plan([0, 4], num_bins=3)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     counts=st.lists(st.integers(0, 40), min_size=1, max_size=8),
     max_ratio=st.floats(1.0, 6.0),

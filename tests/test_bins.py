@@ -101,13 +101,13 @@ def check_against_brute_force(groups, max_age, histogram, extra):
         assert ulo <= lo <= hi <= uhi  # each constraint group lies in its unified group
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_optimizer_equals_brute_force_on_random_groups(problem):
     check_against_brute_force(*problem)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, suppress_health_check=[HealthCheck.too_slow])
 @given(problems(adience=True))
 def test_optimizer_equals_brute_force_on_adience_groups(problem):
     check_against_brute_force(*problem)

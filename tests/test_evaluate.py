@@ -282,7 +282,7 @@ def probs_and_targets(draw):
     return raw / raw.sum(1, keepdims=True), np.array(targets)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(probs_and_targets())
 def test_accuracies_are_fractions(data):
     probs, targets = data
@@ -292,7 +292,7 @@ def test_accuracies_are_fractions(data):
         assert accuracy(probs, targets) <= one_off_accuracy(probs, targets)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.lists(st.integers(0, 99), unique=True, max_size=9).map(sorted),
        st.lists(st.integers(0, 120), unique=True, min_size=2, max_size=16).map(sorted),
        st.lists(st.floats(0.01, 1), min_size=10, max_size=10))

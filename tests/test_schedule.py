@@ -32,7 +32,7 @@ from agecurriculum.schedule import (
     score,
 )
 
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 NAMES = ["utkface", "adience", "morph2", "fairface", "mine"]
 
 
@@ -190,7 +190,7 @@ MUTATIONS = {
 
 
 @pytest.mark.parametrize("kind", sorted(MUTATIONS))
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_single_violation_is_caught(kind, data):
     strategy_kwargs, mutate = MUTATIONS[kind]

@@ -33,7 +33,7 @@ records_strategy = st.lists(
 )
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(rows=records_strategy, seed=st.integers(0, 1000))
 def test_split_is_a_subject_disjoint_partition(rows, seed):
     records = [rec(f"{i}.jpg", subject, dataset) for i, subject, dataset in rows]

@@ -40,7 +40,7 @@ from agecurriculum.data.transforms import eval_transform, train_transform
 from agecurriculum.evaluation.metrics import fit_representative_ages, representative_ages
 from agecurriculum.evaluation.predict import predict_dataset
 from agecurriculum.evaluation.protocols import adience_protocol, seven_group_protocol
-from agecurriculum.evaluation.report import EvaluationReport, build_report, write_report
+from agecurriculum.evaluation.report import REP_AGES_NOTES, EvaluationReport, build_report, write_report
 from agecurriculum.losses import create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
@@ -63,7 +63,6 @@ __all__ = ["RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_schedule", "
 # UTKFace ships aligned crops; the others are photos (or coarse crops) in which the face must be found.
 ALIGNED_DATASETS = ("utkface",)
 RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
-REP_AGES = ("train_mean", "fit_val")  # the ways of choosing the release's representative bin ages (rep_ages)
 
 
 @dataclass
@@ -281,8 +280,8 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     out = Path(config.out_dir)
     # A bad loss setting fails first.
     loss_fn = create_loss(config.loss, age_label_sigma=config.age_label_sigma, distill_weight=config.distill_weight)
-    if config.rep_ages not in REP_AGES:
-        raise ValueError(f"rep_ages: {config.rep_ages!r} is not one of {', '.join(REP_AGES)}")
+    if config.rep_ages not in REP_AGES_NOTES:
+        raise ValueError(f"rep_ages: {config.rep_ages!r} is not one of {', '.join(REP_AGES_NOTES)}")
     ddp.init_distributed()
     main = ddp.is_main_process()
     prepared = prepared if prepared is not None else _prepare_on_rank0_first(config)
