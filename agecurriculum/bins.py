@@ -48,6 +48,11 @@ def _check_int(value: Any, what: str) -> int:
         raise ValueError(f"{what} must be an integer, got {value!r}") from None
 
 
+def _is_int(value: Any) -> bool:
+    """True for Python and numpy integers; False for booleans, which are ints to Python but never a count or age."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class AgeBins:
     """Contiguous age groups ``[0, b1], [b1+1, b2], ..., [b_last+1, max_age]``.
@@ -163,34 +168,61 @@ class BinSolution:
         }
 
 
-def _int_array(values: Any, what: str) -> np.ndarray:
-    """Converts to a 1-D int64 array, raising ValueError that names the first non-integer ``what``."""
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{what}s must be a flat sequence, got an array of shape {arr.shape}")
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        bad = ~(np.isfinite(arr) & (arr == np.round(arr)))
-        if bad.any():
+def _int_array(values: Any, what: str, upper: int, upper_name: str) -> np.ndarray:
+    """Converts to a 1-D int64 array of integers no larger than ``upper``.
+
+    Integers and integral floats (``20.0``) are accepted; booleans, strings, None and fractions are not. Raises
+    ValueError naming the first bad item as ``"{what} {i}"`` and its value; ``upper_name`` says what ``upper`` is.
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+        if values.ndim != 1:
+            raise ValueError(f"{what}s must be a flat sequence, got an array of shape {values.shape}")
+        bad = ~(np.isfinite(values) & (values == np.round(values))) if values.dtype.kind == "f" else None
+        if bad is not None and bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"{what} {i} must be an integer, got {arr[i].item()!r}")
-        return arr.astype(np.int64)
-    # Mixed or non-numeric input: check element by element to name the culprit.
-    return np.array([_check_int(v, f"{what} {i}") for i, v in enumerate(values)], dtype=np.int64)
+            raise ValueError(f"{what} {i} must be an integer, got {values[i].item()!r}")
+        # Compared before the cast: an integral float beyond int64 would wrap around to a negative number.
+        if values.size and values.max() > upper:
+            i = int(np.argmax(values > upper))
+            raise ValueError(f"{what} {i} = {values[i].item()!r} exceeds {upper}, {upper_name}")
+        return values.astype(np.int64)
+    try:
+        items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    except TypeError:
+        raise ValueError(f"{what}s must be a flat sequence, got {type(values).__name__}") from None
+    # Item by item rather than np.asarray: that would read True as 1 among numbers, and overflow on huge integers.
+    checked = []
+    for i, value in enumerate(items):
+        if isinstance(value, (list, tuple, np.ndarray)):
+            raise ValueError(f"{what}s must be a flat sequence; item {i} is {value!r}")
+        number = _check_int(value, f"{what} {i}")
+        if number > upper:
+            raise ValueError(f"{what} {i} = {value!r} exceeds {upper}, {upper_name}")
+        checked.append(number)
+    return np.array(checked, dtype=np.int64)
+
+
+# Ages above max_age count in the last group, but a value beyond any human age is a data error (a birth year, a
+# count of days, an overflow) that should not vanish into the last group.
+AGE_CEILING = 1000
 
 
 def histogram_from_ages(ages: Iterable[int], max_age: int = MAX_AGE) -> np.ndarray:
     """Counts exact ages into a histogram of length ``max_age + 1``; older ages go into the last cell.
 
+    Ages are integers; integral floats such as ``20.0`` count as those integers. Booleans, strings, None and
+    fractional ages are refused, as are ages above ``max(AGE_CEILING, max_age)``, which are data errors.
+
     Raises:
-        ValueError: If an age is negative or not an integer (the message names it).
+        ValueError: If an age is negative, not an integer or above the ceiling (the message names its position and
+            value).
     """
     max_age = _check_int(max_age, "max_age")
     if max_age < 0:
         raise ValueError(f"max_age must be >= 0, got {max_age}")
-    ages = list(ages)
-    arr = _int_array(ages, "age") if ages else np.zeros(0, dtype=np.int64)
+    ages = ages if isinstance(ages, np.ndarray) else list(ages)
+    ceiling = max(AGE_CEILING, max_age)
+    arr = _int_array(ages, "age", ceiling, "the oldest plausible age")
     if (arr < 0).any():
         i = int(np.argmax(arr < 0))
         raise ValueError(f"age {i} is negative: {ages[i]!r}")
@@ -301,7 +333,7 @@ class AgeBinOptimizer:
         return BinSolution(AgeBins(boundaries, self.max_age), sizes, variance)
 
     def _histogram(self, age_histogram: Sequence[int] | np.ndarray) -> np.ndarray:
-        hist = _int_array(age_histogram, "count at age")
+        hist = _int_array(age_histogram, "count at age", _MAX_TOTAL, "the most images the solver supports")
         if hist.size == 0:
             raise ValueError("the age histogram is empty: nothing to balance")
         if (hist < 0).any():
@@ -332,9 +364,9 @@ class AgeBinOptimizer:
         if isinstance(key, str):
             match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", key)
             pair = (int(match.group(1)), int(match.group(2))) if match else None
-        elif isinstance(key, tuple) and len(key) == 2:
-            pair = key
-        elif isinstance(key, (int, np.integer)) and not isinstance(key, bool) and 0 <= key < len(groups):
+        elif isinstance(key, tuple) and len(key) == 2 and all(_is_int(v) for v in key):
+            pair = (int(key[0]), int(key[1]))
+        elif _is_int(key) and 0 <= key < len(groups):
             return int(key)
         else:
             pair = None

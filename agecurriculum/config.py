@@ -17,9 +17,35 @@ from typing import Any
 import tomllib
 import yaml
 
-from agecurriculum.train.trainer import TrainerConfig
+from agecurriculum.data.splits import check_fractions
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "load_config", "apply_overrides", "settings_help"]
+__all__ = ["BALANCE_MODES", "SAMPLING_MODES", "DataConfig", "ModelConfig", "RunConfig", "TrainerConfig",
+           "apply_overrides", "check_config", "load_config", "settings_help"]
+
+BALANCE_MODES = ("paper", "sampler", "none")  # the values of DataConfig.balance
+SAMPLING_MODES = ("shuffle", "balanced")  # the values of TrainerConfig.sampling
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of :class:`~agecurriculum.train.CurriculumTrainer`; saved with each run so it can be repeated."""
+
+    batch_size: int = 32  # images per optimisation step (per process in a distributed run)
+    lr: float = 1e-3  # initial learning rate of the default AdamW optimizer
+    weight_decay: float = 1e-4  # AdamW weight decay (not applied to the loss's log-variances)
+    seed: int = 0  # seeds model-independent randomness: the data order of every epoch
+    device: str = "cpu"  # torch device string, e.g. "cuda:0"; plain "cuda" under torchrun means cuda:LOCAL_RANK
+    num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
+    plateau_factor: float = 0.1  # ReduceLROnPlateau: LR multiplier when the validation loss stalls
+    plateau_patience: int = 2  # ReduceLROnPlateau: epochs without improvement before the LR drops
+    early_stopping_patience: int | None = 5  # epochs without validation improvement before a dataset's epochs
+    # in the current stage end early; None disables early stopping
+    max_steps_per_epoch: int | None = None  # cap on batches per epoch (smoke tests, demos); None = whole epoch
+    amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
+    # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
+    progress: bool = False  # show a per-step progress bar (loss, images/s) on rank 0
+    sampling: str = "shuffle"  # shuffle: each item once per epoch | balanced: draws with replacement so that every
+    # age bin of the stage's view is seen equally often (the weighted-sampler alternative to the paper's balancing)
 
 
 @dataclass
@@ -37,7 +63,7 @@ class DataConfig:
     split_seed: int = 0  # seed of the subject-disjoint split (fixed across runs so test sets stay held out)
     straddle: str = "ignore"  # age ranges that straddle bins: ignore | overlap | drop | error
     balance: str = "paper"  # paper (median rule with augmented copies) | sampler (draw age bins equally) | none
-    preprocess_workers: int = 2  # processes for face detection and alignment
+    preprocess_workers: int = 2  # processes for face detection and alignment (0: in the training process)
 
 
 @dataclass
@@ -162,6 +188,60 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     return config
 
 
+# The range of every numeric setting, checked by check_config before any work (a batch size of 0 used to fail with
+# a ZeroDivisionError after the data was prepared). None is allowed where the field's default type allows it.
+_RANGES: dict[type, dict[str, str]] = {
+    TrainerConfig: {"batch_size": ">= 1", "lr": ">= 0", "weight_decay": ">= 0", "seed": ">= 0", "num_workers": ">= 0",
+                    "plateau_factor": "> 0, < 1", "plateau_patience": ">= 0", "early_stopping_patience": ">= 1",
+                    "max_steps_per_epoch": ">= 1"},
+    DataConfig: {"image_size": ">= 16", "padding": ">= 0", "max_images": ">= 1", "split_seed": ">= 0",
+                 "preprocess_workers": ">= 0"},
+    ModelConfig: {"bottleneck_dim": ">= 1", "dropout": ">= 0, < 1"},
+    RunConfig: {"epochs_per_stage": ">= 1", "age_label_sigma": ">= 0", "distill_weight": ">= 0, <= 1"},
+}
+_CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
+    TrainerConfig: {"sampling": SAMPLING_MODES},
+    DataConfig: {"balance": BALANCE_MODES},
+}
+_COMPARE = {">=": float.__ge__, ">": float.__gt__, "<=": float.__le__, "<": float.__lt__}
+
+
+def check_config(config: Any, prefix: str = "") -> None:
+    """Checks every numeric setting of a config (and its sections) against its allowed range, and the choices.
+
+    :func:`~agecurriculum.train.train` and :class:`~agecurriculum.train.CurriculumTrainer` call it first, so a bad
+    value fails in a second, before any data is prepared.
+
+    Args:
+        config: a :class:`RunConfig`, or one of its sections.
+        prefix: put before each setting's name in messages (e.g. ``"trainer."``).
+
+    Raises:
+        ValueError: ``"trainer.batch_size: must be >= 1, got 0"``, naming the first bad setting.
+    """
+    ranges, choices = _RANGES.get(type(config), {}), _CHOICES.get(type(config), {})
+    for f in dataclasses.fields(config):
+        value, name = getattr(config, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_config(value, f"{name}.")
+        elif f.name in choices and value not in choices[f.name]:
+            raise ValueError(f"{name}: expected one of {', '.join(choices[f.name])}, got {value!r}")
+        elif f.name in ranges and value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name}: expected a number, got {value!r}")
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"{name}: must be a finite number, got {value!r}")
+            for bound in ranges[f.name].split(", "):
+                op, limit = bound.split(" ")
+                if not _COMPARE[op](float(value), float(limit)):
+                    raise ValueError(f"{name}: must be {ranges[f.name]}, got {value!r}")
+    if isinstance(config, DataConfig):
+        try:
+            check_fractions(config.split)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{prefix}split: {err}") from None
+
+
 _FIELD_LINE = re.compile(r"^    (\w+): [^=]+=.*?#\s?(.*)$")
 _CONTINUATION = re.compile(r"^    #\s?(.*)$")
 
@@ -186,7 +266,7 @@ def settings_help(config: Any = None, prefix: str = "") -> list[str]:
     """One line per setting of a :class:`RunConfig`: ``name = default: what it means``, sections dotted.
 
     This is what ``agecurriculum train --help`` lists, taken from the comments in this module and in
-    :class:`~agecurriculum.train.trainer.TrainerConfig`.
+    :class:`TrainerConfig`.
     """
     config = RunConfig() if config is None else config
     comments = _field_comments(type(config))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "ensure_writable_folder"]
 
 
 def _read_umask() -> int:
@@ -22,7 +23,8 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write(path: str | Path, content: bytes | Callable[[IO[bytes]], None], durable: bool = True) -> None:
+def atomic_write(path: str | Path, content: bytes | memoryview | Callable[[IO[bytes]], None],
+                 durable: bool = True) -> None:
     """Writes ``content`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
     On failure (an exception, Ctrl-C) the temporary file is removed and ``path`` is left as it was.
@@ -32,9 +34,44 @@ def atomic_write(path: str | Path, content: bytes | Callable[[IO[bytes]], None],
         content: the bytes, or a function that writes them to the binary file object it is given.
         durable: also fsync the data and the folder, so the new file survives a power cut. Checkpoints want
             this; a cache of thousands of small files that can be rebuilt does not need the cost.
+
+    Raises:
+        OSError: the file cannot be written (a folder in its place, a read-only or full file system, a path under a
+            regular file, ...); its ``filename`` is ``path``, never the temporary file's name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _write(path, content, durable)
+    except OSError as err:
+        if err.filename == str(path) and err.filename2 is None:
+            raise
+        # The temporary file's name means nothing to the user: name the file that could not be written.
+        raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+
+
+def ensure_writable_folder(path: str | Path) -> Path:
+    """Creates ``path`` (and its parents) if needed and checks that a file can be created in it.
+
+    For work that writes at its end (a training run): it fails in a second instead of after hours.
+
+    Raises:
+        OSError: naming ``path``, when it cannot be created or written to.
+    """
+    path = Path(path)
+    try:
+        _mkdir(path)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+    return path
+
+
+def _write(path: Path, content: bytes | memoryview | Callable[[IO[bytes]], None], durable: bool) -> None:
+    if path.is_dir():  # os.replace would fail only after all the content was written
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    _mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp creates the file readable by its owner only; give it the permissions of any new file (umask).
@@ -54,6 +91,14 @@ def atomic_write(path: str | Path, content: bytes | Callable[[IO[bytes]], None],
         raise
     if durable:
         _fsync_folder(path.parent)
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file stands where the folder, or a parent, should be
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder", str(folder)) from None
 
 
 def _fsync_folder(folder: Path) -> None:

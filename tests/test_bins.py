@@ -13,6 +13,7 @@ from ortools.sat.python import cp_model
 
 from agecurriculum.bins import (
     ADIENCE_GROUPS,
+    AGE_CEILING,
     MAX_AGE,
     PAPER_BINS,
     AgeBinOptimizer,
@@ -253,6 +254,88 @@ def test_histogram_from_ages_counts_and_clamps():
 def test_histogram_from_ages_names_bad_value(ages, message):
     with pytest.raises(ValueError, match=message):
         histogram_from_ages(ages)
+
+
+@pytest.mark.parametrize(
+    ("ages", "message"),
+    [
+        ([True, False, 20], "age 0 must be an integer, got True"),  # numpy alone would count them as 1 and 0
+        ([20, 30, np.False_], "age 2 must be an integer, got np.False_"),
+        (np.array([True, False]), "age 0 must be an integer, got True"),
+        ([20, "20"], "age 1 must be an integer, got '20'"),
+        ([20, 20.5], "age 1 must be an integer, got 20.5"),
+        ([20, float("nan")], "age 1 must be an integer, got nan"),
+        ([20, float("inf")], "age 1 must be an integer, got inf"),
+        ([20, None], "age 1 must be an integer, got None"),
+        ([20, [3]], "flat"),
+        ([1, 10**29], "age 1 = 100000000000000000000000000000 exceeds 1000, the oldest plausible age"),
+        ([2**64], "age 0 = 18446744073709551616 exceeds 1000"),
+        ([1e29], "age 0 = 1e\\+29 exceeds 1000"),
+        (np.array([5.0, 1e29]), "age 1 = 1e\\+29 exceeds 1000"),
+        (np.array([5, 2**62]), "age 1 = 4611686018427387904 exceeds 1000"),
+        ([1985], "age 0 = 1985 exceeds 1000"),  # a birth year, not an age
+    ],
+)
+def test_histogram_from_ages_refuses_booleans_non_integers_and_huge_ages(ages, message):
+    with pytest.raises(ValueError, match=message):
+        histogram_from_ages(ages)
+
+
+def test_histogram_from_ages_accepts_integral_floats_and_folds_up_to_the_ceiling():
+    assert histogram_from_ages([20, 20.0, np.float32(20.0), np.int16(20)], max_age=30)[20] == 4
+    hist = histogram_from_ages([0, 101, AGE_CEILING], max_age=100)
+    assert hist[0] == 1 and hist[100] == 2
+    # A max_age above the ceiling raises the ceiling with it.
+    assert histogram_from_ages([1500], max_age=2000)[1500] == 1
+
+
+@given(st.lists(st.integers(0, AGE_CEILING), max_size=30), st.data())
+def test_histogram_from_ages_names_the_first_boolean(ages, data):
+    position = data.draw(st.integers(0, len(ages)))
+    flag = data.draw(st.booleans())
+    with pytest.raises(ValueError, match=f"^age {position} must be an integer, got {flag}$"):
+        histogram_from_ages(ages[:position] + [flag] + ages[position:])
+
+
+@given(st.lists(st.one_of(st.integers(0, AGE_CEILING), st.integers(0, AGE_CEILING).map(float)), max_size=30),
+       st.integers(0, 120))
+def test_histogram_from_ages_counts_ints_and_integral_floats(ages, max_age):
+    hist = histogram_from_ages(ages, max_age=max_age)
+    assert hist.shape == (max_age + 1,) and hist.sum() == len(ages)
+    assert hist.tolist() == np.bincount(np.minimum(np.array(ages, dtype=int), max_age), minlength=max_age + 1).tolist()
+
+
+@given(st.integers(AGE_CEILING + 1, 10**40))
+def test_histogram_from_ages_refuses_any_age_above_the_ceiling(age):
+    with pytest.raises(ValueError, match=f"age 1 = {age} exceeds {AGE_CEILING}"):
+        histogram_from_ages([3, age])
+
+
+@pytest.mark.parametrize(
+    ("histogram", "group_counts", "message"),
+    [
+        ([True, 5], None, "count at age 0 must be an integer, got True"),
+        ([5, 10**29], None, "count at age 1 = 100000000000000000000000000000 exceeds"),
+        (np.array([5.0, 1e29]), None, "count at age 1 = 1e\\+29 exceeds"),
+        ([1], {"0-2": True}, "must be an integer, got True"),
+        ([1], {"0-2": None}, "must be an integer, got None"),
+        ([1], {"0-2": "3"}, "must be an integer, got '3'"),
+        ([1], {"0-2": 10**29}, "exceed"),
+        ([1], {(False, 2): 1}, "names no constraint group"),  # False == 0, but a boolean is not an age
+        ([1], {True: 1}, "names no constraint group"),
+        ([1], {"0-2-4": 1}, "names no constraint group"),
+        ([1], {"": 1}, "names no constraint group"),
+    ],
+)
+def test_fit_refuses_booleans_and_huge_counts(histogram, group_counts, message):
+    with pytest.raises(ValueError, match=message):
+        AgeBinOptimizer().fit(histogram, group_counts)
+
+
+def test_fit_accepts_integral_float_counts():
+    as_ints = AgeBinOptimizer().fit([3, 1, 4, 1, 5], {"0-2": 2, (60, 100): 7})
+    as_floats = AgeBinOptimizer().fit([3.0, 1.0, 4.0, 1.0, 5.0], {"0-2": 2.0, (60, 100): np.int64(7)})
+    assert as_ints == as_floats
 
 
 def test_parse_groups():

@@ -105,3 +105,39 @@ def test_ages_and_data_are_exclusive(tmp_path, capsys):
         main(["bins", "--ages", str(tmp_path / "a.json"), "--data", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[true, false, 20]", "top level: age 0 must be an integer, got True"),
+        ('{"ages": [20, 30, false]}', "field 'ages': age 2 must be an integer, got False"),
+        ('{"ages": [20, null]}', "field 'ages': age 1 must be an integer, got None"),
+        ('{"ages": [20, 20.5]}', "field 'ages': age 1 must be an integer, got 20.5"),
+        ('{"ages": [20, "20"]}', "field 'ages': age 1 must be an integer, got '20'"),
+        ("[100000000000000000000000000000]", "top level: age 0 = 100000000000000000000000000000 exceeds 1000"),
+        ('{"ages": [3, 1e400]}', "field 'ages': age 1 must be an integer, got inf"),
+        ('{"ages": [3, 1e29]}', "field 'ages': age 1 = 1e+29 exceeds 1000"),
+        ('{"ages": [1], "group_counts": {"0-2": true}}', "group_counts['0-2'] must be an integer, got True"),
+        ('{"ages": [1], "group_counts": {"0-2": null}}', "group_counts['0-2'] must be an integer, got None"),
+        ('{"ages": [1], "group_counts": {"0-2": 2.5}}', "group_counts['0-2'] must be an integer, got 2.5"),
+        ('{"ages": [1], "group_counts": {"0-2": -1}}', "group_counts['0-2'] is negative"),
+        ('{"ages": [1], "group_counts": {"0-2": 100000000000000000000000000000}}', "exceed"),
+        ('{"ages": [1], "group_counts": {"young": 3}}', "group_counts key 'young' names no constraint group"),
+        ('{"ages": [1], "group_counts": {"0-2": 1, "00-2": 1}}', "names constraint group 0 twice"),
+    ],
+)
+def test_ages_file_refuses_booleans_huge_ages_and_bad_group_counts(tmp_path, capsys, content, message):
+    path = write(tmp_path, content, "ages.json")
+    assert main(["bins", "--ages", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"agecurriculum bins: error: {path}: ")
+    assert message in captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+def test_ages_file_takes_integral_floats_as_ages(tmp_path, capsys):
+    as_ints = run_json(capsys, "--ages", write(tmp_path, [1, 5, 20, 20, 70]))
+    as_floats = run_json(capsys, "--ages", write(tmp_path, "[1.0, 5, 20.0, 2e1, 70]", "floats.json"))
+    assert as_floats == as_ints

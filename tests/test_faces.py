@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from inference_helpers import iou
 from PIL import Image
 from skimage import data
 from torch import nn
@@ -103,6 +104,40 @@ def test_aligner_pickles_without_dlib_objects(aligner, astronaut):
     clone = pickle.loads(pickle.dumps(aligner))
     assert clone.config == aligner.config
     np.testing.assert_array_equal(clone.align(astronaut).crop, aligner.align(astronaut).crop)
+    assert pickle.loads(pickle.dumps(FaceAligner(max_detect_side=300))).max_detect_side == 300
+
+
+def _paste(image, canvas_side, at):
+    """``image`` on a grey ``canvas_side``-square canvas, its top-left corner at ``at = (x, y)``."""
+    canvas = np.full((canvas_side, canvas_side, 3), 128, np.uint8)
+    canvas[at[1] : at[1] + image.shape[0], at[0] : at[0] + image.shape[1]] = image
+    return canvas
+
+
+def test_large_photo_is_searched_shrunk_and_cropped_at_full_size(astronaut):
+    # The astronaut at twice her size (face about 185 px) in a 3000 px photo; detection runs at 1000 px, where her
+    # face is about 60 px: still found, its box scaled back to the photo, the crop cut from the full-size photo.
+    face_2x = np.asarray(Image.fromarray(astronaut).resize((1024, 1024), Image.Resampling.BICUBIC))
+    x, y = 1200, 900
+    photo = _paste(face_2x, 3000, (x, y))
+    expected = FaceAligner().align(face_2x)  # full-size detection of the same face, where it is affordable
+    found = FaceAligner(max_detect_side=1000).detect(photo)[0]
+    ex0, ey0, ex1, ey1 = expected.box
+    shifted = (ex0 + x, ey0 + y, ex1 + x, ey1 + y)
+    assert iou(found.box, shifted) > 0.8, (found.box, shifted)
+    np.testing.assert_allclose(found.landmarks, expected.landmarks + [x, y], atol=4)
+    assert found.crop.shape == expected.crop.shape
+    assert np.abs(found.crop.astype(int) - expected.crop).mean() < 3  # same face, same detail
+    assert FaceAligner(max_detect_side=1000).align(photo).box == found.box
+
+
+def test_photos_within_max_detect_side_are_untouched(aligner, astronaut):
+    # 512 px: no shrinking, so the very same boxes and crops as without the setting (crop caches stay valid).
+    for got, want in zip(FaceAligner(max_detect_side=512).detect(astronaut), aligner.detect(astronaut), strict=True):
+        assert got.box == want.box and got.score == want.score
+        np.testing.assert_array_equal(got.crop, want.crop)
+    with pytest.raises(ValueError, match="max_detect_side must be at least 1"):
+        FaceAligner(max_detect_side=0)
 
 
 # --- the crop cache --------------------------------------------------------------------------------------------

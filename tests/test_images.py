@@ -1,7 +1,11 @@
 """load_image: every image kind decodes to (H, W, 3) uint8 RGB; every bad file raises an error naming it."""
 
 import io
+import os
+import socket
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 
@@ -9,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from agecurriculum.data.images import ImageLoadError, load_image
+from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image, read_image_bytes
 
 
 def _save(path, img, **kwargs):
@@ -135,8 +139,113 @@ def test_bad_files_name_file_and_reason(tmp_path):
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(ImageLoadError, match="nope.jpg: file not found"):
         load_image(tmp_path / "nope.jpg")
-    with pytest.raises(ImageLoadError, match="cannot read file"):
+    with pytest.raises(ImageLoadError, match=r"not a regular file \(directory\)$"):
         load_image(tmp_path)
+
+
+# Loads each path given, printing one line per path: its error, or "ok". Further memory is capped at 1 GiB, so
+# that an unbounded read fails in this child (MemoryError) instead of exhausting the machine running the tests.
+_LOAD_IN_CHILD = """
+import resource, sys
+from agecurriculum.data.images import load_image
+size = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmSize:"))) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+for path in sys.argv[1:]:
+    try:
+        load_image(path)
+        print("ok", flush=True)
+    except Exception as e:
+        print(f"{type(e).__name__}: {e}", flush=True)
+"""
+
+
+@pytest.mark.skipif(not (hasattr(os, "mkfifo") and os.path.exists("/dev/zero") and os.path.isfile("/proc/self/status")),
+                    reason="needs FIFOs, /dev/zero and /proc (Linux)")
+def test_special_files_are_refused_before_opening(tmp_path):
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: forever
+    link = tmp_path / "good.jpg"
+    link.symlink_to("/dev/zero")  # a symlink is followed: what counts is what it points to
+    paths = [fifo, "/dev/zero", link]  # reading /dev/zero whole would take all memory
+    try:
+        child = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, *map(str, paths)], capture_output=True,
+                               text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"load_image blocked; it got through: {e.stdout!r}")
+    assert child.stdout.splitlines() == [
+        f"ImageLoadError: {fifo}: not a regular file (FIFO)",
+        "ImageLoadError: /dev/zero: not a regular file (character device)",
+        f"ImageLoadError: {link}: not a regular file (character device)",
+    ], child.stderr
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets on this platform")
+def test_socket_is_refused(tmp_path):
+    path = tmp_path / "s.png"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        with pytest.raises(ImageLoadError, match=r"s.png: not a regular file \(socket\)$"):
+            read_image_bytes(path)
+
+
+def _png_bytes():
+    buf = io.BytesIO()
+    Image.fromarray(_photo()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_file_size_limit(tmp_path):
+    assert DEFAULT_MAX_BYTES == 100 * 2**20
+    data = _png_bytes()
+    path = tmp_path / "a.png"
+    path.write_bytes(data)
+    n = len(data)
+    np.testing.assert_array_equal(load_image(path, max_bytes=n), _photo())  # exactly at the limit: fine
+    assert read_image_bytes(path, max_bytes=n) == data
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path, max_bytes=n - 1)
+    assert info.value.reason == "file too large"
+    assert str(info.value) == f"{path}: file too large ({n} bytes > limit of {n - 1} bytes)"
+    np.testing.assert_array_equal(load_image(path, max_bytes=None), _photo())
+    with pytest.raises(ValueError, match="max_bytes must be at least 1"):
+        load_image(path, max_bytes=0)
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/self/status"), reason="no /proc on this platform")
+def test_size_limit_holds_when_stat_says_less():
+    # /proc files are regular files whose stat size is 0, whatever they hold: so is a file that grows after stat.
+    # Only the read itself, capped at max_bytes + 1, catches them.
+    path = "/proc/self/status"
+    assert os.stat(path).st_size == 0
+    with pytest.raises(ImageLoadError, match=r"status: file too large \(at least 101 bytes > limit of 100 bytes\)"):
+        read_image_bytes(path, max_bytes=100)
+
+
+class _Endless(io.RawIOBase):
+    """A stream of zeros that never ends, handed out in short reads as a pipe does; counts what was read."""
+
+    def __init__(self):
+        self.served = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(len(buffer), 4096)
+        buffer[:n] = bytes(n)
+        self.served += n
+        return n
+
+
+def test_size_limit_on_bytes_and_file_objects():
+    data = _png_bytes()
+    with pytest.raises(ImageLoadError, match=rf"upload.png: file too large \({len(data)} bytes > limit of 100 bytes\)"):
+        load_image(data, max_bytes=100, name="upload.png")
+    np.testing.assert_array_equal(load_image(io.BytesIO(data), max_bytes=len(data)), _photo())
+    endless = _Endless()
+    with pytest.raises(ImageLoadError, match=r"<stream>: file too large \(at least 10001 bytes"):
+        load_image(endless, max_bytes=10_000, name="<stream>")
+    assert endless.served <= 10_001  # read up to the cap, no further
 
 
 def _png_header_only(width, height):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,9 +13,13 @@ from skimage import data as skdata
 
 from agecurriculum.bins import PAPER_BINS
 from agecurriculum.data.records import FEMALE, MALE
+from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE
+from agecurriculum.data.images import DEFAULT_MAX_BYTES
 from agecurriculum.inference import FaceVerifier, Predictor, ReleaseInfo, read_release_config, release
+from agecurriculum.inference.predictor import FEATURELESS_STD, MIN_FACE_PIXELS
 
-FACE_KEYS = ["box", "score", "gender", "gender_prob", "age_bin", "age_range", "age_probs", "age"]
+FACE_KEYS = ["box", "score", "gender", "gender_prob", "age_bin", "age_range", "age_probs", "age", "warning"]
+FLAT = f"featureless image (pixel std 0.0 < {FEATURELESS_STD}): the prediction is meaningless"
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +95,8 @@ def test_aligned_inputs_give_one_face_each(predictor):
         assert face["box"] == [0, 0, crop.shape[1], crop.shape[0]] and face["score"] is None
     # Different images, different predictions: the model's output depends on its input.
     assert results[0]["faces"][0]["age_probs"] != results[1]["faces"][0]["age_probs"]
+    # A flat grey image still gets an answer, flagged as meaningless; real pictures are not flagged.
+    assert [r["faces"][0]["warning"] for r in results] == [None, None, FLAT]
 
 
 def test_batches_do_not_change_results(release_dir):
@@ -148,3 +155,113 @@ def test_missing_default_release_says_so(monkeypatch, tmp_path):
 def test_unknown_backend_is_named(release_dir):
     with pytest.raises(ValueError, match="unknown backend"):
         Predictor.from_release(release_dir, backend="tflite")
+
+
+def fixed_predictor(release_dir, **kwargs):
+    """A predictor whose network always gives the same answer: for tests of everything but the network."""
+    backend = FixedBackend(read_release_config(release_dir), np.full(8, 1 / 8), [0.5, 0.5])
+    return Predictor(backend, verify=False, **kwargs)
+
+
+def test_tiny_and_malformed_inputs_are_per_input_errors(release_dir, tmp_path):
+    assert MIN_FACE_PIXELS == 16
+    dot = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (90, 60, 40)).save(dot)
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    inputs = [dot, np.zeros((0, 0, 3), np.uint8), noise[:15], np.zeros((20, 20, 3)), np.zeros((20, 20), np.uint8),
+              noise]
+    expected = [f"{dot}: image too small (1x1; at least 16 px a side)",
+                "input 1: image too small (0x0; at least 16 px a side)",
+                "input 2: image too small (16x15; at least 16 px a side)",
+                "input 3: expected an (H, W, 3) uint8 RGB image, got float64 array of shape (20, 20, 3)",
+                "input 4: expected an (H, W, 3) uint8 RGB image, got uint8 array of shape (20, 20)",
+                None]
+    for aligned in (True, False):
+        results = fixed_predictor(release_dir).predict(inputs, aligned=aligned)
+        assert [r["error"] for r in results] == expected
+        assert [len(r["faces"]) for r in results] == [0] * 5 + [1 if aligned else 0]
+
+
+def test_featureless_crops_are_flagged(release_dir, tmp_path):
+    flat_png, flat_jpeg = tmp_path / "flat.png", tmp_path / "flat.jpg"
+    Image.new("RGB", (120, 90), (200, 30, 30)).save(flat_png)
+    Image.new("RGB", (120, 90), (30, 120, 200)).save(flat_jpeg, quality=75)
+    inputs = [flat_png, flat_jpeg, np.zeros((64, 64, 3), np.uint8), astronaut()[60:180, 160:280]]
+    results = fixed_predictor(release_dir).predict(inputs, aligned=True)
+    assert [r["error"] for r in results] == [None] * 4
+    warnings = [r["faces"][0]["warning"] for r in results]
+    assert warnings[0] == warnings[2] == FLAT
+    assert warnings[1].startswith("featureless image (pixel std ")  # JPEG leaves a little noise, still flat
+    assert warnings[3] is None
+    json.dumps(results, allow_nan=False)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_real_face_crops_are_never_flagged(shared_data, release_dir):
+    # FairFace's validation set holds the least contrasted crops of ../shared/data (dark photos, grey-level std
+    # down to 9); UTKFace and MORPH-II add other cameras and lighting.
+    paths = sorted((shared_data / "fairface" / "val").glob("*.jpg"))
+    paths += sorted((shared_data / "utkface" / "UTKFace").glob("*.jpg"))[::20]
+    paths += sorted((shared_data / "morph2" / "images").glob("*"))[::5]
+    results = fixed_predictor(release_dir).predict(paths, aligned=True)
+    assert len(results) > 5000 and all(r["error"] is None for r in results)
+    assert [r["path"] for r in results if r["faces"][0]["warning"] is not None] == []
+
+
+def test_errors_are_never_empty(release_dir, tmp_path, monkeypatch):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(astronaut()).save(photo)
+    predictor = fixed_predictor(release_dir)
+
+    def out_of_memory(image):
+        raise MemoryError  # what numpy or dlib raise when an allocation fails: str() is ""
+
+    monkeypatch.setattr(predictor.aligner, "detect", out_of_memory)
+    results = predictor.predict([photo, astronaut()])
+    assert [r["error"] for r in results] == [f"{photo}: out of memory",
+                                             "input 1: out of memory"]
+
+    def bare_error(image):
+        raise RuntimeError
+
+    monkeypatch.setattr(predictor.aligner, "detect", bare_error)
+    assert predictor.predict([astronaut()])[0]["error"] == "input 0: RuntimeError"
+
+
+def test_max_bytes_reaches_load_image(release_dir, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(astronaut()).save(photo)
+    size = photo.stat().st_size
+    inputs = [photo]
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo.jpg")  # would block the whole run if it were opened
+        inputs.append(tmp_path / "fifo.jpg")
+    results = Predictor.from_release(release_dir, verify=False, max_bytes=size - 1).predict(inputs, aligned=True)
+    assert results[0]["error"] == f"{photo}: file too large ({size} bytes > limit of {size - 1} bytes)"
+    if len(inputs) == 2:
+        assert results[1]["error"] == f"{tmp_path / 'fifo.jpg'}: not a regular file (FIFO)"
+    assert fixed_predictor(release_dir).max_bytes == DEFAULT_MAX_BYTES
+    [face] = fixed_predictor(release_dir, max_bytes=size).predict([photo], aligned=True)[0]["faces"]
+    assert face["box"] == [0, 0, 512, 512]
+
+
+def test_large_photo_keeps_its_coordinates(predictor):
+    # The astronaut at twice her size in a 4000 px photo: the default max_detect_side (2000) searches a copy at
+    # half size, where her face is as large as in the original; the box comes back in the photo's pixels, and the
+    # crop, cut from the full-size photo, gives the prediction the face alone gives (up to the pixel or so that
+    # any two detections of one face differ by, which this untrained head's large weights magnify).
+    face_2x = np.asarray(Image.fromarray(astronaut()).resize((1024, 1024), Image.Resampling.BICUBIC))
+    x, y = 2500, 1700
+    photo = np.full((4000, 4000, 3), 128, np.uint8)
+    photo[y:y + 1024, x:x + 1024] = face_2x
+    assert predictor.aligner.max_detect_side == DEFAULT_MAX_DETECT_SIDE == 2000
+    [face] = predictor.predict([photo])[0]["faces"]
+    [alone] = predictor.predict([face_2x])[0]["faces"]
+    x0, y0, x1, y1 = alone["box"]
+    # HOG boxes move by a few pixels with the face's place in the photo: even full-size detection on this photo
+    # gives a box at 0.75 IoU with the face-alone one.
+    assert iou(face["box"], (x0 + x, y0 + y, x1 + x, y1 + y)) > 0.7
+    assert iou(face["box"], [2 * v + offset for v, offset in zip(ASTRONAUT_FACE, (x, y, x, y))]) > 0.7
+    assert face["age_bin"] == alone["age_bin"] and face["gender"] == alone["gender"]
+    np.testing.assert_allclose(face["age_probs"], alone["age_probs"], atol=0.05)

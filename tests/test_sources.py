@@ -17,6 +17,8 @@ from PIL import Image
 from agecurriculum.bins import ADIENCE_GROUPS
 from agecurriculum.data.sources import (
     DATASETS,
+    HISTOGRAM_DATASETS,
+    WHY_NOT_HISTOGRAM,
     AdienceKey,
     adience_age,
     adience_folds,
@@ -556,6 +558,11 @@ def test_discover(data_root: Path) -> None:
     assert list(histogram) == ["utkface", "adience", "morph2"]
     assert histogram["adience"].report.kept == 8
     assert list(discover(data_root, datasets=["fairface"])) == ["fairface"]
+
+
+def test_every_dataset_is_fitted_on_or_says_why_not() -> None:
+    assert set(WHY_NOT_HISTOGRAM) == set(DATASETS) - set(HISTOGRAM_DATASETS)
+    assert set(HISTOGRAM_DATASETS) <= set(DATASETS)
 
 
 def test_discover_partial_root(tmp_path: Path, morph_root: Path) -> None:

@@ -128,10 +128,10 @@ def test_clear_errors(tmp_path, data_root, capsys):
     base = ["train", "--config", str(config), "--set", f"data.cache={tmp_path / 'cache'}",
             "--set", f"out_dir={tmp_path / 'run'}"]
     assert main([*base, "--set", f"data.root={data_root}", "--set", "age_label_sigma=-1"]) == 2
-    assert "age_label_sigma must be a finite number >= 0, got -1" in capsys.readouterr().err
+    assert "age_label_sigma: must be >= 0, got -1.0" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # refused before any face was detected
     assert main([*base, "--set", f"data.root={data_root}", "--set", "data.balance=weighted"]) == 2
-    assert "data.balance: expected paper, sampler or none" in capsys.readouterr().err
+    assert "data.balance: expected one of paper, sampler, none" in capsys.readouterr().err
     assert main([*base, "--set", f"data.root={data_root}", "--set", "data.datasets=[utkface]"]) == 2
     assert "['morph2']" in capsys.readouterr().err
     assert main([*base, "--set", f"data.root={data_root}", "--set", "rep_ages=median"]) == 2
@@ -220,7 +220,7 @@ def test_distil_from_a_release(tmp_path, data_root, capsys):
     capsys.readouterr()
     for setting, message in ((["--set", "bins=[3, 7, 14, 24, 33, 43, 53]"], "predicts the age bins"),
                              (["--set", "data.padding=0.5"], "preprocessing padding=0.25"),
-                             (["--set", "distill_weight=2"], "distill_weight must be in [0, 1]")):
+                             (["--set", "distill_weight=2"], "distill_weight: must be >= 0, <= 1, got 2.0")):
         out = tmp_path / f"bad{len(message)}"
         assert main(["train", *common, "--set", f"out_dir={out}", "--set", f"teacher={teacher / 'release'}",
                      *setting]) == 2

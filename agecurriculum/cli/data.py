@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from agecurriculum.cli import CLIError
@@ -14,25 +15,40 @@ from agecurriculum.data.cache import CropCache, preprocess
 from agecurriculum.data.datasets import STRADDLE_RULES
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.records import LoadResult
-from agecurriculum.data.sources import DATASETS, discover, load_dataset
+from agecurriculum.data.sources import DATASETS, HISTOGRAM_DATASETS, WHY_NOT_HISTOGRAM, discover, load_dataset
 from agecurriculum.data.summary import build_data_report
 
 
-def add_source_arguments(parser: argparse.ArgumentParser, data_group=None) -> None:
-    """``--data ROOT`` (autodetect; added to ``data_group`` when given) and one ``--NAME DIR`` flag per dataset."""
-    (data_group or parser).add_argument("--data", type=Path, metavar="ROOT", help="a folder laid out like ../shared/data: every "
-                        "dataset found under it is used (" + ", ".join(DATASETS) + ")")
+def add_source_arguments(parser: argparse.ArgumentParser, data_group=None, used: Iterable[str] | None = None) -> None:
+    """``--data ROOT`` (autodetect; added to ``data_group`` when given) and one ``--NAME DIR`` flag per dataset.
+
+    ``used`` names the datasets the command uses, for the help text; default all.
+    """
+    names = ", ".join(DATASETS if used is None else used)
+    (data_group or parser).add_argument("--data", type=Path, metavar="ROOT", help="a folder laid out like "
+                                        f"../shared/data: every dataset found under it is used ({names})")
     for name, source in DATASETS.items():
         parser.add_argument(f"--{name}", type=Path, metavar="DIR", help=f"the {name} folder ({source.layout}); "
                             "overrides the one found under --data")
 
 
-def load_sources(args: argparse.Namespace, require_images: bool, datasets=None) -> dict[str, LoadResult]:
-    """The datasets named by ``--data`` and the per-dataset flags, loaded with ``require_images``."""
+def load_sources(
+    args: argparse.Namespace, require_images: bool, datasets: Iterable[str] | None = None
+) -> dict[str, LoadResult]:
+    """The datasets among ``datasets`` (default: all) that ``--data`` holds or a per-dataset flag names.
+
+    With ``datasets`` given, the result is empty when the sources hold only other datasets; the caller says why it
+    needs one of ``datasets``.
+
+    Raises:
+        CLIError: when neither ``--data`` nor a per-dataset flag is given.
+        ValueError: when ``--data`` holds none of the datasets and no flag names one; the message lists the layouts.
+    """
     wanted = list(DATASETS) if datasets is None else list(datasets)
-    flagged = {name: getattr(args, name) for name in wanted if getattr(args, name, None) is not None}
-    if args.data is None and not flagged:
+    given = {name: getattr(args, name) for name in DATASETS if getattr(args, name, None) is not None}
+    if args.data is None and not given:
         raise CLIError("give --data ROOT or at least one of " + ", ".join(f"--{n}" for n in DATASETS))
+    flagged = {name: folder for name, folder in given.items() if name in wanted}
     results: dict[str, LoadResult] = {}
     if args.data is not None:
         autodetect = [name for name in wanted if name not in flagged]
@@ -40,8 +56,11 @@ def load_sources(args: argparse.Namespace, require_images: bool, datasets=None) 
             try:
                 results.update(discover(args.data, require_images=require_images, datasets=autodetect))
             except ValueError:
-                if not flagged:
-                    raise
+                if not given:  # with a dataset flag, ROOT need not hold one
+                    if datasets is None:
+                        raise
+                    # ROOT lacks the wanted datasets: "no dataset found" (listing every layout) only if it lacks all.
+                    discover(args.data, require_images=False)
     for name, folder in flagged.items():
         results[name] = load_dataset(name, folder, require_images=require_images)
     return {name: results[name] for name in DATASETS if name in results}
@@ -55,8 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="per-dataset counts by age bin x gender, cleaning reports, the optimal bins, histogram PNGs",
         description="Prints, per dataset, image counts by age bin x gender and the label-cleaning report, and the "
         "unified age bins that AgeBinOptimizer finds over the labels of UTKFace, Adience and MORPH-II together "
-        "(all Adience fold rows and all MORPH-II table rows, images or not); writes histogram PNGs before and "
-        "after the paper's balancing.",
+        "(all Adience fold rows and all MORPH-II table rows, images or not; the paper's bins when none of them is "
+        "given, e.g. for FairFace alone, whose decade labels cannot fix bin boundaries); writes histogram PNGs "
+        "before and after the paper's balancing.",
     )
     add_source_arguments(report)
     report.add_argument("--out", type=Path, default=Path("data-report"), help="folder for the PNGs (default: %(default)s)")
@@ -107,9 +127,12 @@ def run_preprocess(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     images = load_sources(args, require_images=True)
-    labels = load_sources(args, require_images=False, datasets=("utkface", "adience", "morph2"))
+    labels = load_sources(args, require_images=False, datasets=HISTOGRAM_DATASETS)
     if not labels:
-        raise CLIError("the bins need the labels of at least one of utkface, adience, morph2")
+        # Only datasets the bins are not fitted on (FairFace): its counts are still worth seeing, in the paper's bins.
+        why = "".join(f"; {name}: {WHY_NOT_HISTOGRAM[name]}" for name in images if name in WHY_NOT_HISTOGRAM)
+        print(f"agecurriculum data report: note: the counts are in the paper's bins, since none of "
+              f"{', '.join(HISTOGRAM_DATASETS)} is given to fit the bins on{why}", file=sys.stderr)
     report = build_data_report(images, labels, straddle=args.straddle)
     plots = report.write_plots(args.out)
     if args.json:

@@ -1,13 +1,26 @@
-"""The ``agecurriculum`` command: one argparse sub-command per module in this package."""
+"""The ``agecurriculum`` command: one argparse sub-command per module in this package.
+
+Exit status (also in docs/errors.rst): 0 success, 2 an error (one line on stderr, ``agecurriculum COMMAND: error:
+...``; also argparse's usage errors), 130 interrupted (Ctrl-C), 141 the reader of stdout went away (``| head``), as
+for a Unix tool killed by SIGPIPE. ``AGECURRICULUM_TRACEBACK=1`` shows the Python traceback of an error instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from agecurriculum import __version__
-from agecurriculum.cli import CLIError, ablate, bins, data, ensemble, export, predict, protocol, train
+from agecurriculum.cli import CLIError, ablate, bins, data, describe_error, ensemble, export, predict, protocol, train
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+TRACEBACK_VARIABLE = "AGECURRICULUM_TRACEBACK"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,10 +42,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError) as err:
-        print(f"agecurriculum {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        with _one_line_warnings(args.command):
+            status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so that a closed pipe is met inside the try rather than at interpreter exit
+        return status
+    except BrokenPipeError:
+        # Whoever read stdout has gone (e.g. `| head -1`): stop quietly. Point stdout at /dev/null so that the
+        # interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"agecurriculum {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CLIError, ValueError, OSError, RuntimeError, MemoryError) as err:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(f"agecurriculum {args.command}: error: {describe_error(err)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    # A library warning (e.g. an ONNX cache that had to move) reaches the user as one line, not a source excerpt.
+    original = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_args, **_kwargs: f"agecurriculum {command}: warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
 
 
 if __name__ == "__main__":

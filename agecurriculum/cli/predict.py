@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from agecurriculum.cli import CLIError
-from agecurriculum.data.images import ImageLoadError, load_image
+from agecurriculum.cli import CLIError, describe_error
+from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference import DEFAULT_RELEASE_DIR, Predictor, draw_faces, face_label
 
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Finds every face (dlib HOG detector, each box confirmed by dlib's CNN detector), aligns it as "
         "the model was trained, and prints its box, gender and probability, likeliest age group, the age-group "
         "probabilities and the expected age in years. Unreadable inputs are reported and skipped; the exit "
-        "status is 0 unless no input path matches at all.",
+        "status is 0 unless no input path matches at all (2, as for any error; see docs/errors.rst).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="image files, folders (their image files, recursively, sorted) or glob patterns "
@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"{DEFAULT_RELEASE_DIR})")
     parser.add_argument("--json", action="store_true",
                         help="print exactly one JSON object per input on stdout: {path, faces: [{box, score, gender, "
-                        "gender_prob, age_bin, age_range, age_probs, age}], error}; progress goes to stderr")
+                        "gender_prob, age_bin, age_range, age_probs, age, warning}], error}; error is null, or why "
+                        "the input failed (then faces is [], unless only its --draw copy could not be written); a "
+                        "folder or pattern matching no image gets a line with its error too; progress goes to stderr")
     parser.add_argument("--aligned", action="store_true",
                         help="the inputs are already aligned face crops (e.g. UTKFace, FairFace): no detection, "
                         "one face per input whose box is the whole image")
@@ -58,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="keep every HOG box instead of re-checking it with dlib's CNN face detector: faster, "
                              "but face-like patterns (e.g. the mission patch in the astronaut photo) come out too")
+    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+                        help="largest input file read, in bytes; larger ones are that input's error (default: "
+                        f"{DEFAULT_MAX_BYTES} = {DEFAULT_MAX_BYTES // 2**20} MiB)")
     parser.add_argument("--device", default="cpu",
                         help="where the network runs: cpu, cuda, cuda:1, ... (default: cpu)")
     parser.set_defaults(func=run)
@@ -100,34 +105,41 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.upsample < 0:
         raise CLIError(f"--upsample must be at least 0, got {args.upsample}")
+    if args.max_bytes < 1:
+        raise CLIError(f"--max-bytes must be at least 1, got {args.max_bytes}")
     files, unmatched = expand_paths(args.paths)
     if len(unmatched) == len(args.paths):
         raise CLIError(f"no input matches {', '.join(unmatched)}")
-    for pattern in unmatched:
-        print(f"agecurriculum predict: warning: {pattern} matches no file", file=sys.stderr)
+    # A folder or pattern that names no image still gets its line (a missing file gets its own from the predictor).
+    empty = [{"path": pattern, "faces": [], "error": "matches no image file"} for pattern in unmatched
+             if pattern not in files]
+    for result in empty:
+        _print(result, args.json)
     predictor = Predictor.from_release(args.model, backend=args.backend, device=args.device,
-                                       batch_size=args.batch_size, verify=args.verify, upsample=args.upsample)
-    start, faces, errors, drawn_names = time.perf_counter(), 0, 0, set()
+                                       batch_size=args.batch_size, verify=args.verify, upsample=args.upsample,
+                                       max_bytes=args.max_bytes)
+    start, faces, errors, drawn_names = time.perf_counter(), 0, len(empty), set()
     for done, result in enumerate(predictor.iter_predict(files, aligned=args.aligned), 1):
+        if args.draw is not None and result["error"] is None:
+            # Drawn before printing: a drawing that cannot be written is this input's error, and the run goes on.
+            result["error"] = _draw(result, args.draw, drawn_names)
         faces += len(result["faces"])
         errors += result["error"] is not None
-        if args.json:
-            print(json.dumps(result, allow_nan=False), flush=True)
-        else:
-            _print_text(result)
-        if args.draw is not None and result["error"] is None:
-            _draw(result, args.draw, drawn_names)
+        _print(result, args.json)
         if args.json and sys.stderr.isatty():  # text mode: the lines themselves show the progress
             print(f"\r{done}/{len(files)} inputs", end="", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
     if args.json and sys.stderr.isatty():
         print(file=sys.stderr)
-    print(f"agecurriculum predict: {len(files)} input(s), {faces} face(s), {errors} unreadable, in {seconds:.1f} s "
+    print(f"agecurriculum predict: {len(files)} input(s), {faces} face(s), {errors} error(s), in {seconds:.1f} s "
           f"({len(files) / max(seconds, 1e-9):.1f} inputs/s)", file=sys.stderr)
     return 0
 
 
-def _print_text(result: dict) -> None:
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, allow_nan=False), flush=True)
+        return
     path = result["path"]
     if result["error"] is not None:
         print(f"{path}: error: {result['error']}")
@@ -135,15 +147,16 @@ def _print_text(result: dict) -> None:
         print(f"{path}: no face found")
     for i, face in enumerate(result["faces"], 1):
         x0, y0, x1, y1 = face["box"]
-        print(f"{path}: face {i} at ({x0}, {y0})-({x1}, {y1}): {face_label(face)}")
+        warning = f" (warning: {face['warning']})" if face.get("warning") else ""
+        print(f"{path}: face {i} at ({x0}, {y0})-({x1}, {y1}): {face_label(face)}{warning}")
 
 
-def _draw(result: dict, folder: Path, used: set[str]) -> None:
+def _draw(result: dict, folder: Path, used: set[str]) -> str | None:
+    """Writes the annotated copy of one input; returns why it could not, or None."""
     try:
         image = load_image(result["path"])
-    except ImageLoadError as err:  # changed since it was read: report, keep going
-        print(f"agecurriculum predict: warning: --draw: {err}", file=sys.stderr)
-        return
+    except ImageLoadError as err:  # changed since it was read
+        return f"--draw: {err}"
     source = Path(result["path"])
     suffix = source.suffix.lower() if source.suffix.lower() in _DRAW_SUFFIXES else ".png"
     name, n = source.stem + suffix, 1
@@ -153,4 +166,8 @@ def _draw(result: dict, folder: Path, used: set[str]) -> None:
     used.add(name)
     picture = draw_faces(image, result["faces"])
     image_format = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(suffix, suffix[1:].upper())
-    atomic_write(folder / name, lambda f: picture.save(f, format=image_format), durable=False)
+    try:
+        atomic_write(folder / name, lambda f: picture.save(f, format=image_format), durable=False)
+    except (OSError, ValueError) as err:  # a full disk, a read-only folder, a file where the folder should be
+        return f"--draw: cannot write the annotated photo: {describe_error(err)}"
+    return None

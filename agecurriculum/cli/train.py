@@ -7,7 +7,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from agecurriculum.cli import CLIError
+from agecurriculum.cli import CLIError, describe_error
 from agecurriculum.config import apply_overrides, load_config, settings_help
 from agecurriculum.train.run import RUN_CONFIG_FILE, evaluate_run, train
 
@@ -76,7 +76,11 @@ def run_train(args: argparse.Namespace) -> int:
     """Runs ``train``; returns the exit status."""
     config = apply_overrides(load_config(args.config), args.overrides)
     start = time.perf_counter()
-    result = train(config, resume=args.resume)
+    try:
+        result = train(config, resume=args.resume)
+    except OSError as err:  # a full disk, a read-only folder: the files written before are intact
+        raise CLIError(f"{describe_error(err)} (what was written before is kept: once the cause is fixed, rerun "
+                       "with --resume to go on from the last checkpoint)") from err
     if result.report is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
     for name, split in result.data.splits.items():

@@ -5,6 +5,10 @@ of the nose, from the ``face_recognition_models`` package), and ``dlib.get_face_
 face so the eyes land on the same pixels in every crop. Datasets that ship aligned crops already (UTKFace,
 FairFace, the Adience ``*_aligned_face`` files) skip all of that: :meth:`FaceAligner.align_crop_only` only makes
 them square and resizes them.
+
+Very large photos are costly to search: dlib's HOG detector at ``upsample=1`` took 3 GB on top of the photo for a
+64-megapixel one. With ``max_detect_side`` set, :class:`FaceAligner` searches a shrunk copy instead and maps the
+boxes back; the landmarks and the crop still come from the full-size photo, so crops keep their detail.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ import dlib
 import numpy as np
 from PIL import Image
 
-__all__ = ["AlignConfig", "DetectedFace", "FaceAligner", "landmark_model_path"]
+__all__ = ["AlignConfig", "DEFAULT_MAX_DETECT_SIDE", "DetectedFace", "FaceAligner", "check_image",
+           "landmark_model_path"]
+
+# A longest side to detect at that bounds detection to about 0.2 GB at upsample 1 while keeping every face of
+# ordinary photos (up to 2000 px: untouched); in a 4000 px phone photo faces from about 80 px are still found.
+DEFAULT_MAX_DETECT_SIDE = 2000
 
 
 @dataclass(frozen=True)
@@ -81,18 +90,25 @@ class FaceAligner:
 
     Args:
         config: detection and crop settings; defaults to ``AlignConfig()``.
+        max_detect_side: search for faces on a copy shrunk so that its longest side is at most this many pixels
+            (e.g. :data:`DEFAULT_MAX_DETECT_SIDE`), then scale the boxes back: bounds the detector's memory and
+            time on very large photos, at the cost of their smallest faces (the detector's ~40 px minimum at
+            ``upsample=1`` grows by the shrink factor). Landmarks and crops still come from the full-size image.
+            None (the default) detects at full size. Photos no larger than this are not touched, which is why
+            the setting is not part of :class:`AlignConfig` (the crop cache's key): it changes no crop of them.
     """
 
-    def __init__(self, config: AlignConfig | None = None) -> None:
+    def __init__(self, config: AlignConfig | None = None, max_detect_side: int | None = None) -> None:
+        if max_detect_side is not None and max_detect_side < 1:
+            raise ValueError(f"max_detect_side must be at least 1 (or None), got {max_detect_side}")
         self.config = config or AlignConfig()
+        self.max_detect_side = max_detect_side
         self._detector = None
         self._predictor = None
 
     def __getstate__(self) -> dict:
-        return {"config": self.config}  # dlib objects cannot be pickled; rebuilt lazily on the other side
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["config"])
+        # dlib objects cannot be pickled: left out, and rebuilt on first use on the other side
+        return {**self.__dict__, "_detector": None, "_predictor": None}
 
     def _models(self) -> tuple:
         if self._detector is None:
@@ -102,9 +118,13 @@ class FaceAligner:
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """All faces the detector finds, aligned, best score first (ties: larger box first)."""
-        image = _check_image(image)
+        image = check_image(image)
         detector, _ = self._models()
-        rects, scores, _ = detector.run(image, self.config.upsample, self.config.min_score)
+        searched = self._detection_copy(image)
+        rects, scores, _ = detector.run(searched, self.config.upsample, self.config.min_score)
+        if searched is not image:
+            rects = [_scale_rect(r, image.shape[1] / searched.shape[1], image.shape[0] / searched.shape[0])
+                     for r in rects]
         faces = [self._face(image, rect, score) for rect, score in zip(rects, scores)]
         faces = [f for f in faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= self.config.min_face_size]
         return sorted(faces, key=lambda f: (-f.score, -f.area))
@@ -117,7 +137,7 @@ class FaceAligner:
             box: a known face box ``(x0, y0, x1, y1)`` (ends exclusive), e.g. from the dataset's labels: the
                 landmarks are then found in it and the detector is not run.
         """
-        image = _check_image(image)
+        image = check_image(image)
         if box is None:
             faces = self.detect(image)
             return faces[0] if faces else None
@@ -132,12 +152,22 @@ class FaceAligner:
 
         For datasets that ship aligned faces: running the detector again would only lose some of them.
         """
-        image = _check_image(image)
+        image = check_image(image)
         h, w = image.shape[:2]
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
         square = Image.fromarray(image[top : top + side, left : left + side])
         return np.array(square.resize((self.config.size,) * 2, Image.Resampling.BICUBIC))  # PIL antialiases downscaling
+
+    def _detection_copy(self, image: np.ndarray) -> np.ndarray:
+        """``image`` itself, or a copy shrunk to ``max_detect_side`` when it is larger."""
+        h, w = image.shape[:2]
+        if self.max_detect_side is None or max(h, w) <= self.max_detect_side:
+            return image
+        scale = self.max_detect_side / max(h, w)
+        size = (max(round(w * scale), 1), max(round(h * scale), 1))
+        # PIL widens the filter when shrinking (antialiasing), so small details do not turn into HOG noise.
+        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
     def _face(self, image: np.ndarray, rect: dlib.rectangle, score: float) -> DetectedFace:
         _, predictor = self._models()
@@ -149,7 +179,20 @@ class FaceAligner:
         return DetectedFace(box=box, score=float(score), landmarks=landmarks, crop=np.ascontiguousarray(crop))
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+def _scale_rect(rect: dlib.rectangle, sx: float, sy: float) -> dlib.rectangle:
+    """``rect`` scaled by ``sx`` and ``sy``; its ends are inclusive (dlib's way), so the exclusive ones are scaled."""
+    left, top = round(rect.left() * sx), round(rect.top() * sy)
+    right, bottom = round((rect.right() + 1) * sx), round((rect.bottom() + 1) * sy)
+    return dlib.rectangle(left, top, max(right, left + 1) - 1, max(bottom, top + 1) - 1)
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` as C-contiguous memory, which dlib needs, after checking it is ``(H, W, 3)`` uint8 RGB.
+
+    Raises:
+        ValueError: any other array, naming its dtype and shape.
+    """
+    image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} array of shape {image.shape}")
-    return np.ascontiguousarray(image)  # dlib needs contiguous memory
+    return np.ascontiguousarray(image)

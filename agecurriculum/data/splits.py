@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from agecurriculum.data.records import FaceRecord
 
-__all__ = ["PARTS", "Split", "split_key", "part_of", "split_records"]
+__all__ = ["PARTS", "Split", "check_fractions", "split_key", "part_of", "split_records"]
 
 PARTS = ("train", "val", "test")
 
@@ -60,15 +60,17 @@ def split_key(record: FaceRecord, by_content: bool = True) -> str:
     return f"{record.dataset}/image/{record.path.parent.name}/{record.path.name}"
 
 
-def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    if len(fractions) != 3 or any(not f >= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """``fractions`` as a (train, val, test) tuple once they are three numbers >= 0 that sum to 1, else ValueError."""
+    if not isinstance(fractions, Sequence) or len(fractions) != 3 or any(
+            isinstance(f, bool) or not isinstance(f, (int, float)) or not f >= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"fractions must be three numbers >= 0 that sum to 1 (train, val, test), got {fractions!r}")
     return tuple(float(f) for f in fractions)  # type: ignore[return-value]
 
 
 def part_of(key: str, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> str:
     """``"train"``, ``"val"`` or ``"test"`` for a split key (see :func:`split_key`)."""
-    train, val, _ = _check_fractions(fractions)
+    train, val, _ = check_fractions(fractions)
     digest = hashlib.sha256(f"{seed}\0{key}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     return "train" if u < train else "val" if u < train + val else "test"
@@ -89,7 +91,7 @@ def split_records(
     Raises:
         ValueError: if ``fractions`` are not three non-negative numbers summing to 1.
     """
-    fractions = _check_fractions(fractions)
+    fractions = check_fractions(fractions)
     parts: dict[str, list[FaceRecord]] = {part: [] for part in PARTS}
     for record in records:
         parts[part_of(split_key(record, by_content), fractions, seed)].append(record)

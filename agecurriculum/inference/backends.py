@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from agecurriculum.devices import parse_device, resolve_device
 from agecurriculum.inference.release import check_release_config
 from agecurriculum.train.checkpoint import load_release
 
@@ -41,8 +42,8 @@ class TorchBackend:
     """
 
     def __init__(self, release_dir: str | Path, device: str | torch.device = "cpu") -> None:
+        self.device = resolve_device(device)  # before the weights load: a bad --device fails at once
         self.model, self.config = load_release(release_dir)
-        self.device = torch.device(device)
         self.model.to(self.device)
 
     @torch.no_grad()
@@ -71,8 +72,8 @@ class OnnxBackend:
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: it is not an ONNX model exported by this library, the device is not available, or ``threads``
-            is below 1.
+        ValueError: it is not an ONNX model exported by this library, the device is not a device name or not
+            available, or ``threads`` is below 1.
     """
 
     def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None,
@@ -89,7 +90,7 @@ class OnnxBackend:
             options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
         providers: list[Any] = ["CPUExecutionProvider"]
-        dev = torch.device(device)
+        dev = parse_device(device)  # not resolve_device: onnxruntime-gpu may see a GPU a CPU-only torch does not
         if dev.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise ValueError(f"device {device}: this onnxruntime has no CUDA provider "

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -90,10 +92,15 @@ def cached_onnx(release_dir: str | Path, cache_dir: str | Path | None = None) ->
 
     A release installed read-only (the default model inside the package) cannot hold its own ``model.onnx``; this
     exports it once into ``cache_dir`` (default :func:`default_onnx_cache`) under the SHA-256 of its weights and
-    config, so changed weights never reuse a stale export.
+    config, so changed weights never reuse a stale export. Beside it goes the SHA-256 of the exported file
+    (``.sha256``): a cached file that was cut short or changed later no longer matches it and is exported again.
+    When the default cache cannot be written (a read-only home folder), the export goes to a folder in the
+    system's temporary directory instead, with a warning that says how to choose the place
+    (``AGECURRICULUM_CACHE``).
 
     Raises:
         FileNotFoundError, ValueError: as :func:`export_onnx`.
+        OSError: ``cache_dir`` (or, without one, both the default cache and the temporary folder) cannot be written.
     """
     release_dir = Path(release_dir)
     digest = hashlib.sha256()
@@ -102,5 +109,24 @@ def cached_onnx(release_dir: str | Path, cache_dir: str | Path | None = None) ->
             digest.update((release_dir / name).read_bytes())
         except OSError as err:
             raise FileNotFoundError(f"{release_dir / name}: cannot read the release: {err.strerror or err}") from None
-    path = Path(cache_dir or default_onnx_cache()) / f"{digest.hexdigest()[:32]}.onnx"
-    return path if path.is_file() else export_onnx(release_dir, path)
+    name = f"{digest.hexdigest()[:32]}.onnx"
+    if cache_dir is not None:
+        return _cached_export(release_dir, Path(cache_dir) / name)
+    try:
+        return _cached_export(release_dir, default_onnx_cache() / name)
+    except OSError as err:
+        fallback = Path(tempfile.gettempdir()) / f"agecurriculum-{os.getuid() if hasattr(os, 'getuid') else 0}" / "onnx"
+        warnings.warn(f"cannot write the ONNX cache {default_onnx_cache()} ({err.strerror or err}); using {fallback} "
+                      "instead: set AGECURRICULUM_CACHE to a writable folder to keep the export", stacklevel=2)
+        return _cached_export(release_dir, fallback / name)
+
+
+def _cached_export(release_dir: Path, path: Path) -> Path:
+    checksum = path.with_suffix(".sha256")
+    if path.is_file() and checksum.is_file():
+        if hashlib.sha256(path.read_bytes()).hexdigest() == checksum.read_text(encoding="ascii").strip():
+            return path
+        warnings.warn(f"{path}: cached ONNX export is damaged (checksum mismatch); exporting it again", stacklevel=3)
+    export_onnx(release_dir, path)
+    atomic_write(checksum, hashlib.sha256(path.read_bytes()).hexdigest().encode("ascii"))
+    return path

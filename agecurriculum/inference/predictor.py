@@ -2,13 +2,16 @@
 
 For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
 
-1. decodes it with :func:`~agecurriculum.data.images.load_image` (EXIF rotation, grayscale, transparency); a file
-   that cannot be read becomes that input's ``error`` string and the run goes on;
-2. finds every face with dlib's HOG detector, has dlib's CNN detector confirm each box
-   (:class:`~agecurriculum.inference.FaceVerifier`: false boxes on face-like patterns are dropped), and aligns each
-   face on its five landmarks at the release's ``image_size`` and ``padding``, as training did
-   (:class:`~agecurriculum.data.FaceAligner`); with ``aligned=True`` the input is taken as one already aligned face
-   crop instead, made square and resized as training did for UTKFace's crops;
+1. decodes it with :func:`~agecurriculum.data.images.load_image` (EXIF rotation, grayscale, transparency; files
+   over ``max_bytes`` and paths that are not regular files are refused); a file that cannot be read, an array that
+   is not ``(H, W, 3)`` uint8, and an image under :data:`MIN_FACE_PIXELS` a side become that input's ``error``
+   string and the run goes on;
+2. finds every face with dlib's HOG detector (on a copy shrunk to ``max_detect_side`` pixels when the photo is
+   larger, which bounds the detector's memory; landmarks and crops come from the full-size photo), has dlib's CNN
+   detector confirm each box (:class:`~agecurriculum.inference.FaceVerifier`: false boxes on face-like patterns
+   are dropped), and aligns each face on its five landmarks at the release's ``image_size`` and ``padding``, as
+   training did (:class:`~agecurriculum.data.FaceAligner`); with ``aligned=True`` the input is taken as one already
+   aligned face crop instead, made square and resized as training did for UTKFace's crops;
 3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
    ``batch_size`` faces (faces of several inputs share a batch).
 
@@ -22,8 +25,15 @@ Each input gives one dict, in input order::
                 "age_bin": 4,              # index of the likeliest age bin
                 "age_range": [24, 34],     # that bin's ages in years, both ends included
                 "age_probs": [...],        # probability of every age bin, in bin order
-                "age": 29.3}],             # expected age in years: sum_k age_probs[k] * rep_ages[k]
-     "error": None}                  # or the reason the input could not be read (then "faces" is [])
+                "age": 29.3,               # expected age in years: sum_k age_probs[k] * rep_ages[k]
+                "warning": None}],         # always there: None, or why the prediction is not to be trusted
+     "error": None}                  # or why the input could not be used, never empty (then "faces" is [])
+
+A face's ``warning`` is set when its crop is featureless: the standard deviation of the crop's gray levels (ITU-R
+601 luma, 0-255) is below :data:`FEATURELESS_STD`, as for a flat colour image given with ``aligned=True``. The
+network still answers, confidently even, but the answer says nothing about a face. Real face crops are far above
+the threshold (the lowest of the UTKFace, FairFace validation, Adience and MORPH-II crops in ``../shared/data``
+was 9.0, the 1st percentile 18).
 
 Faces are ordered by detection score, best first. ``rep_ages`` are the release's representative bin ages (see
 :class:`~agecurriculum.inference.ReleaseInfo`); the expected age is a smooth summary of the bin probabilities, and
@@ -40,17 +50,25 @@ from typing import Any, Union
 
 import numpy as np
 
-from agecurriculum.data.faces import AlignConfig, FaceAligner
-from agecurriculum.data.images import load_image
+from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE, AlignConfig, FaceAligner, check_image
+from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image
 from agecurriculum.data.transforms import normalise_crops
+from agecurriculum.errors import describe_error
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
 from agecurriculum.inference.export import cached_onnx
 from agecurriculum.inference.release import GENDER_NAMES, ReleaseInfo, resolve_release
 from agecurriculum.inference.verify import FaceVerifier
 
-__all__ = ["ONNX_FILE", "Predictor", "PredictorInput"]
+__all__ = ["FEATURELESS_STD", "MIN_FACE_PIXELS", "ONNX_FILE", "Predictor", "PredictorInput"]
 
 ONNX_FILE = "model.onnx"  # where the onnx backend looks for the exported model inside a release folder
+# Shortest side an input may have, in pixels: below it a crop holds too little of a face to mean anything (dlib's
+# landmarks need a few pixels per eye), and with aligned=True a 1x1 image would otherwise get a confident answer.
+MIN_FACE_PIXELS = 16
+# Gray-level standard deviation (0-255 scale) under which a crop counts as featureless: flat colour is 0, JPEG
+# noise on it about 1, the least contrasted real face crop seen 9 (see the module docstring).
+FEATURELESS_STD = 2.0
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 weights, as PIL's RGB-to-L conversion
 
 PredictorInput = Union[str, os.PathLike, np.ndarray]
 
@@ -66,17 +84,24 @@ class Predictor:
             :class:`FaceVerifier` with its default settings, or pass your own; False keeps every HOG box.
         upsample: HOG detector upsamplings (see :class:`~agecurriculum.data.AlignConfig`): 1 finds faces down to
             about 40 px.
+        max_bytes: largest image file read, in bytes (see :func:`~agecurriculum.data.images.load_image`); a
+            larger one is that input's error. None for no limit.
+        max_detect_side: photos whose longest side exceeds this many pixels are searched for faces on a copy
+            shrunk to it (see :class:`~agecurriculum.data.FaceAligner`); None searches every photo at full size,
+            which for a 64-megapixel photo takes about 3 GB.
     """
 
     def __init__(self, backend: Backend, batch_size: int = 32, verify: bool | FaceVerifier = True,
-                 upsample: int = 1) -> None:
+                 upsample: int = 1, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
         self.release = ReleaseInfo.from_config(backend.config)
         self.batch_size = batch_size
+        self.max_bytes = max_bytes
         self.aligner = FaceAligner(AlignConfig(size=self.release.image_size, padding=self.release.padding,
-                                               upsample=upsample))
+                                               upsample=upsample), max_detect_side=max_detect_side)
         self.verifier = verify if isinstance(verify, FaceVerifier) else FaceVerifier() if verify else None
 
     @classmethod
@@ -93,7 +118,8 @@ class Predictor:
                 into the cache of :func:`~agecurriculum.inference.export.cached_onnx`.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
             batch_size: faces per forward pass.
-            **kwargs: more :class:`Predictor` arguments (``verify``, ``upsample``).
+            **kwargs: more :class:`Predictor` arguments (``verify``, ``upsample``, ``max_bytes``,
+                ``max_detect_side``).
 
         Raises:
             FileNotFoundError: the release (or its ONNX file) is missing, or no default model is installed.
@@ -150,9 +176,11 @@ class Predictor:
         is_array = isinstance(item, np.ndarray)
         result: dict[str, Any] = {"path": None if is_array else os.fspath(item), "faces": [], "error": None}
         try:
-            image = item if is_array else load_image(item)
+            image = check_image(item) if is_array else load_image(item, max_bytes=self.max_bytes)
+            h, w = image.shape[:2]
+            if min(h, w) < MIN_FACE_PIXELS:
+                raise ValueError(f"image too small ({w}x{h}; at least {MIN_FACE_PIXELS} px a side)")
             if aligned:
-                h, w = image.shape[:2]
                 crops = [self.aligner.align_crop_only(image)]
                 result["faces"] = [{"box": [0, 0, int(w), int(h)], "score": None}]
             else:
@@ -160,9 +188,10 @@ class Predictor:
                          if self.verifier is None or self.verifier.is_face(image, f.box)]
                 crops = [f.crop for f in faces]
                 result["faces"] = [{"box": [int(v) for v in f.box], "score": _number(f.score)} for f in faces]
-        except (ValueError, OSError, RuntimeError, MemoryError) as e:  # ImageLoadError is a ValueError
-            # The file's errors name it already; an array has no name but its place in the input.
-            result["error"] = f"input {index}: {e}" if is_array else str(e)
+        except (ValueError, OSError, RuntimeError, MemoryError) as e:
+            # A file's ImageLoadError names it already; other errors get its path, or an array its place in the input.
+            label = f"input {index}" if is_array else result["path"]
+            result["error"] = str(e) if isinstance(e, ImageLoadError) else f"{label}: {describe_error(e)}"
             result["faces"], crops = [], []
         return result, crops
 
@@ -175,9 +204,9 @@ class Predictor:
                 age_probs.append(age)
                 gender_probs.append(gender)
             faces = iter(zip(np.concatenate(age_probs), np.concatenate(gender_probs)))
-            for result, _ in pending:
-                for face in result["faces"]:
-                    face.update(self._describe(*next(faces)))
+            for result, item_crops in pending:
+                for face, crop in zip(result["faces"], item_crops):
+                    face.update(self._describe(*next(faces)), warning=_featureless_warning(crop))
         for result, _ in pending:
             yield result
 
@@ -200,3 +229,12 @@ class Predictor:
 
 def _number(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
+
+
+def _featureless_warning(crop: np.ndarray) -> str | None:
+    """The ``warning`` of a face whose crop is ``crop``: set when the crop is featureless (module docstring)."""
+    std = float((crop @ _LUMA).std())
+    if std >= FEATURELESS_STD:
+        return None
+    return f"featureless image (pixel std {std:.1f} < {FEATURELESS_STD}): the prediction is meaningless"
+

@@ -23,6 +23,7 @@ model's constructor arguments, the age bins, the preprocessing the model expects
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from collections.abc import Mapping
@@ -74,8 +75,17 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> None:
-    """Writes a checkpoint dict to ``path`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda f: torch.save(dict(checkpoint), f))
+    """Writes a checkpoint dict to ``path`` atomically (see :func:`atomic_write`).
+
+    Raises:
+        OSError: naming ``path`` when it cannot be written (full disk, read-only file system, ...); the checkpoint
+            that was there before is kept.
+    """
+    # Serialised in memory first: torch.save turns a failed write (a full disk) into a RuntimeError that says
+    # neither the file nor the reason, whereas atomic_write reports the OSError itself.
+    buffer = io.BytesIO()
+    torch.save(dict(checkpoint), buffer)
+    atomic_write(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -27,7 +27,9 @@ import yaml
 from torch.utils.data import Dataset
 
 from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS, AgeBins
-from agecurriculum.config import RunConfig
+from agecurriculum.config import RunConfig, check_config
+from agecurriculum.devices import resolve_device
+from agecurriculum.fileio import ensure_writable_folder
 from agecurriculum.data.balance import BalancedDataset, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
 from agecurriculum.data.datasets import IGNORE, FaceDataset
@@ -164,8 +166,7 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
     data = config.data
     if data.root is None:
         raise ValueError("data.root: not set; give the folder holding the datasets (e.g. --set data.root=DIR)")
-    if data.balance not in ("paper", "sampler", "none"):
-        raise ValueError(f"data.balance: expected paper, sampler or none, got {data.balance!r}")
+    check_config(config)
     loaded = discover(data.root, require_images=True, datasets=data.datasets)
     aligner = FaceAligner(AlignConfig(size=data.image_size, padding=data.padding))
     cache = CropCache(Path(data.cache).expanduser())
@@ -276,14 +277,20 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
 
     Raises:
         ValueError: bad configuration, or a schedule naming datasets that were not prepared.
+        OSError: ``out_dir`` or the crop cache cannot be written (checked before any data is prepared for
+            ``out_dir``); what was written before, e.g. the last checkpoint, is kept.
     """
     out = Path(config.out_dir)
-    # A bad loss setting fails first.
+    # A bad setting, or a device this machine does not have, fails first, before any data is prepared.
+    check_config(config)
+    resolve_device(config.trainer.device)
     loss_fn = create_loss(config.loss, age_label_sigma=config.age_label_sigma, distill_weight=config.distill_weight)
     if config.rep_ages not in REP_AGES_NOTES:
         raise ValueError(f"rep_ages: {config.rep_ages!r} is not one of {', '.join(REP_AGES_NOTES)}")
     ddp.init_distributed()
     main = ddp.is_main_process()
+    if main:  # an out_dir that cannot be written fails now, not after the data is prepared and the model trained
+        ensure_writable_folder(out)
     prepared = prepared if prepared is not None else _prepare_on_rank0_first(config)
     schedule = build_schedule(config, len(prepared.bins))
     missing = [name for name in schedule.datasets if name not in prepared.train_sets]

@@ -54,7 +54,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
+from agecurriculum.config import TrainerConfig, check_config
 from agecurriculum.data.balance import balanced_weights
+from agecurriculum.devices import resolve_device
 from agecurriculum.data.datasets import FilteredDataset, age_bins_of
 from agecurriculum.losses import LossParts, MultiTaskLoss, UncertaintyLoss
 from agecurriculum.schedule import TrainingSchedule
@@ -65,28 +67,6 @@ __all__ = ["TrainerConfig", "EpochRecord", "EvalResult", "SchedulePosition", "Cu
 
 # Config fields that say where/how fast a run executes, not what it computes: a resume may change them.
 _RUNTIME_ONLY_FIELDS = frozenset({"device", "num_workers", "progress"})
-
-
-@dataclass
-class TrainerConfig:
-    """Settings of :class:`CurriculumTrainer`; saved with each run so it can be repeated."""
-
-    batch_size: int = 32  # images per optimisation step (per process in a distributed run)
-    lr: float = 1e-3  # initial learning rate of the default AdamW optimizer
-    weight_decay: float = 1e-4  # AdamW weight decay (not applied to the loss's log-variances)
-    seed: int = 0  # seeds model-independent randomness: the data order of every epoch
-    device: str = "cpu"  # torch device string, e.g. "cuda:0"; plain "cuda" under torchrun means cuda:LOCAL_RANK
-    num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
-    plateau_factor: float = 0.1  # ReduceLROnPlateau: LR multiplier when the validation loss stalls
-    plateau_patience: int = 2  # ReduceLROnPlateau: epochs without improvement before the LR drops
-    early_stopping_patience: int | None = 5  # epochs without validation improvement before a dataset's epochs
-    # in the current stage end early; None disables early stopping
-    max_steps_per_epoch: int | None = None  # cap on batches per epoch (smoke tests, demos); None = whole epoch
-    amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
-    # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
-    progress: bool = False  # show a per-step progress bar (loss, images/s) on rank 0
-    sampling: str = "shuffle"  # shuffle: each item once per epoch | balanced: draws with replacement so that every
-    # age bin of the stage's view is seen equally often (the weighted-sampler alternative to the paper's balancing)
 
 
 @dataclass
@@ -217,8 +197,7 @@ class CurriculumTrainer:
         if missing:
             raise ValueError(f"the schedule names datasets with no training set: {missing}")
         self.config = config or TrainerConfig()
-        if self.config.sampling not in ("shuffle", "balanced"):
-            raise ValueError(f"config.sampling: expected shuffle or balanced, got {self.config.sampling!r}")
+        check_config(self.config, "config.")
         self.rank, self.world_size = ddp.get_rank(), ddp.get_world_size()
         self.device = self._pick_device()
         self.model = model.to(self.device)
@@ -247,7 +226,7 @@ class CurriculumTrainer:
         self._views: tuple[tuple[int, str], FilteredDataset, FilteredDataset | None] | None = None
 
     def _pick_device(self) -> torch.device:
-        device = torch.device(self.config.device)
+        device = resolve_device(self.config.device)
         if device.type == "cuda" and device.index is None and self.world_size > 1:
             # One GPU per process: torchrun's LOCAL_RANK picks it (init_distributed made it the current one).
             device = torch.device("cuda", torch.cuda.current_device())

@@ -1,0 +1,57 @@
+"""Device names: a string the user typed (``--device``, ``trainer.device``) checked against what this machine has.
+
+``torch.device("bogus")`` raises a RuntimeError listing every device *type* torch knows, and ``"cuda"`` on a machine
+without a GPU only fails at the first ``.to()``, deep inside model loading. :func:`resolve_device` turns both into
+one :class:`ValueError` that says which devices this machine does have.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["available_devices", "parse_device", "resolve_device"]
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on: ``cpu``, then ``cuda:0`` ... for every visible GPU, then ``mps``."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def parse_device(name: str | torch.device) -> torch.device:
+    """``name`` as a :class:`torch.device`, without checking that this machine has it.
+
+    Raises:
+        ValueError: the name is not a device; the message lists the devices this machine has.
+    """
+    try:
+        return torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name!r}: not a device name; this machine has: "
+                         f"{', '.join(available_devices())}") from None
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``name`` as a :class:`torch.device`, once it is known to exist here.
+
+    Args:
+        name: ``"cpu"``, ``"cuda"`` (the current GPU), ``"cuda:1"``, ``"mps"``, or a device.
+
+    Raises:
+        ValueError: the name is not a device, or this machine has no such device; the message lists those it has.
+    """
+    device = parse_device(name)
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        ok = torch.cuda.is_available() and (device.index is None or device.index < torch.cuda.device_count())
+    else:
+        ok = device.type in {d.split(":")[0] for d in available_devices()}
+    if not ok:
+        raise ValueError(f"device {name!r}: not available on this machine; it has: {', '.join(available_devices())}")
+    return device
