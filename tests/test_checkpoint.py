@@ -238,3 +238,16 @@ def test_release_errors(tmp_path):
     (tmp_path / "r" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="model.safetensors"):
         load_release(tmp_path / "r")
+
+
+def test_preprocessing_mismatch_compares_the_framing_of_photos_not_of_training_sets():
+    from agecurriculum.train.checkpoint import preprocessing_mismatch
+    from agecurriculum.train.run import alignment_record
+
+    base = {"image_size": 160, "mean": [0.5] * 3, "std": [0.5] * 3, "padding": 0.25}
+    old = {**base, "alignment": {"utkface": "aligned", "other": "detect"}}
+    new = {**base, "alignment": alignment_record()}
+    assert new["alignment"] == {"utkface": "aligned", "fairface": "aligned", "other": "detect"}
+    assert preprocessing_mismatch(old, new) is None  # a release trained on FairFace as crops can teach the old one
+    assert preprocessing_mismatch(old, {**base, "alignment": {"other": "aligned"}}) == "alignment"
+    assert preprocessing_mismatch(old, {**old, "padding": 0.3}) == "padding"

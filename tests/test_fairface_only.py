@@ -10,7 +10,8 @@ from generated_data import shifted_face
 from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS
 from agecurriculum.cli.main import main
 from agecurriculum.data.records import FaceRecord
-from agecurriculum.data.sources import load_fairface
+from agecurriculum.data.sources import DATASETS, discover, load_fairface
+from agecurriculum.data.splits import split_records
 from agecurriculum.data.summary import age_distribution
 
 # Every FairFace age group once, alternating genders, plus a second 0-2 and a second "more than 70".
@@ -104,7 +105,7 @@ def test_bins_notes_a_fairface_flag_beside_a_histogram_dataset(fairface_only_roo
 
 def test_bins_checks_the_fairface_folder_it_is_given(tmp_path, capsys):
     assert main(["bins", "--fairface", str(tmp_path)]) == 2
-    assert "not a fairface folder; expected fairface_label_val.csv and val/" in one_line_error(capsys.readouterr())
+    assert f"not a fairface folder; expected {DATASETS['fairface'].layout}" in one_line_error(capsys.readouterr())
 
 
 @pytest.mark.parametrize(
@@ -162,3 +163,27 @@ def test_fairface_only_commands_on_the_real_data(shared_data, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["datasets"]["fairface"]["counts"] == summary["counts"]
     assert main(["bins", "--data", str(root)]) == 2
     assert WHY in one_line_error(capsys.readouterr())
+
+
+def test_both_fairface_tables_load_and_adding_one_moves_no_image_between_parts(fairface_only_root):
+    folder = fairface_only_root / "fairface"
+    val_only = discover(fairface_only_root, datasets=["fairface"])["fairface"].records
+    (folder / "train").mkdir()
+    lines = ["file,age,gender,race,service_test"]
+    for i in range(6):
+        shifted_face(100 + i, 32).save(folder / "train" / f"{i}.jpg")
+        lines.append(f"train/{i}.jpg,30-39,{'Male' if i % 2 else 'Female'},Indian,False")
+    (folder / "fairface_label_train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    loaded = discover(fairface_only_root, datasets=["fairface"])["fairface"]
+    assert loaded.report.total == len(FAIRFACE_ROWS) + 6 and len(loaded.records) == len(FAIRFACE_ROWS) + 6
+    assert loaded.records[:len(val_only)] == val_only  # the validation table first, as before
+    assert {r.path.parent.name for r in loaded.records} == {"val", "train"}
+    before, after = split_records(val_only), split_records(loaded.records)
+    for part in ("train", "val", "test"):
+        assert set(getattr(before, part)) <= set(getattr(after, part))
+
+
+def test_fairface_images_are_taken_as_aligned_crops():
+    # They are dlib face chips at padding 0.25: the detector would only lose some of them.
+    assert DATASETS["fairface"].framing == "aligned" and DATASETS["utkface"].framing == "aligned"
+    assert DATASETS["adience"].framing == DATASETS["morph2"].framing == "detect"

@@ -104,16 +104,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prep.set_defaults(func=run_preprocess)
 
 
-# UTKFace ships aligned crops; the others are photos (or coarse crops) in which the face must be found.
-ALIGNED_DATASETS = ("utkface",)
-
-
 def run_preprocess(args: argparse.Namespace) -> int:
     aligner = FaceAligner(AlignConfig(size=args.size, padding=args.padding, upsample=args.upsample))
     cache = CropCache(args.cache)
     failures = []
     for name, loaded in load_sources(args, require_images=True).items():
-        mode = "aligned" if name in ALIGNED_DATASETS else "detect"
+        mode = DATASETS[name].framing
         print(f"{name}: {len(loaded.records)} images, mode {mode}", file=sys.stderr)
         result = preprocess(loaded.records, aligner, cache, mode=mode, workers=args.workers)
         counts = ", ".join(f"{n} {reason}" for reason, n in result.failure_counts.items()) or "none"

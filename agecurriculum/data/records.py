@@ -10,10 +10,11 @@ subject id and face box. Loaders never silently fix or skip a label: each change
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MALE", "FEMALE", "FaceRecord", "CleaningReport", "LoadResult"]
+__all__ = ["MALE", "FEMALE", "FaceRecord", "CleaningReport", "LoadResult", "merge_results"]
 
 MALE = 0
 FEMALE = 1
@@ -104,3 +105,13 @@ class LoadResult:
 
     records: list[FaceRecord]
     report: CleaningReport
+
+
+def merge_results(results: Sequence[LoadResult]) -> LoadResult:
+    """Several loads of one dataset (e.g. its label tables) as one: records in order, one summed report."""
+    report = CleaningReport(results[0].report.dataset)
+    for result in results:
+        report.total += result.report.total
+        report.cleaned += result.report.cleaned
+        report.dropped += result.report.dropped
+    return LoadResult([r for result in results for r in result.records], report)

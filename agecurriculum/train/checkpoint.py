@@ -235,8 +235,16 @@ def check_release_config(config: Any, source: str) -> dict[str, Any]:
 
 
 def preprocessing_mismatch(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> str | None:
-    """The first :data:`SHARED_PREPROCESSING` entry on which two releases' ``preprocessing`` differ, or None."""
-    return next((key for key in SHARED_PREPROCESSING if ours.get(key) != theirs.get(key)), None)
+    """The first :data:`SHARED_PREPROCESSING` entry on which two releases' ``preprocessing`` differ, or None.
+
+    Of ``alignment`` only the framing of photos (``"other"``) counts: the one every release applies at prediction.
+    Which datasets a release was trained on as ready-made crops does not change what it is given.
+    """
+    def value(config: Mapping[str, Any], key: str) -> Any:
+        entry = config.get(key)
+        return entry.get("other") if key == "alignment" and isinstance(entry, Mapping) else entry
+
+    return next((key for key in SHARED_PREPROCESSING if value(ours, key) != value(theirs, key)), None)
 
 
 def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier | EnsembleClassifier, dict[str, Any]]:

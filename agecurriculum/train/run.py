@@ -35,7 +35,7 @@ from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
 from agecurriculum.data.datasets import IGNORE, FaceDataset
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.records import FaceRecord
-from agecurriculum.data.sources import HISTOGRAM_DATASETS, discover
+from agecurriculum.data.sources import DATASETS, HISTOGRAM_DATASETS, discover
 from agecurriculum.data.splits import PARTS, Split, split_records
 from agecurriculum.data.summary import age_distribution, fit_age_bins
 from agecurriculum.data.transforms import eval_transform, train_transform
@@ -62,8 +62,6 @@ from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
 __all__ = ["RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_schedule", "evaluate_run", "prepare_data",
            "train"]
 
-# UTKFace ships aligned crops; the others are photos (or coarse crops) in which the face must be found.
-ALIGNED_DATASETS = ("utkface",)
 RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
 
 
@@ -144,6 +142,12 @@ def _resolve_bins(config: RunConfig, splits: dict[str, Split]) -> AgeBins:
     raise ValueError(f"bins: expected auto, paper or a list of boundaries, got {config.bins!r}")
 
 
+def alignment_record() -> dict[str, str]:
+    """The release's ``preprocessing.alignment``: the framing of each dataset trained on aligned crops as they
+    are, and ``"other"``: ``"detect"``, how every other dataset's faces, and every photo at prediction, are framed."""
+    return {**{name: s.framing for name, s in DATASETS.items() if s.framing != "detect"}, "other": "detect"}
+
+
 def prepare_data(config: RunConfig, bins: AgeBins | None = None,
                  splits_override: Mapping[str, Split] | None = None) -> PreparedData:
     """Loads, subsamples, splits and crops the datasets of ``config.data``, and builds the torch datasets.
@@ -179,7 +183,7 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
         raise ValueError(f"splits_override: dataset(s) {unknown} not found under {data.root} (found: {list(loaded)};"
                          f" data.datasets: {data.datasets})")
     for name, result in loaded.items():
-        mode = "aligned" if name in ALIGNED_DATASETS else "detect"
+        mode = DATASETS[name].framing
         if name in given:
             records = list(dict.fromkeys(r for part in PARTS for r in getattr(given[name], part)))
         else:
@@ -309,7 +313,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
         _load_initial_weights(model, Path(config.model.init_from), prepared.bins)
     spec = model.backbone.spec
     preprocessing = {"image_size": config.data.image_size, "mean": list(spec.mean), "std": list(spec.std),
-                     "padding": config.data.padding, "alignment": {"utkface": "aligned", "other": "detect"}}
+                     "padding": config.data.padding, "alignment": alignment_record()}
     teacher = _load_teacher(Path(config.teacher), prepared.bins, preprocessing) if config.teacher else None
     if main:
         out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ One module per dataset (UTKFace, Adience, MORPH-II, FairFace) and :func:`load_cs
     root/utkface/UTKFace/                          UTKFace images (labels in the names)
     root/adience/fold_{0..4}_data.txt, faces/      Adience folds and face images
     root/morph2/images/, morph2_*.csv              MORPH-II images and/or the published label tables
-    root/fairface/fairface_label_val.csv, val/     FairFace validation table and images
+    root/fairface/fairface_label_{val,train}.csv   FairFace tables (either or both) and their val/, train/ images
 
 and :func:`discover` loads whichever are there.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agecurriculum.data.records import LoadResult
+from agecurriculum.data.records import LoadResult, merge_results
 from agecurriculum.data.sources.adience import (
     AdienceKey,
     AdienceSplit,
@@ -29,7 +29,7 @@ from agecurriculum.data.sources.adience import (
     load_adience_protocol,
     resolve_split,
 )
-from agecurriculum.data.sources.fairface import load_fairface
+from agecurriculum.data.sources.fairface import FAIRFACE_TABLES, load_fairface
 from agecurriculum.data.sources.generic import load_csv
 from agecurriculum.data.sources.morph2 import load_morph2, load_morph2_csv
 from agecurriculum.data.sources.utkface import load_utkface
@@ -66,10 +66,15 @@ class DatasetSource:
     Attributes:
         layout: what the dataset folder must hold, for help texts and error messages.
         load: ``load(folder, require_images)`` -> the dataset, or None when its layout is absent.
+        framing: how its images become model inputs: ``"aligned"``, they are face crops framed as the aligner
+            frames them already (only squared and resized, so no face is lost to the detector), or ``"detect"``,
+            the face is found and aligned (:class:`~agecurriculum.data.FaceAligner`). A mode of
+            :func:`~agecurriculum.data.cache.preprocess`.
     """
 
     layout: str
     load: Callable[[Path, bool], LoadResult | None]
+    framing: str = "detect"
 
 
 def _utkface(folder: Path, require_images: bool) -> LoadResult | None:
@@ -95,15 +100,23 @@ def _morph2(folder: Path, require_images: bool) -> LoadResult | None:
 
 
 def _fairface(folder: Path, require_images: bool) -> LoadResult | None:
-    found = (folder / "fairface_label_val.csv").is_file()
-    return load_fairface(folder, require_images=require_images) if found else None
+    # Both published tables, validation first (the order older runs saw); the split is per image, so the images
+    # of one table keep their part whether the other table is there or not.
+    tables = [name for name in FAIRFACE_TABLES if (folder / name).is_file()]
+    if not tables:
+        return None
+    return merge_results([load_fairface(folder, csv=name, require_images=require_images) for name in tables])
 
 
+# FairFace's images are dlib face chips at padding 0.25 (its authors' detect_face.py), the framing the aligner gives
+# at the default padding: taken as they are, none of them is lost to the detector (it missed 26% of them).
 DATASETS: dict[str, DatasetSource] = {
-    "utkface": DatasetSource("UTKFace/ with images named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg", _utkface),
+    "utkface": DatasetSource("UTKFace/ with images named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg", _utkface,
+                             framing="aligned"),
     "adience": DatasetSource("fold_{0..4}_data.txt and faces/", _adience),
     "morph2": DatasetSource("images/ and/or morph2_*.csv", _morph2),
-    "fairface": DatasetSource("fairface_label_val.csv and val/", _fairface),
+    "fairface": DatasetSource("fairface_label_val.csv and/or fairface_label_train.csv, with val/ and train/",
+                              _fairface, framing="aligned"),
 }
 # The paper fits its age bins on these datasets' labels: exact ages, and Adience's groups.
 HISTOGRAM_DATASETS = ("utkface", "adience", "morph2")

@@ -13,7 +13,9 @@ from agecurriculum.bins import MAX_AGE
 from agecurriculum.data.records import CleaningReport, FaceRecord, LoadResult
 from agecurriculum.data.sources.common import ImageIndex, read_table
 
-__all__ = ["FAIRFACE_AGES", "load_fairface"]
+__all__ = ["FAIRFACE_AGES", "FAIRFACE_TABLES", "load_fairface"]
+
+FAIRFACE_TABLES = ("fairface_label_val.csv", "fairface_label_train.csv")  # the published label tables
 
 FAIRFACE_AGES = {
     "0-2": (0, 2), "3-9": (3, 9), "10-19": (10, 19), "20-29": (20, 29), "30-39": (30, 39), "40-49": (40, 49),
