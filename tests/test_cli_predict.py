@@ -13,7 +13,7 @@ from skimage import data as skdata
 
 from agecurriculum.cli.main import build_parser, main
 from agecurriculum.cli.predict import expand_paths
-from agecurriculum.inference import release
+from agecurriculum.inference import Predictor, release
 
 RESULT_KEYS = ["path", "faces", "error"]
 
@@ -128,3 +128,14 @@ def test_detection_options(capsys, release_dir, photos):
     assert status == 0 and [iou(f["box"], ASTRONAUT_FACE) > 0.7 for f in result["faces"]] == [True]
     assert main(["predict", str(photo), "--model", str(release_dir), "--upsample", "-1"]) == 2
     assert "--upsample must be at least 0" in capsys.readouterr().err
+
+
+def test_flip_option(capsys, release_dir, tmp_path):
+    crop = tmp_path / "crop.png"
+    Image.fromarray(astronaut()[60:180, 160:280]).save(crop)
+    _, [plain], _ = run_json(capsys, crop, "--aligned", "--model", release_dir)
+    status, [flipped], _ = run_json(capsys, crop, "--aligned", "--model", release_dir, "--flip")
+    assert status == 0 and list(flipped) == RESULT_KEYS and list(flipped["faces"][0]) == list(plain["faces"][0])
+    [expected] = Predictor.from_release(release_dir, flip=True).predict([crop], aligned=True)
+    assert flipped == expected  # the option reaches the predictor
+    assert flipped["faces"][0]["age_probs"] != plain["faces"][0]["age_probs"]

@@ -27,11 +27,14 @@ from agecurriculum.evaluation import (
     breakdown,
     breakdown_markdown,
     build_report,
+    children_gender_accuracy,
     compute_metrics,
     confusion_matrix,
     convert_probs,
     expected_ages,
     fit_representative_ages,
+    flip_averaged,
+    flip_consistency,
     groups_of_ages,
     one_off_accuracy,
     predict_dataset,
@@ -231,6 +234,57 @@ def test_report_markdown_json_and_files(pred, tmp_path):
     assert "![age confusion](confusion_age_utk.png)" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_report_gender_and_calibration(pred):
+    report = build_report(pred.by_dataset(), PAPER_BINS)
+    utk, morph = report.results
+    # utk's known genders: .9 right (bin (.867, .933]) and .7 wrong (bin (.667, .733]): ECE (.1 + .7) / 2.
+    assert utk.calibration["gender_ece"] == pytest.approx(0.4)
+    # utk's known age bins: onehot(0) right, .6 wrong, onehot(7) wrong: (0 + .6 + 1) / 3.
+    assert utk.calibration["age_ece"] == pytest.approx(1.6 / 3)
+    assert utk.children == {"gender_accuracy": 1.0, "n": 1}  # the 2-year-old; the other faces are adults or unknown
+    assert [(r["race"], r["n"], r["gender_accuracy"]) for r in utk.by_race] == [("black", 1, 0.0), ("white", 2, 1.0)]
+    assert [(r["age_bin"], r["n"]) for r in utk.by_age_bin] == [("0-2", 2), ("46-59", 1)]
+    assert morph.by_race == [] and morph.by_age_bin == []  # no race and no known age bin: no rows, not an "all" row
+    assert morph.children["n"] == 0 and math.isnan(morph.children["gender_accuracy"])
+    md = report.to_markdown()
+    assert "| Dataset | Gender ECE (%) | Age-bin ECE (%) | Children (0-12) gender accuracy (%) | n children |" in md
+    assert "| utk | 40.00 | 53.33 | 100.00 | 1 |" in md and "| morph | 20.00 | – | – | 0 |" in md
+    assert "| race black | 1 | 0.00 |" in md and "| age 0-2 | 2 | 50.00 |" in md
+    data = json.loads(report.to_json())["datasets"]
+    assert data[0]["calibration"]["gender_ece"] == pytest.approx(0.4) and data[1]["children"]["gender_accuracy"] is None
+    assert data[0]["by_race"][1]["race"] == "white"
+
+
+def test_children_gender_accuracy_uses_the_age_range():
+    # FairFace-style ranges: 3-9 is a child, 10-19 is not (it may be 19); an exact 12 is, 13 is not.
+    gender = [[0.9, 0.1], [0.2, 0.8], [0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.9, 0.1]]
+    p = Predictions([onehot(0)] * 6, gender, [IGNORE] * 6, [0, 0, 1, 0, 1, IGNORE],
+                    exact_ages=[NAN, NAN, 12, 13, NAN, 5], max_ages=[9, 2, 12, 13, 19, 5])
+    # Children with a known gender: 3-9 (right), 0-2 and 12 (wrong).
+    assert children_gender_accuracy(p) == {"gender_accuracy": pytest.approx(1 / 3), "n": 3}
+    assert children_gender_accuracy(p, max_age=2) == {"gender_accuracy": 0.0, "n": 1}
+    # Without max_ages they follow the exact ages: only the 12-year-old (and the 5-year-old of unknown gender).
+    np.testing.assert_array_equal(Predictions([onehot(0)], [[1, 0]], [0], [0], exact_ages=[4]).max_ages, [4])
+    no_range = Predictions(p.age_probs, p.gender_probs, p.age_targets, p.gender_targets, p.exact_ages)
+    assert children_gender_accuracy(no_range) == {"gender_accuracy": 0.0, "n": 1}
+    assert children_gender_accuracy(p.select([3, 4]))["n"] == 0
+
+
+def test_flip_consistency():
+    age = [onehot(0), onehot(3), onehot(5), onehot(7)]
+    crop = Predictions(age, [[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]], [0, 3, IGNORE, 7], [0, 0, 1, IGNORE])
+    mirror_age = [onehot(0), onehot(4), onehot(5), onehot(6)]
+    mirror = Predictions(mirror_age, [[0.8, 0.2], [0.4, 0.6], [0.1, 0.9], [0.4, 0.6]], [0, 3, IGNORE, 7],
+                         [0, 0, 1, IGNORE])
+    # Gender: same, flipped, same, same; age bin: same, other, same, other. Labels play no part.
+    assert flip_consistency(crop, mirror) == {"gender": 0.75, "age_bin": 0.5, "n": 4}
+    assert flip_consistency(crop, crop) == {"gender": 1.0, "age_bin": 1.0, "n": 4}
+    with pytest.raises(ValueError, match="same items in the same order; got 4 and 3 items"):
+        flip_consistency(crop, mirror.select([0, 1, 2]))
+    with pytest.raises(ValueError, match="with other targets"):
+        flip_consistency(crop, mirror.select([1, 0, 2, 3]))
+
+
 class TinyModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -267,11 +321,53 @@ def test_predict_dataset_keeps_record_metadata(tmp_path):
     dataset = FaceDataset(records, PAPER_BINS, lambda r: np.zeros((2, 2, 3), np.uint8))
     pred = predict_dataset(TinyModel(), dataset, batch_size=2)
     np.testing.assert_array_equal(pred.exact_ages, [30, NAN, 70])
+    np.testing.assert_array_equal(pred.max_ages, [30, 32, 70])  # Adience's 25-32 range ends at 32
     assert list(pred.races) == ["white", None, "asian"] and list(pred.datasets) == ["utkface", "adience", "utkface"]
     np.testing.assert_array_equal(pred.age_targets, [4, 4, 7])
     np.testing.assert_array_equal(pred.gender_targets, [0, 1, IGNORE])
     view = predict_dataset(TinyModel(), FilteredDataset(dataset, {7}))
     assert list(view.datasets) == ["utkface"] and view.exact_ages.tolist() == [70]
+
+
+def test_flip_averaged_mirrors_the_width_axis():
+    images = np.arange(2 * 1 * 2 * 3, dtype=np.float32).reshape(2, 1, 2, 3)
+    seen = []
+
+    def run(batch):
+        seen.append(batch.copy())
+        return (batch[:, 0, 0, :],)  # first row's pixels, as if they were "probabilities"
+
+    [out] = flip_averaged(run, images)
+    assert seen[0].shape == (4, 1, 2, 3)  # one batch of 2N: the images, then their mirrors
+    np.testing.assert_array_equal(seen[0][2:], images[..., ::-1])
+    np.testing.assert_array_equal(out, (images[:, 0, 0, :] + images[:, 0, 0, ::-1]) / 2)
+    [tensor_out] = flip_averaged(lambda b: (b[:, 0, 0, :],), torch.from_numpy(images))
+    np.testing.assert_array_equal(tensor_out.numpy(), out)
+
+
+def test_predict_dataset_flip_and_mirror():
+    model = TinyModel()
+    images = torch.rand(5, 3, 2, 2)
+    dataset = TensorFaceDataset(images, torch.tensor([0, 1, 7, IGNORE, 3]), torch.tensor([0, 1, IGNORE, 1, 0]))
+    plain = predict_dataset(model, dataset, batch_size=2)
+    mirrored = predict_dataset(model, dataset, batch_size=2, mirror=True)
+    flipped = predict_dataset(model, dataset, batch_size=2, flip=True)
+    with torch.no_grad():
+        model.eval()
+        age_logits, gender_logits = model(images.flip(-1))
+    np.testing.assert_allclose(mirrored.age_probs, age_logits.double().softmax(1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(mirrored.gender_probs, gender_logits.double().softmax(1).numpy(), atol=1e-6)
+    assert not np.allclose(plain.age_probs, mirrored.age_probs)  # the model sees the difference
+    # The average of the probabilities (not of the logits) of the two views.
+    np.testing.assert_allclose(flipped.age_probs, (plain.age_probs + mirrored.age_probs) / 2, atol=1e-6)
+    np.testing.assert_allclose(flipped.gender_probs, (plain.gender_probs + mirrored.gender_probs) / 2, atol=1e-6)
+    np.testing.assert_array_equal(flipped.age_targets, plain.age_targets)
+    assert flip_consistency(plain, mirrored)["n"] == 5
+    # Mirror-symmetric images: flipping changes nothing.
+    symmetric = TensorFaceDataset(images[..., :1].expand(-1, -1, -1, 2).contiguous(), torch.zeros(5, dtype=int),
+                                  torch.zeros(5, dtype=int))
+    np.testing.assert_allclose(predict_dataset(model, symmetric, flip=True).age_probs,
+                               predict_dataset(model, symmetric).age_probs, atol=1e-6)
 
 
 @st.composite

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -15,8 +17,11 @@ from agecurriculum.bins import PAPER_BINS
 from agecurriculum.data.records import FEMALE, MALE
 from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE
 from agecurriculum.data.images import DEFAULT_MAX_BYTES
+from agecurriculum.evaluation import apply_temperature
 from agecurriculum.inference import FaceVerifier, Predictor, ReleaseInfo, read_release_config, release
+from agecurriculum.inference.backends import TorchBackend
 from agecurriculum.inference.predictor import FEATURELESS_STD, MIN_FACE_PIXELS
+from agecurriculum.inference.release import DEFAULT_RELEASE_DIR, write_release_temperature
 
 FACE_KEYS = ["box", "score", "gender", "gender_prob", "age_bin", "age_range", "age_probs", "age", "warning"]
 FLAT = f"featureless image (pixel std 0.0 < {FEATURELESS_STD}): the prediction is meaningless"
@@ -265,3 +270,127 @@ def test_large_photo_keeps_its_coordinates(predictor):
     assert iou(face["box"], [2 * v + offset for v, offset in zip(ASTRONAUT_FACE, (x, y, x, y))]) > 0.7
     assert face["age_bin"] == alone["age_bin"] and face["gender"] == alone["gender"]
     np.testing.assert_allclose(face["age_probs"], alone["age_probs"], atol=0.05)
+
+
+class MirrorSensitiveBackend:
+    """Says female with probability sigmoid(left half's mean - right half's mean): the mirror image swaps the two."""
+
+    def __init__(self, config):
+        self.config, self.batch_sizes = config, []
+
+    def __call__(self, images):
+        self.batch_sizes.append(len(images))
+        half = images.shape[-1] // 2
+        female = 1 / (1 + np.exp(-(images[..., :half].mean((1, 2, 3)) - images[..., -half:].mean((1, 2, 3)))))
+        return np.full((len(images), 8), 1 / 8), np.stack([1 - female, female], 1)
+
+
+def test_flip_averages_each_face_with_its_mirror(release_dir):
+    crops = [np.zeros((40, 40, 3), np.uint8) for _ in range(3)]
+    for i, crop in enumerate(crops):
+        crop[:, :20] = 60 * (i + 1)  # the left half brighter
+    backend = MirrorSensitiveBackend(read_release_config(release_dir))
+    plain = Predictor(backend, batch_size=2, verify=False).predict(crops, aligned=True)
+    assert {r["faces"][0]["gender"] for r in plain} == {"female"} and plain[0]["faces"][0]["gender_prob"] > 0.6
+    flipped = Predictor(backend, batch_size=2, verify=False, flip=True).predict(crops, aligned=True)
+    assert backend.batch_sizes[-2:] == [4, 2]  # each batch of faces ran with its mirror images, as one batch
+    # sigmoid(d) and sigmoid(-d) average to 1/2 exactly: the two views' probabilities were averaged.
+    assert [r["faces"][0]["gender_prob"] for r in flipped] == [0.5] * 3
+    assert [list(r) for r in flipped] == [list(r) for r in plain] and list(flipped[0]["faces"][0]) == FACE_KEYS
+
+
+def test_flip_with_a_real_network(release_dir):
+    # Crops at the network's input size: mirroring the crop and mirroring the network's input are the same.
+    crops = [np.ascontiguousarray(astronaut()[70 + 9 * i:134 + 9 * i, 180:244]) for i in range(3)]
+    plain = Predictor.from_release(release_dir, verify=False)
+    faces = [r["faces"][0] for r in plain.predict(crops, aligned=True)]
+    mirrored = [r["faces"][0] for r in plain.predict([c[:, ::-1] for c in crops], aligned=True)]
+    flipped = Predictor.from_release(release_dir, verify=False, flip=True).predict(crops, aligned=True)
+    for face, mirror, result in zip(faces, mirrored, flipped):
+        np.testing.assert_allclose(result["faces"][0]["age_probs"],
+                                   (np.array(face["age_probs"]) + mirror["age_probs"]) / 2, atol=2e-6)
+        check_face(result["faces"][0], (64, 64))
+    assert any(not np.allclose(f["age_probs"], m["age_probs"], atol=1e-3) for f, m in zip(faces, mirrored))
+
+
+def test_release_temperature_is_read_and_checked(release_dir):
+    config = read_release_config(release_dir)
+    assert ReleaseInfo.from_config(config).temperature == {"gender": 1.0, "age": 1.0}  # none stored: no change
+    config["extra"]["temperature"] = {"gender": 2}
+    assert ReleaseInfo.from_config(config).temperature == {"gender": 2.0, "age": 1.0}
+    for bad, field in (({"gender": 1.5, "age": 0}, "age"), ({"gender": "1.5"}, "gender"),
+                       ({"gender": True}, "gender"), ({"age": float("nan")}, "age")):
+        config["extra"]["temperature"] = bad
+        with pytest.raises(ValueError, match=f"my.json: extra.temperature.{field} must be a positive finite number"):
+            ReleaseInfo.from_config(config, "my.json")
+    for bad in ({"race": 2.0}, [1.5, 1.2], 1.5):
+        config["extra"]["temperature"] = bad
+        with pytest.raises(ValueError, match="extra.temperature must be a mapping with keys among gender, age"):
+            ReleaseInfo.from_config(config, "my.json")
+
+
+def test_write_release_temperature(release_dir, tmp_path):
+    copy = shutil.copytree(release_dir, tmp_path / "release")
+    before = read_release_config(copy)
+    weights = (copy / "model.safetensors").read_bytes()
+    path = write_release_temperature(copy, {"gender": np.float32(1.5), "age": 0.8})
+    after = read_release_config(copy)
+    assert path == copy / "config.json" and after["extra"]["temperature"] == {"gender": 1.5, "age": 0.8}
+    del after["extra"]["temperature"]
+    assert after == before and (copy / "model.safetensors").read_bytes() == weights  # nothing else changed
+    assert ReleaseInfo.from_config(read_release_config(copy)).temperature == {"gender": 1.5, "age": 0.8}
+    write_release_temperature(copy, {"gender": 1.25})  # replaces the entry whole: age goes back to 1
+    assert ReleaseInfo.from_config(read_release_config(copy)).temperature == {"gender": 1.25, "age": 1.0}
+    text = (copy / "config.json").read_text()
+    with pytest.raises(ValueError, match="extra.temperature.age must be a positive finite number"):
+        write_release_temperature(copy, {"age": -1.0})
+    assert (copy / "config.json").read_text() == text  # a refused temperature leaves the file as it was
+    assert not list(copy.glob(".*.tmp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no model.onnx in the folder: nothing to warn about
+        write_release_temperature(copy, {"gender": 1.25})
+    (copy / "model.onnx").write_bytes(b"stale export")
+    with pytest.warns(UserWarning, match="model.onnx holds the release config it was exported with"):
+        write_release_temperature(copy, {"gender": 1.25})
+    with pytest.raises(FileNotFoundError, match="release file not found"):
+        write_release_temperature(tmp_path / "nothing", {"gender": 1.0})
+
+
+def test_predictor_applies_the_release_temperature(release_dir, tmp_path):
+    config = read_release_config(release_dir)
+    config["extra"]["temperature"] = {"gender": 2.0, "age": 0.5}
+    age = np.array([0.05, 0.1, 0.5, 0.2, 0.05, 0.05, 0.03, 0.02])
+    backend = FixedBackend(config, age, [0.2, 0.8])
+    [face] = Predictor(backend, verify=False).predict([np.zeros((40, 40, 3), np.uint8)], aligned=True)[0]["faces"]
+    # T = 2 on (0.2, 0.8): sqrt-probabilities renormalised, 2 / 3 for female; T = 0.5 squares the age probabilities.
+    assert face["gender"] == "female" and face["gender_prob"] == pytest.approx(2 / 3, abs=1e-6)
+    np.testing.assert_allclose(face["age_probs"], age ** 2 / (age ** 2).sum(), atol=1e-6)
+    # The torch backend: a copy of the release with temperatures stored in it.
+    copy = shutil.copytree(release_dir, tmp_path / "release")
+    write_release_temperature(copy, {"gender": 3.0, "age": 1.5})
+    crops = [astronaut()[60 + 7 * i:180 + 7 * i, 160:280] for i in range(3)]
+    raw = Predictor.from_release(release_dir, verify=False)
+    tempered = Predictor.from_release(copy, verify=False).predict(crops, aligned=True)
+    images = np.stack(list(raw.network_inputs(crops, aligned=True)))
+    age_probs, gender_probs = raw.backend(images)
+    for result, a, g in zip(tempered, apply_temperature(age_probs, 1.5), apply_temperature(gender_probs, 3.0)):
+        face = result["faces"][0]
+        np.testing.assert_allclose(face["age_probs"], a, atol=1e-6)
+        assert face["gender_prob"] == pytest.approx(g.max(), abs=1e-6)
+
+
+def test_default_model_predicts_as_before_without_temperature():
+    """The shipped model has no temperature: its answers are the network's probabilities, untouched."""
+    if not (DEFAULT_RELEASE_DIR / "config.json").is_file():
+        pytest.skip(f"no default model installed in {DEFAULT_RELEASE_DIR}")
+    predictor = Predictor.from_release(verify=False)
+    assert predictor.release.temperature == {"gender": 1.0, "age": 1.0}
+    assert "temperature" not in predictor.release.config.get("extra", {})
+    crops = [astronaut()[60 + 7 * i:200 + 7 * i, 150:290] for i in range(3)]
+    results = predictor.predict(crops, aligned=True)
+    assert isinstance(predictor.backend, TorchBackend)
+    age_probs, gender_probs = predictor.backend(np.stack(list(predictor.network_inputs(crops, aligned=True))))
+    for result, a, g in zip(results, age_probs, gender_probs):
+        # Exactly what the network gives, rounded as the output always was (no renormalisation by T = 1).
+        assert result["faces"][0]["age_probs"] == [round(float(p), 6) for p in a]
+        assert result["faces"][0]["gender_prob"] == round(float(g.max()), 6)

@@ -10,6 +10,7 @@ from generated_data import AGES, shifted_face
 from agecurriculum.cli.main import main
 from agecurriculum.config import load_config
 from agecurriculum.inference import ensemble_releases
+from agecurriculum.train.run import prepare_data
 from agecurriculum.train.run_logs import read_metrics
 
 CONFIG = """
@@ -79,6 +80,18 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
         for key, value in a["metrics"].items():
             assert b["metrics"][key] == pytest.approx(value, abs=1e-9, nan_ok=True), (a["name"], key)
         assert a["age_confusion"] == b["age_confusion"] and a["gender_confusion"] == b["gender_confusion"]
+
+    # The validation parts, with and without flip averaging: other images than test, in the same report form.
+    assert main(["evaluate", "--run", str(run), "--part", "val"]) == 0
+    assert main(["evaluate", "--run", str(run), "--part", "val", "--flip"]) == 0
+    on_val = json.loads((run / "evaluation-val" / "report.json").read_text(encoding="utf-8"))
+    flipped = json.loads((run / "evaluation-val-flip" / "report.json").read_text(encoding="utf-8"))
+    splits = prepare_data(load_config(run / "run_config.yaml")).splits
+    sizes = {name: split.sizes() for name, split in splits.items()}
+    for a, b in zip(on_val["datasets"], flipped["datasets"], strict=True):
+        assert a["metrics"]["n"] == b["metrics"]["n"] == sizes[a["name"]]["val"]
+    assert any(a["metrics"]["age_accuracy"] != b["metrics"]["age_accuracy"]
+               or a["metrics"]["mae"] != b["metrics"]["mae"] for a, b in zip(on_val["datasets"], flipped["datasets"]))
 
     # The last training checkpoint holds the same weights: evaluating it reproduces the report too.
     assert main(["evaluate", "--run", str(run), "--checkpoint", str(run / "checkpoint.pt"),

@@ -63,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
                         help="largest input file read, in bytes; larger ones are that input's error (default: "
                         f"{DEFAULT_MAX_BYTES} = {DEFAULT_MAX_BYTES // 2**20} MiB)")
+    parser.add_argument("--flip", action="store_true",
+                        help="test-time flip averaging: run every face also mirrored left-right and average the two "
+                        "probabilities (the network's work doubles; the output fields stay the same)")
     parser.add_argument("--device", default="cpu",
                         help="where the network runs: cpu, cuda, cuda:1, ... (default: cpu)")
     parser.set_defaults(func=run)
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         _print(result, args.json)
     predictor = Predictor.from_release(args.model, backend=args.backend, device=args.device,
                                        batch_size=args.batch_size, verify=args.verify, upsample=args.upsample,
-                                       max_bytes=args.max_bytes)
+                                       max_bytes=args.max_bytes, flip=args.flip)
     start, faces, errors, drawn_names = time.perf_counter(), 0, len(empty), set()
     for done, result in enumerate(predictor.iter_predict(files, aligned=args.aligned), 1):
         if args.draw is not None and result["error"] is None:

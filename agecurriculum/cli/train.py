@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agecurriculum.cli import CLIError, describe_error
 from agecurriculum.config import apply_overrides, load_config, settings_help
-from agecurriculum.train.run import RUN_CONFIG_FILE, evaluate_run, train
+from agecurriculum.train.run import EVALUATION_PARTS, RUN_CONFIG_FILE, evaluate_run, train
 
 _CONFIG_HELP = (
     "The config file (YAML or TOML) sets any of the settings listed below; --set overrides them. Ready-made files: "
@@ -66,9 +66,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eval_parser.add_argument("--release", type=Path, metavar="DIR",
                              help="evaluate this release (e.g. an ensemble from `agecurriculum ensemble`, or another "
                              "run's release with the same bins) on the run's test splits instead of RUN/release")
+    eval_parser.add_argument("--part", choices=EVALUATION_PARTS, default="test",
+                             help="score the test parts (default), or the validation parts: choose between models "
+                             "on these, and read test only for the one chosen")
+    eval_parser.add_argument("--flip", action="store_true",
+                             help="average every face's probabilities with those of its mirror image (as predict "
+                             "--flip)")
     eval_parser.add_argument("--out", type=Path, metavar="DIR",
                              help="folder for the report (default: RUN/evaluation, or RUN/evaluation-NAME for "
-                             "--release NAME)")
+                             "--release NAME; -val and -flip are appended for --part val and --flip)")
     eval_parser.set_defaults(func=run_evaluate)
 
 
@@ -105,7 +111,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         target, default_out = args.run, args.run / "evaluation"
     else:
         target, default_out = args.release, args.run / f"evaluation-{args.release.resolve().name}"
-    out = args.out if args.out is not None else default_out
-    report = evaluate_run(target, config, out_dir=out, checkpoint=args.checkpoint)
+    suffix = ("-val" if args.part == "val" else "") + ("-flip" if args.flip else "")
+    out = args.out if args.out is not None else default_out.with_name(default_out.name + suffix)
+    report = evaluate_run(target, config, out_dir=out, checkpoint=args.checkpoint, part=args.part, flip=args.flip)
     print(f"evaluated {', '.join(r.name for r in report.results)}; report: {out / 'report.md'}")
     return 0

@@ -14,6 +14,11 @@ Conventions:
   :func:`fit_representative_ages` instead fits ``m_k`` to held-out predictions (a release's ``rep_ages``, run
   setting ``rep_ages: fit_val``): the mean training age is only right for a face classified with certainty, and a
   network's probabilities are not.
+- **Children** (:func:`children_gender_accuracy`): faces whose label says they are at most :data:`CHILD_MAX_AGE`
+  (12): an exact age up to 12, or a range ending there or below (FairFace's 0-2 and 3-9; not 10-19). Gender is
+  hardest to see before puberty, so it is reported apart from the adults it would hide among.
+- **Flip consistency** (:func:`flip_consistency`): the fraction of faces given the same class for the crop and for
+  its mirror image; a prediction that changes with the mirror is not one to rely on.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from agecurriculum.data.datasets import IGNORE
 from agecurriculum.evaluation.predict import Predictions
 
 __all__ = [
+    "CHILD_MAX_AGE",
     "GENDER_LABELS",
     "OPEN_BIN_OFFSET",
     "representative_ages",
@@ -40,6 +46,8 @@ __all__ = [
     "accuracy",
     "one_off_accuracy",
     "compute_metrics",
+    "children_gender_accuracy",
+    "flip_consistency",
     "confusion_matrix",
     "plot_confusion",
     "breakdown",
@@ -49,6 +57,7 @@ __all__ = [
 
 GENDER_LABELS = ("male", "female")
 OPEN_BIN_OFFSET = 10  # years above its lower end that stand for the open last bin when no training ages are given
+CHILD_MAX_AGE = 12  # oldest age counted as a child (issue 16: gender fails most on faces of 0-12 year olds)
 
 
 def representative_ages(bins: AgeBins, train_ages: Iterable[float] | None = None,
@@ -168,6 +177,44 @@ def compute_metrics(pred: Predictions, bins: AgeBins, rep_ages: np.ndarray | Non
         "n_age": int((pred.age_targets != IGNORE).sum()),
         "n_mae": int(errors.size),
     }
+
+
+def children_gender_accuracy(pred: Predictions, max_age: float = CHILD_MAX_AGE) -> dict[str, float]:
+    """Gender accuracy on the faces whose label puts them at ``max_age`` or younger (see the module docstring).
+
+    Returns:
+        ``gender_accuracy`` (NaN when there is no such face with a known gender) and ``n``, the number of those
+        faces with a known gender (the accuracy's denominator).
+    """
+    children = pred.max_ages <= max_age  # NaN (unknown age) compares False
+    known = children & (pred.gender_targets != IGNORE)
+    return {"gender_accuracy": accuracy(pred.gender_probs[children], pred.gender_targets[children]),
+            "n": int(known.sum())}
+
+
+def flip_consistency(pred: Predictions, mirrored: Predictions) -> dict[str, float]:
+    """How often the model gives a face and its mirror image the same answer.
+
+    Args:
+        pred: predictions on the faces as they are.
+        mirrored: predictions on the same faces, in the same order, mirrored left-right (e.g.
+            :func:`~agecurriculum.evaluation.predict.predict_dataset` with ``mirror=True``).
+
+    Returns:
+        ``gender`` and ``age_bin``: the fraction of faces whose predicted (argmax) gender, or age bin, is the same
+        in both; ``n``: the number of faces. Labels are not needed: a face without one counts too.
+
+    Raises:
+        ValueError: the two are not predictions of the same items (their lengths or targets differ).
+    """
+    if len(pred) != len(mirrored) or not (np.array_equal(pred.gender_targets, mirrored.gender_targets)
+                                          and np.array_equal(pred.age_targets, mirrored.age_targets)):
+        raise ValueError(f"flip_consistency needs predictions of the same items in the same order; got {len(pred)} "
+                         f"and {len(mirrored)} items" + ("" if len(pred) != len(mirrored) else " with other targets"))
+    if not len(pred):
+        return {"gender": math.nan, "age_bin": math.nan, "n": 0}
+    return {"gender": float((pred.gender_pred == mirrored.gender_pred).mean()),
+            "age_bin": float((pred.age_pred == mirrored.age_pred).mean()), "n": len(pred)}
 
 
 def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:

@@ -6,8 +6,9 @@ without a model and a test set is passed through the network only once however m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,7 +18,9 @@ from torch.utils.data import DataLoader, Dataset
 from agecurriculum.data.datasets import IGNORE
 from agecurriculum.data.records import FaceRecord
 
-__all__ = ["Predictions", "predict_dataset"]
+__all__ = ["Predictions", "flip_averaged", "predict_dataset"]
+
+Batch = TypeVar("Batch", np.ndarray, torch.Tensor)  # a batch of images, or of probabilities, of either library
 
 
 @dataclass
@@ -33,6 +36,10 @@ class Predictions:
             (NaN rather than None keeps it a numeric array).
         races: ``(N,)`` object array of race labels, None where unknown.
         datasets: ``(N,)`` object array of dataset names, None where unknown.
+        max_ages: ``(N,)`` float oldest age the label allows, in years: the exact age, or the upper end of a range
+            (FairFace's ``3-9`` gives 9), NaN where unknown; default ``exact_ages``. It says whether a face is a
+            child (:func:`~agecurriculum.evaluation.metrics.children_gender_accuracy`) also where the exact age is
+            not known.
     """
 
     age_probs: np.ndarray
@@ -42,6 +49,7 @@ class Predictions:
     exact_ages: np.ndarray | None = None
     races: np.ndarray | None = None
     datasets: np.ndarray | None = None
+    max_ages: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.age_probs = np.asarray(self.age_probs, dtype=np.float64)
@@ -53,6 +61,7 @@ class Predictions:
         self.age_targets = np.asarray(self.age_targets, dtype=np.int64)
         self.gender_targets = np.asarray(self.gender_targets, dtype=np.int64)
         self.exact_ages = np.full(n, np.nan) if self.exact_ages is None else np.asarray(self.exact_ages, float)
+        self.max_ages = self.exact_ages.copy() if self.max_ages is None else np.asarray(self.max_ages, float)
         for name in ("races", "datasets"):
             values = getattr(self, name)
             setattr(self, name, np.array([None] * n if values is None else list(values), dtype=object))
@@ -102,31 +111,70 @@ def _records_of(dataset: Dataset) -> list[FaceRecord] | None:
     return None if records is None else [records[i] for i in indices]
 
 
+def flip_averaged(run: Callable[[Batch], Sequence[Batch]], images: Batch) -> tuple[Batch, ...]:
+    """``run``'s probabilities for ``images``, averaged with its probabilities for their mirror images.
+
+    Test-time flip averaging: a face and its left-right mirror are the same person at the same age, so a model
+    whose answer changes with the mirror is unsure, and the average of the two answers is the better estimate.
+    The two views run as one batch of ``2N`` (one call instead of two: the network's cost per image falls with
+    the batch size). *Probabilities* are averaged, not logits: their mean is the mixture of the two answers, so
+    where the views disagree the disagreement shows as uncertainty; averaging logits gives the normalised
+    geometric mean instead, in which the more confident view's larger logits dominate. It also works where only
+    probabilities exist (the ONNX backend's outputs).
+
+    Args:
+        run: maps an ``(M, C, H, W)`` batch to per-class probabilities, e.g. ``(age_probs, gender_probs)``, each
+            ``(M, K)``; a torch function for a tensor batch, a numpy one for an array batch.
+        images: ``(N, C, H, W)`` torch tensor or numpy array; mirrored on its last (width) axis.
+
+    Returns:
+        One ``(N, K)`` average per output of ``run``, of ``run``'s type.
+    """
+    n = len(images)
+    if isinstance(images, torch.Tensor):
+        both = torch.cat([images, images.flip(-1)])
+    else:  # numpy: concatenate copies the negative-stride mirror view into one contiguous batch
+        both = np.concatenate([images, images[..., ::-1]])
+    return tuple((out[:n] + out[n:]) / 2 for out in run(both))
+
+
 @torch.no_grad()
-def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: str | torch.device = "cpu"
-                    ) -> Predictions:
+def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: str | torch.device = "cpu",
+                    flip: bool = False, mirror: bool = False) -> Predictions:
     """Runs ``model`` in eval mode over ``dataset`` in order and collects softmax probabilities and targets.
 
     Args:
         model: returns ``(age_logits, gender_logits)`` (e.g. :class:`DualClassifier`'s ``HeadOutput``); it is moved
             to ``device`` and put back in its previous train/eval mode afterwards.
         dataset: items ``(image, age_bin, gender)``; when it (or the dataset it views) has ``records``, their exact
-            age, race and dataset name are kept too.
-        batch_size: images per forward pass.
+            age, age range, race and dataset name are kept too.
+        batch_size: images per forward pass (``2 * batch_size`` with ``flip``).
         device: where the forward passes run.
+        flip: average every image's softmax probabilities with those of its mirror image
+            (:func:`flip_averaged`).
+        mirror: run every image mirrored (left-right) instead of as it is: with a run without it, the input of
+            :func:`~agecurriculum.evaluation.metrics.flip_consistency`. (With ``flip`` too, the result is
+            ``flip``'s alone: the average of the two views.)
 
     Returns:
         The :class:`Predictions` of every item, in dataset order.
     """
     was_training = model.training
     model.to(device).eval()
+
+    def probabilities(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Softmax in float64: the probabilities are summed over many bins and years later on.
+        return tuple(logits.double().softmax(1) for logits in model(images)[:2])
+
     age_probs, gender_probs, age_targets, gender_targets = [], [], [], []
     try:
         for images, age_bin, gender in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            age_logits, gender_logits = model(images.to(device))[:2]
-            # Softmax in float64: the probabilities are summed over many bins and years later on.
-            age_probs.append(age_logits.double().softmax(1).cpu().numpy())
-            gender_probs.append(gender_logits.double().softmax(1).cpu().numpy())
+            images = images.to(device)
+            if mirror:
+                images = images.flip(-1)
+            age_p, gender_p = flip_averaged(probabilities, images) if flip else probabilities(images)
+            age_probs.append(age_p.cpu().numpy())
+            gender_probs.append(gender_p.cpu().numpy())
             age_targets.append(np.asarray(age_bin))
             gender_targets.append(np.asarray(gender))
     finally:
@@ -137,6 +185,7 @@ def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, de
     meta = {}
     if records is not None:
         meta = {"exact_ages": [np.nan if r.exact_age is None else r.exact_age for r in records],
-                "races": [r.race for r in records], "datasets": [r.dataset for r in records]}
+                "races": [r.race for r in records], "datasets": [r.dataset for r in records],
+                "max_ages": [r.age_max for r in records]}
     return Predictions(np.concatenate(age_probs), np.concatenate(gender_probs), np.concatenate(age_targets),
                        np.concatenate(gender_targets), **meta)

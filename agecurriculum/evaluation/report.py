@@ -1,4 +1,5 @@
-"""The evaluation report: the paper's Table III for every dataset, protocols, confusion matrices, error tables.
+"""The evaluation report: the paper's Table III for every dataset, protocols, confusion matrices, error tables,
+and gender as a target of its own: calibration (ECE), children's gender accuracy, gender accuracy by age bin and race.
 
 :func:`build_report` computes everything from :class:`Predictions`; :meth:`EvaluationReport.to_markdown` and
 :meth:`~EvaluationReport.to_json` render it, and :func:`write_report` writes ``report.md``, ``report.json`` and the
@@ -18,10 +19,13 @@ from typing import Any
 import numpy as np
 
 from agecurriculum.bins import AgeBins
+from agecurriculum.evaluation.calibration import expected_calibration_error
 from agecurriculum.evaluation.metrics import (
+    CHILD_MAX_AGE,
     GENDER_LABELS,
     breakdown,
     breakdown_markdown,
+    children_gender_accuracy,
     compute_metrics,
     confusion_matrix,
     format_number,
@@ -52,6 +56,11 @@ class DatasetResult:
         age_confusion: ``(K, K)`` counts, rows true bin, columns predicted bin.
         gender_confusion: ``(2, 2)`` counts, rows true gender, columns predicted.
         breakdown: :func:`breakdown` rows (gender x age bin x race).
+        calibration: ``gender_ece`` and ``age_ece``, the :func:`expected_calibration_error` of the gender and the
+            age-bin probabilities (fractions).
+        children: :func:`children_gender_accuracy` (``gender_accuracy``, ``n``).
+        by_age_bin: :func:`breakdown` rows by true age bin alone (gender accuracy per age bin among them).
+        by_race: :func:`breakdown` rows by race alone; empty when the dataset has no race labels.
     """
 
     name: str
@@ -59,6 +68,10 @@ class DatasetResult:
     age_confusion: np.ndarray
     gender_confusion: np.ndarray
     breakdown: list[dict[str, Any]]
+    calibration: dict[str, float] = field(default_factory=dict)
+    children: dict[str, float] = field(default_factory=dict)
+    by_age_bin: list[dict[str, Any]] = field(default_factory=list)
+    by_race: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
@@ -129,6 +142,7 @@ class EvaluationReport:
             lines.append(f"| {name} ({_PAPER_LABEL}) | {paper['gender_accuracy']:.2f} | {paper['age_accuracy']:.2f}"
                          " | – | – | – |")
         lines += ["", "Rows marked as the paper's numbers are copied from its Table III, not measured here.", ""]
+        lines += ["## Gender and calibration", "", _gender_table(self.results)]
         if self.protocols:
             lines += ["## Comparison protocols", "", _protocol_table(self.protocols)]
         for r in self.results:
@@ -137,7 +151,29 @@ class EvaluationReport:
                 lines += [f"![age confusion](confusion_age_{r.slug}.png) "
                           f"![gender confusion](confusion_gender_{r.slug}.png)", ""]
             lines += ["Errors by true gender x age bin x race:", "", breakdown_markdown(r.breakdown)]
+            groups = [(f"age {row['age_bin']}", row) for row in r.by_age_bin]
+            groups += [(f"race {row['race']}", row) for row in r.by_race]
+            if groups:
+                lines += ["Gender accuracy by true age bin and by race:", "", "| group | n | gender acc (%) |",
+                          "|---|---|---|"]
+                lines += [f"| {name} | {row['n']} | {format_number(row['gender_accuracy'], True)} |"
+                          for name, row in groups]
+                lines.append("")
         return "\n".join(lines)
+
+
+def _gender_table(results: list[DatasetResult]) -> str:
+    """One row per dataset: the ECE of both heads and the gender accuracy on children."""
+    lines = [f"| Dataset | Gender ECE (%) | Age-bin ECE (%) | Children (0-{CHILD_MAX_AGE}) gender accuracy (%) "
+             "| n children |", "|---|---|---|---|---|"]
+    for r in results:
+        cal, kids = r.calibration, r.children
+        lines.append(f"| {r.name} | {format_number(cal.get('gender_ece', math.nan), True)} | "
+                     f"{format_number(cal.get('age_ece', math.nan), True)} | "
+                     f"{format_number(kids.get('gender_accuracy', math.nan), True)} | {kids.get('n', 0)} |")
+    return "\n".join(lines) + ("\n\nECE: expected calibration error of the top class, 15 equal-width confidence "
+                               "bins (0 = calibrated). Children: faces whose label says at most "
+                               f"{CHILD_MAX_AGE} years (an exact age, or a range such as FairFace's 3-9).\n")
 
 
 def _protocol_table(protocols: Mapping[str, Mapping[str, Any]]) -> str:
@@ -189,10 +225,21 @@ def build_report(predictions: Mapping[str, Predictions], bins: AgeBins, rep_ages
         DatasetResult(name, compute_metrics(pred, bins, rep_ages),
                       confusion_matrix(pred.age_targets, pred.age_pred, len(bins)),
                       confusion_matrix(pred.gender_targets, pred.gender_pred, 2),
-                      breakdown(pred, bins, rep_ages))
+                      breakdown(pred, bins, rep_ages),
+                      {"gender_ece": expected_calibration_error(pred.gender_probs, pred.gender_targets),
+                       "age_ece": expected_calibration_error(pred.age_probs, pred.age_targets)},
+                      children_gender_accuracy(pred),
+                      _breakdown_by(pred, bins, rep_ages, "age_bin"), _breakdown_by(pred, bins, rep_ages, "race"))
         for name, pred in predictions.items()
     ]
     return EvaluationReport(bins, [float(a) for a in rep_ages], results, dict(protocols or {}), rep_ages_method)
+
+
+def _breakdown_by(pred: Predictions, bins: AgeBins, rep_ages: np.ndarray, key: str) -> list[dict[str, Any]]:
+    """:func:`breakdown` rows by ``key`` alone; [] when no item has that label (breakdown() would then drop the key
+    and return one row of all items)."""
+    rows = breakdown(pred, bins, rep_ages, by=(key,))
+    return rows if rows and key in rows[0] else []
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path) -> list[Path]:

@@ -13,7 +13,12 @@ For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
    training did (:class:`~agecurriculum.data.FaceAligner`); with ``aligned=True`` the input is taken as one already
    aligned face crop instead, made square and resized as training did for UTKFace's crops;
 3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
-   ``batch_size`` faces (faces of several inputs share a batch).
+   ``batch_size`` faces (faces of several inputs share a batch); with ``flip=True`` each batch runs together with
+   its mirror image (``2 * batch_size`` crops) and the two views' probabilities are averaged
+   (:func:`~agecurriculum.evaluation.predict.flip_averaged`);
+4. scales the probabilities by the release's calibration temperatures, if it has any
+   (:attr:`~agecurriculum.inference.ReleaseInfo.temperature`; ``p ** (1 / T)`` renormalised, after the flip
+   average). A release without them gives the network's probabilities as they are.
 
 Each input gives one dict, in input order::
 
@@ -54,14 +59,15 @@ from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE, AlignConfig, FaceA
 from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image
 from agecurriculum.data.transforms import normalise_crops
 from agecurriculum.errors import describe_error
+from agecurriculum.evaluation.calibration import apply_temperature
+from agecurriculum.evaluation.predict import flip_averaged
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
 from agecurriculum.inference.export import cached_onnx
-from agecurriculum.inference.release import GENDER_NAMES, ReleaseInfo, resolve_release
+from agecurriculum.inference.release import GENDER_NAMES, ONNX_FILE, ReleaseInfo, resolve_release
 from agecurriculum.inference.verify import FaceVerifier
 
 __all__ = ["FEATURELESS_STD", "MIN_FACE_PIXELS", "ONNX_FILE", "Predictor", "PredictorInput"]
 
-ONNX_FILE = "model.onnx"  # where the onnx backend looks for the exported model inside a release folder
 # Shortest side an input may have, in pixels: below it a crop holds too little of a face to mean anything (dlib's
 # landmarks need a few pixels per eye), and with aligned=True a 1x1 image would otherwise get a confident answer.
 MIN_FACE_PIXELS = 16
@@ -89,11 +95,14 @@ class Predictor:
         max_detect_side: photos whose longest side exceeds this many pixels are searched for faces on a copy
             shrunk to it (see :class:`~agecurriculum.data.FaceAligner`); None searches every photo at full size,
             which for a 64-megapixel photo takes about 3 GB.
+        flip: test-time flip averaging: run every face also mirrored left-right and average the two views'
+            probabilities. It doubles the network's work, a small part of a photo's time on CPU (face finding
+            dominates); the output has the same fields either way.
     """
 
     def __init__(self, backend: Backend, batch_size: int = 32, verify: bool | FaceVerifier = True,
                  upsample: int = 1, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE) -> None:
+                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE, flip: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
@@ -103,6 +112,7 @@ class Predictor:
         self.aligner = FaceAligner(AlignConfig(size=self.release.image_size, padding=self.release.padding,
                                                upsample=upsample), max_detect_side=max_detect_side)
         self.verifier = verify if isinstance(verify, FaceVerifier) else FaceVerifier() if verify else None
+        self.flip = flip
 
     @classmethod
     def from_release(cls, path: str | Path | None = None, backend: str = "torch", device: str = "cpu",
@@ -119,7 +129,7 @@ class Predictor:
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
             batch_size: faces per forward pass.
             **kwargs: more :class:`Predictor` arguments (``verify``, ``upsample``, ``max_bytes``,
-                ``max_detect_side``).
+                ``max_detect_side``, ``flip``).
 
         Raises:
             FileNotFoundError: the release (or its ONNX file) is missing, or no default model is installed.
@@ -200,7 +210,7 @@ class Predictor:
         if crops:
             age_probs, gender_probs = [], []
             for start in range(0, len(crops), self.batch_size):
-                age, gender = self.backend(self._normalise(crops[start:start + self.batch_size]))
+                age, gender = self._probabilities(self._normalise(crops[start:start + self.batch_size]))
                 age_probs.append(age)
                 gender_probs.append(gender)
             faces = iter(zip(np.concatenate(age_probs), np.concatenate(gender_probs)))
@@ -209,6 +219,13 @@ class Predictor:
                     face.update(self._describe(*next(faces)), warning=_featureless_warning(crop))
         for result, _ in pending:
             yield result
+
+    def _probabilities(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The backend's ``(age_probs, gender_probs)`` for a normalised batch, flip-averaged and tempered as set."""
+        age, gender = flip_averaged(self.backend, images) if self.flip else self.backend(images)
+        temperature = self.release.temperature
+        # apply_temperature returns T = 1's input untouched: a release without temperatures predicts as before.
+        return apply_temperature(age, temperature["age"]), apply_temperature(gender, temperature["gender"])
 
     def _normalise(self, crops: list[np.ndarray]) -> np.ndarray:
         return normalise_crops(crops, self.release.mean, self.release.std)

@@ -59,7 +59,7 @@ from agecurriculum.train.run_logs import (
 )
 from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
 
-__all__ = ["RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_schedule", "evaluate_run", "prepare_data",
+__all__ = ["EVALUATION_PARTS", "RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_schedule", "evaluate_run", "prepare_data",
            "train"]
 
 RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
@@ -233,19 +233,24 @@ def _adience_group(record: FaceRecord) -> int:
     return IGNORE
 
 
+EVALUATION_PARTS = ("test", "val")  # the parts evaluate_run can score: test for reports, val to choose models
+
+
 def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[float], batch_size: int,
-              device: str, rep_ages_method: str = "train_mean") -> EvaluationReport:
-    predictions = {name: predict_dataset(model, ds, batch_size=batch_size, device=device)
-                   for name, ds in prepared.test_sets.items() if len(ds)}
-    # The comparison protocols, on this run's test split (the Adience benchmark's own 5-fold protocol needs one
+              device: str, rep_ages_method: str = "train_mean", part: str = "test",
+              flip: bool = False) -> EvaluationReport:
+    sets = prepared.test_sets if part == "test" else prepared.val_sets
+    predictions = {name: predict_dataset(model, ds, batch_size=batch_size, device=device, flip=flip)
+                   for name, ds in sets.items() if len(ds) and name in prepared.splits}
+    # The comparison protocols, on this run's split (the Adience benchmark's own 5-fold protocol needs one
     # training per fold: agecurriculum.train.adience_folds runs it).
     protocols = {}
     if "utkface" in predictions:
         protocols["UTKFace, 7 groups (0-3, 4-12, 13-19, 20-30, 31-45, 46-60, 61+)"] = seven_group_protocol(
             predictions["utkface"], prepared.bins)
     if "adience" in predictions:
-        labels = [_adience_group(r) for r in prepared.test_sets["adience"].records]
-        protocols["Adience, native 8 groups (test split)"] = adience_protocol(
+        labels = [_adience_group(r) for r in sets["adience"].records]
+        protocols[f"Adience, native 8 groups ({part} split)"] = adience_protocol(
             predictions["adience"], prepared.bins, labels)
     return build_report(predictions, prepared.bins, rep_ages, protocols, rep_ages_method)
 
@@ -423,7 +428,7 @@ def _run_bins(run_dir: Path) -> AgeBins:
 
 
 def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str | Path | None = None,
-                 checkpoint: str | Path | None = None) -> EvaluationReport:
+                 checkpoint: str | Path | None = None, part: str = "test", flip: bool = False) -> EvaluationReport:
     """Reloads a run's weights and evaluates them on the test splits of ``config``'s data, as :func:`train` did.
 
     By default the release is read: it holds the final weights, the bins and the representative ages, so the same
@@ -437,11 +442,17 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
         config: the run configuration (usually the run's ``run_config.yaml``, with overrides).
         out_dir: where to write the report; None writes nothing.
         checkpoint: a training checkpoint of this run to evaluate instead of the release.
+        part: ``"test"``, or ``"val"`` to compare models on the validation parts without reading test.
+        flip: average every face's probabilities with its mirror image's
+            (:func:`~agecurriculum.evaluation.predict.flip_averaged`).
 
     Raises:
+        ValueError: ``part`` is not one of :data:`EVALUATION_PARTS`.
         FileNotFoundError: no release there (or, with ``checkpoint``, no checkpoint or resolved config).
         CheckpointError: the checkpoint is corrupt or does not fit the configured model.
     """
+    if part not in EVALUATION_PARTS:
+        raise ValueError(f"part: expected one of {', '.join(EVALUATION_PARTS)}, got {part!r}")
     path = Path(run_dir_or_release)
     if checkpoint is not None:
         bins = _run_bins(path)
@@ -459,7 +470,8 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
         extra = meta.get("extra", {})
         rep_ages = extra.get("rep_ages") or list(representative_ages(bins, prepared.train_ages))
         method = extra.get("rep_ages_method", "train_mean") if extra.get("rep_ages") else "train_mean"
-    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method)
+    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part,
+                       flip)
     if out_dir is not None:
         write_report(report, out_dir)
     return report
