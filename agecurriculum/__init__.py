@@ -8,103 +8,48 @@ Every building block is importable from here and works on its own in a user's tr
 - :class:`GenderConditionedHead`, :class:`DualClassifier`: the age head conditioned on the predicted gender.
 - :class:`EnsembleClassifier`: several trained classifiers, their probabilities averaged.
 - :class:`CurriculumTrainer`: Algorithm 1 over a schedule.
+
+The names are imported on first use (PEP 562): ``import agecurriculum.bins`` loads the bins alone, not torch or the
+training code, and ``from agecurriculum import Predictor`` loads inference without training.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from agecurriculum.bins import (
-    ADIENCE_GROUPS,
-    PAPER_BINS,
-    AgeBinOptimizer,
-    AgeBins,
-    BinSolution,
-    histogram_from_ages,
-)
-from agecurriculum.data import (
-    AlignConfig,
-    FaceAligner,
-    FaceDataset,
-    FaceRecord,
-    FilteredDataset,
-    TensorFaceDataset,
-    balance_plan,
-    split_records,
-)
-from agecurriculum.data.sources import discover, load_csv
-from agecurriculum.inference import Predictor, export_onnx
-from agecurriculum.losses import (
-    FixedWeightLoss,
-    LossParts,
-    MultiTaskLoss,
-    SumLoss,
-    UncertaintyLoss,
-    create_loss,
-)
-from agecurriculum.model import (
-    DualClassifier,
-    EnsembleClassifier,
-    GenderConditionedHead,
-    HeadOutput,
-    create_backbone,
-    list_backbones,
-)
-from agecurriculum.schedule import (
-    DatasetStats,
-    MultiDatasetSample,
-    ScheduleError,
-    ScheduleWarning,
-    TrainingSchedule,
-    preset,
-    score,
-)
-from agecurriculum.train import (
-    CurriculumTrainer,
-    EpochRecord,
-    EvalResult,
-    TrainerConfig,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "__version__",
-    "ADIENCE_GROUPS",
-    "PAPER_BINS",
-    "AgeBinOptimizer",
-    "AgeBins",
-    "BinSolution",
-    "histogram_from_ages",
-    "AlignConfig",
-    "FaceAligner",
-    "FaceDataset",
-    "FaceRecord",
-    "FilteredDataset",
-    "TensorFaceDataset",
-    "balance_plan",
-    "split_records",
-    "discover",
-    "load_csv",
-    "FixedWeightLoss",
-    "LossParts",
-    "MultiTaskLoss",
-    "SumLoss",
-    "UncertaintyLoss",
-    "create_loss",
-    "DualClassifier",
-    "EnsembleClassifier",
-    "GenderConditionedHead",
-    "HeadOutput",
-    "create_backbone",
-    "list_backbones",
-    "DatasetStats",
-    "MultiDatasetSample",
-    "ScheduleError",
-    "ScheduleWarning",
-    "TrainingSchedule",
-    "preset",
-    "score",
-    "CurriculumTrainer",
-    "EpochRecord",
-    "EvalResult",
-    "TrainerConfig",
-    "Predictor",
-    "export_onnx",
-]
+from agecurriculum._version import __version__
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("ADIENCE_GROUPS", "PAPER_BINS", "AgeBinOptimizer", "AgeBins", "BinSolution",
+                     "histogram_from_ages"), "agecurriculum.bins"),
+    **dict.fromkeys(("AlignConfig", "FaceAligner", "FaceDataset", "FaceRecord", "FilteredDataset",
+                     "TensorFaceDataset", "balance_plan", "split_records"), "agecurriculum.data"),
+    **dict.fromkeys(("discover", "load_csv"), "agecurriculum.data.sources"),
+    **dict.fromkeys(("FixedWeightLoss", "LossParts", "MultiTaskLoss", "SumLoss", "UncertaintyLoss", "create_loss"),
+                    "agecurriculum.losses"),
+    **dict.fromkeys(("DualClassifier", "EnsembleClassifier", "GenderConditionedHead", "HeadOutput",
+                     "create_backbone", "list_backbones"), "agecurriculum.model"),
+    **dict.fromkeys(("DatasetStats", "MultiDatasetSample", "ScheduleError", "ScheduleWarning", "TrainingSchedule",
+                     "preset", "score"), "agecurriculum.schedule"),
+    "TrainerConfig": "agecurriculum.config",
+    **dict.fromkeys(("CurriculumTrainer", "EpochRecord", "EvalResult"), "agecurriculum.train"),
+    **dict.fromkeys(("Predictor", "export_onnx"), "agecurriculum.inference"),
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup does not come here again
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+

@@ -134,6 +134,42 @@ class AgeBins:
 
 # The paper's bins, found by the optimizer on the age histogram of its training datasets.
 PAPER_BINS = AgeBins((2, 6, 14, 23, 34, 45, 59))
+# Years above its lower end that stand for the open last bin when no training ages are given.
+OPEN_BIN_OFFSET = 10
+
+
+def representative_ages(bins: AgeBins, train_ages: Iterable[float] | None = None,
+                        last_bin_age: float | None = None) -> np.ndarray:
+    """The age ``m_k`` standing for each bin in the expected age ``sum_k p_k * m_k`` of a face.
+
+    The mean exact training age inside the bin when training ages are given (the estimate that minimises the
+    squared error of a correctly classified face; training ages crowd towards the middle of the population, e.g.
+    15-23 holds more 20-23 than 15-18 year olds), else the midpoint of ``[lo, hi]``. The last bin (e.g. 60-100) is
+    open-ended, since :meth:`AgeBins.bin_of` puts older ages there too, and few people are near its midpoint (80),
+    so without training ages in it it stands at ``lo +`` :data:`OPEN_BIN_OFFSET`. A release keeps the ages it was
+    made with (``extra.rep_ages``); this is what a release without them uses.
+
+    Args:
+        bins: the unified bins.
+        train_ages: exact training ages; the mean of those inside a bin represents it (bins without any keep
+            their midpoint, the last bin ``lo + 10``).
+        last_bin_age: an explicit age for the last bin; overrides ``train_ages`` there.
+
+    Returns:
+        ``(K,)`` float array.
+    """
+    groups = bins.groups
+    reps = np.array([(lo + hi) / 2 for lo, hi in groups], dtype=float)
+    reps[-1] = groups[-1][0] + OPEN_BIN_OFFSET
+    ages = np.asarray([] if train_ages is None else list(train_ages), dtype=float)  # numpy arrays too
+    if ages.size:
+        ids = np.searchsorted(bins.boundaries, ages, side="left")  # the bin of each age, as AgeBins.bin_of
+        for k in range(len(groups)):
+            if (ids == k).any():
+                reps[k] = ages[ids == k].mean()
+    if last_bin_age is not None:
+        reps[-1] = float(last_bin_age)
+    return reps
 
 
 @dataclass(frozen=True)

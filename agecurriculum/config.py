@@ -17,12 +17,15 @@ from typing import Any
 import tomllib
 import yaml
 
+from agecurriculum.data.sources import DATASETS
 from agecurriculum.data.splits import check_fractions
 
-__all__ = ["BALANCE_MODES", "SAMPLING_MODES", "DataConfig", "ModelConfig", "RunConfig", "TrainerConfig",
-           "apply_overrides", "check_config", "load_config", "settings_help"]
+__all__ = ["BALANCE_MODES", "CONDITIONING_MODES", "MONITOR_SCOPES", "SAMPLING_MODES", "DataConfig", "ModelConfig",
+           "RunConfig", "TrainerConfig", "apply_overrides", "check_config", "load_config", "settings_help"]
 
-BALANCE_MODES = ("paper", "sampler", "none")  # the values of DataConfig.balance
+BALANCE_MODES = ("paper", "sampler", "none", "ratio")  # the values of DataConfig.balance
+CONDITIONING_MODES = ("hard", "soft")  # the values of ModelConfig.conditioning (GenderConditionedHead's)
+MONITOR_SCOPES = ("run", "stage", "pair")  # the values of TrainerConfig.plateau_scope / early_stopping_scope
 SAMPLING_MODES = ("shuffle", "balanced")  # the values of TrainerConfig.sampling
 
 
@@ -38,8 +41,13 @@ class TrainerConfig:
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
     plateau_factor: float = 0.1  # ReduceLROnPlateau: LR multiplier when the validation loss stalls
     plateau_patience: int = 2  # ReduceLROnPlateau: epochs without improvement before the LR drops
-    early_stopping_patience: int | None = 5  # epochs without validation improvement before a dataset's epochs
-    # in the current stage end early; None disables early stopping
+    plateau_scope: str = "run"  # what the plateau watches, and when it starts afresh: run (the validation loss over
+    # every validation set and bin, never reset) | stage (the stage's datasets and bins, reset at each stage) | pair
+    # (the current (stage, dataset), reset at each; with a few epochs per pair it never acts)
+    early_stopping_patience: int | None = 5  # epochs without validation improvement before training stops early
+    # (what stops is early_stopping_scope's); None disables early stopping
+    early_stopping_scope: str = "run"  # run (the rest of the run is skipped) | stage (the rest of the stage) | pair
+    # (the rest of the current dataset's epochs in the stage); each watches the validation loss as plateau_scope says
     max_steps_per_epoch: int | None = None  # cap on batches per epoch (smoke tests, demos); None = whole epoch
     amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
     # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
@@ -53,8 +61,8 @@ class DataConfig:
     """Where the faces come from and how they are prepared."""
 
     root: str | None = None  # a folder laid out like ../shared/data; every dataset found under it is used
-    datasets: list[str] = field(default_factory=lambda: ["utkface", "adience", "morph2", "fairface"])  # datasets to use
-    # (those of them found under root), by name
+    datasets: list[str] = field(default_factory=lambda: list(DATASETS))  # datasets to use (those of them found under
+    # root), by name; default every dataset the library knows (agecurriculum.data.sources.DATASETS)
     cache: str = "~/.cache/agecurriculum/crops"  # aligned-crop cache (keyed by content, safe to share between runs)
     image_size: int = 112  # side of the square model input in pixels (crops are aligned at this size)
     padding: float = 0.25  # border around the face in the aligned crop, as a fraction of the face size
@@ -62,7 +70,9 @@ class DataConfig:
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train / val / test fractions
     split_seed: int = 0  # seed of the subject-disjoint split (fixed across runs so test sets stay held out)
     straddle: str = "ignore"  # age ranges that straddle bins: ignore | overlap | drop | error
-    balance: str = "paper"  # paper (median rule with augmented copies) | sampler (draw age bins equally) | none
+    balance: str = "paper"  # paper (bins above the median cut to it, bins below it augmented towards it, at most one
+    # copy per image) | ratio (cut to the median, augment only bins below median / 3.5, up to it) | sampler (draw age
+    # bins equally) | none
     preprocess_workers: int = 2  # processes for face detection and alignment (0: in the training process)
 
 
@@ -74,6 +84,8 @@ class ModelConfig:
     pretrained: bool = True  # start from ImageNet weights (offline for Lite0-2, downloaded for B0-B7)
     bottleneck_dim: int = 512  # width of the shared bottleneck layer
     dropout: float = 0.3  # dropout after the bottleneck
+    conditioning: str = "soft"  # how the age head sees the gender: hard (the paper's: one-hot of the predicted
+    # gender, no gradient into the gender head from the age loss) | soft (the gender softmax, as the shipped model)
     init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
 
 
@@ -200,8 +212,10 @@ _RANGES: dict[type, dict[str, str]] = {
     RunConfig: {"epochs_per_stage": ">= 1", "age_label_sigma": ">= 0", "distill_weight": ">= 0, <= 1"},
 }
 _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
-    TrainerConfig: {"sampling": SAMPLING_MODES},
+    TrainerConfig: {"sampling": SAMPLING_MODES, "plateau_scope": MONITOR_SCOPES,
+                    "early_stopping_scope": MONITOR_SCOPES},
     DataConfig: {"balance": BALANCE_MODES},
+    ModelConfig: {"conditioning": CONDITIONING_MODES},
 }
 _COMPARE = {">=": float.__ge__, ">": float.__gt__, "<=": float.__le__, "<": float.__lt__}
 

@@ -2,14 +2,17 @@
 
 ``torch.device("bogus")`` raises a RuntimeError listing every device *type* torch knows, and ``"cuda"`` on a machine
 without a GPU only fails at the first ``.to()``, deep inside model loading. :func:`resolve_device` turns both into
-one :class:`ValueError` that says which devices this machine does have.
+one :class:`ValueError` that says which devices this machine does have. :func:`unwrap_model` gives back the model a
+data-parallel wrapper runs on several devices.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["available_devices", "parse_device", "resolve_device"]
+__all__ = ["available_devices", "parse_device", "resolve_device", "unwrap_model"]
 
 
 def available_devices() -> list[str]:
@@ -55,3 +58,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
     if not ok:
         raise ValueError(f"device {name!r}: not available on this machine; it has: {', '.join(available_devices())}")
     return device
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (``model`` itself otherwise)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model

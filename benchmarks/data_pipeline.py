@@ -1,6 +1,6 @@
 """Is loading the bottleneck? Images/s the cached-crop data pipeline delivers versus images/s a training step eats.
 
-    python benchmarks/data_pipeline.py --utkface /work/shared/data/utkface --images 2000 \
+    python benchmarks/data_pipeline.py --utkface ../shared/data/utkface --images 2000 \
         --cache /tmp/agecurriculum-bench-cache --image-size 112 --batch-size 32 --workers 0 1 2
 
 Takes the first N records (sorted by file name), fills the crop cache with ``preprocess(mode="aligned")`` (timed
@@ -97,7 +97,7 @@ def load_records(args: argparse.Namespace) -> list[FaceRecord]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--utkface", default="/work/shared/data/utkface", help="UTKFace folder (the default workload)")
+    source.add_argument("--utkface", default="../shared/data/utkface", help="UTKFace folder (the default workload)")
     source.add_argument("--data", help="data root: every dataset discover() finds there, instead of UTKFace")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--cache", default="/tmp/agecurriculum-bench-cache")

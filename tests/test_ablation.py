@@ -188,3 +188,24 @@ def test_every_option_has_help(capsys):
         main(["ablate", "--help"])
     out = capsys.readouterr().out
     assert "out_dir/loss-NAME" in out and "out_dir/curriculum-NAME" in out and "  trainer.max_steps_per_epoch" in out
+    assert "out_dir/conditioning-NAME" in out and "  model.conditioning" in out
+
+
+def test_conditioning_study_trains_hard_and_soft_with_everything_else_fixed(workdir, data_root, tmp_path):
+    out = tmp_path / "conditioning"
+    assert main(_args(workdir, data_root, out, "--study", "conditioning")) == 0
+    table = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
+    markdown = (out / "ablation.md").read_text(encoding="utf-8")
+    assert list(table["studies"]) == ["conditioning"]
+    study = table["studies"]["conditioning"]
+    assert [row["variant"] for row in study["rows"]] == ["hard", "soft"]
+    assert study["fixed"]["loss"] == "uncertainty" and "schedule" in study["fixed"]
+    assert "## Conditioning (Table VII form)" in markdown and "Loss (" not in markdown
+    for label in ("hard (one-hot predicted gender)", "soft (gender softmax)"):
+        assert _cells(markdown, label)[-1] == f"conditioning-{label.split()[0]}"
+    for row in study["rows"]:
+        run = out / f"conditioning-{row['variant']}"
+        config = load_config(run / "run_config.yaml")
+        assert config.model.conditioning == row["variant"] and row["epochs_trained"] == 1
+        release = json.loads((run / "release" / "config.json").read_text(encoding="utf-8"))
+        assert release["model"]["conditioning"] == row["variant"]

@@ -15,7 +15,7 @@ def labels_from_counts(counts):
 
 
 def test_median_rule_cuts_bins_above_the_median_and_leaves_the_rest():
-    plan = balance_plan(labels_from_counts([10, 6, 2, 4, 8]))
+    plan = balance_plan(labels_from_counts([10, 6, 2, 4, 8]), rule="ratio")
     assert plan.median == 6
     assert plan.counts_before == (10, 6, 2, 4, 8)
     assert plan.counts_after == (6, 6, 2, 4, 6)  # 6 / 2 = 3 <= 3.5: no copies needed
@@ -24,31 +24,35 @@ def test_median_rule_cuts_bins_above_the_median_and_leaves_the_rest():
 
 
 def test_bins_below_median_get_copies_until_the_ratio_is_reached():
-    plan = balance_plan(labels_from_counts([10, 6, 2, 4, 8]), max_ratio=1.5)  # ceil(6 / 1.5) = 4 per bin at least
+    # ceil(6 / 1.5) = 4 per bin at least
+    plan = balance_plan(labels_from_counts([10, 6, 2, 4, 8]), max_ratio=1.5, rule="ratio")
     assert plan.counts_after == (6, 6, 4, 4, 6)
     assert plan.uses[16:18] == (2, 2)  # both images of bin 2: original + one augmented copy
     assert plan.copies[16:18] == (1, 1) and sum(plan.copies) == 2
 
 
 def test_even_number_of_bins_uses_the_median_rounded_down_and_empty_bins_stay_empty():
-    assert balance_plan(labels_from_counts([9, 3, 4, 7])).counts_after == (5, 3, 4, 5)  # median 5.5 -> 5
-    plan = balance_plan(labels_from_counts([10, 6, 2, 0, 8]), num_bins=6)
+    # median 5.5 -> 5
+    assert balance_plan(labels_from_counts([9, 3, 4, 7]), rule="ratio").counts_after == (5, 3, 4, 5)
+    plan = balance_plan(labels_from_counts([10, 6, 2, 0, 8]), num_bins=6, rule="ratio")
     assert plan.median == 7 and plan.counts_after == (7, 6, 2, 0, 7, 0)
 
 
 def test_copies_are_capped_per_original_and_spread_evenly():
     labels = labels_from_counts([12, 12, 1])
-    capped = balance_plan(labels, max_ratio=2, max_copies=3)  # needs 6 in bin 2, one image may give only 1 + 3
+    # needs 6 in bin 2, one image may give only 1 + 3
+    capped = balance_plan(labels, max_ratio=2, max_copies=3, rule="ratio")
     assert capped.counts_after == (12, 12, 4) and capped.ratio_after == 3.0 and not capped.ratio_reached
-    reached = balance_plan(labels, max_ratio=2, max_copies=5)
+    reached = balance_plan(labels, max_ratio=2, max_copies=5, rule="ratio")
     assert reached.counts_after == (12, 12, 6) and reached.ratio_reached
-    spread = balance_plan(labels_from_counts([30, 30, 3]), max_ratio=3)  # bin 2 needs 10: 7 copies of 3 images
+    # bin 2 needs 10: 7 copies of 3 images
+    spread = balance_plan(labels_from_counts([30, 30, 3]), max_ratio=3, rule="ratio")
     assert sorted(spread.uses[60:]) == [3, 3, 4]
 
 
 def test_ignored_items_are_kept_once_and_counted_apart():
     labels = [IGNORE] * 3 + labels_from_counts([4, 1, 2])
-    plan = balance_plan(labels)
+    plan = balance_plan(labels, rule="ratio")
     assert plan.ignored == 3 and plan.uses[:3] == (1, 1, 1)
     assert plan.counts_before == (4, 1, 2) and plan.counts_after == (2, 1, 2)
     assert balance_plan([IGNORE, IGNORE]).uses == (1, 1)
@@ -78,7 +82,7 @@ def test_bad_arguments_are_rejected():
     seed=st.integers(0, 2**32),
 )
 def test_plan_invariants(counts, max_ratio, max_copies, seed):
-    plan = balance_plan(labels_from_counts(counts), seed, max_ratio, max_copies, num_bins=len(counts))
+    plan = balance_plan(labels_from_counts(counts), seed, max_ratio, max_copies, num_bins=len(counts), rule="ratio")
     present = [c for c in counts if c]
     m = int(sorted(present)[(len(present) - 1) // 2] + sorted(present)[len(present) // 2]) // 2 if present else 0
     assert plan.median == m
@@ -120,7 +124,7 @@ def test_balanced_dataset_serves_originals_and_augmented_copies():
 
 def test_balanced_copies_depend_only_on_seed_epoch_and_index():
     ds = make_dataset([3, 1, 3])
-    plan = balance_plan(ds.age_bins.tolist(), max_ratio=1)  # bin 1: the original + 2 copies
+    plan = balance_plan(ds.age_bins.tolist(), max_ratio=1, rule="ratio")  # bin 1: the original + 2 copies
     copy_index = [i for i, (_, c) in enumerate(plan.entries()) if c][0]
     balanced = BalancedDataset(ds, plan)
     torch.manual_seed(123)
@@ -149,3 +153,38 @@ def test_weighted_sampler_draws_bins_about_equally_and_keeps_the_unknown_share()
         assert abs(drawn[b] / 6000 - 0.3) < 0.03
     assert list(weighted_sampler(labels, seed=1)) == list(weighted_sampler(labels, seed=1))
     assert list(weighted_sampler(labels, seed=1)) != list(weighted_sampler(labels, seed=2))
+
+
+def test_the_papers_rule_takes_a_1_to_9_histogram_to_1_to_3_5_and_the_ratio_rule_is_kept():
+    # Seven bins, the largest 9 times the smallest, the median 700 (7 / 9 of the largest): the histogram on which
+    # the paper's rule (cut to the median, augment every bin below it, one copy per image) gives what it reports.
+    counts = [900, 850, 800, 700, 500, 300, 100]
+    paper = balance_plan(labels_from_counts(counts))
+    assert (paper.rule, paper.max_copies, paper.median, paper.ratio_before) == ("paper", 1, 700, 9.0)
+    assert paper.counts_after == (700, 700, 700, 700, 700, 600, 200)  # 500 and 300 augmented too
+    assert paper.ratio_after == 3.5 and paper.ratio_reached
+    assert paper.to_dict()["rule"] == "paper"
+    # The earlier rule, kept as "ratio": only bins below 700 / 3.5 = 200 are augmented, up to 200.
+    ratio = balance_plan(labels_from_counts(counts), rule="ratio")
+    assert ratio.counts_after == (700, 700, 700, 700, 500, 300, 200) and ratio.ratio_after == 3.5
+    # Where every bin is within 3.5 of the median (UTKFace in the paper's bins), "ratio" only cuts; "paper" also
+    # augments the bins below the median.
+    close = labels_from_counts([400, 300, 200, 150, 120])
+    assert balance_plan(close, rule="ratio").counts_after == (200, 200, 200, 150, 120)
+    assert balance_plan(close).counts_after == (200, 200, 200, 200, 200)
+    with pytest.raises(ValueError, match="rule must be one of paper, ratio"):
+        balance_plan(close, rule="median")
+
+
+@settings(max_examples=60)
+@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=8), max_copies=st.integers(0, 6),
+       seed=st.integers(0, 2**32))
+def test_paper_rule_invariants(counts, max_copies, seed):
+    plan = balance_plan(labels_from_counts(counts), seed, max_copies=max_copies, num_bins=len(counts))
+    m = plan.median
+    for before, after in zip(plan.counts_before, plan.counts_after):
+        assert after == (m if before > m else min(m, before * (1 + max_copies)))
+    present = [c for c in counts if c]
+    if present:  # the largest bin ends at the median, the smallest at min(m, n (1 + c)): the bound in the docstring
+        assert plan.ratio_after == pytest.approx(m / min(m, min(present) * (1 + max_copies)))
+        assert plan.ratio_after <= max(1.0, plan.ratio_before / (1 + max_copies)) + 1e-12

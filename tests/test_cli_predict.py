@@ -118,16 +118,27 @@ def test_every_option_has_help(command):
 
 def test_detection_options(capsys, release_dir, photos):
     photo = photos / "astronaut.png"
-    # Without the CNN re-check, the HOG detector's false face on the mission patch comes out too.
-    status, [result], _ = run_json(capsys, photo, "--model", release_dir, "--no-verify")
+    # Without the CNN re-check, the HOG detector's false face on the mission patch (found at upsample 1) comes out too.
+    status, [result], _ = run_json(capsys, photo, "--model", release_dir, "--no-verify", "--upsample", "1")
     assert status == 0
     boxes = [f["box"] for f in result["faces"]]
     assert any(iou(b, ASTRONAUT_FACE) > 0.7 for b in boxes) and any(iou(b, ASTRONAUT_PATCH) > 0.3 for b in boxes)
     # Her face (about 90 px) is large enough for the detector without upsampling.
     status, [result], _ = run_json(capsys, photo, "--model", release_dir, "--upsample", "0")
     assert status == 0 and [iou(f["box"], ASTRONAUT_FACE) > 0.7 for f in result["faces"]] == [True]
-    assert main(["predict", str(photo), "--model", str(release_dir), "--upsample", "-1"]) == 2
-    assert "--upsample must be at least 0" in capsys.readouterr().err
+    # The default (auto upsampling, doubtful boxes re-checked) and every box re-checked give her face alone.
+    for more in ([], ["--upsample", "auto"], ["--verify-below", "inf", "--upsample", "1"]):
+        status, [result], _ = run_json(capsys, photo, "--model", release_dir, *more)
+        assert status == 0 and [iou(f["box"], ASTRONAUT_FACE) > 0.7 for f in result["faces"]] == [True]
+    for bad, message in ([("--upsample", "-1"), "argument --upsample: must be auto or at least 0, got -1"],
+                         [("--upsample", "two"), "argument --upsample: expected auto or an integer >= 0, got 'two'"],
+                         [("--workers", "0"), "--workers must be at least 1, got 0"],
+                         [("--verify-below", "nan"), "--verify-below must be a number"]):
+        try:  # argparse rejects bad --upsample values itself, by SystemExit
+            status = main(["predict", str(photo), "--model", str(release_dir), *bad])
+        except SystemExit as exit_:
+            status = exit_.code
+        assert status == 2 and message in capsys.readouterr().err
 
 
 def test_flip_option(capsys, release_dir, tmp_path):

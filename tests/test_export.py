@@ -66,7 +66,7 @@ def test_onnx_file_is_self_contained(exported):
 def test_predict_with_onnx_backend(exported, capsys, tmp_path):
     release_dir, onnx_path = exported
     crops = [astronaut()[76:167, 175:266], astronaut()[40:200, 150:300]]
-    expected = Predictor.from_release(release_dir, verify=False).predict(crops, aligned=True)
+    expected = Predictor.from_release(release_dir, backend="torch", verify=False).predict(crops, aligned=True)
     for model in (release_dir, onnx_path):  # a release folder holding model.onnx, or the file alone
         got = Predictor.from_release(model, backend="onnx", verify=False).predict(crops, aligned=True)
         for e, g in zip(expected, got):
@@ -124,7 +124,7 @@ def test_a_release_without_model_onnx_is_exported_once_into_the_cache(tmp_path, 
     stamp = cached[0].stat().st_mtime_ns
     second = Predictor.from_release(release_dir, backend="onnx", verify=False)
     assert cached[0].stat().st_mtime_ns == stamp  # reused, not exported again
-    torch_result = Predictor.from_release(release_dir, verify=False).predict([crop], aligned=True)
+    torch_result = Predictor.from_release(release_dir, backend="torch", verify=False).predict([crop], aligned=True)
     for got in (first.predict([crop], aligned=True), second.predict([crop], aligned=True)):
         np.testing.assert_allclose(got[0]["faces"][0]["age_probs"], torch_result[0]["faces"][0]["age_probs"],
                                    atol=1e-4)

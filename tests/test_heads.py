@@ -71,3 +71,46 @@ def test_bad_input_is_rejected():
         GenderConditionedHead(32, dropout=1.0)
     with pytest.raises(ValueError, match="age_classes"):
         GenderConditionedHead(32, age_classes=0)
+
+
+@pytest.mark.parametrize("conditioning", ["hard", "soft"])
+def test_hard_conditioning_passes_no_age_gradient_into_the_gender_head_and_soft_does(conditioning):
+    torch.manual_seed(0)
+    head = GenderConditionedHead(32, bottleneck_dim=16, conditioning=conditioning)
+    out = head(torch.randn(6, 32))
+    F.cross_entropy(out.age_logits, torch.randint(0, 8, (6,))).backward()  # the age loss alone
+    grad = head.gender.weight.grad
+    if conditioning == "hard":
+        assert grad is None and head.gender.bias.grad is None
+    else:
+        assert grad is not None and grad.abs().sum() > 0
+    assert head.bottleneck[0].weight.grad.abs().sum() > 0  # the shared layer learns from the age loss either way
+    assert head.age.weight.grad.abs().sum() > 0
+
+
+def test_hard_conditioning_feeds_the_one_hot_of_the_predicted_gender():
+    torch.manual_seed(0)
+    hard = GenderConditionedHead(32, bottleneck_dim=16, conditioning="hard").eval()
+    x = torch.randn(5, 32)
+    out = hard(x)
+    shared = hard.bottleneck(x)
+    one_hot = F.one_hot(out.gender_logits.argmax(1), 2).float()
+    torch.testing.assert_close(out.age_logits, hard.age(torch.cat([shared, one_hot], 1)))
+    # Only the predicted class matters: logits that keep the argmax leave the age output unchanged.
+    with torch.no_grad():
+        hard.gender.weight.mul_(3.0)
+        hard.gender.bias.mul_(3.0)
+    torch.testing.assert_close(hard(x).age_logits, out.age_logits)
+    # The soft head with the same weights feeds the probabilities instead: another output.
+    soft = GenderConditionedHead(32, bottleneck_dim=16, conditioning="soft").eval()
+    soft.load_state_dict(hard.state_dict())
+    assert not torch.allclose(soft(x).age_logits, hard(x).age_logits)
+    exported = torch.export.export(hard, (x,)).module()
+    for got, want in zip(exported(x), hard(x)):
+        torch.testing.assert_close(got, want)
+
+
+def test_conditioning_is_checked_and_soft_by_default():
+    assert GenderConditionedHead(32, bottleneck_dim=16).conditioning == "soft"
+    with pytest.raises(ValueError, match="conditioning must be one of hard, soft, got 'argmax'"):
+        GenderConditionedHead(32, conditioning="argmax")

@@ -120,3 +120,13 @@ def test_resized_input_feeds_the_model_its_own_size():
     torch.testing.assert_close(peak, torch.full((2,), 0.25))
     with pytest.raises(ValueError, match="positive"):
         ResizedInput(Recorder(), 0)
+
+
+def test_conditioning_round_trips_and_a_config_without_it_is_soft():
+    torch.manual_seed(0)
+    hard = DualClassifier(backbone="efficientnet-lite0", bottleneck_dim=16, conditioning="hard").eval()
+    cfg = json.loads(json.dumps(hard.config()))
+    assert cfg["conditioning"] == "hard" and DualClassifier.from_config(cfg).head.conditioning == "hard"
+    # A release written before the setting existed has no such key: it was trained soft, and loads so.
+    old = {k: v for k, v in cfg.items() if k != "conditioning"}
+    assert DualClassifier.from_config(old).head.conditioning == "soft"

@@ -319,8 +319,9 @@ def test_save_load_round_trip_and_paper_form(tmp_path):
         loaded = TrainingSchedule.load(path, strict=False)
     assert loaded == schedule
     paper = json.loads(path.read_text())
-    assert paper[0] == {"datasets": ["utkface", "adience"], "bins": [3, 4, 5], "epochs": 3}
-    assert paper[-1] == {"datasets": ["utkface", "adience", "morph2"], "bins": list(range(8)), "epochs": 3}
+    assert paper[0] == {"datasets": ["utkface", "adience"], "bins": [3, 4, 5], "epochs": 3, "score": 1.0}
+    assert paper[-1] == {"datasets": ["utkface", "adience", "morph2"], "bins": list(range(8)), "epochs": 3,
+                         "score": 6.0}
     assert [p.name for p in tmp_path.iterdir()] == ["original.json"]  # no temp file left behind
     # A hand-written file in the paper's form, epochs omitted.
     path.write_text(json.dumps([{"datasets": ["a"], "bins": [0, 1]}, {"datasets": ["a", "b"], "bins": [0, 1, 2]}]))
@@ -479,3 +480,15 @@ def test_preset_functions_and_registry():
         assert original_curriculum().datasets == ("utkface", "adience", "morph2")
     with pytest.raises(ValueError, match="list1"):
         preset("list3")
+
+
+@pytest.mark.parametrize("name", sorted(PRESET_CASES))
+def test_presets_carry_the_papers_order_as_scores_and_eq7_checks_it(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        schedule = preset(name)
+    assert [s.score for s in schedule] == [float(k + 1) for k in range(len(schedule))]
+    assert INCREASING_SCORE not in {v.rule for v in schedule.violations}
+    # The rule is now checked: the same stages in reverse score order break it.
+    reversed_scores = [dataclasses.replace(s, score=-s.score) for s in schedule]
+    assert INCREASING_SCORE in {v.rule for v in check_schedule(reversed_scores, num_bins=8)}

@@ -15,6 +15,7 @@ from generated_data import ADIENCE_HEADER
 from PIL import Image
 
 from agecurriculum.bins import ADIENCE_GROUPS
+from agecurriculum.data.cache import MODES
 from agecurriculum.data.sources import (
     DATASETS,
     HISTOGRAM_DATASETS,
@@ -24,6 +25,7 @@ from agecurriculum.data.sources import (
     adience_folds,
     adience_key,
     discover,
+    histogram_datasets,
     label_records,
     load_adience,
     load_adience_protocol,
@@ -33,8 +35,10 @@ from agecurriculum.data.sources import (
     load_morph2_csv,
     load_utkface,
     resolve_split,
+    why_not_histogram,
 )
 from agecurriculum.data.sources.generic import parse_gender
+from agecurriculum.evaluation.protocols import PROTOCOLS
 
 
 def _jpeg_bytes() -> bytes:
@@ -668,3 +672,12 @@ def test_real_fairface(shared_data: Path) -> None:
 def test_real_discover(shared_data: Path) -> None:
     found = label_records(shared_data)
     assert {name: len(r.records) for name, r in found.items()} == {"utkface": 20199, "adience": 18621, "morph2": 55224}
+
+
+def test_every_dataset_trait_names_something_that_exists() -> None:
+    for name, source in DATASETS.items():
+        assert source.framing in MODES, name
+        assert source.title, f"{name}: a title for reports"
+        assert set(source.protocols) <= set(PROTOCOLS), f"{name}: unknown protocols {source.protocols}"
+    assert histogram_datasets() == HISTOGRAM_DATASETS and why_not_histogram() == WHY_NOT_HISTOGRAM
+    assert DATASETS["fairface"].framing == "aligned" and DATASETS["adience"].protocols == ("adience_groups",)

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 from generated_data import AGES, shifted_face
 
@@ -81,11 +82,13 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
             assert b["metrics"][key] == pytest.approx(value, abs=1e-9, nan_ok=True), (a["name"], key)
         assert a["age_confusion"] == b["age_confusion"] and a["gender_confusion"] == b["gender_confusion"]
 
-    # The validation parts, with and without flip averaging: other images than test, in the same report form.
-    assert main(["evaluate", "--run", str(run), "--part", "val"]) == 0
-    assert main(["evaluate", "--run", str(run), "--part", "val", "--flip"]) == 0
-    on_val = json.loads((run / "evaluation-val" / "report.json").read_text(encoding="utf-8"))
-    flipped = json.loads((run / "evaluation-val-flip" / "report.json").read_text(encoding="utf-8"))
+    # The validation parts, with and without flip averaging: other images than test, in the same report form (of
+    # the last epoch's weights: the released best epoch of this tiny run may be too early for a mirror to matter).
+    last = ["--release", str(run / "release-last")]
+    assert main(["evaluate", "--run", str(run), *last, "--part", "val"]) == 0
+    assert main(["evaluate", "--run", str(run), *last, "--part", "val", "--flip"]) == 0
+    on_val = json.loads((run / "evaluation-release-last-val" / "report.json").read_text(encoding="utf-8"))
+    flipped = json.loads((run / "evaluation-release-last-val-flip" / "report.json").read_text(encoding="utf-8"))
     splits = prepare_data(load_config(run / "run_config.yaml")).splits
     sizes = {name: split.sizes() for name, split in splits.items()}
     for a, b in zip(on_val["datasets"], flipped["datasets"], strict=True):
@@ -93,8 +96,20 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     assert any(a["metrics"]["age_accuracy"] != b["metrics"]["age_accuracy"]
                or a["metrics"]["mae"] != b["metrics"]["mae"] for a, b in zip(on_val["datasets"], flipped["datasets"]))
 
-    # The last training checkpoint holds the same weights: evaluating it reproduces the report too.
-    assert main(["evaluate", "--run", str(run), "--checkpoint", str(run / "checkpoint.pt"),
+    # The release is the best epoch by the selection score, best.pt; release-last the last one, checkpoint.pt.
+    for release_dir, checkpoint in (("release", "best.pt"), ("release-last", "checkpoint.pt")):
+        released = safetensors.torch.load_file(run / release_dir / "model.safetensors")
+        saved = torch.load(run / checkpoint, weights_only=True)
+        assert released.keys() == saved["model"].keys()
+        assert all(torch.equal(released[k], saved["model"][k]) for k in released), release_dir
+    best_epoch = torch.load(run / "best.pt", weights_only=True)["early_stopping"]["best_epoch"]
+    assert min(rows, key=lambda r: r["selection_loss"])["global_epoch"] == best_epoch
+    release_config = json.loads((run / "release" / "config.json").read_text(encoding="utf-8"))
+    assert release_config["extra"]["weights"] == {"epoch": best_epoch, "chosen": "best"}
+    last_config = json.loads((run / "release-last" / "config.json").read_text(encoding="utf-8"))
+    assert last_config["extra"]["weights"] == {"epoch": len(rows) - 1, "chosen": "last"}
+    # best.pt holds the release's weights: evaluating it reproduces the report too.
+    assert main(["evaluate", "--run", str(run), "--checkpoint", str(run / "best.pt"),
                  "--out", str(tmp_path / "eval_ckpt")]) == 0
     from_checkpoint = json.loads((tmp_path / "eval_ckpt" / "report.json").read_text(encoding="utf-8"))
     for a, b in zip(trained["datasets"], from_checkpoint["datasets"], strict=True):

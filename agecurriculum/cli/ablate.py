@@ -1,4 +1,5 @@
-"""``agecurriculum ablate``: the paper's loss (Table VII) and curriculum (Table VIII) ablations from a config file."""
+"""``agecurriculum ablate``: the paper's loss (Table VII) and curriculum (Table VIII) ablations, and hard versus soft
+gender conditioning, from a config file."""
 
 from __future__ import annotations
 
@@ -6,22 +7,25 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from agecurriculum.cli import run_tabulated
 from agecurriculum.cli.train import _CONFIG_HELP, _add_set, settings_epilog
-from agecurriculum.config import apply_overrides, load_config
-from agecurriculum.train.ablation import CURRICULA, LOSS_VARIANTS, AblationRow, run_ablation
+from agecurriculum.train.ablation import CONDITIONINGS, CURRICULA, LOSS_VARIANTS, AblationRow, run_ablation
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``ablate`` sub-command."""
     parser = subparsers.add_parser(
         "ablate",
-        help="train the loss and curriculum ablations (the paper's Tables VII and VIII) and tabulate them",
+        help="train the loss, curriculum and conditioning ablations (the paper's Tables VII and VIII, hard vs "
+        "soft conditioning) and tabulate them",
         description=textwrap.fill(
             f"Trains one run per variant, each into its own folder under out_dir, with everything else of the "
             f"configuration identical (data, splits, bins, seed): the loss study keeps the config's schedule and "
             f"trains each loss ({', '.join(LOSS_VARIANTS)}) into out_dir/loss-NAME; the curriculum study keeps the "
             f"config's loss and trains each of the paper's curricula ({', '.join(CURRICULA)}, which use utkface, "
-            f"adience and morph2) into out_dir/curriculum-NAME. A variant identical to one trained before it reuses "
+            f"adience and morph2) into out_dir/curriculum-NAME; the conditioning study keeps both and trains each "
+            f"gender conditioning of the age head ({', '.join(CONDITIONINGS)}) into out_dir/conditioning-NAME. A "
+            f"variant identical to one trained before it reuses "
             f"that run. Writes out_dir/ablation.md and out_dir/ablation.json (gender and age-bin accuracy per test "
             f"dataset and their mean, one row per variant) after every run, and prints the tables. " + _CONFIG_HELP,
             width=100),
@@ -31,9 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="base run configuration, .yaml/.yml or .toml (see examples/configs); its out_dir is "
                         "the ablation folder")
     _add_set(parser)
-    parser.add_argument("--study", choices=("all", "loss", "curriculum"), default="all",
-                        help="which ablation to run: loss (Table VII), curriculum (Table VIII) or all, the loss "
-                        "study first (default: all)")
+    parser.add_argument("--study", choices=("all", "loss", "curriculum", "conditioning"), default="all",
+                        help="which ablation to run: loss (Table VII), curriculum (Table VIII), conditioning (hard "
+                        "vs soft, a Table VII-style row) or all, in that order (default: all)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted ablation: every run goes on from its own checkpoint, and "
                         "finished runs train no more epochs (they are only re-evaluated)")
@@ -47,9 +51,5 @@ def _progress(row: AblationRow) -> None:
 
 def run_ablate(args: argparse.Namespace) -> int:
     """Runs ``ablate``; returns the exit status."""
-    config = apply_overrides(load_config(args.config), args.overrides)
-    result = run_ablation(config, study=args.study, resume=args.resume, on_run=_progress)
-    print()
-    print(result.to_markdown())
-    print(f"tables: {result.out_dir / 'ablation.md'}, {result.out_dir / 'ablation.json'}")
-    return 0
+    return run_tabulated(args, lambda config: run_ablation(config, study=args.study, resume=args.resume,
+                                                            on_run=_progress), ("ablation.md", "ablation.json"))

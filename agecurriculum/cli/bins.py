@@ -20,7 +20,7 @@ from agecurriculum.bins import (
 )
 from agecurriculum.cli import CLIError
 from agecurriculum.cli.data import add_source_arguments, load_sources
-from agecurriculum.data.sources import DATASETS, HISTOGRAM_DATASETS, WHY_NOT_HISTOGRAM, discover, load_dataset
+from agecurriculum.data.sources import DATASETS, discover, histogram_datasets, load_dataset, why_not_histogram
 from agecurriculum.data.summary import age_distribution
 
 
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help='JSON file: a list of exact ages, or {"ages": [...], "group_counts": {"25-32": n, ...}}; ages and '
         "counts are integers (20.0 counts as 20; true, \"20\" and 20.5 are refused)",
     )
-    add_source_arguments(parser, data_group=source, used=HISTOGRAM_DATASETS)
+    add_source_arguments(parser, data_group=source, used=histogram_datasets())
     default_groups = ",".join(f"{lo}-{hi}" for lo, hi in ADIENCE_GROUPS)
     parser.add_argument("--groups", default=default_groups, help=f"constraint groups (default: {default_groups})")
     parser.add_argument("--max-age", type=int, default=MAX_AGE, help=f"last age of the last group (default: {MAX_AGE})")
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         source = str(args.ages)
     elif args.data is not None or dataset_flags:
         # The label view: UTKFace names, all Adience fold rows, all MORPH-II table rows, images or not.
-        results = load_sources(args, require_images=False, datasets=HISTOGRAM_DATASETS)
+        results = load_sources(args, require_images=False, datasets=histogram_datasets())
         _explain_unused(args, fitted=bool(results))
         records = [record for result in results.values() for record in result.records]
         distribution = age_distribution(records, optimizer.constraint_groups, optimizer.max_age)
@@ -86,19 +86,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _explain_unused(args: argparse.Namespace, fitted: bool) -> None:
-    """Says why datasets outside HISTOGRAM_DATASETS are not fitted on: an error if nothing else is, else a note."""
+    """Says why datasets outside histogram_datasets() are not fitted on: an error if nothing else is, else a note."""
     # A flagged folder is still checked, so a wrong path is reported as such rather than as unusable labels.
-    flagged = [name for name in WHY_NOT_HISTOGRAM if getattr(args, name) is not None]
+    why_not = why_not_histogram()
+    flagged = [name for name in why_not if getattr(args, name) is not None]
     for name in flagged:
         load_dataset(name, getattr(args, name), require_images=False)
-    histogram_flags = ", ".join(f"--{name}" for name in HISTOGRAM_DATASETS)
+    histogram_flags = ", ".join(f"--{name}" for name in histogram_datasets())
     if not fitted:
-        # load_sources found none of HISTOGRAM_DATASETS, and raised unless the sources hold another dataset.
-        present = flagged or list(discover(args.data, require_images=False, datasets=list(WHY_NOT_HISTOGRAM)))
-        why = "; ".join(f"{name}: {WHY_NOT_HISTOGRAM[name]}" for name in present)
+        # load_sources found none of histogram_datasets(), and raised unless the sources hold another dataset.
+        present = flagged or list(discover(args.data, require_images=False, datasets=list(why_not)))
+        why = "; ".join(f"{name}: {why_not[name]}" for name in present)
         raise CLIError(f"{why}; give at least one of {histogram_flags}, or --ages FILE")
     for name in flagged:
-        print(f"agecurriculum bins: note: --{name} is not used: {WHY_NOT_HISTOGRAM[name]}", file=sys.stderr)
+        print(f"agecurriculum bins: note: --{name} is not used: {why_not[name]}", file=sys.stderr)
 
 
 def _load_ages_file(path: Path, max_age: int) -> tuple[np.ndarray, dict[str, Any] | None]:

@@ -15,7 +15,7 @@ from agecurriculum.data.cache import CropCache, preprocess
 from agecurriculum.data.datasets import STRADDLE_RULES
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.records import LoadResult
-from agecurriculum.data.sources import DATASETS, HISTOGRAM_DATASETS, WHY_NOT_HISTOGRAM, discover, load_dataset
+from agecurriculum.data.sources import DATASETS, discover, histogram_datasets, load_dataset, why_not_histogram
 from agecurriculum.data.summary import build_data_report
 
 
@@ -123,12 +123,13 @@ def run_preprocess(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     images = load_sources(args, require_images=True)
-    labels = load_sources(args, require_images=False, datasets=HISTOGRAM_DATASETS)
+    labels = load_sources(args, require_images=False, datasets=histogram_datasets())
     if not labels:
         # Only datasets the bins are not fitted on (FairFace): its counts are still worth seeing, in the paper's bins.
-        why = "".join(f"; {name}: {WHY_NOT_HISTOGRAM[name]}" for name in images if name in WHY_NOT_HISTOGRAM)
+        why_not = why_not_histogram()
+        why = "".join(f"; {name}: {why_not[name]}" for name in images if name in why_not)
         print(f"agecurriculum data report: note: the counts are in the paper's bins, since none of "
-              f"{', '.join(HISTOGRAM_DATASETS)} is given to fit the bins on{why}", file=sys.stderr)
+              f"{', '.join(histogram_datasets())} is given to fit the bins on{why}", file=sys.stderr)
     report = build_data_report(images, labels, straddle=args.straddle)
     plots = report.write_plots(args.out)
     if args.json:

@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 
-from agecurriculum import __version__
+from agecurriculum._version import __version__
 from agecurriculum.cli import CLIError, ablate, bins, data, describe_error, ensemble, export, predict, protocol, train
 
 EXIT_ERROR = 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import sys
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 from agecurriculum.cli import CLIError, describe_error
 from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image
 from agecurriculum.fileio import atomic_write
-from agecurriculum.inference import DEFAULT_RELEASE_DIR, Predictor, draw_faces, face_label
+from agecurriculum.inference import DEFAULT_RELEASE_DIR, UPSAMPLE_MIN_SIDE, VERIFY_BELOW, Predictor, draw_faces, face_label
+from agecurriculum.inference.predictor import BACKENDS
 
 # Files a folder argument expands to (any file named explicitly is tried, whatever its name).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -26,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="estimate the gender and age group of every face in photos",
-        description="Finds every face (dlib HOG detector, each box confirmed by dlib's CNN detector), aligns it as "
-        "the model was trained, and prints its box, gender and probability, likeliest age group, the age-group "
+        description="Finds every face (dlib's HOG detector, upsampled where the photo needs it, the boxes it is "
+        "unsure of confirmed by dlib's CNN detector), aligns it as the model was trained, and prints its box, gender and probability, likeliest age group, the age-group "
         "probabilities and the expected age in years. Unreadable inputs are reported and skipped; the exit "
         "status is 0 unless no input path matches at all (2, as for any error; see docs/errors.rst).",
     )
@@ -48,18 +50,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "one face per input whose box is the whole image")
     parser.add_argument("--draw", type=Path, metavar="DIR",
                         help="also write a copy of every readable input into DIR with each face's box and label")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="run the network with PyTorch (the release's weights) or ONNX Runtime (the .onnx file "
-                        "given as --model, MODEL/model.onnx, or else MODEL exported once into "
-                        "~/.cache/agecurriculum/onnx; see `agecurriculum export`) (default: torch)")
+                        "given as --model, MODEL/model.onnx, or else MODEL exported once, in about 10 s, into "
+                        "~/.cache/agecurriculum/onnx; see `agecurriculum export`); auto (default): ONNX Runtime "
+                        "on a CPU when installed, else PyTorch")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N",
                         help="faces per forward pass (default: 32)")
-    parser.add_argument("--upsample", type=int, default=1, metavar="N",
-                        help="HOG detector upsamplings: 1 (default) finds faces down to about 40 px, 0 only down to "
-                             "about 80 px but detects about 4x faster")
+    parser.add_argument("--upsample", type=_upsample, default=None, metavar="N|auto",
+                        help="HOG detector upsamplings for every photo: 0 finds faces down to about 80 px, 1 down to "
+                             "about 40 px at about 4x the time; auto (default): 0, or 1 in photos of at least "
+                             f"{UPSAMPLE_MIN_SIDE} px and in any photo where 0 found no face")
+    parser.add_argument("--verify-below", type=float, default=VERIFY_BELOW, metavar="SCORE",
+                        help="re-check the HOG boxes scoring below SCORE with dlib's CNN face detector and drop those "
+                             f"it does not confirm (default: {VERIFY_BELOW}, above every false box seen; 'inf' "
+                             "re-checks every box, slower)")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="keep every HOG box instead of re-checking it with dlib's CNN face detector: faster, "
-                             "but face-like patterns (e.g. the mission patch in the astronaut photo) come out too")
+                        help="keep every HOG box, re-checking none: faster, but face-like patterns (e.g. the mission "
+                             "patch in the astronaut photo) come out too")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="threads decoding photos and finding faces at the same time, output still in input "
+                             "order (default: one per CPU core)")
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
                         help="largest input file read, in bytes; larger ones are that input's error (default: "
                         f"{DEFAULT_MAX_BYTES} = {DEFAULT_MAX_BYTES // 2**20} MiB)")
@@ -97,6 +108,19 @@ def expand_paths(patterns: list[str]) -> tuple[list[str], list[str]]:
     return list(files), unmatched
 
 
+def _upsample(text: str) -> int | None:
+    """``--upsample``'s value: None for ``auto``, else an integer >= 0."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be auto or at least 0, got {value}")
+    return value
+
+
 def _images_in(folder: str) -> list[str]:
     paths = (p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     return sorted(str(p) for p in paths)
@@ -106,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
     """Runs the sub-command; returns the exit status."""
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.upsample < 0:
-        raise CLIError(f"--upsample must be at least 0, got {args.upsample}")
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+    if math.isnan(args.verify_below):
+        raise CLIError("--verify-below must be a number ('inf' re-checks every box), got nan")
     if args.max_bytes < 1:
         raise CLIError(f"--max-bytes must be at least 1, got {args.max_bytes}")
     files, unmatched = expand_paths(args.paths)
@@ -120,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         _print(result, args.json)
     predictor = Predictor.from_release(args.model, backend=args.backend, device=args.device,
                                        batch_size=args.batch_size, verify=args.verify, upsample=args.upsample,
+                                       verify_below=args.verify_below, workers=args.workers,
                                        max_bytes=args.max_bytes, flip=args.flip)
     start, faces, errors, drawn_names = time.perf_counter(), 0, len(empty), set()
     for done, result in enumerate(predictor.iter_predict(files, aligned=args.aligned), 1):

@@ -6,8 +6,8 @@ import argparse
 import textwrap
 from pathlib import Path
 
+from agecurriculum.cli import run_tabulated
 from agecurriculum.cli.train import _CONFIG_HELP, _add_set, settings_epilog
-from agecurriculum.config import apply_overrides, load_config
 from agecurriculum.evaluation.metrics import format_number
 from agecurriculum.train.adience_folds import FOLD_RESULT, FOLDS, LISTS, FoldResult, run_adience_folds
 
@@ -65,9 +65,6 @@ def _progress(fold: FoldResult) -> None:
 
 def run_protocol(args: argparse.Namespace) -> int:
     """Runs ``protocol adience``; returns the exit status."""
-    config = apply_overrides(load_config(args.config), args.overrides)
-    result = run_adience_folds(config, folds=args.folds, resume=args.resume, on_fold=_progress)
-    print()
-    print(result.to_markdown())
-    print(f"tables: {result.out_dir / 'adience_5fold.md'}, {result.out_dir / 'adience_5fold.json'}")
-    return 0
+    return run_tabulated(args, lambda config: run_adience_folds(config, folds=args.folds, resume=args.resume,
+                                                                 on_fold=_progress),
+                         ("adience_5fold.md", "adience_5fold.json"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agecurriculum.cli import CLIError, describe_error
 from agecurriculum.config import apply_overrides, load_config, settings_help
+from agecurriculum.train.plan import describe_run
 from agecurriculum.train.run import EVALUATION_PARTS, RUN_CONFIG_FILE, evaluate_run, train
 
 _CONFIG_HELP = (
@@ -47,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train_parser.add_argument("--resume", action="store_true",
                               help="go on from out_dir/checkpoint.pt after an interruption (a finished run trains "
                               "no more epochs and only rewrites the release and the report)")
+    train_parser.add_argument("--dry-run", action="store_true",
+                              help="resolve the configuration, build the schedule and the model, and print the plan "
+                              "(model, bins, curriculum and epochs, loss, LR and early-stopping policy, release, "
+                              "balancing) without preparing data, training or writing anything")
     train_parser.set_defaults(func=run_train)
 
     eval_parser = subparsers.add_parser(
@@ -81,6 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Runs ``train``; returns the exit status."""
     config = apply_overrides(load_config(args.config), args.overrides)
+    if args.dry_run:
+        print(f"plan of {args.config}" + (f" with {len(args.overrides)} override(s)" if args.overrides else "")
+              + " (dry run: no data prepared, nothing trained or written):")
+        for line in describe_run(config):
+            print(f"  {line}")
+        return 0
     start = time.perf_counter()
     try:
         result = train(config, resume=args.resume)

@@ -1,20 +1,29 @@
-"""Age-bin balancing of one dataset: the paper's median rule, and inverse-frequency sampling as the alternative.
+"""Age-bin balancing of one dataset: the paper's median rule, a variant of it, and inverse-frequency sampling.
 
-The median rule (:func:`balance_plan`), over the counts ``n_b`` of the non-empty age bins of one dataset:
+Both median rules (:func:`balance_plan`) work on the counts ``n_b`` of the non-empty age bins of one dataset:
 
 1. ``m`` = the median of the ``n_b``, rounded down.
 2. Every bin with ``n_b > m`` is downsampled to ``m`` images: ``n_b - m`` of its images, drawn without replacement
    by a generator seeded with ``(seed, b)``, are dropped.
-3. Every bin is brought up to at least ``ceil(m / max_ratio)`` images by augmented copies, so that the ratio of the
-   largest to the smallest bin is at most ``max_ratio`` (the paper reached 3.5). A bin never gets more than
-   ``max_copies`` copies per original image, so a bin of 3 images does not become 300 copies of 3 faces; when that
-   cap binds, the ratio stays above ``max_ratio`` and :attr:`BalancePlan.ratio_reached` is False. The copies are
-   spread evenly: each image of the bin gets ``need // n_b`` copies and ``need % n_b`` images, drawn by the same
+3. Bins below a target get augmented copies up to it, at most ``max_copies`` per original image:
+
+   - ``rule="paper"``, the paper's: every bin below the median is augmented towards ``m``, with at most one copy
+     per image by default (``max_copies=1``). The paper does not say how many copies it made; its reported ratios
+     bound it: after the cut the largest bin is ``m``, so a smallest bin of ``n`` images ends at ``n (1 + c)``
+     and the ratio at ``m / (n (1 + c)) <= 9 / (1 + c)`` for data that starts at 1/9 (``m`` is at most the largest
+     bin, ``9 n``). Reaching 1/3.5 from 1/9, as the paper did, needs ``c <= 1.57``: one copy per image.
+   - ``rule="ratio"``, this project's earlier rule: only bins below ``ceil(m / max_ratio)`` are augmented, up to
+     that floor (default ``max_copies=5``), aiming straight at the ratio the paper reports (3.5). Bins between the
+     floor and ``m`` are left as they are, so a dataset whose bins are all within 3.5 of the median (UTKFace) is
+     only cut.
+
+   When the cap binds, a bin stays below its target (and :attr:`BalancePlan.ratio_reached` may be False). The copies
+   are spread evenly: each image of the bin gets ``need // n_b`` copies and ``need % n_b`` images, drawn by the same
    seeded generator, get one more.
 
-Bins between ``ceil(m / max_ratio)`` and ``m`` are left as they are, and empty bins stay empty. Items whose age bin
-is :data:`~agecurriculum.data.datasets.IGNORE` (unknown age; they still train gender) are kept once each and
-counted apart. :class:`BalancedDataset` then serves the kept originals plus the augmented copies.
+Empty bins stay empty. Items whose age bin is :data:`~agecurriculum.data.datasets.IGNORE` (unknown age; they still
+train gender) are kept once each and counted apart. :class:`BalancedDataset` then serves the kept originals plus the
+augmented copies.
 """
 
 from __future__ import annotations
@@ -31,7 +40,11 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 from agecurriculum.data.datasets import IGNORE, age_bins_of
 from agecurriculum.data.transforms import augment_transform
 
-__all__ = ["BalancePlan", "balance_plan", "BalancedDataset", "balanced_weights", "weighted_sampler"]
+__all__ = ["BALANCE_RULES", "BalancePlan", "balance_plan", "BalancedDataset", "balanced_weights", "weighted_sampler"]
+
+# rule -> default max_copies: "paper" (every bin below the median augmented towards it, one copy per image at most)
+# and "ratio" (only bins below median / max_ratio, up to that floor). See the module docstring.
+BALANCE_RULES = {"paper": 1, "ratio": 5}
 
 
 @dataclass(frozen=True)
@@ -45,8 +58,9 @@ class BalancePlan:
         ignored: items with an unknown age bin, kept once each and in neither count.
         median: the median bin count ``m`` (rounded down) that bins above it were cut to.
         seed: seed of the random choices.
-        max_ratio: the largest-to-smallest bin ratio aimed for.
+        max_ratio: the largest-to-smallest bin ratio aimed for (``ratio`` rule) or reported against (``paper``).
         max_copies: the most augmented copies made of one image.
+        rule: ``"paper"`` or ``"ratio"`` (see the module docstring).
     """
 
     uses: tuple[int, ...]
@@ -57,6 +71,7 @@ class BalancePlan:
     seed: int
     max_ratio: float
     max_copies: int
+    rule: str = "paper"
 
     def __len__(self) -> int:
         return sum(self.uses)
@@ -109,22 +124,31 @@ def balance_plan(
     age_bins: Sequence[int],
     seed: int = 0,
     max_ratio: float = 3.5,
-    max_copies: int = 5,
+    max_copies: int | None = None,
     num_bins: int | None = None,
+    rule: str = "paper",
 ) -> BalancePlan:
-    """Plans the paper's median-rule balancing of one dataset (algorithm in the module docstring).
+    """Plans the median-rule balancing of one dataset (the rules are in the module docstring).
 
     Args:
         age_bins: age bin of every item (e.g. ``FaceDataset.age_bins``), :data:`IGNORE` where unknown.
         seed: seed of the choice of dropped images and of the images that get an extra copy.
-        max_ratio: target for largest / smallest bin count, >= 1.
-        max_copies: most augmented copies of one image, >= 0.
+        max_ratio: the ``ratio`` rule's target for largest / smallest bin count, >= 1 (the ``paper`` rule only
+            reports against it in :attr:`BalancePlan.ratio_reached`).
+        max_copies: most augmented copies of one image, >= 0; None: the rule's default (:data:`BALANCE_RULES`:
+            paper 1, ratio 5).
         num_bins: length of the count lists; default one past the largest bin present.
+        rule: ``"paper"`` (every bin below the median augmented towards it) or ``"ratio"`` (only bins below
+            ``median / max_ratio``, up to that).
 
     Raises:
-        ValueError: on a negative bin other than IGNORE, a bad ``max_ratio``/``max_copies``/``seed``, or a bin
-            index >= ``num_bins``.
+        ValueError: on a negative bin other than IGNORE, a bad ``max_ratio``/``max_copies``/``seed``/``rule``, or
+            a bin index >= ``num_bins``.
     """
+    if rule not in BALANCE_RULES:
+        raise ValueError(f"rule must be one of {', '.join(BALANCE_RULES)}, got {rule!r}")
+    if max_copies is None:
+        max_copies = BALANCE_RULES[rule]
     if not max_ratio >= 1:
         raise ValueError(f"max_ratio must be >= 1, got {max_ratio!r}")
     if max_copies < 0 or seed < 0:
@@ -137,7 +161,8 @@ def balance_plan(
     counts = np.bincount(known, minlength=num_bins or size)
     uses = np.ones(len(labels), dtype=np.int64)
     median = int(np.median(counts[counts > 0])) if known.size else 0
-    floor = math.ceil(median / max_ratio - 1e-9)  # the 1e-9 keeps e.g. 7 / 3.5 at 2, not 3
+    # The count every smaller bin is augmented towards: the median itself (paper), or median / max_ratio (ratio).
+    floor = median if rule == "paper" else math.ceil(median / max_ratio - 1e-9)  # the 1e-9 keeps 7 / 3.5 at 2, not 3
     for b in np.flatnonzero(counts):
         members = np.flatnonzero(labels == b)
         n = len(members)
@@ -158,6 +183,7 @@ def balance_plan(
         seed=seed,
         max_ratio=float(max_ratio),
         max_copies=max_copies,
+        rule=rule,
     )
 
 

@@ -116,12 +116,20 @@ class FaceAligner:
             self._predictor = dlib.shape_predictor(str(landmark_model_path()))
         return self._detector, self._predictor
 
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        """All faces the detector finds, aligned, best score first (ties: larger box first)."""
+    def detect(self, image: np.ndarray, upsample: int | None = None) -> list[DetectedFace]:
+        """All faces the detector finds, aligned, best score first (ties: larger box first).
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            upsample: HOG upsamplings for this call; None: ``config.upsample``.
+        """
         image = check_image(image)
+        if upsample is not None and upsample < 0:
+            raise ValueError(f"upsample must be >= 0, got {upsample}")
         detector, _ = self._models()
         searched = self._detection_copy(image)
-        rects, scores, _ = detector.run(searched, self.config.upsample, self.config.min_score)
+        upsample = self.config.upsample if upsample is None else upsample
+        rects, scores, _ = detector.run(searched, upsample, self.config.min_score)
         if searched is not image:
             rects = [_scale_rect(r, image.shape[1] / searched.shape[1], image.shape[0] / searched.shape[0])
                      for r in rects]

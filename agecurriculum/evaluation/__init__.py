@@ -6,84 +6,16 @@
   error breakdown by gender x age bin x race, children's gender accuracy, flip consistency.
 - :mod:`~agecurriculum.evaluation.calibration`: expected calibration error, temperature fitting and scaling.
 - :mod:`~agecurriculum.evaluation.protocols`: unified bins -> Adience's 8 groups or the 7 UTKFace groups; fold
-  summaries (mean ± sample std).
+  summaries (mean ± sample std); :data:`PROTOCOLS`, the ones a dataset can ask its report for.
 - :mod:`~agecurriculum.evaluation.report`: :class:`EvaluationReport` (Table III form, JSON, markdown, PNGs).
 """
 
-from agecurriculum.evaluation.calibration import (
-    apply_temperature,
-    expected_calibration_error,
-    fit_temperature,
-    temperature_nll,
-)
-from agecurriculum.evaluation.metrics import (
-    CHILD_MAX_AGE,
-    accuracy,
-    breakdown,
-    breakdown_markdown,
-    children_gender_accuracy,
-    compute_metrics,
-    confusion_matrix,
-    expected_ages,
-    fit_representative_ages,
-    flip_consistency,
-    one_off_accuracy,
-    plot_confusion,
-    representative_ages,
-)
-from agecurriculum.evaluation.predict import Predictions, flip_averaged, predict_dataset
-from agecurriculum.evaluation.protocols import (
-    ADIENCE_GROUPS,
-    SEVEN_GROUPS,
-    adience_protocol,
-    convert_probs,
-    group_metrics,
-    groups_of_ages,
-    seven_group_protocol,
-    summarize_folds,
-    year_to_group,
-)
-from agecurriculum.evaluation.report import (
-    PAPER_RESULTS,
-    DatasetResult,
-    EvaluationReport,
-    build_report,
-    write_report,
-)
+# Each module's __all__ is its public API; the package re-exports all of them, so a name is listed once.
+from agecurriculum.evaluation import calibration, metrics, predict, protocols, report
+from agecurriculum.evaluation.calibration import *  # noqa: F403
+from agecurriculum.evaluation.metrics import *  # noqa: F403
+from agecurriculum.evaluation.predict import *  # noqa: F403
+from agecurriculum.evaluation.protocols import *  # noqa: F403
+from agecurriculum.evaluation.report import *  # noqa: F403
 
-__all__ = [
-    "Predictions",
-    "predict_dataset",
-    "flip_averaged",
-    "accuracy",
-    "one_off_accuracy",
-    "compute_metrics",
-    "representative_ages",
-    "expected_ages",
-    "fit_representative_ages",
-    "confusion_matrix",
-    "plot_confusion",
-    "breakdown",
-    "breakdown_markdown",
-    "CHILD_MAX_AGE",
-    "children_gender_accuracy",
-    "flip_consistency",
-    "expected_calibration_error",
-    "fit_temperature",
-    "apply_temperature",
-    "temperature_nll",
-    "ADIENCE_GROUPS",
-    "SEVEN_GROUPS",
-    "year_to_group",
-    "convert_probs",
-    "groups_of_ages",
-    "group_metrics",
-    "adience_protocol",
-    "seven_group_protocol",
-    "summarize_folds",
-    "PAPER_RESULTS",
-    "DatasetResult",
-    "EvaluationReport",
-    "build_report",
-    "write_report",
-]
+__all__ = [*predict.__all__, *metrics.__all__, *calibration.__all__, *protocols.__all__, *report.__all__]

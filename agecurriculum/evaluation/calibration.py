@@ -131,7 +131,7 @@ def fit_temperature(probs: np.ndarray, targets: np.ndarray, tolerance: float = 1
 
     Returns:
         The fitted ``T``. Apply it with :func:`apply_temperature`; store it in a release with
-        :func:`~agecurriculum.inference.release.write_release_temperature`.
+        :func:`~agecurriculum.release.write_release_temperature`.
 
     Raises:
         ValueError: shapes disagree, a target is out of range, or no target is known.

@@ -6,11 +6,8 @@ Conventions:
 - **1-off**: the predicted bin is the true bin or one of its neighbours; bins 0 and K-1 have one neighbour only.
 - **MAE** (years) compares the *expected* age ``sum_k p_k * m_k`` with the true exact age, over the items that have
   one (UTKFace, MORPH-II; not Adience's group labels); ``n_mae`` says how many. ``m_k`` is the representative age of
-  bin k (:func:`representative_ages`): the mean exact training age inside the bin when training ages are given
-  (the estimate that minimises the squared error of a correctly classified face; training ages crowd towards the
-  middle of the population, e.g. 15-23 holds more 20-23 than 15-18 year olds), else the midpoint of ``[lo, hi]``.
-  The last bin (e.g. 60-100) is open-ended, since :meth:`AgeBins.bin_of` puts older ages there too, and few people
-  are near its midpoint (80), so without training ages in it it stands at ``lo + 10``.
+  bin k (:func:`~agecurriculum.bins.representative_ages`, re-exported here): the mean exact training age inside the
+  bin when training ages are given, else its midpoint, and ``lo + 10`` for the open last bin (e.g. 60-100).
   :func:`fit_representative_ages` instead fits ``m_k`` to held-out predictions (a release's ``rep_ages``, run
   setting ``rep_ages: fit_val``): the mean training age is only right for a face classified with certainty, and a
   network's probabilities are not.
@@ -32,7 +29,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from agecurriculum.bins import AgeBins
+# representative_ages lives with the bins (a release reads it without evaluation); re-exported here.
+from agecurriculum.bins import OPEN_BIN_OFFSET, AgeBins, representative_ages
 from agecurriculum.data.datasets import IGNORE
 from agecurriculum.evaluation.predict import Predictions
 
@@ -56,35 +54,7 @@ __all__ = [
 ]
 
 GENDER_LABELS = ("male", "female")
-OPEN_BIN_OFFSET = 10  # years above its lower end that stand for the open last bin when no training ages are given
 CHILD_MAX_AGE = 12  # oldest age counted as a child (issue 16: gender fails most on faces of 0-12 year olds)
-
-
-def representative_ages(bins: AgeBins, train_ages: Iterable[float] | None = None,
-                        last_bin_age: float | None = None) -> np.ndarray:
-    """The age ``m_k`` standing for each bin in the expected age (see the module docstring).
-
-    Args:
-        bins: the unified bins.
-        train_ages: exact training ages; the mean of those inside a bin represents it (bins without any keep
-            their midpoint, the last bin ``lo + 10``).
-        last_bin_age: an explicit age for the last bin; overrides ``train_ages`` there.
-
-    Returns:
-        ``(K,)`` float array.
-    """
-    groups = bins.groups
-    reps = np.array([(lo + hi) / 2 for lo, hi in groups], dtype=float)
-    reps[-1] = groups[-1][0] + OPEN_BIN_OFFSET
-    ages = np.asarray([] if train_ages is None else list(train_ages), dtype=float)  # numpy arrays too
-    if ages.size:
-        ids = np.searchsorted(bins.boundaries, ages, side="left")  # the bin of each age, as AgeBins.bin_of
-        for k in range(len(groups)):
-            if (ids == k).any():
-                reps[k] = ages[ids == k].mean()
-    if last_bin_age is not None:
-        reps[-1] = float(last_bin_age)
-    return reps
 
 
 def fit_representative_ages(age_probs: np.ndarray, exact_ages: np.ndarray, bins: AgeBins) -> np.ndarray:

@@ -13,18 +13,23 @@ Published numbers use each benchmark's native groups: Adience's 8 groups (0-2, 4
 
 The probabilities of a group are then summed. The true group of an exact age follows the same rule, except that a
 halfway year has no single true group and is IGNORE (:func:`groups_of_ages`).
+
+:data:`PROTOCOLS` names the protocols a run's report applies; a dataset lists the ones its test predictions are
+scored with in its :attr:`~agecurriculum.data.sources.DatasetSource.protocols`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from agecurriculum.bins import ADIENCE_GROUPS, MAX_AGE, AgeBins
 from agecurriculum.data.datasets import IGNORE
+from agecurriculum.data.records import FaceRecord
 from agecurriculum.evaluation.metrics import accuracy, one_off_accuracy
 from agecurriculum.evaluation.predict import Predictions
 
@@ -38,6 +43,9 @@ __all__ = [
     "adience_protocol",
     "seven_group_protocol",
     "summarize_folds",
+    "adience_group_of",
+    "DatasetProtocol",
+    "PROTOCOLS",
 ]
 
 # The common 7-group scheme for UTKFace; "61+" is written up to MAX_AGE (older ages go there by the nearest rule).
@@ -146,3 +154,39 @@ def summarize_folds(per_fold_metrics: Sequence[dict[str, Any]]) -> dict[str, dic
         std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         summary[key] = {"mean": float(values.mean()), "std": std, "folds": len(values)}
     return summary
+
+
+def adience_group_of(record: FaceRecord) -> int:
+    """The Adience group (0-7) a record's age label lies in; IGNORE for an exact age in a gap between groups.
+
+    A cleaned Adience label is one of its 8 groups, or an exact age that may fall in a gap (no group: skipped).
+    """
+    for index, (low, high) in enumerate(ADIENCE_GROUPS):
+        if low <= record.age_min and record.age_max <= high:
+            return index
+    return IGNORE
+
+
+@dataclass(frozen=True)
+class DatasetProtocol:
+    """A benchmark's way of scoring a dataset's predictions, in a run's report beside the unified-bin results.
+
+    Attributes:
+        title: its heading in the report; ``{dataset}`` becomes the dataset's title, ``{part}`` the split scored.
+        score: ``score(predictions, bins, records)`` -> metrics, for one dataset's predictions and the records
+            they were made on (in order).
+    """
+
+    title: str
+    score: Callable[[Predictions, AgeBins, Sequence[FaceRecord]], dict[str, float]]
+
+
+PROTOCOLS: dict[str, DatasetProtocol] = {
+    "seven_groups": DatasetProtocol("{dataset}, 7 groups (0-3, 4-12, 13-19, 20-30, 31-45, 46-60, 61+)",
+                                    lambda pred, bins, records: seven_group_protocol(pred, bins)),
+    # On a run's own split; the Adience benchmark's 5-fold protocol needs one training per fold
+    # (agecurriculum.train.adience_folds runs it).
+    "adience_groups": DatasetProtocol(
+        "{dataset}, native 8 groups ({part} split)",
+        lambda pred, bins, records: adience_protocol(pred, bins, [adience_group_of(r) for r in records])),
+}

@@ -1,7 +1,8 @@
 """Running a trained model on photos: :class:`Predictor`, the torch and ONNX backends, ONNX export.
 
 - :class:`Predictor`: photos (paths or arrays) -> every face's box, gender, age group and expected age.
-- :class:`FaceVerifier`: dlib's CNN detector confirming each HOG face box, so face-like patterns are dropped.
+- :class:`FaceFinder`: how faces are found in a photo (HOG search, upsampled where needed, doubtful boxes
+  re-checked by :class:`FaceVerifier`, dlib's CNN detector, so face-like patterns are dropped).
 - :class:`TorchBackend`, :class:`OnnxBackend`: where the network runs.
 - :func:`export_onnx`: a release -> a self-contained ONNX file; :func:`quantize_onnx`: that file in int8.
 - :func:`ensemble_releases`: several releases -> one release averaging their models.
@@ -12,14 +13,19 @@ from agecurriculum.inference.annotate import draw_faces, face_label
 from agecurriculum.inference.backends import OnnxBackend, TorchBackend
 from agecurriculum.inference.ensemble import ensemble_releases
 from agecurriculum.inference.export import export_onnx
-from agecurriculum.inference.predictor import ONNX_FILE, Predictor
+from agecurriculum.inference.finder import UPSAMPLE_MIN_SIDE, VERIFY_BELOW, FaceFinder
+from agecurriculum.inference.predictor import ONNX_FILE, Predictor, default_backend, default_workers
 from agecurriculum.inference.quantize import quantize_onnx
-from agecurriculum.inference.release import DEFAULT_RELEASE_DIR, ReleaseInfo, read_release_config, resolve_release
+from agecurriculum.inference.release import DEFAULT_RELEASE_DIR, resolve_release
 from agecurriculum.inference.verify import FaceVerifier, VerifyConfig
+from agecurriculum.release import ReleaseInfo, read_release_config
 
 __all__ = [
     "DEFAULT_RELEASE_DIR",
     "ONNX_FILE",
+    "UPSAMPLE_MIN_SIDE",
+    "VERIFY_BELOW",
+    "FaceFinder",
     "FaceVerifier",
     "OnnxBackend",
     "Predictor",
@@ -33,4 +39,6 @@ __all__ = [
     "quantize_onnx",
     "read_release_config",
     "resolve_release",
+    "default_backend",
+    "default_workers",
 ]

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from agecurriculum.devices import parse_device, resolve_device
-from agecurriculum.inference.release import check_release_config
-from agecurriculum.train.checkpoint import load_release
+from agecurriculum.release import check_release_config, load_release
 
 __all__ = ["ONNX_INPUT", "ONNX_OUTPUTS", "ONNX_RELEASE_KEY", "Backend", "OnnxBackend", "TorchBackend"]
 
@@ -28,7 +27,7 @@ ONNX_RELEASE_KEY = "agecurriculum.release"  # ONNX metadata key holding the rele
 class Backend(Protocol):
     """What the :class:`~agecurriculum.inference.Predictor` runs batches through."""
 
-    config: dict[str, Any]  # the release config (see agecurriculum.train.save_release)
+    config: dict[str, Any]  # the release config (see agecurriculum.release.save_release)
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -37,7 +36,7 @@ class TorchBackend:
     """A release's :class:`~agecurriculum.model.DualClassifier`, in eval mode on ``device``.
 
     Args:
-        release_dir: a folder written by :func:`~agecurriculum.train.save_release`.
+        release_dir: a folder written by :func:`~agecurriculum.release.save_release`.
         device: a torch device, e.g. ``"cpu"`` or ``"cuda:0"``.
     """
 

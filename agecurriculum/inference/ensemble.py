@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agecurriculum.bins import AgeBins
-from agecurriculum.inference.release import ReleaseInfo
 from agecurriculum.model import EnsembleClassifier
-from agecurriculum.train.checkpoint import load_release, preprocessing_mismatch, save_release
+from agecurriculum.release import ReleaseInfo, load_release, preprocessing_mismatch, save_release
 
 __all__ = ["ensemble_releases"]
 
@@ -26,7 +24,7 @@ def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
     """Writes a release whose model averages the probabilities of the given releases' models.
 
     Args:
-        release_dirs: two or more release folders (written by :func:`~agecurriculum.train.save_release`), each
+        release_dirs: two or more release folders (written by :func:`~agecurriculum.release.save_release`), each
             holding one :class:`~agecurriculum.model.DualClassifier`.
         out_dir: the ensemble's release folder (created; its files are replaced atomically).
         weights_dtype: the type the weights are stored in; float16 (the default) halves the file and moves the
@@ -43,24 +41,23 @@ def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
     """
     if len(release_dirs) < 2:
         raise ValueError(f"an ensemble needs at least two releases, got {len(release_dirs)}")
-    members, configs = [], []
+    members, configs, infos = [], [], []
     for path in release_dirs:
         model, config = load_release(path)
         if isinstance(model, EnsembleClassifier):
             raise ValueError(f"{path}: is an ensemble already; list the releases it was made of instead")
-        ReleaseInfo.from_config(config, str(path))  # fails early, naming the file, if inference cannot use it
+        infos.append(ReleaseInfo.from_config(config, str(path)))  # fails early, naming the file, if unusable
         members.append(model)
         configs.append(config)
-    first, first_path = configs[0], release_dirs[0]
-    bins = AgeBins.from_dict(first["age_bins"])
-    for path, config in zip(release_dirs[1:], configs[1:], strict=True):
-        their_bins = AgeBins.from_dict(config["age_bins"])
-        if their_bins.groups != bins.groups:
-            raise ValueError(f"{path}: predicts the age bins {their_bins.labels()}, {first_path} predicts "
+    first, first_path = infos[0], release_dirs[0]
+    bins = first.bins
+    for path, info in zip(release_dirs[1:], infos[1:], strict=True):
+        if info.bins.groups != bins.groups:
+            raise ValueError(f"{path}: predicts the age bins {info.bins.labels()}, {first_path} predicts "
                              f"{bins.labels()}; an ensemble's members share their bins")
-        key = preprocessing_mismatch(config["preprocessing"], first["preprocessing"])
+        key = preprocessing_mismatch(info.preprocessing, first.preprocessing)
         if key is not None:
-            mine, theirs = config["preprocessing"].get(key), first["preprocessing"].get(key)
+            mine, theirs = info.preprocessing.to_dict().get(key), first.preprocessing.to_dict().get(key)
             raise ValueError(f"{path}: preprocessing.{key} is {mine!r}, {first_path} has {theirs!r}; an "
                              "ensemble's members must take the same input")
     extra = {"members": [{"release": str(path), **config.get("extra", {})}
@@ -69,4 +66,4 @@ def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
     if all(rep is not None for rep in reps):
         # Each is the mean training age per bin of its run; runs over the same data give the same values.
         extra["rep_ages"] = [float(a) for a in np.mean(np.asarray(reps, dtype=float), axis=0)]
-    return save_release(EnsembleClassifier(members), out_dir, bins, first["preprocessing"], extra, weights_dtype)
+    return save_release(EnsembleClassifier(members), out_dir, bins, first.preprocessing, extra, weights_dtype)

@@ -25,8 +25,7 @@ from torch import nn
 
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
-from agecurriculum.inference.release import ReleaseInfo
-from agecurriculum.train.checkpoint import RELEASE_CONFIG, RELEASE_WEIGHTS, load_release
+from agecurriculum.release import RELEASE_CONFIG, RELEASE_WEIGHTS, ReleaseInfo, load_release
 
 __all__ = ["cached_onnx", "default_onnx_cache", "export_onnx"]
 
@@ -47,7 +46,7 @@ def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
     """Writes the release's model as an ONNX file, atomically (a failed export leaves ``out_path`` as it was).
 
     Args:
-        release_dir: a folder written by :func:`~agecurriculum.train.save_release`.
+        release_dir: a folder written by :func:`~agecurriculum.release.save_release`.
         out_path: the ``.onnx`` file to (over)write; its folder is created.
 
     Returns:
@@ -55,7 +54,7 @@ def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
 
     Raises:
         FileNotFoundError, ValueError: the release is missing or broken (see
-            :func:`~agecurriculum.train.load_release`).
+            :func:`~agecurriculum.release.load_release`).
     """
     import onnx  # here: only export needs it
 

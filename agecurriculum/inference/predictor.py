@@ -6,12 +6,14 @@ For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
    over ``max_bytes`` and paths that are not regular files are refused); a file that cannot be read, an array that
    is not ``(H, W, 3)`` uint8, and an image under :data:`MIN_FACE_PIXELS` a side become that input's ``error``
    string and the run goes on;
-2. finds every face with dlib's HOG detector (on a copy shrunk to ``max_detect_side`` pixels when the photo is
-   larger, which bounds the detector's memory; landmarks and crops come from the full-size photo), has dlib's CNN
-   detector confirm each box (:class:`~agecurriculum.inference.FaceVerifier`: false boxes on face-like patterns
-   are dropped), and aligns each face on its five landmarks at the release's ``image_size`` and ``padding``, as
-   training did (:class:`~agecurriculum.data.FaceAligner`); with ``aligned=True`` the input is taken as one already
-   aligned face crop instead, made square and resized as training did for UTKFace's crops;
+2. finds every face with :class:`~agecurriculum.inference.FaceFinder`: dlib's HOG detector (on a copy shrunk to
+   ``max_detect_side`` pixels when the photo is larger, which bounds the detector's memory; landmarks and crops
+   come from the full-size photo), at ``upsample=0`` or 1 as the photo needs, with dlib's CNN detector
+   re-checking the boxes the HOG detector is not sure of (false boxes on face-like patterns are dropped); each
+   face is aligned on its five landmarks at the release's ``image_size`` and ``padding``, as training did
+   (:class:`~agecurriculum.data.FaceAligner`). With ``aligned=True`` the input is taken as one already aligned face
+   crop instead, made square and resized as training did for UTKFace's crops. Photos are decoded and searched in
+   ``workers`` threads while the network runs (dlib releases Python's GIL), results still in input order;
 3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
    ``batch_size`` faces (faces of several inputs share a batch); with ``flip=True`` each batch runs together with
    its mirror image (``2 * batch_size`` crops) and the two views' probabilities are averaged
@@ -47,9 +49,12 @@ no better than the bins it comes from. Probabilities are rounded to 6 decimals, 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Union
 
@@ -58,15 +63,22 @@ import numpy as np
 from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE, AlignConfig, FaceAligner, check_image
 from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image
 from agecurriculum.data.transforms import normalise_crops
+from agecurriculum.devices import parse_device
 from agecurriculum.errors import describe_error
 from agecurriculum.evaluation.calibration import apply_temperature
 from agecurriculum.evaluation.predict import flip_averaged
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
 from agecurriculum.inference.export import cached_onnx
-from agecurriculum.inference.release import GENDER_NAMES, ONNX_FILE, ReleaseInfo, resolve_release
+from agecurriculum.inference.release import resolve_release
+from agecurriculum.inference.finder import VERIFY_BELOW, FaceFinder
 from agecurriculum.inference.verify import FaceVerifier
+from agecurriculum.release import GENDER_NAMES, ONNX_FILE, ReleaseInfo
 
-__all__ = ["FEATURELESS_STD", "MIN_FACE_PIXELS", "ONNX_FILE", "Predictor", "PredictorInput"]
+__all__ = ["BACKENDS", "FEATURELESS_STD", "MIN_FACE_PIXELS", "ONNX_FILE", "Predictor", "PredictorInput",
+           "default_backend", "default_workers"]
+
+# What Predictor.from_release(backend=...) and `predict --backend` accept; "auto" is default_backend()'s choice.
+BACKENDS = ("auto", "torch", "onnx")
 
 # Shortest side an input may have, in pixels: below it a crop holds too little of a face to mean anything (dlib's
 # landmarks need a few pixels per eye), and with aligned=True a 1x1 image would otherwise get a confident answer.
@@ -86,10 +98,13 @@ class Predictor:
         backend: runs the network (:class:`TorchBackend` or :class:`OnnxBackend`); its release config says how to
             preprocess.
         batch_size: faces per forward pass.
-        verify: re-check every HOG box with dlib's CNN detector and drop those it does not confirm: True uses a
-            :class:`FaceVerifier` with its default settings, or pass your own; False keeps every HOG box.
-        upsample: HOG detector upsamplings (see :class:`~agecurriculum.data.AlignConfig`): 1 finds faces down to
-            about 40 px.
+        verify: re-check doubtful HOG boxes with dlib's CNN detector and drop those it does not confirm: True uses
+            a :class:`FaceVerifier` with its default settings, or pass your own; False keeps every HOG box.
+        upsample: HOG detector upsamplings (see :class:`~agecurriculum.data.AlignConfig`): None (the default)
+            chooses per photo (:class:`~agecurriculum.inference.FaceFinder`); 0 finds faces down to about 80 px,
+            1 down to about 40 px at about 4x the time.
+        verify_below: only boxes scoring below this are re-checked (:data:`~agecurriculum.inference.VERIFY_BELOW`);
+            ``math.inf`` re-checks every box (what the default did up to 0.1.0).
         max_bytes: largest image file read, in bytes (see :func:`~agecurriculum.data.images.load_image`); a
             larger one is that input's error. None for no limit.
         max_detect_side: photos whose longest side exceeds this many pixels are searched for faces on a copy
@@ -98,24 +113,31 @@ class Predictor:
         flip: test-time flip averaging: run every face also mirrored left-right and average the two views'
             probabilities. It doubles the network's work, a small part of a photo's time on CPU (face finding
             dominates); the output has the same fields either way.
+        workers: threads that decode photos and find faces at the same time (None: :func:`default_workers`, one
+            per CPU core this process may use); 1 does it all in the calling thread. Results keep input order.
     """
 
     def __init__(self, backend: Backend, batch_size: int = 32, verify: bool | FaceVerifier = True,
-                 upsample: int = 1, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE, flip: bool = False) -> None:
+                 upsample: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE, flip: bool = False,
+                 verify_below: float = VERIFY_BELOW, workers: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1 (or None for one per CPU core), got {workers}")
         self.backend = backend
         self.release = ReleaseInfo.from_config(backend.config)
         self.batch_size = batch_size
         self.max_bytes = max_bytes
-        self.aligner = FaceAligner(AlignConfig(size=self.release.image_size, padding=self.release.padding,
-                                               upsample=upsample), max_detect_side=max_detect_side)
-        self.verifier = verify if isinstance(verify, FaceVerifier) else FaceVerifier() if verify else None
+        align = AlignConfig(size=self.release.image_size, padding=self.release.padding)
+        self.finder = FaceFinder(align, upsample=upsample, verify=verify, verify_below=verify_below,
+                                 max_detect_side=max_detect_side)
+        self.aligner = FaceAligner(align)  # only its align_crop_only, for aligned=True (thread-safe: no dlib)
         self.flip = flip
+        self.workers = default_workers() if workers is None else workers
 
     @classmethod
-    def from_release(cls, path: str | Path | None = None, backend: str = "torch", device: str = "cpu",
+    def from_release(cls, path: str | Path | None = None, backend: str = "auto", device: str = "cpu",
                      batch_size: int = 32, **kwargs: Any) -> Predictor:
         """A predictor for a release.
 
@@ -125,17 +147,22 @@ class Predictor:
                 (:data:`~agecurriculum.inference.DEFAULT_RELEASE_DIR`).
             backend: ``"torch"`` runs the release's weights; ``"onnx"`` runs ``path`` if it is a file, else
                 ``path/model.onnx``, with ONNX Runtime; a release folder without ``model.onnx`` is exported once
-                into the cache of :func:`~agecurriculum.inference.export.cached_onnx`.
+                into the cache of :func:`~agecurriculum.inference.export.cached_onnx` (about 10 s, the first
+                time only). ``"auto"`` (the default): :func:`default_backend`, ONNX Runtime on a CPU when it is
+                installed (it is a dependency; same outputs within float rounding, faster one face at a time),
+                else torch.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
             batch_size: faces per forward pass.
-            **kwargs: more :class:`Predictor` arguments (``verify``, ``upsample``, ``max_bytes``,
-                ``max_detect_side``, ``flip``).
+            **kwargs: more :class:`Predictor` arguments (``verify``, ``verify_below``, ``upsample``,
+                ``max_bytes``, ``max_detect_side``, ``flip``, ``workers``).
 
         Raises:
             FileNotFoundError: the release (or its ONNX file) is missing, or no default model is installed.
             ValueError: unknown backend, or a broken release.
         """
         path = resolve_release(path)
+        if backend == "auto":
+            backend = default_backend(device, path)
         if backend == "torch":
             if not path.is_dir():
                 raise ValueError(f"{path}: the torch backend needs a release folder (model.safetensors + config.json); "
@@ -146,7 +173,7 @@ class Predictor:
             if path.is_dir() and not onnx_path.is_file():
                 onnx_path = cached_onnx(path)
             return cls(OnnxBackend(onnx_path, device), batch_size, **kwargs)
-        raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
     def predict(self, inputs: Sequence[PredictorInput], aligned: bool = False) -> list[dict[str, Any]]:
         """One result dict per input, in order (see the module docstring).
@@ -161,8 +188,7 @@ class Predictor:
         """Like :meth:`predict`, but yields each result as soon as its batch has run (for long input lists)."""
         pending: list[tuple[dict[str, Any], list[np.ndarray]]] = []
         waiting = 0
-        for index, item in enumerate(inputs):
-            result, crops = self._find_faces(index, item, aligned)
+        for result, crops in self._found(inputs, aligned):
             pending.append((result, crops))
             waiting += len(crops)
             if waiting >= self.batch_size:
@@ -177,10 +203,28 @@ class Predictor:
         network (e.g. calibration data for :func:`~agecurriculum.inference.quantize_onnx`). Unreadable inputs and
         photos without a face yield nothing.
         """
-        for index, item in enumerate(inputs):
-            crops = self._find_faces(index, item, aligned)[1]
+        for _, crops in self._found(inputs, aligned):
             if crops:
                 yield from self._normalise(crops)
+
+    def _found(self, inputs: Iterable[PredictorInput], aligned: bool
+               ) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
+        """:meth:`_find_faces` of every input, in input order, ``workers`` inputs at a time in a thread pool.
+
+        At most ``2 * workers`` inputs are in flight, so a long (or endless) input iterable is read as it goes.
+        """
+        items = enumerate(inputs)
+        if self.workers == 1:
+            yield from (self._find_faces(index, item, aligned) for index, item in items)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="agecurriculum-faces") as pool:
+            flight: deque[Future] = deque()
+            for index, item in items:
+                flight.append(pool.submit(self._find_faces, index, item, aligned))
+                if len(flight) >= 2 * self.workers:
+                    yield flight.popleft().result()
+            while flight:
+                yield flight.popleft().result()
 
     def _find_faces(self, index: int, item: PredictorInput, aligned: bool) -> tuple[dict[str, Any], list[np.ndarray]]:
         is_array = isinstance(item, np.ndarray)
@@ -194,8 +238,7 @@ class Predictor:
                 crops = [self.aligner.align_crop_only(image)]
                 result["faces"] = [{"box": [0, 0, int(w), int(h)], "score": None}]
             else:
-                faces = [f for f in self.aligner.detect(image)
-                         if self.verifier is None or self.verifier.is_face(image, f.box)]
+                faces = self.finder.find(image)
                 crops = [f.crop for f in faces]
                 result["faces"] = [{"box": [int(v) for v in f.box], "score": _number(f.score)} for f in faces]
         except (ValueError, OSError, RuntimeError, MemoryError) as e:
@@ -242,6 +285,25 @@ class Predictor:
             "age_probs": [round(float(p), 6) for p in age_probs],
             "age": round(float(age_probs @ self.release.rep_ages), 2),
         }
+
+
+def default_backend(device: str = "cpu", release: str | Path | None = None) -> str:
+    """The backend ``"auto"`` stands for: ``"onnx"`` on a CPU when ONNX Runtime is installed, else ``"torch"``.
+
+    ONNX Runtime runs this network about 2x faster than torch one face at a time on a CPU (docs/benchmarks.md),
+    with the same outputs within float rounding. ``release`` given as an ``.onnx`` file always means ``"onnx"``.
+    """
+    if release is not None and Path(release).is_file():
+        return "onnx"
+    if parse_device(device).type != "cpu" or importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    return "onnx"
+
+
+def default_workers() -> int:
+    """One face-finding thread per CPU core this process may use (its affinity mask where the OS has one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(cores or 1, 1)
 
 
 def _number(value: float) -> float | None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_RELEASE_KEY
-from agecurriculum.inference.release import ReleaseInfo
+from agecurriculum.release import ReleaseInfo
 
 __all__ = ["ONNX_QUANTIZATION_KEY", "quantize_onnx"]
 

@@ -26,6 +26,8 @@ class DualClassifier(nn.Module):
         bottleneck_dim: Width of the head's shared layer.
         dropout: Dropout after the shared layer.
         detach_gender: See :class:`GenderConditionedHead`.
+        conditioning: ``"hard"`` or ``"soft"``; see :class:`GenderConditionedHead`. A config without the key
+            (releases written before it existed) rebuilds a soft model, as those were trained.
 
     Input: ``(N, 3, H, W)`` images normalised with ``model.backbone.spec.mean/std`` (registered backbones).
     Output: :class:`HeadOutput` ``(age_logits (N, age_classes), gender_logits (N, gender_classes))``.
@@ -33,7 +35,7 @@ class DualClassifier(nn.Module):
 
     def __init__(self, age_classes: int = 8, gender_classes: int = 2, backbone: str | nn.Module = "efficientnet-lite0",
                  pretrained: bool = False, weights_path: str | Path | None = None, bottleneck_dim: int = 512,
-                 dropout: float = 0.3, detach_gender: bool = False) -> None:
+                 dropout: float = 0.3, detach_gender: bool = False, conditioning: str = "soft") -> None:
         super().__init__()
         if isinstance(backbone, str):
             self.backbone = create_backbone(backbone, pretrained=pretrained, weights_path=weights_path)
@@ -49,7 +51,7 @@ class DualClassifier(nn.Module):
         else:
             raise TypeError(f"backbone must be a registered name or an nn.Module, got {type(backbone).__name__}")
         self.head = GenderConditionedHead(self.backbone.num_features, age_classes, gender_classes, bottleneck_dim,
-                                          dropout, detach_gender)
+                                          dropout, detach_gender, conditioning)
         self._config = {
             "age_classes": age_classes,
             "gender_classes": gender_classes,
@@ -59,6 +61,7 @@ class DualClassifier(nn.Module):
             "bottleneck_dim": bottleneck_dim,
             "dropout": dropout,
             "detach_gender": detach_gender,
+            "conditioning": conditioning,
         }
         self._custom_frozen = False
 

@@ -1,4 +1,14 @@
-"""GenderConditionedHead: the age classifier sees the predicted gender ("hard conditioning")."""
+"""GenderConditionedHead: the age classifier sees the predicted gender.
+
+Two ways to show it the gender (``conditioning``):
+
+- ``"hard"``, the paper's ("hard conditioning, post-prediction"): the one-hot vector of the predicted class
+  (``argmax`` of the gender logits). The age loss sends no gradient into the gender head through it; only the gender
+  loss trains that head.
+- ``"soft"``: the gender softmax. The age loss also trains the gender head through the probabilities (unless
+  ``detach_gender``). The shipped default model was trained so, and releases that do not name their conditioning
+  are soft.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +16,8 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+
+CONDITIONINGS = ("hard", "soft")  # what GenderConditionedHead's conditioning may be
 
 
 class HeadOutput(NamedTuple):
@@ -16,11 +28,12 @@ class HeadOutput(NamedTuple):
 
 
 class GenderConditionedHead(nn.Module):
-    """Shared bottleneck, then a gender head whose softmax output is appended to the features of the age head.
+    """Shared bottleneck, then a gender head whose prediction is appended to the features of the age head.
 
     ``features -> Linear -> BatchNorm1d -> ReLU -> Dropout -> shared``;
     ``gender_logits = Linear(shared)``;
-    ``age_logits = Linear(concat(shared, softmax(gender_logits)))``.
+    ``age_logits = Linear(concat(shared, g))`` with ``g = one_hot(argmax(gender_logits))`` (``"hard"``) or
+    ``g = softmax(gender_logits)`` (``"soft"``).
     Works on the pooled features of any backbone, including a user's own.
 
     Args:
@@ -29,16 +42,20 @@ class GenderConditionedHead(nn.Module):
         gender_classes: Number of gender classes.
         bottleneck_dim: Width of the shared layer.
         dropout: Dropout probability after the shared layer.
-        detach_gender: Stop the age loss's gradient through the gender probabilities, so only the gender loss
-            trains the gender head (an ablation; the paper's model trains through it).
+        detach_gender: Stop the age loss's gradient through the gender probabilities of soft conditioning, so only
+            the gender loss trains the gender head (hard conditioning passes no gradient there anyway).
+        conditioning: ``"hard"`` (the paper's: the one-hot predicted gender) or ``"soft"`` (the gender softmax; the
+            default, so that releases written before this choice existed load as they were trained).
 
     Input: ``(N, in_features)`` float features. Output: :class:`HeadOutput` of ``(N, age_classes)`` and
     ``(N, gender_classes)`` logits. BatchNorm1d needs ``N > 1`` in train mode.
     """
 
     def __init__(self, in_features: int, age_classes: int = 8, gender_classes: int = 2, bottleneck_dim: int = 512,
-                 dropout: float = 0.3, detach_gender: bool = False) -> None:
+                 dropout: float = 0.3, detach_gender: bool = False, conditioning: str = "soft") -> None:
         super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
         for field, value in [("in_features", in_features), ("age_classes", age_classes),
                              ("gender_classes", gender_classes), ("bottleneck_dim", bottleneck_dim)]:
             if not isinstance(value, int) or value < 1:
@@ -47,6 +64,7 @@ class GenderConditionedHead(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.in_features = in_features
         self.detach_gender = detach_gender
+        self.conditioning = conditioning
         self.bottleneck = nn.Sequential(
             nn.Linear(in_features, bottleneck_dim, bias=False),  # no bias: BatchNorm's shift replaces it
             nn.BatchNorm1d(bottleneck_dim),
@@ -61,8 +79,13 @@ class GenderConditionedHead(nn.Module):
             raise ValueError(f"expected features of shape (N, {self.in_features}), got {tuple(features.shape)}")
         shared = self.bottleneck(features)
         gender_logits = self.gender(shared)
-        gender_probs = gender_logits.softmax(dim=1)
-        if self.detach_gender:
-            gender_probs = gender_probs.detach()
-        age_logits = self.age(torch.cat([shared, gender_probs], dim=1))
+        if self.conditioning == "hard":
+            # argmax has no gradient: the age loss cannot move the gender head through this input.
+            gender_input = nn.functional.one_hot(gender_logits.argmax(dim=1), gender_logits.shape[1])
+            gender_input = gender_input.to(shared.dtype)
+        else:
+            gender_input = gender_logits.softmax(dim=1)
+            if self.detach_gender:
+                gender_input = gender_input.detach()
+        age_logits = self.age(torch.cat([shared, gender_input], dim=1))
         return HeadOutput(age_logits, gender_logits)

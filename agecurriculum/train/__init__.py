@@ -1,12 +1,11 @@
-"""Training: the curriculum trainer, its checkpoints and released weights, and distributed helpers."""
+"""Training: the curriculum trainer, its checkpoints and released weights, and distributed helpers.
 
-from agecurriculum.train.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_release,
-    save_checkpoint,
-    save_release,
-)
+:func:`save_release` and :func:`load_release` belong to the release format (:mod:`agecurriculum.release`), which
+inference reads too; they are re-exported here because training is what writes releases.
+"""
+
+from agecurriculum.release import load_release, save_release
+from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agecurriculum.train.distributed import init_distributed, is_main_process
 from agecurriculum.train.trainer import (
     CurriculumTrainer,

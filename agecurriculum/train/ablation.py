@@ -1,4 +1,5 @@
-"""The paper's ablations as one call: the loss variants (Table VII) and the three curricula (Table VIII).
+"""The paper's ablations as one call: the loss variants (Table VII), the three curricula (Table VIII), and hard
+versus soft gender conditioning (a Table VII-style row of this project's).
 
 :func:`run_ablation` trains one run per variant with :func:`~agecurriculum.train.run.train`, each in its own
 sub-folder of ``config.out_dir``, with everything else of the configuration identical (data, splits, age bins,
@@ -6,7 +7,8 @@ seed, model, trainer), and tabulates their test results::
 
     out_dir/loss-uncertainty/  loss-sum/  loss-fixed/                   config's schedule, each loss
     out_dir/curriculum-original/  curriculum-list1/  curriculum-list2/  config's loss, each preset curriculum
-    out_dir/ablation.md, ablation.json                                  the two tables (rewritten after each run)
+    out_dir/conditioning-hard/  conditioning-soft/                      config's loss and schedule, each conditioning
+    out_dir/ablation.md, ablation.json                                  the tables (rewritten after each run)
 
     config = apply_overrides(load_config("examples/configs/cpu.yaml"), ["data.root=/data", "out_dir=runs/ablation"])
     result = run_ablation(config, study="loss")
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from agecurriculum.bins import PAPER_BINS
-from agecurriculum.config import RunConfig
+from agecurriculum.config import CONDITIONING_MODES, RunConfig
 from agecurriculum.evaluation.metrics import format_number
 from agecurriculum.evaluation.report import EvaluationReport
 from agecurriculum.losses import LOSSES
@@ -39,13 +41,16 @@ from agecurriculum.schedule import PRESETS, ScheduleWarning
 from agecurriculum.train.distributed import is_main_process
 from agecurriculum.train.run import PreparedData, build_schedule, prepare_data, train
 
-__all__ = ["CURRICULA", "LOSS_VARIANTS", "STUDIES", "AblationResult", "AblationRow", "run_ablation"]
+__all__ = ["CONDITIONINGS", "CURRICULA", "LOSS_VARIANTS", "STUDIES", "AblationResult", "AblationRow", "run_ablation"]
 
-STUDIES = ("loss", "curriculum")  # what ``study="all"`` runs, in this order
+STUDIES = ("loss", "curriculum", "conditioning")  # what ``study="all"`` runs, in this order
 LOSS_VARIANTS = tuple(LOSSES)  # uncertainty, sum, fixed
 CURRICULA = tuple(PRESETS)  # original, list1, list2
-_LOSS_LABELS = {"uncertainty": "uncertainty (learned weights)", "sum": "plain sum", "fixed": "fixed 0.6 / 0.4"}
-_TITLES = {"loss": ("Loss", "Table VII form"), "curriculum": ("Curriculum", "Table VIII form")}
+CONDITIONINGS = CONDITIONING_MODES  # hard (the paper's), soft
+_LABELS = {"loss": {"uncertainty": "uncertainty (learned weights)", "sum": "plain sum", "fixed": "fixed 0.6 / 0.4"},
+           "conditioning": {"hard": "hard (one-hot predicted gender)", "soft": "soft (gender softmax)"}}
+_TITLES = {"loss": ("Loss", "Table VII form"), "curriculum": ("Curriculum", "Table VIII form"),
+           "conditioning": ("Conditioning", "Table VII form")}
 _METRICS = ("gender_accuracy", "age_accuracy")
 
 
@@ -54,8 +59,8 @@ class AblationRow:
     """One variant of one study and its test results.
 
     Attributes:
-        study: ``"loss"`` or ``"curriculum"``.
-        variant: the loss name or the curriculum preset name.
+        study: ``"loss"``, ``"curriculum"`` or ``"conditioning"``.
+        variant: the loss name, the curriculum preset name or the conditioning (``"hard"``, ``"soft"``).
         run_dir: the run folder holding the run's checkpoints, release and ``report/``.
         epochs_trained: epochs run by this call (0 for a finished run resumed, or a run shared with another row).
         seconds: wall time of this call's training and evaluation of the run.
@@ -101,7 +106,7 @@ class AblationResult:
     rows: list[AblationRow] = field(default_factory=list)
 
     def study(self, name: str) -> list[AblationRow]:
-        """The rows of one study (``"loss"`` or ``"curriculum"``)."""
+        """The rows of one study (``"loss"``, ``"curriculum"`` or ``"conditioning"``)."""
         return [row for row in self.rows if row.study == name]
 
     def datasets(self) -> list[str]:
@@ -136,7 +141,7 @@ class AblationResult:
             lines += [f"## {title} ({form})", "", f"Held fixed: {_describe(self._fixed(name))}.", "",
                       "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
             for row in rows:
-                label = _LOSS_LABELS.get(row.variant, row.variant) if name == "loss" else row.variant
+                label = _LABELS.get(name, {}).get(row.variant, row.variant)
                 cells = [format_number(row.results[d][key], True) if d in row.results else "–"
                          for d in datasets for key in _METRICS]
                 cells += [format_number(row.mean[key], True) for key in _METRICS]
@@ -159,8 +164,13 @@ class AblationResult:
     def _fixed(self, study: str) -> dict[str, Any]:
         # What a study holds fixed while it varies the other setting.
         if study == "loss":
-            return {"schedule": self.config.schedule, "epochs_per_stage": self.config.epochs_per_stage}
-        return {"loss": self.config.loss, "epochs_per_stage": self.config.epochs_per_stage}
+            return {"schedule": self.config.schedule, "epochs_per_stage": self.config.epochs_per_stage,
+                    "conditioning": self.config.model.conditioning}
+        if study == "curriculum":
+            return {"loss": self.config.loss, "epochs_per_stage": self.config.epochs_per_stage,
+                    "conditioning": self.config.model.conditioning}
+        return {"loss": self.config.loss, "schedule": self.config.schedule,
+                "epochs_per_stage": self.config.epochs_per_stage}
 
 
 def _describe(fixed: dict[str, Any]) -> str:
@@ -205,11 +215,11 @@ def _choose(names: Iterable[str], known: Sequence[str], what: str) -> list[str]:
     return names
 
 
-def _variants(config: RunConfig, study: str, losses: Sequence[str], curricula: Sequence[str]
-              ) -> list[tuple[str, str, RunConfig]]:
+def _variants(config: RunConfig, study: str, losses: Sequence[str], curricula: Sequence[str],
+              conditionings: Sequence[str] = CONDITIONINGS) -> list[tuple[str, str, RunConfig]]:
     """``(study, variant, run config)`` of every run, each config a copy with its own ``out_dir``."""
     if study not in (*STUDIES, "all"):
-        raise ValueError(f"study: expected all, loss or curriculum, got {study!r}")
+        raise ValueError(f"study: expected all, {', '.join(STUDIES)}, got {study!r}")
     out = Path(config.out_dir)
     variants = []
     if study in ("all", "loss"):
@@ -222,6 +232,11 @@ def _variants(config: RunConfig, study: str, losses: Sequence[str], curricula: S
             run = copy.deepcopy(config)
             run.schedule, run.out_dir = name, str(out / f"curriculum-{name}")
             variants.append(("curriculum", name, run))
+    if study in ("all", "conditioning"):
+        for name in _choose(conditionings, CONDITIONINGS, "conditionings"):
+            run = copy.deepcopy(config)
+            run.model.conditioning, run.out_dir = name, str(out / f"conditioning-{name}")
+            variants.append(("conditioning", name, run))
     return variants
 
 
@@ -246,31 +261,35 @@ def _check_datasets(variants: list[tuple[str, str, RunConfig]], available: Seque
 
 def run_ablation(config: RunConfig, study: str = "all", losses: Sequence[str] = LOSS_VARIANTS,
                  curricula: Sequence[str] = CURRICULA, resume: bool = False,
-                 on_run: Callable[[AblationRow], None] | None = None) -> AblationResult:
+                 on_run: Callable[[AblationRow], None] | None = None,
+                 conditionings: Sequence[str] = CONDITIONINGS) -> AblationResult:
     """Trains and evaluates every variant of the chosen studies, then writes ``ablation.md`` and ``ablation.json``.
 
     The loss study keeps ``config.schedule`` and sets ``loss`` to each of ``losses``; the curriculum study keeps
     ``config.loss`` and sets ``schedule`` to each preset of ``curricula`` (``config.epochs_per_stage`` epochs per
-    stage). Each run goes to ``config.out_dir/<study>-<variant>``. The tables are rewritten after every run, so they
-    hold what is finished so far.
+    stage); the conditioning study keeps both and sets ``model.conditioning`` to each of ``conditionings``. Each run
+    goes to ``config.out_dir/<study>-<variant>``. The tables are rewritten after every run, so they hold what is
+    finished so far.
 
     Args:
         config: the configuration every run derives from; ``out_dir`` is the ablation folder.
-        study: ``"all"`` (loss study, then curriculum study), ``"loss"`` or ``"curriculum"``.
+        study: ``"all"`` (loss, curriculum, then conditioning study), ``"loss"``, ``"curriculum"`` or
+            ``"conditioning"``.
         losses: the loss variants of the loss study (names of :data:`~agecurriculum.losses.LOSSES`).
         curricula: the presets of the curriculum study (names of :data:`~agecurriculum.schedule.PRESETS`).
         resume: go on from each run's checkpoint; finished runs train no more epochs (they are re-evaluated).
         on_run: called with each row as soon as its run is done (e.g. to print progress).
+        conditionings: the variants of the conditioning study (``"hard"``, ``"soft"``).
 
     Returns:
         Every row, in the order the runs ran (also written to ``ablation.md`` and ``ablation.json``).
 
     Raises:
-        ValueError: unknown study, loss or preset name; a curriculum that uses a dataset missing from
+        ValueError: unknown study, loss, preset or conditioning name; a curriculum that uses a dataset missing from
             ``config.data.datasets`` or from the data root (raised before anything is trained); and every error
             of :func:`~agecurriculum.train.run.prepare_data` and :func:`~agecurriculum.train.run.train`.
     """
-    variants = _variants(config, study, losses, curricula)
+    variants = _variants(config, study, losses, curricula, conditionings)
     # The presets are checked against the configured dataset names first, so that a curriculum study that cannot
     # run fails before face detection; then every variant against the datasets that have training images.
     presets = [v for v in variants if v[0] == "curriculum"]

@@ -52,9 +52,9 @@ from agecurriculum.evaluation.predict import predict_dataset
 from agecurriculum.evaluation.protocols import adience_protocol, summarize_folds
 from agecurriculum.evaluation.report import PAPER_RESULTS
 from agecurriculum.fileio import atomic_write
+from agecurriculum.release import load_release
 from agecurriculum.schedule import ScheduleWarning
 from agecurriculum.train.ablation import _jsonable
-from agecurriculum.train.checkpoint import load_release
 from agecurriculum.train.distributed import is_main_process
 from agecurriculum.train.run import build_schedule, prepare_data, train
 

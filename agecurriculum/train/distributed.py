@@ -20,8 +20,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 __all__ = [
     "DistributedInfo",
@@ -33,7 +31,6 @@ __all__ = [
     "is_main_process",
     "all_reduce_sum",
     "all_gather_object",
-    "unwrap_model",
 ]
 
 
@@ -126,8 +123,3 @@ def all_gather_object(obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (``model`` itself otherwise)."""
-    return model.module if isinstance(model, DistributedDataParallel) else model

@@ -9,8 +9,9 @@ The ``agecurriculum train`` and ``agecurriculum evaluate`` commands are thin wra
 
 A run folder (``config.out_dir``) ends up holding ``checkpoint.pt``/``best.pt`` and ``metrics.csv`` (trainer and
 loggers), ``training_curves.png``, ``run_config.yaml`` (the configuration, replayable with ``--config``),
-``resolved_config.json`` (the same plus versions, seed and command), ``release/`` (weights for inference) and
-``report/`` (the test-split evaluation).
+``resolved_config.json`` (the same plus versions, seed and command), ``release/`` (weights for inference: the epoch
+with the best selection score, as ``best.pt``), ``release-last/`` (the last epoch's, as ``checkpoint.pt``) and
+``report/`` (the test-split evaluation of ``release/``).
 """
 
 from __future__ import annotations
@@ -26,32 +27,32 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS, AgeBins
+from agecurriculum.bins import PAPER_BINS, AgeBins, representative_ages
 from agecurriculum.config import RunConfig, check_config
 from agecurriculum.devices import resolve_device
 from agecurriculum.fileio import ensure_writable_folder
 from agecurriculum.data.balance import BalancedDataset, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
-from agecurriculum.data.datasets import IGNORE, FaceDataset
+from agecurriculum.data.datasets import FaceDataset
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.records import FaceRecord
-from agecurriculum.data.sources import DATASETS, HISTOGRAM_DATASETS, discover
+from agecurriculum.data.sources import DATASETS, alignment_record, discover, histogram_datasets
 from agecurriculum.data.splits import PARTS, Split, split_records
 from agecurriculum.data.summary import age_distribution, fit_age_bins
 from agecurriculum.data.transforms import eval_transform, train_transform
-from agecurriculum.evaluation.metrics import fit_representative_ages, representative_ages
+from agecurriculum.evaluation.metrics import fit_representative_ages
 from agecurriculum.evaluation.predict import predict_dataset
-from agecurriculum.evaluation.protocols import adience_protocol, seven_group_protocol
+from agecurriculum.evaluation.protocols import PROTOCOLS
 from agecurriculum.evaluation.report import REP_AGES_NOTES, EvaluationReport, build_report, write_report
 from agecurriculum.losses import create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.ensemble import EnsembleClassifier
 from agecurriculum.model.resized_input import ResizedInput
+from agecurriculum.release import RELEASE_CONFIG, Preprocessing, load_release, preprocessing_mismatch, save_release
 from agecurriculum.schedule import TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
-from agecurriculum.train.checkpoint import (CheckpointError, load_checkpoint, load_release, preprocessing_mismatch,
-                                            save_release)
+from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint
 from agecurriculum.train.run_logs import (
     PlotCallback,
     default_loggers,
@@ -96,7 +97,8 @@ class TrainResult:
     Attributes:
         run_dir: the run folder.
         history: one record per epoch run by this call (empty when a finished run is resumed).
-        release_dir: the saved release.
+        release_dir: the saved release (the epoch with the best selection score; ``run_dir/release-last`` holds
+            the last epoch's).
         report: the evaluation on the test splits (also written to ``run_dir/report``); None on ranks other
             than 0 of a distributed run.
         data: the prepared data (bins, splits, counts of images the face pipeline dropped).
@@ -124,10 +126,11 @@ def _subsample(records: list[FaceRecord], max_images: int | None, seed: int) -> 
 
 def _fit_bins(splits: dict[str, Split]) -> AgeBins:
     # "auto" fits on the labels of the training splits only (never on test images), of the datasets whose labels
-    # fit the Adience constraint groups (FairFace's decades straddle them).
-    records = [r for name, split in splits.items() if name in HISTOGRAM_DATASETS for r in split.train]
+    # count for the histogram (DatasetSource.not_in_histogram: FairFace's decades straddle the constraint groups).
+    counted = histogram_datasets()
+    records = [r for name, split in splits.items() if name in counted for r in split.train]
     if not records:
-        raise ValueError(f"bins: auto fits the bins on {list(HISTOGRAM_DATASETS)} training labels; none was "
+        raise ValueError(f"bins: auto fits the bins on {list(counted)} training labels; none was "
                          "prepared; set bins to paper or to explicit boundaries")
     return fit_age_bins(age_distribution(records)).bins
 
@@ -142,19 +145,14 @@ def _resolve_bins(config: RunConfig, splits: dict[str, Split]) -> AgeBins:
     raise ValueError(f"bins: expected auto, paper or a list of boundaries, got {config.bins!r}")
 
 
-def alignment_record() -> dict[str, str]:
-    """The release's ``preprocessing.alignment``: the framing of each dataset trained on aligned crops as they
-    are, and ``"other"``: ``"detect"``, how every other dataset's faces, and every photo at prediction, are framed."""
-    return {**{name: s.framing for name, s in DATASETS.items() if s.framing != "detect"}, "other": "detect"}
-
-
 def prepare_data(config: RunConfig, bins: AgeBins | None = None,
                  splits_override: Mapping[str, Split] | None = None) -> PreparedData:
     """Loads, subsamples, splits and crops the datasets of ``config.data``, and builds the torch datasets.
 
     Per dataset under ``config.data.root``: a seeded subsample of at most ``max_images`` images (seed
-    ``data.split_seed``), the subject-disjoint split, and the crop cache filled (``aligned`` mode for UTKFace,
-    face detection for the others); images that cannot be read or show no face are dropped and counted.
+    ``data.split_seed``), the subject-disjoint split, and the crop cache filled in the dataset's framing
+    (:attr:`~agecurriculum.data.sources.DatasetSource.framing`: UTKFace's and FairFace's crops as they are, face
+    detection for the others); images that cannot be read or show no face are dropped and counted.
 
     Args:
         config: the run configuration.
@@ -203,8 +201,8 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
     train_sets, val_sets, test_sets = {}, {}, {}
     for name, split in splits.items():
         train = FaceDataset(split.train, bins, sources[name], train_tf, straddle=data.straddle)
-        if data.balance == "paper" and len(train):
-            plan = balance_plan(train.age_bins, seed=config.trainer.seed, num_bins=len(bins))
+        if data.balance in ("paper", "ratio") and len(train):
+            plan = balance_plan(train.age_bins, seed=config.trainer.seed, num_bins=len(bins), rule=data.balance)
             train = BalancedDataset(train, plan, seed=config.trainer.seed)
         train_sets[name] = train
         if split.val:
@@ -225,14 +223,6 @@ def build_schedule(config: RunConfig, num_bins: int) -> TrainingSchedule:
     return TrainingSchedule.from_dicts(config.schedule, num_bins=num_bins)
 
 
-def _adience_group(record: FaceRecord) -> int:
-    # The cleaned Adience label is one of its 8 groups, or an exact age in a gap between them (no group: skipped).
-    for index, (low, high) in enumerate(ADIENCE_GROUPS):
-        if low <= record.age_min and record.age_max <= high:
-            return index
-    return IGNORE
-
-
 EVALUATION_PARTS = ("test", "val")  # the parts evaluate_run can score: test for reports, val to choose models
 
 
@@ -242,16 +232,14 @@ def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[floa
     sets = prepared.test_sets if part == "test" else prepared.val_sets
     predictions = {name: predict_dataset(model, ds, batch_size=batch_size, device=device, flip=flip)
                    for name, ds in sets.items() if len(ds) and name in prepared.splits}
-    # The comparison protocols, on this run's split (the Adience benchmark's own 5-fold protocol needs one
-    # training per fold: agecurriculum.train.adience_folds runs it).
+    # The comparison protocols each dataset asks for (DatasetSource.protocols), on this run's split.
     protocols = {}
-    if "utkface" in predictions:
-        protocols["UTKFace, 7 groups (0-3, 4-12, 13-19, 20-30, 31-45, 46-60, 61+)"] = seven_group_protocol(
-            predictions["utkface"], prepared.bins)
-    if "adience" in predictions:
-        labels = [_adience_group(r) for r in sets["adience"].records]
-        protocols[f"Adience, native 8 groups ({part} split)"] = adience_protocol(
-            predictions["adience"], prepared.bins, labels)
+    for name, pred in predictions.items():
+        source = DATASETS[name]
+        for key in source.protocols:
+            protocol = PROTOCOLS[key]
+            title = protocol.title.format(dataset=source.title or name, part=part)
+            protocols[title] = protocol.score(pred, prepared.bins, sets[name].records)
     return build_report(predictions, prepared.bins, rep_ages, protocols, rep_ages_method)
 
 
@@ -313,12 +301,11 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     torch.manual_seed(config.trainer.seed)
     model = DualClassifier(age_classes=len(prepared.bins), backbone=config.model.backbone,
                            pretrained=config.model.pretrained, bottleneck_dim=config.model.bottleneck_dim,
-                           dropout=config.model.dropout)
+                           dropout=config.model.dropout, conditioning=config.model.conditioning)
     if config.model.init_from:  # a resumed run's checkpoint replaces these weights again in trainer.fit
         _load_initial_weights(model, Path(config.model.init_from), prepared.bins)
     spec = model.backbone.spec
-    preprocessing = {"image_size": config.data.image_size, "mean": list(spec.mean), "std": list(spec.std),
-                     "padding": config.data.padding, "alignment": alignment_record()}
+    preprocessing = Preprocessing(config.data.image_size, spec.mean, spec.std, config.data.padding, alignment_record())
     teacher = _load_teacher(Path(config.teacher), prepared.bins, preprocessing) if config.teacher else None
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -337,10 +324,19 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     trainer.fit(resume=resume)
     release, report = out / "release", None
     if main:
-        rep_ages = _rep_ages(config, model, prepared, str(trainer.device))
-        release = save_release(model, release, prepared.bins, preprocessing,
-                               extra={"rep_ages": rep_ages, "rep_ages_method": config.rep_ages,
-                                      "datasets": list(prepared.splits)})
+        # release-last/ holds the last epoch's weights; release/ (what the report evaluates) the best epoch's by the
+        # selection score (CurriculumTrainer: the validation loss over every validation set and bin), from best.pt.
+        for name, weights in (("release-last", "last"), ("release", "best")):
+            if weights == "best" and trainer.best_epoch is not None and (out / "best.pt").is_file():
+                model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+            else:
+                weights = "last"
+            epoch = trainer.best_epoch if weights == "best" else trainer.global_epoch - 1
+            rep_ages = _rep_ages(config, model, prepared, str(trainer.device))
+            release = save_release(model, out / name, prepared.bins, preprocessing,
+                                   extra={"rep_ages": rep_ages, "rep_ages_method": config.rep_ages,
+                                          "datasets": list(prepared.splits),
+                                          "weights": {"epoch": epoch, "chosen": weights}})
         report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device), config.rep_ages)
         write_report(report, out / "report")
     ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
@@ -383,7 +379,7 @@ def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> N
                               f"(model: {model.config}): {err}") from None
 
 
-def _load_teacher(path: Path, bins: AgeBins, preprocessing: Mapping) -> torch.nn.Module:
+def _load_teacher(path: Path, bins: AgeBins, preprocessing: Preprocessing) -> torch.nn.Module:
     # The teacher sees the student's batches: it must read them as it was trained to and answer in the same bins.
     try:
         teacher, release_config = load_release(path)
@@ -393,15 +389,16 @@ def _load_teacher(path: Path, bins: AgeBins, preprocessing: Mapping) -> torch.nn
     if teacher_bins.groups != bins.groups:
         raise ValueError(f"teacher: {path} predicts the age bins {teacher_bins.groups}, this run uses {bins.groups}; "
                          f"set bins to the teacher's boundaries {list(teacher_bins.boundaries)}")
-    theirs = release_config["preprocessing"]
+    theirs = Preprocessing.from_dict(release_config["preprocessing"], f"teacher: {path}")
     # The image size may differ: crops of one face at two sizes show the same region, so the teacher gets the
     # student's batches resized to its own size. Padding, alignment and normalisation cannot be undone that way.
-    key = preprocessing_mismatch(theirs, {**preprocessing, "image_size": theirs.get("image_size")})
+    key = preprocessing_mismatch(theirs, replace(preprocessing, image_size=theirs.image_size))
     if key is not None:
-        raise ValueError(f"teacher: {path} was trained with preprocessing {key}={theirs.get(key)!r}, this run "
-                         f"uses {preprocessing[key]!r} (data.padding, the backbone's mean/std, alignment)")
-    if theirs["image_size"] != preprocessing["image_size"]:
-        teacher = ResizedInput(teacher, theirs["image_size"]).eval()
+        raise ValueError(f"teacher: {path} was trained with preprocessing {key}={theirs.to_dict().get(key)!r}, "
+                         f"this run uses {preprocessing.to_dict().get(key)!r} (data.padding, the backbone's "
+                         "mean/std, alignment)")
+    if theirs.image_size != preprocessing.image_size:
+        teacher = ResizedInput(teacher, theirs.image_size).eval()
     return teacher
 
 
@@ -409,7 +406,8 @@ def _model_from_checkpoint(path: Path, config: RunConfig, num_bins: int) -> Dual
     # A training checkpoint holds weights only; the architecture comes from the run's configuration.
     state = load_checkpoint(path)
     model = DualClassifier(age_classes=num_bins, backbone=config.model.backbone, pretrained=False,
-                           bottleneck_dim=config.model.bottleneck_dim, dropout=config.model.dropout)
+                           bottleneck_dim=config.model.bottleneck_dim, dropout=config.model.dropout,
+                           conditioning=config.model.conditioning)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -431,11 +429,12 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
                  checkpoint: str | Path | None = None, part: str = "test", flip: bool = False) -> EvaluationReport:
     """Reloads a run's weights and evaluates them on the test splits of ``config``'s data, as :func:`train` did.
 
-    By default the release is read: it holds the final weights, the bins and the representative ages, so the same
-    data gives the same report. With ``checkpoint`` (e.g. ``RUN/checkpoint.pt``, or ``RUN/best.pt`` for the epoch
-    with the best validation loss) those weights are evaluated instead, with the bins of the run's
-    ``resolved_config.json`` and the representative ages of the training split; the last ``checkpoint.pt`` of a
-    finished run holds the release's weights and gives the same report.
+    By default the release is read: it holds the weights of the epoch with the best selection score, the bins and
+    the representative ages, so the same data gives the same report (``RUN/release-last`` holds the last epoch's).
+    With ``checkpoint`` (e.g. ``RUN/best.pt``, the release's weights, or ``RUN/checkpoint.pt``, the last epoch's)
+    those weights are evaluated instead, with the bins of the run's ``resolved_config.json`` and the representative
+    ages of the training split; ``best.pt`` of a finished run gives the release's report (with ``rep_ages:
+    train_mean``).
 
     Args:
         run_dir_or_release: a run folder (its ``release/`` is used) or a release folder.
@@ -460,8 +459,8 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
         prepared = prepare_data(config, bins=bins)
         rep_ages, method = [float(a) for a in representative_ages(bins, prepared.train_ages)], "train_mean"
     else:
-        release = path / "release" if (path / "release" / "config.json").is_file() else path
-        if not (release / "config.json").is_file():
+        release = path / "release" if (path / "release" / RELEASE_CONFIG).is_file() else path
+        if not (release / RELEASE_CONFIG).is_file():
             raise FileNotFoundError(f"{path}: no release (config.json and model.safetensors) in it or in its "
                                     "release/")
         model, meta = load_release(release)

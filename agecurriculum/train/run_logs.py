@@ -32,6 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from agecurriculum._version import __version__
 from agecurriculum.fileio import atomic_write
 from agecurriculum.train.trainer import EpochRecord, EvalResult
 
@@ -275,10 +276,6 @@ def save_resolved_config(
     Raises:
         TypeError: a value has no JSON form; the message names the field.
     """
-    from agecurriculum import (
-        __version__,  # here, not at the top: the package imports the trainer modules
-    )
-
     document = {
         "config": {str(name): _jsonable(obj, str(name)) for name, obj in config_objects.items()},
         "seed": seed if seed is not None else _find_seed(config_objects),
@@ -346,11 +343,15 @@ def _mark_curriculum(strip: Axes, axes: Sequence[Axes], segments: list[tuple[int
     strip.set_ylabel("stage", rotation=0, ha="right", va="center")
 
 
-def _read_for_plot(csv_path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], np.ndarray]:
+def _plot_setup(csv_path: str | os.PathLike[str],
+                figsize: tuple[float, float]) -> tuple[list[dict[str, Any]], np.ndarray, Figure]:
+    """The metrics rows, their global epochs (the x axis) and an empty figure on the Agg canvas (no pyplot)."""
     rows = read_metrics(csv_path)
     if not rows:
         raise ValueError(f"{csv_path}: no epochs logged yet")
-    return rows, _column(rows, "global_epoch")
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return rows, _column(rows, "global_epoch"), fig
 
 
 def _save(fig: Figure, png_path: str | os.PathLike[str]) -> Path:
@@ -374,9 +375,7 @@ def plot_training_curves(csv_path: str | os.PathLike[str], png_path: str | os.Pa
     Raises:
         ValueError: the CSV has no rows or is not a metrics log.
     """
-    rows, x = _read_for_plot(csv_path)
-    fig = Figure(figsize=(9, 9), layout="constrained")
-    FigureCanvasAgg(fig)
+    rows, x, fig = _plot_setup(csv_path, (9, 9))
     strip, loss_ax, acc_ax, lr_ax = fig.subplots(4, 1, sharex=True, height_ratios=[0.8, 3, 3, 2])
     style = {"marker": "o", "ms": 3, "lw": 1.3}  # markers: a lone epoch between gaps is still visible
     loss_ax.plot(x, _column(rows, "train_loss"), label="train", **style)
@@ -405,15 +404,9 @@ def plot_training_curves(csv_path: str | os.PathLike[str], png_path: str | os.Pa
 def plot_task_weights(csv_path: str | os.PathLike[str], png_path: str | os.PathLike[str]) -> Path:
     """Plot the loss's task weights ``exp(-p_age)`` and ``exp(-p_gender)`` over global epochs, stages marked.
 
-    Returns:
-        ``png_path`` as a :class:`~pathlib.Path`.
-
-    Raises:
-        ValueError: the CSV has no rows or is not a metrics log.
+    Returns ``png_path`` as a :class:`~pathlib.Path`; raises ValueError as :func:`plot_training_curves` does.
     """
-    rows, x = _read_for_plot(csv_path)
-    fig = Figure(figsize=(9, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
+    rows, x, fig = _plot_setup(csv_path, (9, 4.5))
     strip, ax = fig.subplots(2, 1, sharex=True, height_ratios=[0.8, 4])
     for task in TASKS:
         ax.plot(x, _column(rows, f"weight_{task}"), marker="o", ms=3, lw=1.3, label=f"{task}: exp(-p_{task})")

@@ -6,7 +6,21 @@ Algorithm 1, as run by :meth:`CurriculumTrainer.fit`::
         for name in stage.datasets:             # in the stage's order
             for epoch in range(stage.epochs):
                 train_one_epoch(FilteredDataset(train_sets[name], stage.bins))
-                validate on FilteredDataset(val_sets[name], stage.bins)   # drives the LR plateau and early stop
+                validate                        # drives the LR plateau, early stopping and the best checkpoint
+
+What each epoch validates (validation losses are the loss function's total, on the labels):
+
+- the pair's view, ``FilteredDataset(val_sets[name], stage.bins)``: the record's ``val``;
+- the **selection score** (:attr:`EpochRecord.selection_loss`): the loss over every validation set of the
+  schedule's datasets with every bin, the same images at every epoch, so it compares across stages. ``best.pt`` holds
+  the epoch where it was lowest, and :func:`~agecurriculum.train.train` releases that epoch;
+- for ``plateau_scope`` / ``early_stopping_scope`` ``"stage"``: the loss over the stage's datasets on its bins.
+
+The LR plateau and early stopping each watch the loss of their scope (``TrainerConfig.plateau_scope``,
+``early_stopping_scope``): ``"run"`` the selection score, never reset, so they act over the whole training as in
+the paper (early stopping then ends the run); ``"stage"`` the stage's loss, reset when a stage begins (early stopping
+ends the stage); ``"pair"`` the pair's loss, reset at every (stage, dataset) (early stopping ends that dataset's
+epochs). With ``"pair"`` and no more epochs per pair than the patience, neither can act.
 
 Images of unknown age (no age label, or a range that straddles bins) train gender in the stages that cover every
 bin, and are left out of the others.
@@ -26,9 +40,8 @@ Hooks, for a user's own loop or additions to this one:
   needs to continue (format: :mod:`agecurriculum.train.checkpoint`).
 
 With ``run_dir`` set, ``run_dir/checkpoint.pt`` is rewritten atomically after every epoch, and ``run_dir/best.pt``
-holds the epoch with the lowest validation loss of the current (stage, dataset) pair, the quantity early stopping
-watches; losses of other stages or datasets are on other images and bins and not comparable. ``fit(resume=True)``
-continues from ``checkpoint.pt`` when it exists, so one command line serves the first start and every restart.
+holds the epoch with the lowest selection score so far. ``fit(resume=True)`` continues from ``checkpoint.pt`` when it
+exists, so one command line serves the first start and every restart.
 
 Reproducibility: the order of the items in an epoch depends only on ``(config.seed, global epoch number)``, so a run
 repeated with the same seed sees the same batches; a resumed run also gets back every random generator's state and
@@ -54,6 +67,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
+from agecurriculum._version import __version__
 from agecurriculum.config import TrainerConfig, check_config
 from agecurriculum.data.balance import balanced_weights
 from agecurriculum.devices import resolve_device
@@ -67,6 +81,9 @@ __all__ = ["TrainerConfig", "EpochRecord", "EvalResult", "SchedulePosition", "Cu
 
 # Config fields that say where/how fast a run executes, not what it computes: a resume may change them.
 _RUNTIME_ONLY_FIELDS = frozenset({"device", "num_workers", "progress"})
+# What a checkpoint written before a setting existed ran with, where that differs from today's default: resuming it
+# under the new default would change the run, so the comparison in _check_same_run must see the old value.
+_LEGACY_CONFIG = {"plateau_scope": "pair", "early_stopping_scope": "pair"}
 
 
 @dataclass
@@ -94,7 +111,9 @@ class EpochRecord:
     seconds: float  # wall time of the training part of the epoch
     lr: float  # learning rate used in this epoch
     task_weights: dict[str, float] = field(default_factory=dict)  # the loss's current task multipliers
-    val: EvalResult | None = None  # validation metrics, when a validation set exists
+    val: EvalResult | None = None  # validation metrics of the pair's view, when a validation set exists
+    selection_loss: float | None = None  # the selection score: validation loss over every validation set and bin
+    # (best.pt and the release are the epoch where it is lowest); None without validation sets
 
     def to_dict(self) -> dict:
         """A flat dict for CSV/JSON logs."""
@@ -161,13 +180,14 @@ class CurriculumTrainer:
         schedule: the curriculum; every dataset it names must be in ``train_sets``.
         train_sets: dataset name -> dataset of ``(image, age_bin, gender)`` items.
         val_sets: dataset name -> validation dataset; datasets without one are trained without validation
-            (and so without LR plateau or early stopping).
+            (and so without LR plateau, early stopping or best checkpoint when none has one).
         loss: a :class:`~agecurriculum.losses.MultiTaskLoss`; defaults to :class:`UncertaintyLoss`.
         optimizer: defaults to AdamW over the model's and the loss's parameters.
         config: a :class:`TrainerConfig`.
         callbacks: callables invoked with each :class:`EpochRecord` (on rank 0).
-        run_dir: folder for ``checkpoint.pt`` (after every epoch) and ``best.pt``; None writes nothing. In a
-            distributed run it must be shared by all ranks for a resume; only rank 0 writes.
+        run_dir: folder for ``checkpoint.pt`` (after every epoch) and ``best.pt`` (the epoch with the lowest
+            selection score); None writes nothing. In a distributed run it must be shared by all ranks for a
+            resume; only rank 0 writes.
         teacher: a trained model (e.g. an :class:`~agecurriculum.model.EnsembleClassifier`) whose softmax
             probabilities on each training batch the model also learns, as the loss's ``distill_weight`` says
             (knowledge distillation); it runs in eval mode, without gradients, on the same augmented images, and
@@ -222,8 +242,17 @@ class CurriculumTrainer:
         self.position = SchedulePosition()
         self.global_epoch = 0
         self.history: list[EpochRecord] = []
-        self._best_val, self._stale_epochs = math.inf, 0  # early stopping of the current (stage, dataset)
-        self._views: tuple[tuple[int, str], FilteredDataset, FilteredDataset | None] | None = None
+        self._best_val, self._stale_epochs = math.inf, 0  # early stopping, over its scope
+        self._best_selection = math.inf  # the lowest selection score so far: best.pt's
+        self._best_epoch: int | None = None  # the global epoch that scored it
+        self._views: tuple[tuple[int, str], FilteredDataset] | None = None
+        self._val_views: dict[tuple[str, frozenset[int]], FilteredDataset] = {}
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The global epoch (from 0) with the lowest selection score so far, whose state ``run_dir/best.pt`` holds;
+        None before any epoch was validated."""
+        return self._best_epoch
 
     def _pick_device(self) -> torch.device:
         device = resolve_device(self.config.device)
@@ -404,7 +433,7 @@ class CurriculumTrainer:
         pos = self.position
         stage = self.schedule[pos.stage]
         name = stage.datasets[pos.dataset_index]
-        train_view, val_view = self._stage_views(pos.stage, name)
+        train_view = self._train_view(pos.stage, name)
         set_epoch = getattr(self.train_sets[name], "set_epoch", None)
         if set_epoch is not None:  # e.g. BalancedDataset: fresh augmented copies every epoch, still seeded
             set_epoch(self.global_epoch)
@@ -413,66 +442,121 @@ class CurriculumTrainer:
         desc = f"stage {pos.stage} {name} epoch {pos.epoch}"
         loss, age_loss, gender_loss, seen = self.train_one_epoch(train_view, desc=desc)
         seconds = time.perf_counter() - start
-        val = self.evaluate(val_view) if val_view is not None and len(val_view) else None
+        evaluated: dict[tuple[str, frozenset[int]], EvalResult | None] = {}  # this epoch's views, each once
+        val = self._evaluate_view(name, stage.bins, evaluated)
+        watched = self._watched_losses(pos.stage, val, evaluated)
         record = EpochRecord(
             stage=pos.stage, dataset=name, epoch=pos.epoch, global_epoch=self.global_epoch, train_loss=loss,
             train_age_loss=age_loss, train_gender_loss=gender_loss, images=seen, seconds=seconds, lr=lr,
-            task_weights=self.loss_fn.task_weights(), val=val,
+            task_weights=self.loss_fn.task_weights(), val=val, selection_loss=watched["run"],
         )
         self.global_epoch += 1
         self.history.append(record)
-        improved, stop = self._update_plateau_and_early_stopping(val)
-        self._advance(stop or pos.epoch + 1 >= stage.epochs)
-        self._end_epoch(record, improved)
+        best = watched["run"] is not None and watched["run"] < self._best_selection
+        if best:
+            self._best_selection, self._best_epoch = watched["run"], record.global_epoch
+        stop = self._update_plateau_and_early_stopping(watched)
+        self._advance(stop)
+        self._end_epoch(record, best)
 
-    def _stage_views(self, stage_index: int, name: str) -> tuple[FilteredDataset, FilteredDataset | None]:
+    def _train_view(self, stage_index: int, name: str) -> FilteredDataset:
         # Built once per (stage, dataset): filtering reads every item's bin. Images of unknown age join the stages
         # that cover every bin (they could be any age) and train gender there.
         key = (stage_index, name)
         if self._views is None or self._views[0] != key:
             bins = self.schedule[stage_index].bins
-            every_bin = set(bins) == set(range(self.schedule.num_bins))
-            val_view = (FilteredDataset(self.val_sets[name], bins, keep_unknown=every_bin)
-                        if name in self.val_sets else None)
-            self._views = (key, FilteredDataset(self.train_sets[name], bins, keep_unknown=every_bin), val_view)
-        return self._views[1], self._views[2]
+            self._views = (key, FilteredDataset(self.train_sets[name], bins, keep_unknown=self._every_bin(bins)))
+        return self._views[1]
 
-    def _update_plateau_and_early_stopping(self, val: EvalResult | None) -> tuple[bool, bool]:
-        """Steps the LR plateau; returns ``(val loss improved, early stop now)``."""
-        if val is None:
-            return False, False
-        self.lr_scheduler.step(val.loss)
-        improved = val.loss < self._best_val
-        if improved:
-            self._best_val, self._stale_epochs = val.loss, 0
+    def _every_bin(self, bins: frozenset[int]) -> bool:
+        return set(bins) == set(range(self.schedule.num_bins))
+
+    def _evaluate_view(self, name: str, bins: frozenset[int],
+                       evaluated: dict[tuple[str, frozenset[int]], EvalResult | None]) -> EvalResult | None:
+        """The validation result of dataset ``name`` on ``bins`` (None: no validation set, or an empty view); each
+        view is evaluated once per epoch (``evaluated``) and built once per run."""
+        key = (name, frozenset(bins))
+        if name not in self.val_sets:
+            return None
+        if key not in evaluated:
+            if key not in self._val_views:
+                self._val_views[key] = FilteredDataset(self.val_sets[name], bins, keep_unknown=self._every_bin(bins))
+            view = self._val_views[key]
+            evaluated[key] = self.evaluate(view) if len(view) else None
+        return evaluated[key]
+
+    def _pooled_loss(self, views: Iterable[tuple[str, frozenset[int]]],
+                     evaluated: dict[tuple[str, frozenset[int]], EvalResult | None]) -> float | None:
+        # The mean loss per image over several views (each weighted by its images), as if they were one set.
+        results = [r for r in (self._evaluate_view(name, bins, evaluated) for name, bins in views)
+                   if r is not None and r.images]
+        if not results:
+            return None
+        return sum(r.loss * r.images for r in results) / sum(r.images for r in results)
+
+    def _watched_losses(self, stage_index: int, val: EvalResult | None,
+                        evaluated: dict[tuple[str, frozenset[int]], EvalResult | None]) -> dict[str, float | None]:
+        """The validation loss of each scope this run watches: ``"run"`` (the selection score, always), ``"stage"``
+        and ``"pair"`` when the plateau or early stopping watch them."""
+        every_bin = frozenset(range(self.schedule.num_bins))
+        watched = {"run": self._pooled_loss([(name, every_bin) for name in self.schedule.datasets], evaluated)}
+        scopes = {self.config.plateau_scope, self.config.early_stopping_scope}
+        if "stage" in scopes:
+            stage = self.schedule[stage_index]
+            watched["stage"] = self._pooled_loss([(name, stage.bins) for name in stage.datasets], evaluated)
+        if "pair" in scopes:
+            watched["pair"] = None if val is None else val.loss
+        return watched
+
+    def _update_plateau_and_early_stopping(self, watched: Mapping[str, float | None]) -> bool:
+        """Steps the LR plateau on its scope's loss; returns whether early stopping ends its scope now."""
+        plateau_loss = watched[self.config.plateau_scope]
+        if plateau_loss is not None:
+            self.lr_scheduler.step(plateau_loss)
+        loss = watched[self.config.early_stopping_scope]
+        if loss is None:
+            return False
+        if loss < self._best_val:
+            self._best_val, self._stale_epochs = loss, 0
         else:
             self._stale_epochs += 1
         patience = self.config.early_stopping_patience
-        return improved, patience is not None and self._stale_epochs >= patience
+        return patience is not None and self._stale_epochs >= patience
 
-    def _advance(self, dataset_done: bool) -> None:
+    def _advance(self, stop: bool) -> None:
+        """Moves :attr:`position` to the next epoch; ``stop``: early stopping ends its scope now."""
         pos = self.position
-        if not dataset_done:
+        stage = self.schedule[pos.stage]
+        scope = self.config.early_stopping_scope
+        if stop and scope == "run":
+            pos.stage, pos.dataset_index, pos.epoch = len(self.schedule), 0, 0
+            return
+        if not stop and pos.epoch + 1 < stage.epochs:
             pos.epoch += 1
             return
         pos.epoch, pos.dataset_index = 0, pos.dataset_index + 1
-        self._best_val, self._stale_epochs = math.inf, 0
-        # The next (stage, dataset) is validated on other images and bins: its losses are not comparable with the
-        # best one so far, so the plateau starts afresh (the learning rate keeps its value). Without this, moving
-        # to a harder dataset reads as a stall and cuts the learning rate at every dataset change.
-        plateau = self.lr_scheduler
-        plateau.best, plateau.num_bad_epochs, plateau.cooldown_counter = plateau.mode_worse, 0, 0
-        if pos.dataset_index >= len(self.schedule[pos.stage].datasets):
+        if stop and scope == "stage":
+            pos.dataset_index = len(stage.datasets)
+        ended = {"pair"}
+        if pos.dataset_index >= len(stage.datasets):
             pos.stage, pos.dataset_index = pos.stage + 1, 0
+            ended.add("stage")
+        # A scope that ends starts afresh: the next (stage, dataset), or stage, is validated on other images and bins,
+        # so its losses do not compare with the best one so far (the learning rate keeps its value).
+        if scope in ended:
+            self._best_val, self._stale_epochs = math.inf, 0
+        if self.config.plateau_scope in ended:
+            plateau = self.lr_scheduler
+            plateau.best, plateau.num_bad_epochs, plateau.cooldown_counter = plateau.mode_worse, 0, 0
 
-    def _end_epoch(self, record: EpochRecord, improved: bool) -> None:
+    def _end_epoch(self, record: EpochRecord, best: bool) -> None:
         rng = ckpt.capture_rng_state(self._cuda_device)
         rng_all = ddp.all_gather_object(rng)  # every rank's generators, so each resumes its own stream
         if self.rank == 0:
             if self.run_dir is not None:
                 state = self.state_dict(rng_all)
                 ckpt.save_checkpoint(state, self.run_dir / "checkpoint.pt")
-                if improved:
+                if best:
                     ckpt.save_checkpoint(state, self.run_dir / "best.pt")
             for callback in self.callbacks:
                 callback(record)
@@ -491,10 +575,6 @@ class CurriculumTrainer:
         Args:
             rng: one :func:`~agecurriculum.train.checkpoint.capture_rng_state` per rank; default this process's.
         """
-        from agecurriculum import (
-            __version__,  # here, not at the top: agecurriculum imports this module
-        )
-
         return {
             "format": ckpt.CHECKPOINT_FORMAT,
             "version": ckpt.CHECKPOINT_VERSION,
@@ -505,7 +585,8 @@ class CurriculumTrainer:
             "scaler": self.scaler.state_dict(),
             "loss_fn": self.loss_fn.state_dict(),
             "position": {**asdict(self.position), "global_epoch": self.global_epoch},
-            "early_stopping": {"best_val": self._best_val, "stale_epochs": self._stale_epochs},
+            "early_stopping": {"best_val": self._best_val, "stale_epochs": self._stale_epochs,
+                               "best_selection": self._best_selection, "best_epoch": self._best_epoch},
             "history": [asdict(record) for record in self.history],
             "rng": list(rng) if rng is not None else [ckpt.capture_rng_state(self._cuda_device)],
             "config": asdict(self.config),
@@ -540,6 +621,8 @@ class CurriculumTrainer:
         self.position = SchedulePosition(**position)
         self._best_val = float(state["early_stopping"]["best_val"])
         self._stale_epochs = int(state["early_stopping"]["stale_epochs"])
+        self._best_selection = float(state["early_stopping"].get("best_selection", math.inf))
+        self._best_epoch = state["early_stopping"].get("best_epoch")
         self.history = [EpochRecord.from_state(row) for row in state["history"]]
         self._restore_rng(state["rng"], source)
 
@@ -551,8 +634,8 @@ class CurriculumTrainer:
 
     def _check_same_run(self, state: Mapping[str, Any], source: str) -> None:
         problems = []
-        # A setting added after the checkpoint was written reads as its default there.
-        saved, current = {**asdict(TrainerConfig()), **state["config"]}, asdict(self.config)
+        # A setting added after the checkpoint was written reads as its default there, or as _LEGACY_CONFIG says.
+        saved, current = {**asdict(TrainerConfig()), **_LEGACY_CONFIG, **state["config"]}, asdict(self.config)
         for key in sorted(set(saved) | set(current)):
             if key not in _RUNTIME_ONLY_FIELDS and saved.get(key) != current.get(key):
                 problems.append(f"config.{key} is {saved.get(key)!r} there, {current.get(key)!r} here")

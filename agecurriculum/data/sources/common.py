@@ -1,14 +1,17 @@
-"""Helpers every dataset loader shares: reading label tables strictly, and telling image files apart."""
+"""Helpers every dataset loader shares: reading label tables strictly, listing folders, telling image files apart."""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PLAUSIBLE_AGE", "is_image_name", "read_table", "ImageIndex"]
+from agecurriculum.data.records import CleaningReport
+
+__all__ = ["IMAGE_SUFFIXES", "MAX_PLAUSIBLE_AGE", "folder_files", "is_image_name", "read_table", "table_rows",
+           "ImageIndex"]
 
 # Files with other suffixes (.txt landmarks, .DS_Store, Thumbs.db) sit next to face images in the real folders.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -62,6 +65,41 @@ def read_table(
         rows.append((reader.line_num, row))
     return header, rows
 
+
+
+def table_rows(path: Path, rows: Iterable[tuple[int, dict[str, str] | None]], column: str, report: CleaningReport,
+               missing: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The rows of a label table (:func:`read_table`'s) that are whole and name something in ``column``.
+
+    Every row counts in ``report.total``; one with another number of fields than the header is dropped as
+    ``"wrong number of fields"``, one with an empty ``column`` as ``missing``.
+
+    Yields:
+        ``(item, row)``: the row's report item ``FILE:LINE VALUE`` and the row.
+    """
+    for line, row in rows:
+        report.total += 1
+        item = f"{path.name}:{line} {row[column] if row else ''}"
+        if row is None:
+            report.drop(item, "wrong number of fields")
+        elif not row[column]:
+            report.drop(item, missing)
+        else:
+            yield item, row
+
+
+def folder_files(folder: str | Path, report: CleaningReport, expected: str) -> list[Path]:
+    """The files in ``folder`` (not its subfolders), sorted by name; each counts in ``report.total``.
+
+    Raises:
+        ValueError: ``folder`` is not a folder; the message says what was ``expected`` there.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder (expected {expected})")
+    paths = [folder / name for name in sorted(entry.name for entry in os.scandir(folder) if entry.is_file())]
+    report.total += len(paths)
+    return paths
 
 class ImageIndex:
     """Answers "does this image exist?" by listing each folder once, instead of one stat per label row.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agecurriculum.bins import MAX_AGE
 from agecurriculum.data.records import CleaningReport, FaceRecord, LoadResult
-from agecurriculum.data.sources.common import ImageIndex, read_table
+from agecurriculum.data.sources.common import ImageIndex, read_table, table_rows
 
 __all__ = ["FAIRFACE_AGES", "FAIRFACE_TABLES", "load_fairface"]
 
@@ -41,14 +41,8 @@ def load_fairface(root: str | Path, csv: str = "fairface_label_val.csv", require
     report = CleaningReport("fairface")
     images = ImageIndex()
     records = []
-    for line, row in rows:
-        report.total += 1
-        item = f"{path.name}:{line} {row['file'] if row else ''}"
-        if row is None:
-            report.drop(item, "wrong number of fields")
-        elif not row["file"]:
-            report.drop(item, "file name missing")
-        elif row["age"] not in FAIRFACE_AGES:
+    for item, row in table_rows(path, rows, "file", report, "file name missing"):
+        if row["age"] not in FAIRFACE_AGES:
             report.drop(item, "unknown age group")
         elif row["gender"].lower() not in _GENDERS:
             report.drop(item, "unknown gender")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agecurriculum.data.records import CleaningReport, FaceRecord, LoadResult
-from agecurriculum.data.sources.common import MAX_PLAUSIBLE_AGE, ImageIndex, read_table
+from agecurriculum.data.sources.common import MAX_PLAUSIBLE_AGE, ImageIndex, read_table, table_rows
 
 __all__ = ["parse_gender", "load_csv"]
 
@@ -75,15 +75,7 @@ def load_csv(
     report = CleaningReport(dataset)
     images = ImageIndex()
     records = []
-    for line, row in rows:
-        report.total += 1
-        item = f"{csv_path.name}:{line} {row['path'] if row else ''}"
-        if row is None:
-            report.drop(item, "wrong number of fields")
-            continue
-        if not row["path"]:
-            report.drop(item, "path missing")
-            continue
+    for item, row in table_rows(csv_path, rows, "path", report, "path missing"):
         try:
             ages = _parse_ages(row)
         except ValueError as err:

@@ -12,7 +12,6 @@ its labels is wrong and nothing says which. ``race`` is kept verbatim (B, W, H, 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +20,7 @@ from agecurriculum.data.records import CleaningReport, FaceRecord, LoadResult
 from agecurriculum.data.sources.common import (
     MAX_PLAUSIBLE_AGE,
     ImageIndex,
+    folder_files,
     is_image_name,
     read_table,
 )
@@ -46,23 +46,18 @@ def load_morph2(folder: str | Path) -> LoadResult:
     Raises:
         ValueError: if ``folder`` is not a folder.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: not a folder (expected the MORPH-II image folder)")
-    report = CleaningReport("morph2")
-    records = []
-    for name in sorted(entry.name for entry in os.scandir(folder) if entry.is_file()):
-        report.total += 1
-        label = parse_morph2_name(name)
-        if not is_image_name(name):
-            report.drop(name, "not an image file")
+    report, records = CleaningReport("morph2"), []
+    for path in folder_files(folder, report, "the MORPH-II image folder"):
+        label = parse_morph2_name(path.name)
+        if not is_image_name(path.name):
+            report.drop(path.name, "not an image file")
         elif label is None:
-            report.drop(name, "name not ID_PICNUM{M,F}AGE")
+            report.drop(path.name, "name not ID_PICNUM{M,F}AGE")
         elif label[2] > MAX_PLAUSIBLE_AGE:
-            report.drop(name, f"age out of 0..{MAX_PLAUSIBLE_AGE}")
+            report.drop(path.name, f"age out of 0..{MAX_PLAUSIBLE_AGE}")
         else:
             subject, gender, age = label
-            records.append(FaceRecord(folder / name, "morph2", age, age, gender, None, subject))
+            records.append(FaceRecord(path, "morph2", age, age, gender, None, subject))
     return LoadResult(records, report)
 
 

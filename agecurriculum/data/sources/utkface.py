@@ -21,12 +21,11 @@ every name the lenient one would have fixed, under the same reason.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from agecurriculum.data.records import CleaningReport, FaceRecord, LoadResult
-from agecurriculum.data.sources.common import MAX_PLAUSIBLE_AGE, is_image_name
+from agecurriculum.data.sources.common import MAX_PLAUSIBLE_AGE, folder_files, is_image_name
 
 __all__ = ["UTKFACE_RACES", "load_utkface", "parse_utkface_name"]
 
@@ -89,19 +88,14 @@ def load_utkface(folder: str | Path, strict: bool = False) -> LoadResult:
     Raises:
         ValueError: if ``folder`` is not a folder.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: not a folder (expected the UTKFace image folder)")
-    report = CleaningReport("utkface")
-    records = []
-    for name in sorted(entry.name for entry in os.scandir(folder) if entry.is_file()):
-        report.total += 1
-        label, reasons = parse_utkface_name(name)
+    report, records = CleaningReport("utkface"), []
+    for path in folder_files(folder, report, "the UTKFace image folder"):
+        label, reasons = parse_utkface_name(path.name)
         if label is None or (strict and reasons):
-            report.drop(name, reasons[0])
+            report.drop(path.name, reasons[0])
             continue
         for reason in reasons:
-            report.clean(name, reason)
+            report.clean(path.name, reason)
         age, gender, race = label
-        records.append(FaceRecord(folder / name, "utkface", age, age, gender, race))
+        records.append(FaceRecord(path, "utkface", age, age, gender, race))
     return LoadResult(records, report)
