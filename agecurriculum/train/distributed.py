@@ -73,9 +73,18 @@ def init_distributed(backend: str | None = None) -> DistributedInfo:
     return info
 
 
-def destroy_distributed() -> None:
-    """Leaves the process group, if one was joined."""
+def destroy_distributed(barrier: bool = True) -> None:
+    """Leaves the process group, if one was joined.
+
+    Args:
+        barrier: wait for every rank to get here first (the end of a run). A rank that tears down its gloo group
+            while another still exchanges with it can make that one abort ("terminate called without an active
+            exception", seen once on a loaded 2-core machine); pass False on an error path, where the other ranks
+            may never come.
+    """
     if dist.is_available() and dist.is_initialized():
+        if barrier and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
