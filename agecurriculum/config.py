@@ -46,8 +46,9 @@ class TrainerConfig:
     # (the current (stage, dataset), reset at each; with a few epochs per pair it never acts)
     early_stopping_patience: int | None = 5  # epochs without validation improvement before training stops early
     # (what stops is early_stopping_scope's); None disables early stopping
-    early_stopping_scope: str = "run"  # run (the rest of the run is skipped) | stage (the rest of the stage) | pair
-    # (the rest of the current dataset's epochs in the stage); each watches the validation loss as plateau_scope says
+    early_stopping_scope: str = "stage"  # stage (the rest of the stage is skipped; later stages still train) | run
+    # (the rest of the run is skipped: a curriculum stage that restarts at fewer bins can end the curriculum there)
+    # | pair (the rest of the current dataset's epochs in the stage); each watches the loss as plateau_scope says
     max_steps_per_epoch: int | None = None  # cap on batches per epoch (smoke tests, demos); None = whole epoch
     amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
     # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
