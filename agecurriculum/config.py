@@ -41,9 +41,10 @@ class TrainerConfig:
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training process)
     plateau_factor: float = 0.1  # ReduceLROnPlateau: LR multiplier when the validation loss stalls
     plateau_patience: int = 2  # ReduceLROnPlateau: epochs without improvement before the LR drops
-    plateau_scope: str = "run"  # what the plateau watches, and when it starts afresh: run (the validation loss over
-    # every validation set and bin, never reset) | stage (the stage's datasets and bins, reset at each stage) | pair
-    # (the current (stage, dataset), reset at each; with a few epochs per pair it never acts)
+    plateau_scope: str = "stage"  # what the plateau watches, and when it starts afresh: stage (the stage's datasets
+    # and bins, reset at each stage; a cut LR stays cut) | run (the validation loss over every validation set and bin,
+    # never reset: a stage that restarts at fewer bins reads as a stall) | pair (the current (stage, dataset), reset
+    # at each; with a few epochs per pair it never acts)
     early_stopping_patience: int | None = 5  # epochs without validation improvement before training stops early
     # (what stops is early_stopping_scope's); None disables early stopping
     early_stopping_scope: str = "stage"  # stage (the rest of the stage is skipped; later stages still train) | run

@@ -118,7 +118,8 @@ def test_a_checkpoint_from_before_the_scopes_resumes_only_with_pair_scopes(tmp_p
     for key in ("plateau_scope", "early_stopping_scope"):
         del state["config"][key]  # as written by a version that reset both at every (stage, dataset)
     torch.save(state, tmp_path / "old.pt")
-    with pytest.raises(CheckpointError, match="config.early_stopping_scope is 'pair' there, 'stage' here"):
+    with pytest.raises(CheckpointError, match="config.early_stopping_scope is 'pair' there, 'stage' here; "
+                                              "config.plateau_scope is 'pair' there, 'stage' here"):
         stalled_trainer(lr=1e-3).load_checkpoint(tmp_path / "old.pt")
     stalled_trainer(lr=1e-3, plateau_scope="pair", early_stopping_scope="pair").load_checkpoint(tmp_path / "old.pt")
 
@@ -129,7 +130,7 @@ def test_paper_config_is_the_papers_run():
     assert (config.model.backbone, config.data.image_size, config.model.conditioning) == ("efficientnet-b4", 380,
                                                                                           "hard")
     assert config.loss == "uncertainty" and config.data.balance == "paper"
-    assert (config.trainer.plateau_scope, config.trainer.early_stopping_scope) == ("run", "stage")
+    assert (config.trainer.plateau_scope, config.trainer.early_stopping_scope) == ("stage", "stage")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
         from agecurriculum.train.run import build_schedule
@@ -150,7 +151,7 @@ def test_dry_run_prints_the_papers_plan_without_training(capsys, monkeypatch, tm
     out = capsys.readouterr().out
     for expected in ("efficientnet-b4", "380 x 380", "hard conditioning",
                      "0-2, 3-6, 7-14, 15-23, 24-34, 35-45, 46-59, 60-100", "original curriculum",
-                     "45 epochs", "uncertainty", "ReduceLROnPlateau", "early stopping", "run",
+                     "45 epochs", "uncertainty", "ReduceLROnPlateau", "early stopping", "the stage's validation loss",
                      "balance: paper", "best.pt", "release-last"):
         assert expected in out, expected
     assert "stage 3" in out and "nested-bins" in out  # the rule the paper's curriculum breaks is named
@@ -181,4 +182,4 @@ def test_config_choices_match_the_code_that_reads_them():
     defaults = RunConfig()
     # Soft is the default so that releases and configs that do not name a conditioning mean what they meant.
     assert defaults.model.conditioning == "soft"
-    assert (defaults.trainer.plateau_scope, defaults.trainer.early_stopping_scope) == ("run", "stage")
+    assert (defaults.trainer.plateau_scope, defaults.trainer.early_stopping_scope) == ("stage", "stage")

@@ -20,9 +20,10 @@ The LR plateau and early stopping each watch the loss of their scope (``TrainerC
 ``early_stopping_scope``): ``"run"`` the selection score, never reset, so they act over the whole training (early
 stopping then ends the run); ``"stage"`` the stage's loss, reset when a stage begins (early stopping ends the stage,
 and the next one starts); ``"pair"`` the pair's loss, reset at every (stage, dataset) (early stopping ends that
-dataset's epochs). With ``"pair"`` and no more epochs per pair than the patience, neither can act. The defaults are
-the plateau over the run and early stopping per stage: over the run, early stopping ends a curriculum in a stage that
-restarts at fewer bins (whose loss over every bin rises), before the stages that follow have trained.
+dataset's epochs). With ``"pair"`` and no more epochs per pair than the patience, neither can act. Both default to
+``"stage"``: over the run, a stage that restarts at fewer bins than the one before makes the loss over every bin rise,
+which early stopping reads as the end of the curriculum and the plateau as a stall (it cuts the learning rate of
+every later stage).
 
 Images of unknown age (no age label, or a range that straddles bins) train gender in the stages that cover every
 bin, and are left out of the others.
