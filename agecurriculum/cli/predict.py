@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import math
 import os
 import sys
@@ -16,6 +15,7 @@ from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_im
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference import DEFAULT_RELEASE_DIR, UPSAMPLE_MIN_SIDE, VERIFY_BELOW, Predictor, draw_faces, face_label
 from agecurriculum.inference.predictor import BACKENDS
+from agecurriculum.inference.results import failed_result, results_json
 
 # Files a folder argument expands to (any file named explicitly is tried, whatever its name).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -28,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="estimate the gender and age group of every face in photos",
-        description="Finds every face (dlib's HOG detector, upsampled where the photo needs it, the boxes it is "
-        "unsure of confirmed by dlib's CNN detector), aligns it as the model was trained, and prints its box, gender and probability, likeliest age group, the age-group "
-        "probabilities and the expected age in years. Unreadable inputs are reported and skipped; the exit "
-        "status is 0 unless no input path matches at all (2, as for any error; see docs/errors.rst).",
+        description="Finds every face (dlib's HOG detector, upsampled where the photo needs it; in photos with "
+        "several boxes, those it is unsure of confirmed by dlib's CNN detector), aligns it as the model was trained, "
+        "and prints its box, gender and probability, likeliest age group, the age-group probabilities and the "
+        "expected age in years. Unreadable inputs are reported and skipped; the exit status is 0 unless no input "
+        "path matches at all (2, as for any error; see docs/errors.rst).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="image files, folders (their image files, recursively, sorted) or glob patterns "
@@ -60,11 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--upsample", type=_upsample, default=None, metavar="N|auto",
                         help="HOG detector upsamplings for every photo: 0 finds faces down to about 80 px, 1 down to "
                              "about 40 px at about 4x the time; auto (default): 0, or 1 in photos of at least "
-                             f"{UPSAMPLE_MIN_SIDE} px and in any photo where 0 found no face")
+                             f"{UPSAMPLE_MIN_SIDE} px; a smaller photo where 0 found no face is searched again "
+                             "enlarged 1.1x (the face sizes between those of the first search)")
     parser.add_argument("--verify-below", type=float, default=VERIFY_BELOW, metavar="SCORE",
-                        help="re-check the HOG boxes scoring below SCORE with dlib's CNN face detector and drop those "
-                             f"it does not confirm (default: {VERIFY_BELOW}, above every false box seen; 'inf' "
-                             "re-checks every box, slower)")
+                        help="in photos where the HOG search found several boxes, re-check those scoring below SCORE "
+                             "with dlib's CNN face detector and drop those it does not confirm (default: "
+                             f"{VERIFY_BELOW}, above every false box seen; 'inf' re-checks every box, slower)")
+    parser.add_argument("--verify-lone", action="store_true",
+                        help="also re-check a doubtful box that is alone in its photo (by default a lone box is kept: "
+                             "false boxes come beside real faces, and the CNN rejects some real lone faces); for "
+                             "photos that may hold no face at all, at about 60-120 ms a check")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="keep every HOG box, re-checking none: faster, but face-like patterns (e.g. the mission "
                              "patch in the astronaut photo) come out too")
@@ -140,13 +146,13 @@ def run(args: argparse.Namespace) -> int:
     if len(unmatched) == len(args.paths):
         raise CLIError(f"no input matches {', '.join(unmatched)}")
     # A folder or pattern that names no image still gets its line (a missing file gets its own from the predictor).
-    empty = [{"path": pattern, "faces": [], "error": "matches no image file"} for pattern in unmatched
-             if pattern not in files]
+    empty = [failed_result(pattern, "matches no image file") for pattern in unmatched if pattern not in files]
     for result in empty:
         _print(result, args.json)
     predictor = Predictor.from_release(args.model, backend=args.backend, device=args.device,
                                        batch_size=args.batch_size, verify=args.verify, upsample=args.upsample,
-                                       verify_below=args.verify_below, workers=args.workers,
+                                       verify_below=args.verify_below, verify_lone=args.verify_lone,
+                                       workers=args.workers,
                                        max_bytes=args.max_bytes, flip=args.flip)
     start, faces, errors, drawn_names = time.perf_counter(), 0, len(empty), set()
     for done, result in enumerate(predictor.iter_predict(files, aligned=args.aligned), 1):
@@ -168,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(result: dict, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result, allow_nan=False), flush=True)
+        print(results_json(result), flush=True)
         return
     path = result["path"]
     if result["error"] is not None:

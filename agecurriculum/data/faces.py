@@ -116,18 +116,22 @@ class FaceAligner:
             self._predictor = dlib.shape_predictor(str(landmark_model_path()))
         return self._detector, self._predictor
 
-    def detect(self, image: np.ndarray, upsample: int | None = None) -> list[DetectedFace]:
+    def detect(self, image: np.ndarray, upsample: int | None = None, scale: float = 1.0) -> list[DetectedFace]:
         """All faces the detector finds, aligned, best score first (ties: larger box first).
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
             upsample: HOG upsamplings for this call; None: ``config.upsample``.
+            scale: search a copy of the photo resized by this factor (boxes, landmarks and crops are still the
+                photo's own); e.g. 1.1 searches the face sizes halfway between those of ``scale=1``.
         """
         image = check_image(image)
         if upsample is not None and upsample < 0:
             raise ValueError(f"upsample must be >= 0, got {upsample}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
         detector, _ = self._models()
-        searched = self._detection_copy(image)
+        searched = self._detection_copy(image, scale)
         upsample = self.config.upsample if upsample is None else upsample
         rects, scores, _ = detector.run(searched, upsample, self.config.min_score)
         if searched is not image:
@@ -167,12 +171,13 @@ class FaceAligner:
         square = Image.fromarray(image[top : top + side, left : left + side])
         return np.array(square.resize((self.config.size,) * 2, Image.Resampling.BICUBIC))  # PIL antialiases downscaling
 
-    def _detection_copy(self, image: np.ndarray) -> np.ndarray:
-        """``image`` itself, or a copy shrunk to ``max_detect_side`` when it is larger."""
+    def _detection_copy(self, image: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """``image`` resized by ``scale``, as a copy shrunk to ``max_detect_side`` when it is larger."""
         h, w = image.shape[:2]
-        if self.max_detect_side is None or max(h, w) <= self.max_detect_side:
+        if self.max_detect_side is not None and max(h, w) * scale > self.max_detect_side:
+            scale = self.max_detect_side / max(h, w)
+        if scale == 1.0:
             return image
-        scale = self.max_detect_side / max(h, w)
         size = (max(round(w * scale), 1), max(round(h * scale), 1))
         # PIL widens the filter when shrinking (antialiasing), so small details do not turn into HOG noise.
         return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))

@@ -105,6 +105,8 @@ class Predictor:
             1 down to about 40 px at about 4x the time.
         verify_below: only boxes scoring below this are re-checked (:data:`~agecurriculum.inference.VERIFY_BELOW`);
             ``math.inf`` re-checks every box (what the default did up to 0.1.0).
+        verify_lone: also re-check a doubtful box that is alone in its photo (default False: the CNN checks only
+            photos where the HOG search found several boxes; see :class:`~agecurriculum.inference.FaceFinder`).
         max_bytes: largest image file read, in bytes (see :func:`~agecurriculum.data.images.load_image`); a
             larger one is that input's error. None for no limit.
         max_detect_side: photos whose longest side exceeds this many pixels are searched for faces on a copy
@@ -120,7 +122,7 @@ class Predictor:
     def __init__(self, backend: Backend, batch_size: int = 32, verify: bool | FaceVerifier = True,
                  upsample: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
                  max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE, flip: bool = False,
-                 verify_below: float = VERIFY_BELOW, workers: int | None = None) -> None:
+                 verify_below: float = VERIFY_BELOW, verify_lone: bool = False, workers: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if workers is not None and workers < 1:
@@ -131,7 +133,7 @@ class Predictor:
         self.max_bytes = max_bytes
         align = AlignConfig(size=self.release.image_size, padding=self.release.padding)
         self.finder = FaceFinder(align, upsample=upsample, verify=verify, verify_below=verify_below,
-                                 max_detect_side=max_detect_side)
+                                 verify_lone=verify_lone, max_detect_side=max_detect_side)
         self.aligner = FaceAligner(align)  # only its align_crop_only, for aligned=True (thread-safe: no dlib)
         self.flip = flip
         self.workers = default_workers() if workers is None else workers
@@ -153,7 +155,7 @@ class Predictor:
                 else torch.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
             batch_size: faces per forward pass.
-            **kwargs: more :class:`Predictor` arguments (``verify``, ``verify_below``, ``upsample``,
+            **kwargs: more :class:`Predictor` arguments (``verify``, ``verify_below``, ``verify_lone``, ``upsample``,
                 ``max_bytes``, ``max_detect_side``, ``flip``, ``workers``).
 
         Raises:
