@@ -12,6 +12,12 @@ OR-Tools CP-SAT solves exactly: each boundary is an integer variable over its do
 difference of two entries of the cumulative-count table (``AddElement``), and each size is squared with a
 multiplication constraint. Among all optima the lexicographically smallest boundary vector is returned, so results
 do not depend on solver internals.
+
+Without constraint groups (``AgeBinOptimizer(n_bins=K)``) the bins come from the labels alone: any K contiguous bins
+of at least ``min_width`` ages each. Labels may then be exact ages or any age ranges (FairFace's ``20-29``, Adience's
+``(25, 32)``, ``70+``; :func:`parse_age_label`); a range counts in a bin only when it lies inside it. That problem is
+solved exactly by a dynamic programme over (bins left, first age) in ``O(K * max_age**2)`` integer steps; see
+:class:`AgeBinOptimizer` for its objective and what becomes of a range that a boundary cuts.
 """
 
 from __future__ import annotations
@@ -180,11 +186,15 @@ class BinSolution:
         bins: The optimal unified bins.
         sizes: Number of images in every group (exact ages plus group-labelled images).
         objective: Population variance (ddof=0) of ``sizes``.
+        left_out: Group-labelled images counted in no group because a boundary cuts their range (only without
+            constraint groups and with ``allow_left_out=True``; always 0 otherwise). Not part of :meth:`to_dict`,
+            whose shape is the same in both modes.
     """
 
     bins: AgeBins
     sizes: tuple[int, ...]
     objective: float
+    left_out: int = 0
 
     @property
     def boundaries(self) -> tuple[int, ...]:
@@ -279,6 +289,56 @@ def parse_groups(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(groups)
 
 
+# Cells that mean "no age here" (pandas writes NaN, Adience writes None); compared in lower case.
+MISSING_LABELS = frozenset({"", "none", "na", "n/a", "nan", "null"})
+_EXACT_LABEL = re.compile(r"(\d+)(?:\.0*)?")  # 35, or 35.0 as spreadsheets and pandas write integers
+_RANGE_LABELS = (re.compile(r"(\d+)\s*-\s*(\d+)"), re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)"))
+_OPEN_LABELS = (re.compile(r"(\d+)\s*\+"), re.compile(r"more\s+than\s+(\d+)", re.IGNORECASE))
+
+
+def parse_age_label(text: str, max_age: int = MAX_AGE) -> tuple[int, int] | None:
+    """Reads one age label of an annotation file as an inclusive ``(lo, hi)`` range.
+
+    Understood forms (spaces around the numbers are allowed):
+
+    * an exact age, ``35`` (or ``35.0``) -> ``(35, 35)``;
+    * a range, ``20-29`` (FairFace) or ``(25, 32)`` (Adience) -> ``(20, 29)``;
+    * an open range, ``70+`` or ``more than 70`` (FairFace) -> ``(70, max_age)``: FairFace's "more than 70" is its
+      class of the 70-year-olds and older, and ages above ``max_age`` count in the last bin anyway.
+
+    Args:
+        text: the cell.
+        max_age: where an open range ends.
+
+    Returns:
+        The range, or None for a missing value (a blank cell or one of :data:`MISSING_LABELS`, any case).
+
+    Raises:
+        ValueError: for any other text, or a range whose first age exceeds its last.
+    """
+    text = text.strip()
+    if text.lower() in MISSING_LABELS:
+        return None
+    match = _EXACT_LABEL.fullmatch(text)
+    if match:
+        return int(match[1]), int(match[1])
+    for pattern in _RANGE_LABELS:
+        match = pattern.fullmatch(text)
+        if match:
+            lo, hi = int(match[1]), int(match[2])
+            if lo > hi:
+                raise ValueError(f"age range {text!r} starts after it ends")
+            return lo, hi
+    for pattern in _OPEN_LABELS:
+        match = pattern.fullmatch(text)
+        if match:
+            return int(match[1]), max(int(match[1]), max_age)
+    raise ValueError(
+        f"age label {text!r} is not understood; expected an age (35), a range (20-29 or (25, 32)) or an open range "
+        "(70+ or 'more than 70')"
+    )
+
+
 def _validate_groups(groups: Iterable[Sequence[int]], max_age: int) -> tuple[tuple[int, int], ...]:
     checked = []
     for i, group in enumerate(groups):
@@ -301,38 +361,103 @@ def _validate_groups(groups: Iterable[Sequence[int]], max_age: int) -> tuple[tup
 
 
 class AgeBinOptimizer:
-    """Finds the unified age bins with the most even group sizes (exact, via OR-Tools CP-SAT).
+    """Finds the unified age bins with the most even group sizes, exactly.
 
-    The solve runs in two phases: first minimise the sum of squared group sizes (the variance times K, plus a
+    **With constraint groups** (the default: Adience's): unified group i must contain constraint group i, and OR-Tools
+    CP-SAT solves in two phases: first minimise the sum of squared group sizes (the variance times K, plus a
     constant), then fix that optimum and minimise c1, fix it, minimise c2, and so on, which yields the
     lexicographically smallest boundary vector among all optima. One search worker and a fixed seed keep runs
     deterministic.
 
+    **From the labels alone** (``n_bins=K``, no constraint groups): the bins are any K contiguous groups
+    ``[0, c1], [c1+1, c2], ..., [c_{K-1}+1, max_age]`` of at least ``min_width`` ages each, and ``group_counts`` may
+    name any age range (FairFace's ``20-29``, Adience's ``(25, 32)``). A range counts in a bin only when it lies
+    inside it; a boundary that cuts a range leaves its images in no bin ("left out"), as the trainer's default
+    ``straddle="ignore"`` leaves them without an age class. The objective is lexicographic:
+
+    1. the most images in bins (the fewest left out), then
+    2. the lowest variance of the bin sizes, then
+    3. the lexicographically smallest boundary vector.
+
+    The variance alone would reward cutting ranges: an image left out shrinks an oversized bin. On FairFace's
+    17,000 decade labels it puts a boundary inside six decades and keeps 479 images in bins, the "most even" sizes
+    311, 0, 0, 0, 0, 0, 0, 168. Keeping images first gives FairFace's own decades instead. And by default no image
+    may be left out at all (``allow_left_out=False``): then every labelled image keeps exactly one bin, as in the
+    constrained mode, and when no K bins manage that (FairFace's decades next to Adience's groups cut each other;
+    one image labelled ``(8, 23)`` rules out every boundary from 8 to 22) :meth:`fit` raises ValueError naming the
+    ranges it would cut, rather than return bins that silently drop images. ``allow_left_out=True`` accepts the
+    loss and reports it in :attr:`BinSolution.left_out`.
+
+    This mode is solved by a dynamic programme over (bins left, first age of the next bin), exact in integers with
+    ``O(K * max_age**2)`` steps; ``time_limit_s`` does not apply to it. K is the caller's choice: the variance of the
+    sizes falls as K grows (the bins get smaller), so it cannot choose K, and a criterion that could (how finely a
+    model can tell ages apart) lies outside the annotation files.
+
     Args:
         constraint_groups: Sorted, non-overlapping ``(lo, hi)`` groups inside ``[0, max_age]``; unified group i
-            must contain constraint group i.
+            must contain constraint group i. None (the default) means :data:`ADIENCE_GROUPS`, or no constraint
+            groups at all when ``n_bins`` is given.
         max_age: Last age of the last group; older ages are counted in it.
-        time_limit_s: Wall-clock budget for all solves together, or None for no limit.
+        time_limit_s: Wall-clock budget for all CP-SAT solves together, or None for no limit.
+        n_bins: Number of bins, found from the labels alone; only without ``constraint_groups``.
+        min_width: Fewest ages in a bin (with ``n_bins``).
+        allow_left_out: Accept bins that cut a labelled range, leaving its images out (with ``n_bins``).
+
+    Raises:
+        ValueError: On malformed groups or settings, or ``n_bins`` bins of ``min_width`` ages that do not fit in
+            ``0..max_age``.
     """
 
     def __init__(
         self,
-        constraint_groups: Iterable[Sequence[int]] = ADIENCE_GROUPS,
+        constraint_groups: Iterable[Sequence[int]] | None = None,
         max_age: int = MAX_AGE,
         time_limit_s: float | None = 60,
+        *,
+        n_bins: int | None = None,
+        min_width: int = 1,
+        allow_left_out: bool = False,
     ) -> None:
         self.max_age = _check_int(max_age, "max_age")
         if self.max_age < 0:
             raise ValueError(f"max_age must be >= 0, got {self.max_age}")
-        self.constraint_groups = _validate_groups(constraint_groups, self.max_age)
         if time_limit_s is not None and not time_limit_s > 0:
             raise ValueError(f"time_limit_s must be positive or None, got {time_limit_s!r}")
         self.time_limit_s = time_limit_s
+        self.min_width = _check_int(min_width, "min_width")
+        self.allow_left_out = bool(allow_left_out)
+        if n_bins is None:
+            if self.min_width != 1 or self.allow_left_out:
+                raise ValueError("min_width and allow_left_out need n_bins (bins from the labels alone)")
+            groups = ADIENCE_GROUPS if constraint_groups is None else constraint_groups
+            self.constraint_groups: tuple[tuple[int, int], ...] | None = _validate_groups(groups, self.max_age)
+            self.n_bins = len(self.constraint_groups)
+        else:
+            if constraint_groups is not None:
+                raise ValueError("give constraint_groups or n_bins, not both (the groups fix the number of bins)")
+            self.constraint_groups = None
+            self.n_bins = _check_int(n_bins, "n_bins")
+            self._check_widths()
+
+    def _check_widths(self) -> None:
+        if self.n_bins < 1:
+            raise ValueError(f"n_bins must be >= 1, got {self.n_bins}")
+        if self.min_width < 1:
+            raise ValueError(f"min_width must be >= 1, got {self.min_width}")
+        if self.n_bins * self.min_width > self.max_age + 1:
+            raise ValueError(
+                f"{self.n_bins} bins of at least {self.min_width} age(s) need {self.n_bins * self.min_width} ages, "
+                f"but 0..{self.max_age} has {self.max_age + 1}"
+            )
 
     @property
     def domains(self) -> list[range]:
-        """Allowed values of every boundary: ``c_i in [hi_i, lo_{i+1} - 1]``."""
+        """Allowed values of every boundary: ``c_i in [hi_i, lo_{i+1} - 1]``, or, from the labels alone, those that
+        leave room for ``min_width`` ages in every bin."""
         g = self.constraint_groups
+        if g is None:
+            k, w = self.n_bins, self.min_width
+            return [range(i * w - 1, self.max_age - (k - i) * w + 1) for i in range(1, k)]
         return [range(g[i][1], g[i + 1][0]) for i in range(len(g) - 1)]
 
     def fit(
@@ -345,13 +470,18 @@ class AgeBinOptimizer:
         Args:
             age_histogram: ``age_histogram[a]`` = number of images of exact age ``a``; cells beyond ``max_age``
                 count in the last group.
-            group_counts: Images labelled only with a constraint group, keyed by ``"lo-hi"``, ``(lo, hi)`` or the
-                group's index; they count in the unified group of the same index.
+            group_counts: Images labelled only with an age range. With constraint groups, keyed by ``"lo-hi"``,
+                ``(lo, hi)`` or the group's index; they count in the unified group of the same index. From the
+                labels alone, keyed by any label :func:`parse_age_label` reads (``"20-29"``, ``"(25, 32)"``,
+                ``"70+"``) or ``(lo, hi)``; ranges past ``max_age`` end there.
 
         Raises:
-            ValueError: On malformed counts, or if there is nothing to balance.
+            ValueError: On malformed counts, if there is nothing to balance, or (from the labels alone, without
+                ``allow_left_out``) if every choice of bins cuts a labelled range.
             RuntimeError: If the solver does not prove optimality within ``time_limit_s``.
         """
+        if self.constraint_groups is None:
+            return self._fit_from_labels(age_histogram, group_counts)
         hist = self._histogram(age_histogram)
         extra = self._group_vector(group_counts)
         total = int(hist.sum()) + sum(extra)
@@ -364,9 +494,69 @@ class AgeBinOptimizer:
         # Sizes and variance are recomputed here from integers, independent of the solver.
         ends = [cumulative[c] for c in boundaries] + [cumulative[-1]]
         sizes = tuple(e - s + x for e, s, x in zip(ends, [0] + ends[:-1], extra))
-        k = len(sizes)
-        variance = (k * sum(s * s for s in sizes) - total * total) / (k * k)
-        return BinSolution(AgeBins(boundaries, self.max_age), sizes, variance)
+        return BinSolution(AgeBins(boundaries, self.max_age), sizes, _variance(sizes))
+
+    def _fit_from_labels(self, age_histogram: Sequence[int] | np.ndarray,
+                         group_counts: Mapping[Any, int] | None) -> BinSolution:
+        # Labels may all be ranges (FairFace's are), so here an empty histogram is no exact ages rather than an error.
+        empty = len(age_histogram) == 0
+        hist = np.zeros(self.max_age + 1, dtype=np.int64) if empty else self._histogram(age_histogram)
+        ranges = self._range_counts(group_counts)
+        total = int(hist.sum()) + sum(ranges.values())
+        if total == 0:
+            raise ValueError("all counts are zero: nothing to balance")
+        if total > _MAX_TOTAL:
+            raise ValueError(f"{total} images exceed the supported {_MAX_TOTAL} (squared sizes must fit in int64)")
+        table = _size_table(hist, ranges)
+        bins = AgeBins(_best_boundaries(table, self.n_bins, self.min_width), self.max_age)
+        sizes = tuple(int(table[lo, hi]) for lo, hi in bins.groups)
+        left_out = total - sum(sizes)
+        if left_out and not self.allow_left_out:
+            raise ValueError(self._left_out_message(bins, ranges, left_out))
+        return BinSolution(bins, sizes, _variance(sizes), left_out)
+
+    def _range_counts(self, group_counts: Mapping[Any, int] | None) -> dict[tuple[int, int], int]:
+        """``group_counts`` as ``{(lo, hi): count}`` with ranges past ``max_age`` ending there."""
+        counts: dict[tuple[int, int], int] = {}
+        keys: dict[tuple[int, int], Any] = {}
+        for key, value in (group_counts or {}).items():
+            lo, hi = self._range_of(key)
+            if (lo, hi) in keys:
+                raise ValueError(f"group_counts names the range {lo}-{hi} twice (keys {keys[lo, hi]!r} and {key!r})")
+            keys[lo, hi] = key
+            count = _check_int(value, f"group_counts[{key!r}]")
+            if count < 0:
+                raise ValueError(f"group_counts[{key!r}] is negative: {count}")
+            clamped = (min(lo, self.max_age), min(hi, self.max_age))
+            counts[clamped] = counts.get(clamped, 0) + count
+        return counts
+
+    def _range_of(self, key: Any) -> tuple[int, int]:
+        if isinstance(key, str):
+            try:
+                pair = parse_age_label(key, self.max_age)
+            except ValueError as err:
+                raise ValueError(f"group_counts key: {err}") from None
+        elif isinstance(key, tuple) and len(key) == 2 and all(_is_int(v) for v in key):
+            pair = (int(key[0]), int(key[1]))
+        else:
+            pair = None
+        if pair is None or not 0 <= pair[0] <= pair[1]:
+            raise ValueError(f"group_counts key {key!r} is no age range; use e.g. '20-29' or (20, 29)")
+        ceiling = max(AGE_CEILING, self.max_age)
+        if pair[1] > ceiling:
+            raise ValueError(f"group_counts key {key!r} ends above {ceiling}, the oldest plausible age")
+        return pair
+
+    def _left_out_message(self, bins: AgeBins, ranges: Mapping[tuple[int, int], int], left_out: int) -> str:
+        cut = sorted(((n, lo, hi) for (lo, hi), n in ranges.items() if n and bins.bin_of(lo) != bins.bin_of(hi)),
+                     key=lambda item: (-item[0], item[1], item[2]))
+        largest = ", ".join(f"{n} labelled {lo}-{hi}" for n, lo, hi in cut[:3])
+        return (
+            f"no {self.n_bins} bins of at least {self.min_width} age(s) keep every age range whole: the best cuts "
+            f"{len(cut)} range(s) and leaves out {left_out} images ({largest}{', ...' if len(cut) > 3 else ''}); "
+            "allow that with allow_left_out=True (agecurriculum bins --allow-left-out), or ask for fewer bins"
+        )
 
     def _histogram(self, age_histogram: Sequence[int] | np.ndarray) -> np.ndarray:
         hist = _int_array(age_histogram, "count at age", _MAX_TOTAL, "the most images the solver supports")
@@ -463,3 +653,69 @@ class AgeBinOptimizer:
                 "raise time_limit_s"
             )
         return solver
+
+
+def _variance(sizes: Sequence[int]) -> float:
+    """Population variance of integer sizes, from exact integer sums."""
+    k, total = len(sizes), sum(sizes)
+    return (k * sum(s * s for s in sizes) - total * total) / (k * k)
+
+
+def _size_table(hist: np.ndarray, ranges: Mapping[tuple[int, int], int]) -> np.ndarray:
+    """``table[s, e]``: images in the bin ``[s, e]``: exact ages in it plus the ranges that lie inside it (0 for
+    ``s > e``)."""
+    last = hist.size - 1
+    prefix = np.concatenate(([0], np.cumsum(hist)))
+    exact = prefix[None, 1:] - prefix[:-1, None]
+    inside = np.zeros((last + 1, last + 1), dtype=np.int64)
+    for (lo, hi), n in ranges.items():
+        inside[lo, hi] += n
+    # Ranges with lo >= s and hi <= e: sums over lo from the top, then over hi from the bottom.
+    inside = inside[::-1].cumsum(axis=0)[::-1].cumsum(axis=1)
+    return np.triu(exact + inside)
+
+
+def _first_bin_choices(table: np.ndarray, kept: np.ndarray, squares: np.ndarray, bins: int, start: int,
+                       min_width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """For ``bins`` bins from age ``start`` on: every feasible last age of the first bin, with the images kept and the
+    sum of squared sizes of the best completion after it; None if there is no feasible one."""
+    ends = np.arange(start + min_width - 1, table.shape[0])
+    rest_kept = kept[bins - 1, ends + 1]
+    feasible = rest_kept >= 0
+    if not feasible.any():
+        return None
+    ends = ends[feasible]
+    sizes = table[start, ends]
+    return ends, sizes + rest_kept[feasible], sizes * sizes + squares[bins - 1, ends + 1]
+
+
+def _best_boundaries(table: np.ndarray, n_bins: int, min_width: int) -> tuple[int, ...]:
+    """The lexicographically smallest boundary vector among those that keep the most images in bins and, among
+    those, have the least sum of squared sizes (so the least variance: the kept total is fixed by then).
+
+    Backward dynamic programme: ``kept[k, s]`` and ``squares[k, s]`` are the best (most kept, then fewest squares)
+    over ages ``s..max_age`` in ``k`` bins, -1 kept where that is impossible. Lexicographic order on
+    (-kept, squares) is compatible with adding bins, so the best of a prefix plus the best of the rest is best.
+    A forward pass then takes the smallest optimal boundary at each step, which gives the smallest vector.
+    """
+    last = table.shape[0] - 1
+    kept = np.full((n_bins + 1, last + 2), -1, dtype=np.int64)
+    squares = np.zeros_like(kept)
+    kept[0, last + 1] = 0
+    for k in range(1, n_bins + 1):
+        for start in range(last + 1):
+            choices = _first_bin_choices(table, kept, squares, k, start, min_width)
+            if choices is not None:
+                _, kept_k, squares_k = choices
+                kept[k, start] = kept_k.max()
+                squares[k, start] = squares_k[kept_k == kept[k, start]].min()
+    boundaries, start = [], 0
+    for k in range(n_bins, 1, -1):
+        choices = _first_bin_choices(table, kept, squares, k, start, min_width)
+        assert choices is not None  # the constructor checked that n_bins * min_width ages fit
+        ends, kept_k, squares_k = choices
+        optimal = (kept_k == kept[k, start]) & (squares_k == squares[k, start])
+        end = int(ends[np.argmax(optimal)])  # the first optimal end: the lexicographic tie-break
+        boundaries.append(end)
+        start = end + 1
+    return tuple(boundaries)

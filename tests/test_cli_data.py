@@ -90,7 +90,7 @@ def test_bins_with_one_dataset_flag_and_errors(data_root, capsys):
     result = run_json(["bins", "--morph2", str(data_root / "morph2"), "--json"], capsys)
     assert sum(result["sizes"]) == 3
     assert main(["bins"]) == 2
-    assert "give --ages FILE, or --data ROOT" in capsys.readouterr().err
+    assert "give --ages FILE, --csv FILE, or --data ROOT" in capsys.readouterr().err
     assert main(["bins", "--adience", str(data_root / "utkface")]) == 2
     assert "not a adience folder" in capsys.readouterr().err
 
