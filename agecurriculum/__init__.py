@@ -8,6 +8,7 @@ Every building block is importable from here and works on its own in a user's tr
 - :class:`GenderConditionedHead`, :class:`DualClassifier`: the age head conditioned on the predicted gender.
 - :class:`EnsembleClassifier`: several trained classifiers, their probabilities averaged.
 - :class:`CurriculumTrainer`: Algorithm 1 over a schedule.
+- :class:`AdaptiveCurriculum`: a curriculum chosen from the losses while training, saved as a schedule.
 
 The names are imported on first use (PEP 562): ``import agecurriculum.bins`` loads the bins alone, not torch or the
 training code, and ``from agecurriculum import Predictor`` loads inference without training.
@@ -35,7 +36,8 @@ _EXPORTS: dict[str, str] = {
                      "preset", "score"), "agecurriculum.schedule"),
     "TrainerConfig": "agecurriculum.config",
     **dict.fromkeys(("CurriculumTrainer", "EpochRecord", "EvalResult"), "agecurriculum.train"),
-    **dict.fromkeys(("Predictor", "export_onnx"), "agecurriculum.inference"),
+    **dict.fromkeys(("AdaptiveCurriculum", "AdaptiveSettings"), "agecurriculum.adaptive"),
+    **dict.fromkeys(("Predictor", "export_onnx", "quantize_onnx"), "agecurriculum.inference"),
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -17,10 +17,11 @@ from typing import Any
 import tomllib
 import yaml
 
+from agecurriculum.adaptive import AdaptiveSettings
 from agecurriculum.data.sources import DATASETS
 from agecurriculum.data.splits import check_fractions
 
-__all__ = ["BALANCE_MODES", "CONDITIONING_MODES", "MONITOR_SCOPES", "SAMPLING_MODES", "DataConfig", "ModelConfig",
+__all__ = ["AdaptiveSettings", "BALANCE_MODES", "CONDITIONING_MODES", "MONITOR_SCOPES", "SAMPLING_MODES", "DataConfig", "ModelConfig",
            "RunConfig", "TrainerConfig", "apply_overrides", "check_config", "load_config", "settings_help"]
 
 BALANCE_MODES = ("paper", "sampler", "none", "ratio")  # the values of DataConfig.balance
@@ -51,6 +52,8 @@ class TrainerConfig:
     # (the rest of the run is skipped: a curriculum stage that restarts at fewer bins can end the curriculum there)
     # | pair (the rest of the current dataset's epochs in the stage); each watches the loss as plateau_scope says
     max_steps_per_epoch: int | None = None  # cap on batches per epoch (smoke tests, demos); None = whole epoch
+    image_budget: int | None = None  # end the run once this many training images were seen (the epoch that gets
+    # there stops at the batch that does); None = no budget. The adaptive curriculum plans its stages within it
     amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
     # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
     progress: bool = False  # show a per-step progress bar (loss, images/s) on rank 0
@@ -97,7 +100,9 @@ class RunConfig:
 
     out_dir: str = "runs/default"  # where checkpoints, logs, plots, the release and the report go
     bins: str | list[int] = "auto"  # auto (fit on the data's labels) | paper | explicit boundaries [c1, ..., c7]
-    schedule: str | list[dict] = "original"  # a preset name (original, list1, list2) or a list of stage dicts
+    schedule: str | list[dict] = "original"  # a preset name (original, list1, list2), adaptive (learned while
+    # training from per-(dataset, bin) validation losses; settings in the adaptive section), a schedule .json file
+    # (e.g. a run's learned_schedule.json, replayed as written) or a list of stage dicts
     epochs_per_stage: int = 1  # epochs of each dataset in each stage, for preset schedules
     loss: str = "uncertainty"  # uncertainty | sum | fixed
     age_label_sigma: float = 0.0  # 0: one-hot age targets (the paper); > 0: ordinal soft targets this many bins wide
@@ -109,6 +114,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)  # schedule: adaptive's policy
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -207,11 +213,13 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
 _RANGES: dict[type, dict[str, str]] = {
     TrainerConfig: {"batch_size": ">= 1", "lr": ">= 0", "weight_decay": ">= 0", "seed": ">= 0", "num_workers": ">= 0",
                     "plateau_factor": "> 0, < 1", "plateau_patience": ">= 0", "early_stopping_patience": ">= 1",
-                    "max_steps_per_epoch": ">= 1"},
+                    "max_steps_per_epoch": ">= 1", "image_budget": ">= 1"},
     DataConfig: {"image_size": ">= 16", "padding": ">= 0", "max_images": ">= 1", "split_seed": ">= 0",
                  "preprocess_workers": ">= 0"},
     ModelConfig: {"bottleneck_dim": ">= 1", "dropout": ">= 0, < 1"},
     RunConfig: {"epochs_per_stage": ">= 1", "age_label_sigma": ">= 0", "distill_weight": ">= 0, <= 1"},
+    AdaptiveSettings: {"epochs": ">= 1", "min_improvement": ">= 0, < 1", "max_stages_per_set": ">= 1",
+                       "forget_tolerance": ">= 0", "final_share": ">= 0, < 1", "max_stages": ">= 1"},
 }
 _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
     TrainerConfig: {"sampling": SAMPLING_MODES, "plateau_scope": MONITOR_SCOPES,

@@ -209,3 +209,44 @@ def test_conditioning_study_trains_hard_and_soft_with_everything_else_fixed(work
         assert config.model.conditioning == row["variant"] and row["epochs_trained"] == 1
         release = json.loads((run / "release" / "config.json").read_text(encoding="utf-8"))
         assert release["model"]["conditioning"] == row["variant"]
+
+
+def test_adaptive_study_puts_every_variant_on_the_original_curriculums_image_budget(workdir, data_root, tmp_path):
+    from agecurriculum.config import apply_overrides
+    from agecurriculum.schedule import TrainingSchedule
+    from agecurriculum.train.ablation import run_ablation
+
+    out = tmp_path / "adaptive"
+    config = apply_overrides(load_config(workdir / "tiny.yaml"), [
+        f"data.root={data_root}", f"data.cache={workdir / 'cache'}", f"out_dir={out}", "adaptive.max_stages=6"])
+    variants = ["original", "list2", "mixed", "adaptive"]
+    result = run_ablation(config, study="adaptive", adaptive_variants=variants)
+    rows = {row.variant: row for row in result.study("adaptive")}
+    assert list(rows) == variants
+    budget = rows["original"].images  # the original curriculum trains all of it: the budget is what it plans
+    for name, row in rows.items():
+        run = load_config(out / f"adaptive-{name}" / "run_config.yaml")
+        assert run.trainer.image_budget == budget and run.trainer.early_stopping_patience is None
+        assert budget <= row.images < budget + 8, name  # cut at the batch that reaches the budget
+        history = read_metrics(out / f"adaptive-{name}" / "metrics.csv")
+        assert sum(r["images"] for r in history) == row.images
+        assert row.val_results and set(row.val_results) <= {"utkface", "adience", "morph2"}
+        assert row.val_results != row.results  # the validation split's numbers, not the test split's again
+    # list 2 plans fewer images than the original: it trains 2 epochs per stage and is cut at the budget.
+    assert load_config(out / "adaptive-list2" / "run_config.yaml").epochs_per_stage == 2
+    mixed = load_config(out / "adaptive-mixed" / "run_config.yaml").schedule
+    assert all(stage == {"datasets": ["utkface", "adience", "morph2"], "bins": list(range(8)), "epochs": 1}
+               for stage in mixed)
+    learned = TrainingSchedule.load(out / "adaptive-adaptive" / "learned_schedule.json", strict=False)
+    assert learned[-1].bins == set(range(8)) and "learned stages" in rows["adaptive"].schedule
+    markdown = (out / "ablation.md").read_text(encoding="utf-8")
+    assert "## Curriculum on one image budget (Table VIII form)" in markdown
+    assert "Test split:" in markdown and "Validation split:" in markdown and "images seen" in markdown
+    assert _cells(markdown, "adaptive (learned from the losses)")[-2] == f"{rows['adaptive'].images:,}"
+    table = json.loads((out / "ablation.json").read_text(encoding="utf-8"))["studies"]["adaptive"]
+    assert [r["images"] for r in table["rows"]] == [rows[v].images for v in variants]
+    # An interrupted study resumes: finished runs train nothing and keep their numbers.
+    again = run_ablation(config, study="adaptive", adaptive_variants=variants, resume=True)
+    for row in again.study("adaptive"):
+        assert row.epochs_trained == 0 and row.results == rows[row.variant].results
+        assert row.images == rows[row.variant].images

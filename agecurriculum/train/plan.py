@@ -16,10 +16,11 @@ from agecurriculum.config import RunConfig, check_config
 from agecurriculum.data.balance import BALANCE_RULES
 from agecurriculum.losses import create_loss
 from agecurriculum.model.classifier import DualClassifier
-from agecurriculum.schedule import ScheduleWarning
-from agecurriculum.train.run import build_schedule
+from agecurriculum.adaptive import AdaptiveCurriculum
+from agecurriculum.schedule import ScheduleWarning, TrainingSchedule
+from agecurriculum.train.run import build_curriculum
 
-__all__ = ["describe_run"]
+__all__ = ["describe_run", "format_bins"]
 
 _LOSSES = {
     "uncertainty": "uncertainty (Eq. 5: each task's cross-entropy weighted by a learned exp(-p_t), plus p_t)",
@@ -56,8 +57,8 @@ def _bins(config: RunConfig) -> AgeBins | None:
     raise ValueError(f"bins: expected auto, paper or a list of boundaries, got {config.bins!r}")
 
 
-def _ranges(bins: frozenset[int]) -> str:
-    # {0, 1, 2, 6, 7} -> "0-2, 6-7"
+def format_bins(bins: frozenset[int]) -> str:
+    """Bins as ranges: ``{0, 1, 2, 6, 7}`` -> ``"0-2, 6-7"``."""
     runs: list[list[int]] = []
     for b in sorted(bins):
         if runs and b == runs[-1][-1] + 1:
@@ -82,14 +83,13 @@ def describe_run(config: RunConfig) -> list[str]:
     num_bins = 8 if bins is None else len(bins)  # auto: one bin per Adience constraint group
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ScheduleWarning)
-        schedule = build_schedule(config, num_bins)
+        schedule = build_curriculum(config, num_bins)
     broken = [str(w.message) for w in caught if issubclass(w.category, ScheduleWarning)]
     model = DualClassifier(age_classes=num_bins, backbone=config.model.backbone, pretrained=False,
                            bottleneck_dim=config.model.bottleneck_dim, dropout=config.model.dropout,
                            conditioning=config.model.conditioning)
     params = sum(p.numel() for p in model.parameters())
     m, d, t = config.model, config.data, config.trainer
-    pairs = sum(len(stage.datasets) for stage in schedule)
     lines = [
         f"model: DualClassifier, {m.backbone} backbone at {d.image_size} x {d.image_size} px, bottleneck "
         f"{m.bottleneck_dim}, dropout {m.dropout}, {_CONDITIONING[m.conditioning]}; {params / 1e6:.1f} M parameters"
@@ -98,16 +98,15 @@ def describe_run(config: RunConfig) -> list[str]:
         "age bins: " + ("auto (fitted by AgeBinOptimizer on the training labels when the data is prepared)"
                         if bins is None else f"{config.bins if isinstance(config.bins, str) else 'explicit'}: "
                         f"{', '.join(bins.labels())}"),
-        f"curriculum: {schedule_name(config)}, {len(schedule)} stage(s), {pairs} (stage, dataset) pair(s), "
-        f"{schedule.total_epochs} epochs in all",
     ]
     labels = None if bins is None else bins.labels()
-    for index, stage in enumerate(schedule):
-        ages = "" if labels is None else f" (ages {', '.join(labels[b] for b in sorted(stage.bins))})"
-        score = "" if stage.score is None else f", score {stage.score:g}"
-        lines.append(f"  stage {index}: {', '.join(stage.datasets)}; bins {_ranges(stage.bins)}{ages}; "
-                     f"{stage.epochs} epoch(s) per dataset{score}")
+    if isinstance(schedule, AdaptiveCurriculum):
+        lines += _adaptive_lines(schedule, labels, t.image_budget)
+    else:
+        lines += _static_lines(config, schedule, labels)
     lines += [f"  breaks Eq. 7: {message}" for message in broken]
+    lines.append("image budget: " + ("none" if t.image_budget is None else
+                                     f"{t.image_budget} training images, then the run ends"))
     patience = t.early_stopping_patience
     lines += [
         f"loss: {_LOSSES[config.loss]}"
@@ -131,8 +130,46 @@ def describe_run(config: RunConfig) -> list[str]:
     return lines
 
 
+def _ages(labels: list[str] | None, bins: frozenset[int]) -> str:
+    return "" if labels is None else f" (ages {', '.join(labels[b] for b in sorted(bins))})"
+
+
+def _static_lines(config: RunConfig, schedule: TrainingSchedule, labels: list[str] | None) -> list[str]:
+    pairs = sum(len(stage.datasets) for stage in schedule)
+    lines = [f"curriculum: {schedule_name(config)}, {len(schedule)} stage(s), {pairs} (stage, dataset) pair(s), "
+             f"{schedule.total_epochs} epochs in all"]
+    for index, stage in enumerate(schedule):
+        score = "" if stage.score is None else f", score {stage.score:g}"
+        lines.append(f"  stage {index}: {', '.join(stage.datasets)}; bins {format_bins(stage.bins)}"
+                     f"{_ages(labels, stage.bins)}; {stage.epochs} epoch(s) per dataset{score}")
+    return lines
+
+
+def _adaptive_lines(policy: AdaptiveCurriculum, labels: list[str] | None, budget: int | None) -> list[str]:
+    # The stages are decided while training; what can be said now is where it starts and how it decides.
+    s = policy.settings
+    first = policy.next_stage()  # no losses needed for the first stage: it comes from the settings
+    assert first is not None
+    end = (f"until the image budget ({budget}) is spent; every dataset and bin joins once no more than "
+           f"{s.final_share:.0%} of it (or one complete stage) is left" if budget is not None else
+           f"until the complete set (every dataset and bin) stops improving, at most {s.max_stages} stages")
+    return [
+        f"curriculum: adaptive (decided while training from per-(dataset, bin) validation losses) over "
+        f"{', '.join(policy.datasets)}; {s.epochs} epoch(s) per dataset and stage",
+        f"  stage 0: {', '.join(first.datasets)}; bins {format_bins(first.bins)}{_ages(labels, first.bins)}",
+        f"  then, after each stage: widen when it lowered the set's validation loss by less than "
+        f"{s.min_improvement:.0%} or after {s.max_stages_per_set} stage(s) on a set (the easiest neighbouring bin "
+        f"or new dataset by loss joins)"
+        + (f"; revisit a dataset whose loss rose {s.forget_tolerance:.0%} above its best (once per set)"
+           if s.revisit else "; no revisits (every rule of Eq. 7 kept)"),
+        f"  {end}; the stages go to learned_schedule.json, the decisions to adaptive.json",
+    ]
+
+
 def schedule_name(config: RunConfig) -> str:
     """``"original curriculum (preset)"`` or ``"the config's own N-stage list"``."""
+    if isinstance(config.schedule, str) and config.schedule.endswith(".json"):
+        return f"the schedule file {config.schedule}"
     if isinstance(config.schedule, str):
         return f"{config.schedule} curriculum (preset, {config.epochs_per_stage} epoch(s) per stage and dataset)"
     return f"the config's own {len(config.schedule)}-stage list"

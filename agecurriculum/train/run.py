@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,13 +28,14 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.bins import PAPER_BINS, AgeBins, representative_ages
 from agecurriculum.config import RunConfig, check_config
 from agecurriculum.devices import resolve_device
 from agecurriculum.fileio import ensure_writable_folder
 from agecurriculum.data.balance import BalancedDataset, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
-from agecurriculum.data.datasets import FaceDataset
+from agecurriculum.data.datasets import FaceDataset, age_bins_of
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.records import FaceRecord
 from agecurriculum.data.sources import DATASETS, alignment_record, discover, histogram_datasets
@@ -50,7 +52,7 @@ from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.ensemble import EnsembleClassifier
 from agecurriculum.model.resized_input import ResizedInput
 from agecurriculum.release import RELEASE_CONFIG, Preprocessing, load_release, preprocessing_mismatch, save_release
-from agecurriculum.schedule import TrainingSchedule, preset
+from agecurriculum.schedule import PRESETS, TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
 from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint
 from agecurriculum.train.run_logs import (
@@ -60,8 +62,8 @@ from agecurriculum.train.run_logs import (
 )
 from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
 
-__all__ = ["EVALUATION_PARTS", "RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_schedule", "evaluate_run", "prepare_data",
-           "train"]
+__all__ = ["EVALUATION_PARTS", "RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_curriculum", "build_schedule",
+           "evaluate_release", "evaluate_run", "prepare_data", "train", "train_sizes"]
 
 RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
 
@@ -213,14 +215,59 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
 
 
 def build_schedule(config: RunConfig, num_bins: int) -> TrainingSchedule:
-    """The curriculum of ``config``: its preset (``epochs_per_stage`` epochs per stage) or its list of stages.
+    """The static curriculum of ``config``: its preset (``epochs_per_stage`` epochs per stage), its ``.json`` file
+    or its list of stages.
+
+    A file is replayed as written: a rule of Eq. 7 it breaks (a learned schedule's revisit, say) warns
+    (:class:`~agecurriculum.schedule.ScheduleWarning`) as the presets' do; the list form is strict.
 
     Raises:
-        ValueError: unknown preset, or stages that break Eq. 7 (list form is strict).
+        ValueError: ``schedule`` names no preset or file (or is ``adaptive``: see :func:`build_curriculum`), the
+            file cannot be read, or list stages that break Eq. 7; the message starts with ``schedule:``.
     """
-    if isinstance(config.schedule, str):
-        return preset(config.schedule, epochs=config.epochs_per_stage)
-    return TrainingSchedule.from_dicts(config.schedule, num_bins=num_bins)
+    schedule = config.schedule
+    if isinstance(schedule, str) and schedule in PRESETS:
+        return preset(schedule, epochs=config.epochs_per_stage)
+    if isinstance(schedule, str) and schedule.endswith(".json"):
+        try:
+            return TrainingSchedule.load(schedule, num_bins=num_bins, strict=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"schedule: {err}") from None
+    if isinstance(schedule, str):
+        raise ValueError(f"schedule: expected a preset ({', '.join(PRESETS)}), adaptive, a .json file or a list of "
+                         f"stages, got {schedule!r}" + ("; adaptive is built by build_curriculum"
+                                                        if schedule == "adaptive" else ""))
+    return TrainingSchedule.from_dicts(schedule, num_bins=num_bins)
+
+
+def train_sizes(train_sets: Mapping[str, Dataset]) -> dict[str, dict[int, int]]:
+    """Dataset -> age bin -> training images (images of unknown age left out), for the adaptive policy's budget."""
+    return {name: {b: n for b, n in sorted(Counter(age_bins_of(ds)).items()) if b >= 0}
+            for name, ds in train_sets.items()}
+
+
+def build_curriculum(config: RunConfig, num_bins: int, datasets: list[str] | None = None,
+                     sizes: Mapping[str, Mapping[int, int]] | None = None) -> TrainingSchedule | AdaptiveCurriculum:
+    """:func:`build_schedule`, or for ``schedule: adaptive`` a fresh
+    :class:`~agecurriculum.adaptive.AdaptiveCurriculum` over ``datasets`` with ``config.adaptive``'s settings and
+    ``trainer.image_budget`` as its budget.
+
+    Args:
+        config: the run configuration.
+        num_bins: number of age bins.
+        datasets: the datasets an adaptive curriculum may use, in order; default ``config.data.datasets``.
+        sizes: training images per dataset and bin (:func:`train_sizes`), which the policy's budget rule reads.
+
+    Raises:
+        ValueError: as :func:`build_schedule`; a bad adaptive setting, named as ``adaptive.FIELD``.
+    """
+    if config.schedule != "adaptive":
+        return build_schedule(config, num_bins)
+    try:
+        return AdaptiveCurriculum(datasets or config.data.datasets, num_bins, config.adaptive,
+                                  budget=config.trainer.image_budget, train_sizes=sizes)
+    except ValueError as err:
+        raise ValueError(f"adaptive.{err}") from None
 
 
 EVALUATION_PARTS = ("test", "val")  # the parts evaluate_run can score: test for reports, val to choose models
@@ -241,6 +288,23 @@ def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[floa
             title = protocol.title.format(dataset=source.title or name, part=part)
             protocols[title] = protocol.score(pred, prepared.bins, sets[name].records)
     return build_report(predictions, prepared.bins, rep_ages, protocols, rep_ages_method)
+
+
+def evaluate_release(release_dir: str | Path, prepared: PreparedData, config: RunConfig,
+                     part: str = "test") -> EvaluationReport:
+    """Evaluates a release on the ``part`` splits of data already prepared (as :func:`evaluate_run` does, without
+    preparing the data again): e.g. the validation numbers of the runs of an ablation, which share their data.
+
+    Raises:
+        ValueError: ``part`` is not one of :data:`EVALUATION_PARTS`.
+    """
+    if part not in EVALUATION_PARTS:
+        raise ValueError(f"part: expected one of {', '.join(EVALUATION_PARTS)}, got {part!r}")
+    model, meta = load_release(release_dir)
+    extra = meta.get("extra", {})
+    rep_ages = extra.get("rep_ages") or list(representative_ages(prepared.bins, prepared.train_ages))
+    method = extra.get("rep_ages_method", "train_mean") if extra.get("rep_ages") else "train_mean"
+    return _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part)
 
 
 def _prepare_on_rank0_first(config: RunConfig) -> PreparedData:
@@ -289,7 +353,9 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     if main:  # an out_dir that cannot be written fails now, not after the data is prepared and the model trained
         ensure_writable_folder(out)
     prepared = prepared if prepared is not None else _prepare_on_rank0_first(config)
-    schedule = build_schedule(config, len(prepared.bins))
+    # An adaptive curriculum may use every configured dataset that has training images.
+    found = [name for name in config.data.datasets if len(prepared.train_sets.get(name, ()))]
+    schedule = build_curriculum(config, len(prepared.bins), found, train_sizes(prepared.train_sets))
     missing = [name for name in schedule.datasets if name not in prepared.train_sets]
     if missing:
         raise ValueError(f"schedule: uses dataset(s) {missing}, but only {list(prepared.train_sets)} were found "

@@ -31,6 +31,17 @@ bin, and are left out of the others.
 The trainer walks these loops one epoch at a time from a :class:`SchedulePosition`, so a run can stop after any
 epoch and go on later from exactly there.
 
+The schedule may also be an :class:`~agecurriculum.adaptive.AdaptiveCurriculum` (``schedule: adaptive``): the
+trainer then shows it the loss of every (dataset, bin) cell of the validation sets after every epoch (the mean of
+both tasks' plain cross-entropies over the cell's images, taken from the pass that computes the selection score,
+so it costs nothing more; the learned task weights are left out so that a cell's loss keeps its scale as they
+move), asks it for the next stage whenever a stage ends (and for the first one, after one validation pass of the
+untrained model), and keeps its state in the checkpoint. ``run_dir/learned_schedule.json`` holds the stages decided
+so far (replayable as a static schedule) and ``run_dir/adaptive.json`` every decision with its reason.
+
+``TrainerConfig.image_budget`` ends the run once that many training images were seen: the epoch that reaches it
+stops at the first batch that does, so a run sees at most a batch more than the budget.
+
 Hooks, for a user's own loop or additions to this one:
 
 - :meth:`CurriculumTrainer.train_one_epoch` trains one epoch on any dataset of ``(image, age_bin, gender)`` items;
@@ -56,6 +67,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import time
 import warnings
@@ -65,18 +77,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from agecurriculum._version import __version__
+from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.config import TrainerConfig, check_config
 from agecurriculum.data.balance import balanced_weights
 from agecurriculum.devices import resolve_device
+from agecurriculum.fileio import atomic_write
 from agecurriculum.data.datasets import FilteredDataset, age_bins_of
 from agecurriculum.losses import LossParts, MultiTaskLoss, UncertaintyLoss
-from agecurriculum.schedule import TrainingSchedule
+from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule
 from agecurriculum.train import checkpoint as ckpt
 from agecurriculum.train import distributed as ddp
 
@@ -143,6 +158,14 @@ class SchedulePosition:
     epoch: int = 0  # epoch within (stage, dataset), from 0
 
 
+@dataclass
+class _EpochEval:
+    """What one epoch has validated: each view once, and the per-(dataset, bin) losses when the curriculum uses them."""
+
+    views: dict[tuple[str, frozenset[int]], EvalResult | None] = field(default_factory=dict)
+    cells: dict[tuple[str, int], float] | None = None  # None: not collected (a static schedule)
+
+
 class _ModelWithLoss(nn.Module):
     """The model and its loss as one module, so that DDP also averages the gradients of the loss's log-variances."""
 
@@ -180,7 +203,9 @@ class CurriculumTrainer:
     Args:
         model: any ``nn.Module`` whose forward returns ``(age_logits, gender_logits)``, such as
             :class:`~agecurriculum.model.DualClassifier`.
-        schedule: the curriculum; every dataset it names must be in ``train_sets``.
+        schedule: the curriculum; every dataset it names must be in ``train_sets``. An
+            :class:`~agecurriculum.adaptive.AdaptiveCurriculum` decides it while training (see the module
+            docstring); a fresh one, or one restored with the checkpoint.
         train_sets: dataset name -> dataset of ``(image, age_bin, gender)`` items.
         val_sets: dataset name -> validation dataset; datasets without one are trained without validation
             (and so without LR plateau, early stopping or best checkpoint when none has one).
@@ -206,7 +231,7 @@ class CurriculumTrainer:
     def __init__(
         self,
         model: nn.Module,
-        schedule: TrainingSchedule,
+        schedule: TrainingSchedule | AdaptiveCurriculum,
         train_sets: Mapping[str, Dataset],
         val_sets: Mapping[str, Dataset] | None = None,
         loss: MultiTaskLoss | None = None,
@@ -227,6 +252,7 @@ class CurriculumTrainer:
         self.loss_fn = (loss or UncertaintyLoss()).to(self.device)
         self.teacher = None if teacher is None else teacher.to(self.device).eval().requires_grad_(False)
         self.schedule = schedule
+        self.curriculum = schedule if isinstance(schedule, AdaptiveCurriculum) else None
         self.train_sets = dict(train_sets)
         self.val_sets = dict(val_sets or {})
         self.optimizer = optimizer or self._default_optimizer()
@@ -250,6 +276,18 @@ class CurriculumTrainer:
         self._best_epoch: int | None = None  # the global epoch that scored it
         self._views: tuple[tuple[int, str], FilteredDataset] | None = None
         self._val_views: dict[tuple[str, frozenset[int]], FilteredDataset] = {}
+
+    @property
+    def images_seen(self) -> int:
+        """Training images seen over the whole run (resumed epochs included)."""
+        return sum(record.images for record in self.history)
+
+    def _stage(self, index: int) -> MultiDatasetSample:
+        return self.schedule.stages[index]
+
+    def _stage_count(self) -> int:
+        # An adaptive curriculum's stages grow as it decides them; the run is over when the position reaches the end.
+        return len(self.schedule.stages)
 
     @property
     def best_epoch(self) -> int | None:
@@ -343,7 +381,8 @@ class CurriculumTrainer:
         self.scaler.update()
         return parts, images.shape[0]
 
-    def train_one_epoch(self, dataset: Dataset, desc: str | None = None) -> tuple[float, float, float, int]:
+    def train_one_epoch(self, dataset: Dataset, desc: str | None = None,
+                        max_images: int | None = None) -> tuple[float, float, float, int]:
         """Trains one pass over ``dataset`` (or ``config.max_steps_per_epoch`` batches of it).
 
         In a distributed run each rank trains on its share and the returned numbers cover all ranks.
@@ -351,6 +390,7 @@ class CurriculumTrainer:
         Args:
             dataset: items ``(image, age_bin, gender)``.
             desc: label of the progress bar (shown when ``config.progress``).
+            max_images: stop at the first batch that brings the images seen (over all ranks) to this many.
 
         Returns:
             ``(mean total loss, mean age CE, mean gender CE, images seen)``, means taken per image.
@@ -359,6 +399,8 @@ class CurriculumTrainer:
         loader = self._loader(dataset, shuffle=True)
         cap = self.config.max_steps_per_epoch
         steps = len(loader) if cap is None else min(len(loader), cap)
+        if max_images is not None:  # every step takes a full batch on every rank, but perhaps the last
+            steps = min(steps, max(0, math.ceil(max_images / (self.config.batch_size * self.world_size))))
         sums = torch.zeros(4, dtype=torch.float64)  # total, age and gender loss times images; images
         start = time.perf_counter()
         with self._progress_bar(steps, desc) as bar:
@@ -378,15 +420,27 @@ class CurriculumTrainer:
         return tqdm(total=steps, desc=desc, unit="step", leave=False, dynamic_ncols=True,
                     disable=not (self.config.progress and self.rank == 0))
 
-    @torch.no_grad()
     def evaluate(self, dataset: Dataset) -> EvalResult:
         """Loss and accuracies of the model on ``dataset`` (eval mode, no gradient).
 
         In a distributed run every rank must call it: each evaluates its share and the sums are added up.
         """
+        return self._evaluate(dataset, per_bin=False)[0]
+
+    def evaluate_per_bin(self, dataset: Dataset) -> tuple[EvalResult, dict[int, float]]:
+        """:meth:`evaluate`, plus the loss of each age bin: bin -> mean over its images of the age and the gender
+        cross-entropy (on the labels, unweighted; a missing gender adds 0). Bins without images are left out, and
+        so are images of unknown age. This is what an :class:`~agecurriculum.adaptive.AdaptiveCurriculum` observes.
+        """
+        return self._evaluate(dataset, per_bin=True)
+
+    @torch.no_grad()
+    def _evaluate(self, dataset: Dataset, per_bin: bool) -> tuple[EvalResult, dict[int, float]]:
         self.model.eval()
         # loss times images, age right, age known, gender right, gender known, images
         sums = torch.zeros(6, dtype=torch.float64)
+        bins = self.schedule.num_bins
+        bin_sums = torch.zeros(2, bins, dtype=torch.float64)  # per bin: summed cross-entropies, images
         for batch in self._loader(dataset, shuffle=False):
             images, age_target, gender_target = self._to_device(batch)
             with self._autocast():
@@ -394,6 +448,13 @@ class CurriculumTrainer:
                 loss = self.loss_fn(age_logits, gender_logits, age_target, gender_target).total
             age_known = age_target != self.loss_fn.ignore_index
             known = gender_target != self.loss_fn.ignore_index
+            if per_bin and bool(age_known.any()):
+                ignore = self.loss_fn.ignore_index
+                ce = (F.cross_entropy(age_logits.float(), age_target, reduction="none", ignore_index=ignore)
+                      + F.cross_entropy(gender_logits.float(), gender_target, reduction="none", ignore_index=ignore))
+                target = age_target[age_known].cpu()
+                bin_sums[0].index_add_(0, target, ce[age_known].double().cpu())
+                bin_sums[1].index_add_(0, target, torch.ones(len(target), dtype=torch.float64))
             sums += torch.tensor([
                 loss.item() * len(images),
                 int((age_logits.argmax(1) == age_target)[age_known].sum()),
@@ -403,12 +464,16 @@ class CurriculumTrainer:
                 len(images),
             ], dtype=torch.float64)
         loss_sum, age_right, age_known, gender_right, gender_known, seen = ddp.all_reduce_sum(sums).tolist()
-        return EvalResult(
+        result = EvalResult(
             loss=loss_sum / seen if seen else math.nan,
             age_accuracy=age_right / age_known if age_known else math.nan,
             gender_accuracy=gender_right / gender_known if gender_known else math.nan,
             images=int(seen),
         )
+        if not per_bin:
+            return result, {}
+        bin_sums = ddp.all_reduce_sum(bin_sums.flatten()).view(2, bins)
+        return result, {b: bin_sums[0, b].item() / bin_sums[1, b].item() for b in range(bins) if bin_sums[1, b] > 0}
 
     # ----------------------------------------------------------------------------------------- the curriculum
 
@@ -428,13 +493,22 @@ class CurriculumTrainer:
                 raise ValueError("fit(resume=True) needs the trainer's run_dir")
             if (self.run_dir / "checkpoint.pt").is_file():
                 self.load_checkpoint()
-        while self.position.stage < len(self.schedule):
+        if self.curriculum is not None and not self.curriculum.stages and not self.curriculum.done:
+            # The first stage: the policy sees the untrained model's losses (it reads them to measure what the stage
+            # gains). The random generators are put back afterwards (a DataLoader draws a seed from them), so the
+            # run trains as a replay of its learned schedule does, and a run killed before its first checkpoint
+            # decides the same again.
+            rng = ckpt.capture_rng_state(self._cuda_device)
+            evaluated = _EpochEval(cells={})
+            self.curriculum.next_stage(self._cell_losses(evaluated))
+            ckpt.restore_rng_state(rng, self._cuda_device)
+        while self.position.stage < self._stage_count():
             self._run_next_epoch()
         return self.history
 
     def _run_next_epoch(self) -> None:
         pos = self.position
-        stage = self.schedule[pos.stage]
+        stage = self._stage(pos.stage)
         name = stage.datasets[pos.dataset_index]
         train_view = self._train_view(pos.stage, name)
         set_epoch = getattr(self.train_sets[name], "set_epoch", None)
@@ -443,11 +517,15 @@ class CurriculumTrainer:
         lr = self.optimizer.param_groups[0]["lr"]
         start = time.perf_counter()
         desc = f"stage {pos.stage} {name} epoch {pos.epoch}"
-        loss, age_loss, gender_loss, seen = self.train_one_epoch(train_view, desc=desc)
+        budget = self.config.image_budget
+        left = None if budget is None else budget - self.images_seen
+        loss, age_loss, gender_loss, seen = self.train_one_epoch(train_view, desc=desc, max_images=left)
         seconds = time.perf_counter() - start
-        evaluated: dict[tuple[str, frozenset[int]], EvalResult | None] = {}  # this epoch's views, each once
+        evaluated = _EpochEval(cells=None if self.curriculum is None else {})  # this epoch's views, each once
         val = self._evaluate_view(name, stage.bins, evaluated)
         watched = self._watched_losses(pos.stage, val, evaluated)
+        if self.curriculum is not None:
+            self.curriculum.observe(self._cell_losses(evaluated), images=seen)
         record = EpochRecord(
             stage=pos.stage, dataset=name, epoch=pos.epoch, global_epoch=self.global_epoch, train_loss=loss,
             train_age_loss=age_loss, train_gender_loss=gender_loss, images=seen, seconds=seconds, lr=lr,
@@ -467,29 +545,42 @@ class CurriculumTrainer:
         # that cover every bin (they could be any age) and train gender there.
         key = (stage_index, name)
         if self._views is None or self._views[0] != key:
-            bins = self.schedule[stage_index].bins
+            bins = self._stage(stage_index).bins
             self._views = (key, FilteredDataset(self.train_sets[name], bins, keep_unknown=self._every_bin(bins)))
         return self._views[1]
 
     def _every_bin(self, bins: frozenset[int]) -> bool:
         return set(bins) == set(range(self.schedule.num_bins))
 
-    def _evaluate_view(self, name: str, bins: frozenset[int],
-                       evaluated: dict[tuple[str, frozenset[int]], EvalResult | None]) -> EvalResult | None:
+    def _evaluate_view(self, name: str, bins: frozenset[int], evaluated: _EpochEval) -> EvalResult | None:
         """The validation result of dataset ``name`` on ``bins`` (None: no validation set, or an empty view); each
-        view is evaluated once per epoch (``evaluated``) and built once per run."""
+        view is evaluated once per epoch (``evaluated``) and built once per run. A view of every bin also gives the
+        dataset's per-bin losses when ``evaluated`` collects them."""
         key = (name, frozenset(bins))
         if name not in self.val_sets:
             return None
-        if key not in evaluated:
+        if key not in evaluated.views:
             if key not in self._val_views:
                 self._val_views[key] = FilteredDataset(self.val_sets[name], bins, keep_unknown=self._every_bin(bins))
             view = self._val_views[key]
-            evaluated[key] = self.evaluate(view) if len(view) else None
-        return evaluated[key]
+            if not len(view):
+                evaluated.views[key] = None
+            elif evaluated.cells is not None and self._every_bin(bins):
+                evaluated.views[key], per_bin = self.evaluate_per_bin(view)
+                evaluated.cells.update({(name, b): loss for b, loss in per_bin.items()})
+            else:
+                evaluated.views[key] = self.evaluate(view)
+        return evaluated.views[key]
 
-    def _pooled_loss(self, views: Iterable[tuple[str, frozenset[int]]],
-                     evaluated: dict[tuple[str, frozenset[int]], EvalResult | None]) -> float | None:
+    def _cell_losses(self, evaluated: _EpochEval) -> dict[tuple[str, int], float]:
+        """The per-(dataset, bin) validation losses of every dataset (from the views of every bin, which the selection
+        score evaluates anyway)."""
+        every_bin = frozenset(range(self.schedule.num_bins))
+        for name in self.schedule.datasets:
+            self._evaluate_view(name, every_bin, evaluated)
+        return dict(evaluated.cells or {})
+
+    def _pooled_loss(self, views: Iterable[tuple[str, frozenset[int]]], evaluated: _EpochEval) -> float | None:
         # The mean loss per image over several views (each weighted by its images), as if they were one set.
         results = [r for r in (self._evaluate_view(name, bins, evaluated) for name, bins in views)
                    if r is not None and r.images]
@@ -498,14 +589,14 @@ class CurriculumTrainer:
         return sum(r.loss * r.images for r in results) / sum(r.images for r in results)
 
     def _watched_losses(self, stage_index: int, val: EvalResult | None,
-                        evaluated: dict[tuple[str, frozenset[int]], EvalResult | None]) -> dict[str, float | None]:
+                        evaluated: _EpochEval) -> dict[str, float | None]:
         """The validation loss of each scope this run watches: ``"run"`` (the selection score, always), ``"stage"``
         and ``"pair"`` when the plateau or early stopping watch them."""
         every_bin = frozenset(range(self.schedule.num_bins))
         watched = {"run": self._pooled_loss([(name, every_bin) for name in self.schedule.datasets], evaluated)}
         scopes = {self.config.plateau_scope, self.config.early_stopping_scope}
         if "stage" in scopes:
-            stage = self.schedule[stage_index]
+            stage = self._stage(stage_index)
             watched["stage"] = self._pooled_loss([(name, stage.bins) for name in stage.datasets], evaluated)
         if "pair" in scopes:
             watched["pair"] = None if val is None else val.loss
@@ -529,10 +620,15 @@ class CurriculumTrainer:
     def _advance(self, stop: bool) -> None:
         """Moves :attr:`position` to the next epoch; ``stop``: early stopping ends its scope now."""
         pos = self.position
-        stage = self.schedule[pos.stage]
+        stage = self._stage(pos.stage)
         scope = self.config.early_stopping_scope
-        if stop and scope == "run":
-            pos.stage, pos.dataset_index, pos.epoch = len(self.schedule), 0, 0
+        budget = self.config.image_budget
+        spent = budget is not None and self.images_seen >= budget
+        if stop and scope == "run" or spent:
+            if self.curriculum is not None:
+                self.curriculum.stop(f"the image budget ({budget}) is spent ({self.images_seen} seen)" if spent
+                                     else "early stopping over the run")
+            pos.stage, pos.dataset_index, pos.epoch = self._stage_count(), 0, 0
             return
         if not stop and pos.epoch + 1 < stage.epochs:
             pos.epoch += 1
@@ -544,6 +640,8 @@ class CurriculumTrainer:
         if pos.dataset_index >= len(stage.datasets):
             pos.stage, pos.dataset_index = pos.stage + 1, 0
             ended.add("stage")
+            if self.curriculum is not None:
+                self.curriculum.next_stage()  # decided now, so the checkpoint of this epoch holds the decision
         # A scope that ends starts afresh: the next (stage, dataset), or stage, is validated on other images and bins,
         # so its losses do not compare with the best one so far (the learning rate keeps its value).
         if scope in ended:
@@ -561,6 +659,11 @@ class CurriculumTrainer:
                 ckpt.save_checkpoint(state, self.run_dir / "checkpoint.pt")
                 if best:
                     ckpt.save_checkpoint(state, self.run_dir / "best.pt")
+                if self.curriculum is not None:  # after the checkpoint: a resume rewrites them from it
+                    self.curriculum.save(self.run_dir / "learned_schedule.json")
+                    atomic_write(self.run_dir / "adaptive.json", (json.dumps(
+                        {**self.curriculum.to_dict(), "decisions": self.curriculum.state_dict()["decisions"]},
+                        indent=2) + "\n").encode("utf-8"))
             for callback in self.callbacks:
                 callback(record)
         # Whatever the callbacks drew, training goes on as if they had not run.
@@ -569,6 +672,10 @@ class CurriculumTrainer:
     # ----------------------------------------------------------------------------------------- checkpoints
 
     def _schedule_state(self) -> dict[str, Any]:
+        # What must match for a resume: a static schedule's stages, or what an adaptive curriculum is (its stages
+        # are what it learned, restored from the checkpoint's "adaptive" state).
+        if self.curriculum is not None:
+            return self.curriculum.to_dict()
         return {"stages": self.schedule.to_dicts(), "num_bins": self.schedule.num_bins,
                 "datasets": list(self.schedule.datasets)}
 
@@ -594,6 +701,7 @@ class CurriculumTrainer:
             "rng": list(rng) if rng is not None else [ckpt.capture_rng_state(self._cuda_device)],
             "config": asdict(self.config),
             "schedule": self._schedule_state(),
+            "adaptive": None if self.curriculum is None else self.curriculum.state_dict(),
             "dataset_sizes": {name: len(data) for name, data in self.train_sets.items()},  # type: ignore[arg-type]
             "world_size": self.world_size,
         }
@@ -627,6 +735,8 @@ class CurriculumTrainer:
         self._best_selection = float(state["early_stopping"].get("best_selection", math.inf))
         self._best_epoch = state["early_stopping"].get("best_epoch")
         self.history = [EpochRecord.from_state(row) for row in state["history"]]
+        if self.curriculum is not None:
+            self.curriculum.load_state_dict(state["adaptive"])
         self._restore_rng(state["rng"], source)
 
     def _restore_rng(self, rng: Sequence[Mapping[str, Any]], source: str) -> None:
