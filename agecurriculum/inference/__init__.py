@@ -5,6 +5,7 @@
   re-checked by :class:`FaceVerifier`, dlib's CNN detector, so face-like patterns are dropped).
 - :class:`TorchBackend`, :class:`OnnxBackend`: where the network runs.
 - :func:`export_onnx`: a release -> a self-contained ONNX file; :func:`quantize_onnx`: that file in int8.
+- :func:`convert_to_ort`: an exported file -> ONNX Runtime Mobile's ``.ort``; :func:`export_coreml`: a release -> CoreML.
 - :func:`ensemble_releases`: several releases -> one release averaging their models.
 - :data:`DEFAULT_RELEASE_DIR`: where the library's own trained model is installed.
 """
@@ -13,9 +14,10 @@ from agecurriculum.inference.annotate import draw_faces, face_label
 from agecurriculum.inference.backends import OnnxBackend, TorchBackend
 from agecurriculum.inference.ensemble import ensemble_releases
 from agecurriculum.inference.export import export_onnx
-from agecurriculum.inference.finder import UPSAMPLE_MIN_SIDE, VERIFY_BELOW, FaceFinder
+from agecurriculum.inference.mobile import convert_to_ort, export_coreml
+from agecurriculum.inference.finder import RETRY_SCALE, UPSAMPLE_MIN_SIDE, VERIFY_BELOW, FaceFinder
 from agecurriculum.inference.predictor import ONNX_FILE, Predictor, default_backend, default_workers
-from agecurriculum.inference.quantize import quantize_onnx
+from agecurriculum.inference.quantize import cpu_has_vnni, quantize_onnx
 from agecurriculum.inference.release import DEFAULT_RELEASE_DIR, resolve_release
 from agecurriculum.inference.verify import FaceVerifier, VerifyConfig
 from agecurriculum.release import ReleaseInfo, read_release_config
@@ -23,6 +25,7 @@ from agecurriculum.release import ReleaseInfo, read_release_config
 __all__ = [
     "DEFAULT_RELEASE_DIR",
     "ONNX_FILE",
+    "RETRY_SCALE",
     "UPSAMPLE_MIN_SIDE",
     "VERIFY_BELOW",
     "FaceFinder",
@@ -32,10 +35,13 @@ __all__ = [
     "ReleaseInfo",
     "TorchBackend",
     "VerifyConfig",
+    "convert_to_ort",
     "draw_faces",
     "ensemble_releases",
+    "export_coreml",
     "export_onnx",
     "face_label",
+    "cpu_has_vnni",
     "quantize_onnx",
     "read_release_config",
     "resolve_release",

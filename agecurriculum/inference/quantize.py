@@ -10,6 +10,14 @@ Activation ranges are the ``percentile`` of the calibration activations rather t
 outlier face does not stretch a range and cost every other face its resolution. Calibrate on faces like the ones
 you will predict on, aligned as the model expects: :meth:`~agecurriculum.inference.Predictor.network_inputs` makes
 them from photos or aligned crops.
+
+**CPUs without VNNI.** ONNX Runtime multiplies uint8 activations by int8 weights. On x86 CPUs with VNNI
+(``avx512_vnni`` or ``avx_vnni``: Intel since Cascade Lake / Alder Lake, AMD since Zen 4) and on ARM this is exact;
+on AVX2-only CPUs (AMD Zen 2/3, older Intel) its kernel adds pairs of products in 16 bits, which can saturate and
+move the outputs (a tiny test model moved 0.09 in mean probability there, 0.02-0.04 with VNNI).
+``reduce_range=True`` quantizes the weights to 7 bits, which cannot saturate: the same outputs on every CPU, at some
+accuracy (``docs/benchmarks.md``). Quantize for the CPUs the file will run on; :func:`cpu_has_vnni` says which kind
+this one is.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from agecurriculum.fileio import atomic_write
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_RELEASE_KEY
 from agecurriculum.release import ReleaseInfo
 
-__all__ = ["ONNX_QUANTIZATION_KEY", "quantize_onnx"]
+__all__ = ["ONNX_QUANTIZATION_KEY", "cpu_has_vnni", "quantize_onnx"]
 
 ONNX_QUANTIZATION_KEY = "agecurriculum.quantization"  # metadata entry saying how the file was quantized
 CALIBRATION_BATCH = 32  # faces per calibration forward pass
@@ -38,7 +46,7 @@ QUANTIZED_OPS = ("Conv", "Gemm", "Clip", "Relu", "Add", "ReduceMean")
 
 
 def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray,
-                  percentile: float = 99.99) -> Path:
+                  percentile: float = 99.99, reduce_range: bool = False) -> Path:
     """Writes an int8 copy of an exported model, atomically (a failed run leaves ``out_path`` as it was).
 
     Args:
@@ -47,6 +55,8 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.n
         calibration: ``(N, 3, S, S)`` float32 face crops, preprocessed as the model expects (see
             :meth:`~agecurriculum.inference.Predictor.network_inputs`); a few hundred are plenty.
         percentile: activation ranges cover this percentile of the calibration activations (0 < p <= 100).
+        reduce_range: 7-bit weights, for CPUs without VNNI (see the module's notes): no saturation on any CPU, at
+            some accuracy.
 
     Returns:
         ``out_path`` as a Path. It keeps the release config (metadata entry ``agecurriculum.release``), so
@@ -89,7 +99,7 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.n
             batch = next(self.batches, None)
             return None if batch is None else {ONNX_INPUT: np.ascontiguousarray(batch)}
 
-    settings = {"weights": "int8 per channel", "activations": "uint8", "format": "QDQ", "ops": list(QUANTIZED_OPS),
+    settings = {"weights": f"int{7 if reduce_range else 8} per channel", "activations": "uint8", "format": "QDQ", "ops": list(QUANTIZED_OPS),
                 "calibration": f"percentile {percentile}", "calibration_faces": len(calibration)}
     # redirect_stdout: ONNX Runtime's calibrator prints its histogram settings, which would mix with a caller's output.
     with (tempfile.TemporaryDirectory(prefix="agecurriculum-quantize-") as tmp,
@@ -97,7 +107,7 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.n
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(str(onnx_path), str(quantized), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS),
+                        op_types_to_quantize=list(QUANTIZED_OPS), reduce_range=reduce_range,
                         calibrate_method=CalibrationMethod.Percentile,
                         extra_options={"CalibPercentile": percentile})
         proto = onnx.load(str(quantized))
@@ -105,6 +115,16 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.n
     proto.doc_string = f"{model.doc_string} Quantized to int8: {json.dumps(settings)}."
     atomic_write(out_path, proto.SerializeToString())
     return out_path
+
+
+def cpu_has_vnni(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this x86 CPU has VNNI (see the module's notes); None where ``cpuinfo`` cannot tell (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    return None if flags is None else bool({"avx512_vnni", "avx_vnni"} & set(flags))
 
 
 class _PreprocessingAdvice(logging.Filter):
