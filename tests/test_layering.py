@@ -23,10 +23,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "agecurriculum"
 LAYERS: list[set[str]] = [
     {"_version", "errors", "fileio", "devices", "bins"},  # foundations: no package imports but each other's
     {"model", "losses", "schedule"},  # the network, its losses, the curriculum: torch and the foundations only
+    {"adaptive"},  # the adaptive curriculum's policy: on schedule, without torch
     {"data"},  # datasets, faces, crops
     {"config"},  # run settings (it validates data splits)
     {"evaluation", "release"},  # metrics and reports | the release format: siblings
     {"train", "inference"},  # training | prediction: siblings, both on release and evaluation
+    {"serve"},  # the HTTP server and web page (optional extra), on inference
     {"cli"},  # the commands
     {"__init__", "__main__"},  # the package's entry points
 ]
@@ -34,7 +36,9 @@ LAYERS: list[set[str]] = [
 _FOUNDATION_ORDER = ["_version", "errors", "fileio", "devices", "bins"]
 
 # (importing module, imported module) -> why the import sits inside a function. Only for optional dependencies.
-LAZY_PACKAGE_IMPORTS: dict[tuple[str, str], str] = {}
+LAZY_PACKAGE_IMPORTS: dict[tuple[str, str], str] = {
+    ("agecurriculum.cli.serve", "agecurriculum.serve.app"): "starlette and uvicorn are the optional serve extra",
+}
 
 
 def _module_name(path: Path, package_dir: Path = PACKAGE) -> str:
@@ -156,7 +160,9 @@ def test_the_rules_catch_what_they_are_for(tmp_path):
 
 @pytest.mark.parametrize(("module", "absent"), [
     ("agecurriculum.bins", ["torch", "agecurriculum.train", "agecurriculum.data"]),
+    ("agecurriculum.adaptive", ["torch", "agecurriculum.train", "agecurriculum.data"]),
     ("agecurriculum", ["torch", "agecurriculum.train", "agecurriculum.inference"]),
+    ("agecurriculum.cli.main", ["starlette", "uvicorn", "agecurriculum.serve.app"]),
     ("agecurriculum.release", ["agecurriculum.train", "agecurriculum.inference", "agecurriculum.evaluation"]),
     ("agecurriculum.inference", ["agecurriculum.train"]),
     ("agecurriculum.data", ["agecurriculum.model", "agecurriculum.train", "agecurriculum.evaluation"]),

@@ -32,6 +32,9 @@ def test_wheel_contains_every_module_and_imports_outside_the_source_tree(tmp_pat
     names = zipfile.ZipFile(wheel).namelist()
     source_modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "agecurriculum").rglob("*.py")}
     assert source_modules <= set(names), f"missing from wheel: {source_modules - set(names)}"
+    # `agecurriculum serve` serves its page from the package (no CDN): every asset must travel in the wheel.
+    assets = {p.relative_to(ROOT).as_posix() for p in (ROOT / "agecurriculum" / "serve" / "static").iterdir()}
+    assert assets and assets <= set(names), f"page assets missing from wheel: {assets - set(names)}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "agecurriculum = agecurriculum.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -15,7 +15,8 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from agecurriculum._version import __version__
-from agecurriculum.cli import CLIError, ablate, bins, data, describe_error, ensemble, export, predict, protocol, train
+from agecurriculum.cli import (CLIError, ablate, bins, data, describe_error, ensemble, export, predict, protocol,
+                               serve, train)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each sub-command module exposes register(subparsers), which sets a `func(args) -> int` default.
-    for module in (bins, data, train, ablate, protocol, predict, export, ensemble):
+    for module in (bins, data, train, ablate, protocol, predict, export, ensemble, serve):
         module.register(subparsers)
     return parser
 
