@@ -234,6 +234,8 @@ def test_adaptive_study_puts_every_variant_on_the_original_curriculums_image_bud
         assert row.val_results != row.results  # the validation split's numbers, not the test split's again
     # list 2 plans fewer images than the original: it trains 2 epochs per stage and is cut at the budget.
     assert load_config(out / "adaptive-list2" / "run_config.yaml").epochs_per_stage == 2
+    assert rows["original"].schedule.endswith("(all of it: it sets the budget)")
+    assert rows["list2"].schedule.endswith("cut at the budget")
     mixed = load_config(out / "adaptive-mixed" / "run_config.yaml").schedule
     assert all(stage == {"datasets": ["utkface", "adience", "morph2"], "bins": list(range(8)), "epochs": 1}
                for stage in mixed)

@@ -365,7 +365,11 @@ def _trained(row_variant: str, run: RunConfig, run_dir: Path) -> tuple[int, str]
         return images, f"{len(learned)} learned stages of one epoch per dataset: {stages} (learned_schedule.json)"
     if row_variant == "mixed":
         return images, f"{len(run.schedule)} one-epoch stages of every dataset and bin, cut at the budget"
-    cut = " cut at the budget" if images >= (run.trainer.image_budget or math.inf) else " (all of it)"
+    # The original curriculum sets the budget: it trains all of it; a longer preset is cut where the budget ends.
+    if row_variant == ADAPTIVE_VARIANTS[0]:
+        cut = " (all of it: it sets the budget)"
+    else:
+        cut = " cut at the budget" if images >= (run.trainer.image_budget or math.inf) else " (all of it)"
     return images, f"the preset, {run.epochs_per_stage} epoch(s) per stage and dataset,{cut}"
 
 
