@@ -56,11 +56,11 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from agecurriculum.fileio import atomic_write
-from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule, check_schedule
+from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule, check_schedule, save_stages, stages_to_json
 
 __all__ = ["ACTIONS", "AdaptiveSettings", "AdaptiveCurriculum", "Decision", "stage_images"]
 
@@ -430,11 +430,16 @@ class AdaptiveCurriculum:
 
     def to_json(self) -> str:
         """The emitted stages in :meth:`TrainingSchedule.to_json`'s form (unchecked: usable mid-run)."""
-        return json.dumps([stage.to_dict() for stage in self._stages], indent=2)
+        return stages_to_json(self._stages)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes :meth:`to_json` atomically; ``TrainingSchedule.load`` (or ``schedule: PATH``) replays it."""
-        atomic_write(path, (self.to_json() + "\n").encode("utf-8"))
+        save_stages(path, self._stages)
+
+    def save_log(self, path: str | os.PathLike[str]) -> None:
+        """Writes the log of a run's ``adaptive.json`` atomically: :meth:`to_dict` and every :class:`Decision`."""
+        log = {**self.to_dict(), "decisions": [asdict(d) for d in self._decisions]}
+        atomic_write(path, (json.dumps(log, indent=2) + "\n").encode("utf-8"))
 
     def to_dict(self) -> dict[str, Any]:
         """What the curriculum is (not what it learned): datasets, bins, settings and budget."""

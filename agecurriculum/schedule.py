@@ -44,7 +44,7 @@ __all__ = [
     "INCREASING_SCORE", "MISSING_SCORE", "DATASET_SUBSEQUENCE", "NESTED_BINS", "COMPLETE_LAST_STAGE", "BIN_RANGE",
     "RULES", "MultiDatasetSample", "Violation", "ScheduleError", "ScheduleWarning", "check_schedule",
     "TrainingSchedule", "DatasetStats", "DEFAULT_WEIGHTS", "score", "original_curriculum", "list1_curriculum",
-    "list2_curriculum", "PRESETS", "preset",
+    "list2_curriculum", "PRESETS", "preset", "save_stages", "stages_to_json",
 ]
 
 INCREASING_SCORE = "increasing-score"
@@ -280,6 +280,18 @@ def check_schedule(
     return found
 
 
+def stages_to_json(stages: Iterable[MultiDatasetSample], indent: int | None = 2) -> str:
+    """The schedule file's JSON: a list of stage objects in :meth:`MultiDatasetSample.to_dict`'s form. Unchecked, so
+    stages still being decided (an :class:`~agecurriculum.adaptive.AdaptiveCurriculum` mid-run) write it too;
+    :meth:`TrainingSchedule.from_json` reads it back."""
+    return json.dumps([stage.to_dict() for stage in stages], indent=indent)
+
+
+def save_stages(path: str | os.PathLike[str], stages: Iterable[MultiDatasetSample]) -> None:
+    """Writes :func:`stages_to_json` to ``path`` atomically; :meth:`TrainingSchedule.load` reads it."""
+    atomic_write(path, (stages_to_json(stages) + "\n").encode("utf-8"))
+
+
 class TrainingSchedule(Sequence[MultiDatasetSample]):
     """A curriculum checked against Eq. 7: an immutable sequence of :class:`MultiDatasetSample` stages.
 
@@ -397,8 +409,8 @@ class TrainingSchedule(Sequence[MultiDatasetSample]):
         return cls(stages, **kwargs)
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The schedule as a JSON list of stage objects (scores included when set)."""
-        return json.dumps(self.to_dicts(), indent=indent)
+        """The schedule as a JSON list of stage objects (scores included when set): :func:`stages_to_json`."""
+        return stages_to_json(self._stages, indent)
 
     @classmethod
     def from_json(cls, text: str, **kwargs: Any) -> TrainingSchedule:
@@ -410,8 +422,8 @@ class TrainingSchedule(Sequence[MultiDatasetSample]):
         return cls.from_dicts(data, **kwargs)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_json` to ``path`` atomically (a killed run never leaves half a file)."""
-        atomic_write(path, (self.to_json() + "\n").encode("utf-8"))
+        """Write :meth:`to_json` to ``path`` atomically (a killed run never leaves half a file): :func:`save_stages`."""
+        save_stages(path, self._stages)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> TrainingSchedule:

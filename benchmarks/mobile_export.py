@@ -37,6 +37,7 @@ from agecurriculum.cli.predict import expand_paths
 from agecurriculum.inference import (DEFAULT_RELEASE_DIR, OnnxBackend, Predictor, ReleaseInfo, TorchBackend,
                                      convert_to_ort, cpu_has_vnni, export_coreml, export_onnx, quantize_onnx,
                                      read_release_config)
+from agecurriculum.inference.mobile import model_bytes
 
 BATCHES = (1, 32)
 
@@ -50,10 +51,6 @@ def ms_per_face(backend: Any, size: int, batch: int, images: int, warmup: int) -
     for _ in range(calls):
         backend(x)
     return (time.perf_counter() - start) * 1000 / (calls * batch)
-
-
-def folder_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def faces_of(paths: list[str], predictor: Predictor, aligned: bool, count: int) -> np.ndarray:
@@ -110,7 +107,7 @@ def main() -> None:
                 diff = max(np.abs(age - reference[0]).max(), np.abs(gender - reference[1]).max())
                 agree = ((age.argmax(1) == reference[0].argmax(1)).mean(),
                          (gender.argmax(1) == reference[1].argmax(1)).mean())
-            size = folder_size(path or args.model / "model.safetensors")  # torch: the release's weights file
+            size = model_bytes(path or args.model / "model.safetensors")  # torch: the release's weights file
             rows.append((name, size, speed, diff if backend else None, agree if backend else None))
 
     import onnxruntime

@@ -16,6 +16,7 @@ from agecurriculum.cli.predict import expand_paths
 from agecurriculum.inference import (DEFAULT_RELEASE_DIR, OnnxBackend, Predictor, convert_to_ort, export_coreml,
                                      export_onnx, quantize_onnx, resolve_release)
 from agecurriculum.inference.export import cached_onnx
+from agecurriculum.inference.mobile import model_bytes
 
 FORMATS = ("onnx", "ort", "coreml")
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 out = export_coreml(release, args.out)
             except ImportError as e:
                 raise CLIError(str(e)) from None
-            print(f"wrote {out} ({_size(out) / 2**20:.1f} MiB): CoreML ML program, float32")
+            print(f"wrote {out} ({model_bytes(out) / 2**20:.1f} MiB): CoreML ML program, float32")
             return 0
         out = export_onnx(release, args.out) if args.format == "onnx" else convert_to_ort(cached_onnx(release),
                                                                                            args.out)
@@ -105,8 +106,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): int8, calibrated on {len(crops)} face(s) from "
           f"{len(files)} input(s)")
     return 0
-
-
-def _size(path: Path) -> int:
-    """Bytes of a file, or of every file in a folder (a .mlpackage)."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size

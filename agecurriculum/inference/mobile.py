@@ -32,7 +32,7 @@ from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELE
 from agecurriculum.inference.export import _Probabilities
 from agecurriculum.release import ReleaseInfo, load_release
 
-__all__ = ["COREML_MAX_BATCH", "ORT_TARGET_PLATFORM", "convert_to_ort", "export_coreml"]
+__all__ = ["COREML_MAX_BATCH", "ORT_TARGET_PLATFORM", "convert_to_ort", "export_coreml", "model_bytes"]
 
 # Phones run ARM CPUs: "arm" lets the converter keep int8 QDQ pairs that ARM kernels run natively, and it leaves out
 # the x86-only NCHWc layout the converter would otherwise bake into the graph.
@@ -139,6 +139,12 @@ def export_coreml(release_dir: str | Path, out_path: str | Path) -> Path:
     mlmodel.user_defined_metadata[ONNX_RELEASE_KEY] = json.dumps(config, allow_nan=False)
     _replace_folder(out_path, mlmodel.save)
     return out_path
+
+
+def model_bytes(path: str | Path) -> int:
+    """Size of an exported model: a file's bytes, or the bytes of every file in a folder (a ``.mlpackage``)."""
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def _float_clip_bounds(program: torch.export.ExportedProgram) -> None:

@@ -17,7 +17,6 @@ import numpy as np
 
 from agecurriculum.data.images import ImageLoadError, load_image
 from agecurriculum.inference import Predictor
-from agecurriculum.inference.predictor import MIN_FACE_PIXELS
 from agecurriculum.inference.results import failed_result
 from agecurriculum.serve.limits import ServeLimits
 from agecurriculum.serve.uploads import Upload
@@ -137,7 +136,4 @@ class Batcher:
             image = load_image(upload.data, max_pixels=self.limits.max_pixels, max_bytes=None, name=upload.label)
         except ImageLoadError as err:
             return " ".join(str(err).split())  # decoder messages may hold line breaks
-        height, width = image.shape[:2]
-        if min(height, width) < MIN_FACE_PIXELS:
-            return f"{upload.label}: image too small ({width}x{height}; at least {MIN_FACE_PIXELS} px a side)"
-        return image
+        return image  # the predictor checks the rest (e.g. too small), as for any array, and _run names the upload

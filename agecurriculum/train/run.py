@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -301,10 +302,17 @@ def evaluate_release(release_dir: str | Path, prepared: PreparedData, config: Ru
     if part not in EVALUATION_PARTS:
         raise ValueError(f"part: expected one of {', '.join(EVALUATION_PARTS)}, got {part!r}")
     model, meta = load_release(release_dir)
-    extra = meta.get("extra", {})
-    rep_ages = extra.get("rep_ages") or list(representative_ages(prepared.bins, prepared.train_ages))
-    method = extra.get("rep_ages_method", "train_mean") if extra.get("rep_ages") else "train_mean"
+    rep_ages, method = _release_rep_ages(meta, prepared)
     return _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part)
+
+
+def _release_rep_ages(meta: Mapping[str, Any], prepared: PreparedData) -> tuple[list[float], str]:
+    """The representative ages a release was shipped with and how they were chosen; for an older release without
+    them, the training split's mean age of every bin."""
+    extra = meta.get("extra", {})
+    if extra.get("rep_ages"):
+        return extra["rep_ages"], extra.get("rep_ages_method", "train_mean")
+    return list(representative_ages(prepared.bins, prepared.train_ages)), "train_mean"
 
 
 def _prepare_on_rank0_first(config: RunConfig) -> PreparedData:
@@ -532,9 +540,7 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
         model, meta = load_release(release)
         bins = AgeBins.from_dict(meta["age_bins"])
         prepared = prepare_data(config, bins=bins)
-        extra = meta.get("extra", {})
-        rep_ages = extra.get("rep_ages") or list(representative_ages(bins, prepared.train_ages))
-        method = extra.get("rep_ages_method", "train_mean") if extra.get("rep_ages") else "train_mean"
+        rep_ages, method = _release_rep_ages(meta, prepared)
     report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part,
                        flip)
     if out_dir is not None:

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import time
 import warnings
@@ -88,7 +87,6 @@ from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.config import TrainerConfig, check_config
 from agecurriculum.data.balance import balanced_weights
 from agecurriculum.devices import resolve_device
-from agecurriculum.fileio import atomic_write
 from agecurriculum.data.datasets import FilteredDataset, age_bins_of
 from agecurriculum.losses import LossParts, MultiTaskLoss, UncertaintyLoss
 from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule
@@ -661,9 +659,7 @@ class CurriculumTrainer:
                     ckpt.save_checkpoint(state, self.run_dir / "best.pt")
                 if self.curriculum is not None:  # after the checkpoint: a resume rewrites them from it
                     self.curriculum.save(self.run_dir / "learned_schedule.json")
-                    atomic_write(self.run_dir / "adaptive.json", (json.dumps(
-                        {**self.curriculum.to_dict(), "decisions": self.curriculum.state_dict()["decisions"]},
-                        indent=2) + "\n").encode("utf-8"))
+                    self.curriculum.save_log(self.run_dir / "adaptive.json")
             for callback in self.callbacks:
                 callback(record)
         # Whatever the callbacks drew, training goes on as if they had not run.
