@@ -380,8 +380,8 @@ class AgeBinOptimizer:
     3. the lexicographically smallest boundary vector.
 
     The variance alone would reward cutting ranges: an image left out shrinks an oversized bin. On FairFace's
-    17,000 decade labels it puts a boundary inside six decades and keeps 479 images in bins, the "most even" sizes
-    311, 0, 0, 0, 0, 0, 0, 168. Keeping images first gives FairFace's own decades instead. And by default no image
+    20,858 decade labels (both of its tables, with the children added in 2026-12) it puts a boundary inside every
+    decade but the last and keeps 678 images in bins, the "most even" sizes 0, 0, 0, 0, 0, 0, 0, 678. Keeping images first gives FairFace's own decades instead. And by default no image
     may be left out at all (``allow_left_out=False``): then every labelled image keeps exactly one bin, as in the
     constrained mode, and when no K bins manage that (FairFace's decades next to Adience's groups cut each other;
     one image labelled ``(8, 23)`` rules out every boundary from 8 to 22) :meth:`fit` raises ValueError naming the

@@ -27,7 +27,7 @@ __all__ = ["AdaptiveSettings", "BALANCE_MODES", "CONDITIONING_MODES", "MONITOR_S
 BALANCE_MODES = ("paper", "sampler", "none", "ratio")  # the values of DataConfig.balance
 CONDITIONING_MODES = ("hard", "soft")  # the values of ModelConfig.conditioning (GenderConditionedHead's)
 MONITOR_SCOPES = ("run", "stage", "pair")  # the values of TrainerConfig.plateau_scope / early_stopping_scope
-SAMPLING_MODES = ("shuffle", "balanced")  # the values of TrainerConfig.sampling
+SAMPLING_MODES = ("shuffle", "balanced", "age_gender")  # the values of TrainerConfig.sampling
 
 
 @dataclass
@@ -59,6 +59,11 @@ class TrainerConfig:
     progress: bool = False  # show a per-step progress bar (loss, images/s) on rank 0
     sampling: str = "shuffle"  # shuffle: each item once per epoch | balanced: draws with replacement so that every
     # age bin of the stage's view is seen equally often (the weighted-sampler alternative to the paper's balancing)
+    # | age_gender: draws with replacement weighted over (age group, gender) cells and children (the settings below)
+    sampling_power: float = 1.0  # age_gender: a face weighs 1 / (faces in its cell) ** this: 1 = every cell drawn
+    # equally often, 0 = the data's own proportions
+    child_max_age: int = 12  # age_gender: faces whose middle age is at most this count as children
+    child_weight: float = 1.0  # age_gender: children's draw weights are multiplied by this
 
 
 @dataclass
@@ -109,6 +114,8 @@ class RunConfig:
     teacher: str | None = None  # distil: a release folder (one model or an ensemble) whose probabilities the model
     # also learns from, on the same augmented images (resized to its image size); bins, padding, mean/std as this run
     distill_weight: float = 0.5  # with a teacher: share of each task's loss taken against its probabilities
+    calibrate: bool = False  # fit a temperature for each head's probabilities on the validation parts (flip-averaged,
+    # as predict runs) and ship them in the release (extra.temperature), with the gender ECE before and after
     rep_ages: str = "train_mean"  # the age standing for each bin in the expected age: train_mean (mean training age
     # in the bin) | fit_val (the ages, inside their bins, with the least validation MAE; needs exact ages there)
     data: DataConfig = field(default_factory=DataConfig)
@@ -213,7 +220,8 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
 _RANGES: dict[type, dict[str, str]] = {
     TrainerConfig: {"batch_size": ">= 1", "lr": ">= 0", "weight_decay": ">= 0", "seed": ">= 0", "num_workers": ">= 0",
                     "plateau_factor": "> 0, < 1", "plateau_patience": ">= 0", "early_stopping_patience": ">= 1",
-                    "max_steps_per_epoch": ">= 1", "image_budget": ">= 1"},
+                    "max_steps_per_epoch": ">= 1", "image_budget": ">= 1",
+                    "sampling_power": ">= 0", "child_max_age": ">= 0", "child_weight": "> 0"},
     DataConfig: {"image_size": ">= 16", "padding": ">= 0", "max_images": ">= 1", "split_seed": ">= 0",
                  "preprocess_workers": ">= 0"},
     ModelConfig: {"bottleneck_dim": ">= 1", "dropout": ">= 0, < 1"},

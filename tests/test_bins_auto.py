@@ -356,11 +356,14 @@ def test_real_data_equals_brute_force_on_coarser_problems(real, name, max_age, n
 
 
 def test_variance_alone_would_cut_fairface_decades(real):
-    # The class docstring's reason for keeping images first, checked: balance alone keeps 479 of FairFace's images.
+    # The class docstring's reason for keeping images first, checked on whatever FairFace tables the folder holds
+    # (their size grew once already): balance alone cuts decades until most images are left out and most bins are
+    # empty, while keeping images first leaves none out.
     histogram, ranges = real["fairface"]
+    total = int(sum(histogram)) + sum(ranges.values())
     cuts, sizes, left_out = forward_dp(MAX_AGE, 8, 1, histogram, ranges, keep_first=False)
-    assert sum(sizes) == 479 and sizes == (311, 0, 0, 0, 0, 0, 0, 168)
-    assert sum(ranges.values()) == 17_000 and left_out == 16_521
+    assert sum(sizes) + left_out == total
+    assert sum(sizes) < 0.05 * total and sum(size > 0 for size in sizes) <= 2
     kept_first = AgeBinOptimizer(n_bins=8).fit(histogram, ranges)
-    assert kept_first.left_out == 0
+    assert kept_first.left_out == 0 and sum(kept_first.sizes) == total
     assert {hi for lo, hi in ranges} >= set(kept_first.boundaries)  # every boundary ends a decade

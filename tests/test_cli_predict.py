@@ -141,12 +141,14 @@ def test_detection_options(capsys, release_dir, photos):
         assert status == 2 and message in capsys.readouterr().err
 
 
-def test_flip_option(capsys, release_dir, tmp_path):
+def test_flip_is_on_by_default_and_no_flip_turns_it_off(capsys, release_dir, tmp_path):
     crop = tmp_path / "crop.png"
     Image.fromarray(astronaut()[60:180, 160:280]).save(crop)
-    _, [plain], _ = run_json(capsys, crop, "--aligned", "--model", release_dir)
-    status, [flipped], _ = run_json(capsys, crop, "--aligned", "--model", release_dir, "--flip")
-    assert status == 0 and list(flipped) == RESULT_KEYS and list(flipped["faces"][0]) == list(plain["faces"][0])
+    _, [plain], _ = run_json(capsys, crop, "--aligned", "--model", release_dir, "--no-flip")
+    status, [default], _ = run_json(capsys, crop, "--aligned", "--model", release_dir)
+    _, [flipped], _ = run_json(capsys, crop, "--aligned", "--model", release_dir, "--flip")
+    assert status == 0 and list(default) == RESULT_KEYS and list(default["faces"][0]) == list(plain["faces"][0])
     [expected] = Predictor.from_release(release_dir, flip=True).predict([crop], aligned=True)
-    assert flipped == expected  # the option reaches the predictor
-    assert flipped["faces"][0]["age_probs"] != plain["faces"][0]["age_probs"]
+    [unflipped] = Predictor.from_release(release_dir, flip=False).predict([crop], aligned=True)
+    assert default == flipped == expected and plain == unflipped  # the option reaches the predictor
+    assert default["faces"][0]["age_probs"] != plain["faces"][0]["age_probs"]

@@ -307,9 +307,9 @@ def test_flip_averages_each_face_with_its_mirror(release_dir):
     for i, crop in enumerate(crops):
         crop[:, :20] = 60 * (i + 1)  # the left half brighter
     backend = MirrorSensitiveBackend(read_release_config(release_dir))
-    plain = Predictor(backend, batch_size=2, verify=False).predict(crops, aligned=True)
+    plain = Predictor(backend, batch_size=2, verify=False, flip=False).predict(crops, aligned=True)
     assert {r["faces"][0]["gender"] for r in plain} == {"female"} and plain[0]["faces"][0]["gender_prob"] > 0.6
-    flipped = Predictor(backend, batch_size=2, verify=False, flip=True).predict(crops, aligned=True)
+    flipped = Predictor(backend, batch_size=2, verify=False).predict(crops, aligned=True)  # flip is the default
     assert backend.batch_sizes[-2:] == [4, 2]  # each batch of faces ran with its mirror images, as one batch
     # sigmoid(d) and sigmoid(-d) average to 1/2 exactly: the two views' probabilities were averaged.
     assert [r["faces"][0]["gender_prob"] for r in flipped] == [0.5] * 3
@@ -319,7 +319,7 @@ def test_flip_averages_each_face_with_its_mirror(release_dir):
 def test_flip_with_a_real_network(release_dir):
     # Crops at the network's input size: mirroring the crop and mirroring the network's input are the same.
     crops = [np.ascontiguousarray(astronaut()[70 + 9 * i:134 + 9 * i, 180:244]) for i in range(3)]
-    plain = Predictor.from_release(release_dir, verify=False)
+    plain = Predictor.from_release(release_dir, verify=False, flip=False)
     faces = [r["faces"][0] for r in plain.predict(crops, aligned=True)]
     mirrored = [r["faces"][0] for r in plain.predict([c[:, ::-1] for c in crops], aligned=True)]
     flipped = Predictor.from_release(release_dir, verify=False, flip=True).predict(crops, aligned=True)
@@ -378,7 +378,7 @@ def test_predictor_applies_the_release_temperature(release_dir, tmp_path):
     config["extra"]["temperature"] = {"gender": 2.0, "age": 0.5}
     age = np.array([0.05, 0.1, 0.5, 0.2, 0.05, 0.05, 0.03, 0.02])
     backend = FixedBackend(config, age, [0.2, 0.8])
-    [face] = Predictor(backend, verify=False).predict([np.zeros((40, 40, 3), np.uint8)], aligned=True)[0]["faces"]
+    [face] = Predictor(backend, verify=False, flip=False).predict([np.zeros((40, 40, 3), np.uint8)], aligned=True)[0]["faces"]
     # T = 2 on (0.2, 0.8): sqrt-probabilities renormalised, 2 / 3 for female; T = 0.5 squares the age probabilities.
     assert face["gender"] == "female" and face["gender_prob"] == pytest.approx(2 / 3, abs=1e-6)
     np.testing.assert_allclose(face["age_probs"], age ** 2 / (age ** 2).sum(), atol=1e-6)
@@ -386,8 +386,8 @@ def test_predictor_applies_the_release_temperature(release_dir, tmp_path):
     copy = shutil.copytree(release_dir, tmp_path / "release")
     write_release_temperature(copy, {"gender": 3.0, "age": 1.5})
     crops = [astronaut()[60 + 7 * i:180 + 7 * i, 160:280] for i in range(3)]
-    raw = Predictor.from_release(release_dir, verify=False)
-    tempered = Predictor.from_release(copy, verify=False).predict(crops, aligned=True)
+    raw = Predictor.from_release(release_dir, verify=False, flip=False)
+    tempered = Predictor.from_release(copy, verify=False, flip=False).predict(crops, aligned=True)
     images = np.stack(list(raw.network_inputs(crops, aligned=True)))
     age_probs, gender_probs = raw.backend(images)
     for result, a, g in zip(tempered, apply_temperature(age_probs, 1.5), apply_temperature(gender_probs, 3.0)):
@@ -400,7 +400,7 @@ def test_default_model_predicts_as_before_without_temperature():
     """The shipped model has no temperature: its answers are the network's probabilities, untouched."""
     if not (DEFAULT_RELEASE_DIR / "config.json").is_file():
         pytest.skip(f"no default model installed in {DEFAULT_RELEASE_DIR}")
-    predictor = Predictor.from_release(verify=False)
+    predictor = Predictor.from_release(verify=False, flip=False)
     assert predictor.release.temperature == {"gender": 1.0, "age": 1.0}
     assert "temperature" not in predictor.release.config.get("extra", {})
     crops = [astronaut()[60 + 7 * i:200 + 7 * i, 150:290] for i in range(3)]

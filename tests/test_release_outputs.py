@@ -49,7 +49,7 @@ def crops() -> dict[str, np.ndarray]:
 
 def compute() -> dict[str, dict]:
     """The shipped release's probabilities (full precision) and the predictor's summary for every crop."""
-    predictor = Predictor.from_release(None, backend="torch", verify=False)  # the weights as stored
+    predictor = Predictor.from_release(None, backend="torch", verify=False, flip=False)  # the weights as stored
     named = crops()
     inputs = np.stack(list(predictor.network_inputs(named.values(), aligned=True)))
     age_probs, gender_probs = predictor.backend(inputs)

@@ -257,3 +257,50 @@ def test_distil_from_a_release(tmp_path, data_root, capsys):
     assert main(["train", *common, "--set", f"out_dir={tmp_path / 'none'}",
                  "--set", f"teacher={tmp_path / 'missing'}"]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_release_recipe_mixed_sampling_calibration_and_the_gate(tmp_path, data_root, capsys, monkeypatch):
+    from agecurriculum.inference import Predictor
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    common = ["--config", str(config), "--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    parent = tmp_path / "parent"
+    assert main(["train", *common, "--set", f"out_dir={parent}"]) == 0
+    # The recipe's shape (examples/configs/release.yaml): warm start, every dataset mixed, draws over (age group,
+    # gender) with children weighted up, temperatures fitted and shipped.
+    run = tmp_path / "candidate"
+    assert main(["train", *common, "--set", f"out_dir={run}", "--set", f"model.init_from={parent / 'release'}",
+                 "--set", "schedule=[{datasets: [mixed], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 2}]",
+                 "--set", "trainer.sampling=age_gender", "--set", "trainer.child_weight=2",
+                 "--set", "trainer.sampling_power=0.5", "--set", "calibrate=true"]) == 0
+    rows = _metrics(run)
+    data = prepare_data(load_config(run / "run_config.yaml"))
+    assert [r["dataset"] for r in rows] == ["mixed", "mixed"]
+    assert int(rows[0]["images"]) == sum(len(s) for s in data.train_sets.values())  # one draw per training face
+    extra = json.loads((run / "release" / "config.json").read_text())["extra"]
+    assert set(extra["temperature"]) == {"gender", "age"} and all(t > 0 for t in extra["temperature"].values())
+    assert extra["calibration"]["gender"]["n"] == sum(
+        int((torch.tensor(s.genders) >= 0).sum()) for s in data.val_sets.values())
+    assert Predictor.from_release(run / "release").release.temperature == extra["temperature"]
+
+    # The gate: a release against itself passes (every row the same), with the run's config found beside it.
+    capsys.readouterr()
+    assert main(["evaluate", "--compare", str(run / "release"), "--baseline", str(run / "release")]) == 0
+    out = capsys.readouterr().out
+    assert "**Gate: PASSED.**" in out and "| gender |" in out
+    assert json.loads((run / "gate-test" / "gate.json").read_text())["passed"] is True
+    assert (run / "gate-test" / "gate.md").read_text().startswith("# Release gate:")
+    # ... and the command fails (status 1) when a metric fell.
+    from test_gate import model
+
+    from agecurriculum.evaluation.gate import gate_rows
+    monkeypatch.setattr("agecurriculum.cli.train.compare_releases",
+                        lambda *a, **k: gate_rows(model(0.9, 0.7, seed=1), model(0.7, 0.7, seed=2)))
+    assert main(["evaluate", "--compare", str(run / "release"), "--out", str(tmp_path / "g")]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    # Clear errors: not a release; no config to find the data with.
+    assert main(["evaluate", "--compare", str(tmp_path)]) == 2
+    assert "not a release folder" in capsys.readouterr().err
+    assert main(["evaluate", "--compare", str(parent / "release" / "..")]) == 2
+    assert "not a release folder" in capsys.readouterr().err

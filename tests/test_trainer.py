@@ -350,3 +350,73 @@ def test_a_teacher_is_learned_as_the_distill_weight_says():
     assert follows_teacher > 0.6 and follows_labels < 0.2
     follows_teacher, follows_labels = student_agreement(0.0)
     assert follows_labels > 0.6 and follows_teacher < 0.2
+
+
+def _face_dataset(specs):
+    """A FaceDataset of blank images from ``(age_min, age_max, gender)`` triples (records only, no files)."""
+    import numpy as np
+
+    from agecurriculum.bins import PAPER_BINS
+    from agecurriculum.data import FaceDataset, FaceRecord
+
+    records = [FaceRecord(f"face{i}.jpg", "gen", lo, hi, gender) for i, (lo, hi, gender) in enumerate(specs)]
+    return FaceDataset(records, PAPER_BINS, lambda r: np.zeros((4, 4, 3), np.uint8))
+
+
+def test_age_gender_sampling_evens_the_cells_weighs_children_and_repeats():
+    from agecurriculum.data.datasets import MixedDataset
+
+    # Two datasets mixed: 300 men of 30, 60 women of 30, 20 girls of 5 (a FairFace-like 3-9 range: no age bin,
+    # but a child's) and 20 boys of 8.
+    first = _face_dataset([(30, 30, 0)] * 300 + [(30, 30, 1)] * 60)
+    second = _face_dataset([(3, 9, 1)] * 20 + [(8, 8, 0)] * 20)
+    mixed = MixedDataset([first, second])
+    schedule = TrainingSchedule([MultiDatasetSample(["mixed"], range(8), epochs=1)])
+
+    def drawn(seed, epoch, **settings):
+        config = TrainerConfig(batch_size=16, seed=seed, sampling="age_gender", **settings)
+        trainer = CurriculumTrainer(TinyDual(), schedule, {"mixed": mixed}, config=config)
+        trainer.global_epoch = epoch
+        view = trainer._train_view(0, "mixed")
+        return list(trainer._loader(view, shuffle=True).sampler)
+
+    def shares(draws):
+        cells = {"men": range(300), "women": range(300, 360), "girls": range(360, 380), "boys": range(380, 400)}
+        return {cell: sum(i in index for i in draws) / len(draws) for cell, index in cells.items()}
+
+    even = shares(drawn(0, 0, sampling_power=1.0))
+    assert len(drawn(0, 0)) == 400  # an epoch draws as many items as the view holds
+    assert all(0.18 < share < 0.32 for share in even.values()), even  # four cells, a quarter each
+    natural = shares(drawn(0, 0, sampling_power=0.0))
+    assert natural["men"] > 0.65 and natural["girls"] < 0.1, natural  # power 0: the data's own proportions
+    weighted = shares(drawn(0, 0, sampling_power=1.0, child_weight=3.0))
+    assert weighted["girls"] + weighted["boys"] > 0.65, weighted  # 3 / 4 of the weight on the two child cells
+    assert drawn(0, 0) == drawn(0, 0) and drawn(0, 1) != drawn(0, 0) and drawn(1, 0) != drawn(0, 0)
+
+
+def test_age_gender_sampling_needs_face_records():
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=1)])
+    trainer = CurriculumTrainer(TinyDual(), schedule, {"a": learnable_dataset(32, 1)},
+                                config=TrainerConfig(batch_size=16, sampling="age_gender"))
+    with pytest.raises(ValueError, match="age_gender needs datasets of face records"):
+        trainer.fit()
+
+
+def test_fit_prints_the_measured_speed_and_the_time_left_once(capsys, monkeypatch):
+    import agecurriculum.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "ETA_AFTER_S", 0.0)  # at the first step, not after a minute
+    trainer = make_trainer(epochs=2, early_stopping_patience=None)
+    trainer.fit()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("measured ")]
+    assert len(lines) == 1, lines
+    # Printed after the first step of the first epoch (stage 0, bins 3-5 of "a"): the rest of the run is that
+    # epoch's remainder, its second epoch, and stage 1's two epochs of "a" and two of "b" (96 images each).
+    first_epoch = int(((trainer.train_sets["a"].age_bins >= 3) & (trainer.train_sets["a"].age_bins <= 5)).sum())
+    assert trainer._planned_images_after_this_epoch() == 0  # the run is over
+    match = __import__("re").fullmatch(r"measured ([\d.]+) images/s: this epoch ends in ([\d.]+) min, the run's "
+                                       r"training in ([\d.]+) min \(validation not included\)", lines[0])
+    assert match, lines[0]
+    rate, epoch_min, run_min = (float(g) for g in match.groups())
+    expected_run = (first_epoch - 16 + first_epoch + 4 * 96) / rate / 60
+    assert run_min == pytest.approx(expected_run, abs=0.051) and epoch_min <= run_min

@@ -80,9 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
                         help="largest input file read, in bytes; larger ones are that input's error (default: "
                         f"{DEFAULT_MAX_BYTES} = {DEFAULT_MAX_BYTES // 2**20} MiB)")
-    parser.add_argument("--flip", action="store_true",
-                        help="test-time flip averaging: run every face also mirrored left-right and average the two "
-                        "probabilities (the network's work doubles; the output fields stay the same)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                        help="test-time flip averaging (default: on): run every face also mirrored left-right and "
+                        "average the two probabilities (the network's work doubles; the output fields stay the "
+                        "same); --no-flip runs each face once")
     parser.add_argument("--device", default="cpu",
                         help="where the network runs: cpu, cuda, cuda:1, ... (default: cpu)")
     parser.set_defaults(func=run)

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="run the network with PyTorch or ONNX Runtime, as for `predict` (default: auto)")
     parser.add_argument("--device", default="cpu", help="where the network runs: cpu, cuda, ... (default: cpu)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                        help="test-time flip averaging (default: on; as predict --flip); --no-flip runs each face "
+                        "once")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="threads decoding photos and finding faces (default: one per CPU core)")
     parser.add_argument("--max-request-bytes", type=int, default=_DEFAULTS.max_request_bytes, metavar="N",
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         release = resolve_release(args.model)
         backend = default_backend(args.device, release) if args.backend == "auto" else args.backend
-        predictor = Predictor.from_release(release, backend=backend, device=args.device, workers=args.workers)
+        predictor = Predictor.from_release(release, backend=backend, device=args.device, workers=args.workers,
+                                           flip=args.flip)
         app = create_app(predictor, release, backend, limits)
         print(f"agecurriculum serve: {predictor.release.architecture} ({backend}) loaded in "
               f"{time.perf_counter() - start:.1f} s; open {base_url(sock)}/ (Ctrl-C stops)", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import textwrap
 import time
 from pathlib import Path
@@ -10,7 +11,10 @@ from pathlib import Path
 from agecurriculum.cli import CLIError, describe_error
 from agecurriculum.config import apply_overrides, load_config, settings_help
 from agecurriculum.train.plan import describe_run
-from agecurriculum.train.run import EVALUATION_PARTS, RUN_CONFIG_FILE, evaluate_run, train
+from agecurriculum.fileio import atomic_write
+from agecurriculum.inference.release import DEFAULT_RELEASE_DIR
+from agecurriculum.release import RELEASE_CONFIG
+from agecurriculum.train.run import EVALUATION_PARTS, RUN_CONFIG_FILE, compare_releases, evaluate_run, train
 
 _CONFIG_HELP = (
     "The config file (YAML or TOML) sets any of the settings listed below; --set overrides them. Ready-made files: "
@@ -62,8 +66,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   width=100),
         epilog=settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    eval_parser.add_argument("--run", type=Path, required=True, metavar="DIR",
-                             help="a run folder written by agecurriculum train (its out_dir)")
+    eval_parser.add_argument("--run", type=Path, metavar="DIR",
+                             help="a run folder written by agecurriculum train (its out_dir); its run_config.yaml "
+                             "says where the data is and how it is split")
+    eval_parser.add_argument("--config", type=Path, metavar="FILE",
+                             help="with --compare: take the data and split from this config file instead of a run "
+                             "folder's (default: the run_config.yaml beside the candidate release, if any)")
+    eval_parser.add_argument("--compare", type=Path, metavar="CANDIDATE",
+                             help="the release gate: score the release CANDIDATE and the shipped one (or --baseline) "
+                             "on the same faces, print the metrics side by side and exit with status 1 when any "
+                             "falls by more than its noise margin (docs/gate.rst)")
+    eval_parser.add_argument("--baseline", type=Path, metavar="DIR",
+                             help="with --compare: the release to compare against (default: the shipped model)")
+    eval_parser.add_argument("--no-flip", dest="gate_flip", action="store_false",
+                             help="with --compare: score without flip averaging (default: with it, as predict runs)")
     _add_set(eval_parser)
     eval_parser.add_argument("--checkpoint", type=Path, metavar="FILE",
                              help="evaluate this training checkpoint of the run (e.g. RUN/checkpoint.pt, or "
@@ -112,6 +128,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Runs ``evaluate``; returns the exit status."""
+    if args.compare is not None:
+        return run_gate(args)
+    if args.run is None:
+        raise CLIError("give --run DIR (a training run's folder), or --compare CANDIDATE for the release gate")
     config_file = args.run / RUN_CONFIG_FILE
     if not config_file.is_file():
         raise CLIError(f"{args.run}: not a run folder (no {RUN_CONFIG_FILE}); give the out_dir of a training run")
@@ -127,3 +147,36 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_run(target, config, out_dir=out, checkpoint=args.checkpoint, part=args.part, flip=args.flip)
     print(f"evaluated {', '.join(r.name for r in report.results)}; report: {out / 'report.md'}")
     return 0
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    """Runs ``evaluate --compare``: 0 when the candidate passes the gate, 1 when a metric fell."""
+    if args.release is not None or args.checkpoint is not None:
+        raise CLIError("--compare scores two releases: give the other one as --baseline, not --release/--checkpoint")
+    if not (args.compare / RELEASE_CONFIG).is_file():
+        raise CLIError(f"{args.compare}: not a release folder (no {RELEASE_CONFIG})")
+    beside = args.compare.parent / RUN_CONFIG_FILE
+    if args.config is not None:
+        config_file = args.config
+    elif args.run is not None:
+        config_file = args.run / RUN_CONFIG_FILE
+    elif beside.is_file():
+        config_file = beside
+    else:
+        raise CLIError(f"{args.compare}: no {RUN_CONFIG_FILE} beside it; give --config FILE (e.g. "
+                       "examples/configs/release.yaml) or --run DIR for the data and its split")
+    if not config_file.is_file():
+        raise CLIError(f"{config_file}: no such config file")
+    config = apply_overrides(load_config(config_file), args.overrides)
+    baseline = args.baseline if args.baseline is not None else DEFAULT_RELEASE_DIR
+    result = compare_releases(args.compare, baseline, config, part=args.part, flip=args.gate_flip)
+    out = args.out if args.out is not None else args.compare.parent / f"gate-{args.part}"
+    table = result.to_markdown(baseline=baseline.name if args.baseline is not None else "shipped",
+                               candidate=args.compare.name)
+    header = (f"# Release gate: {args.compare} against {baseline}\n\nFaces: the {args.part} parts of {config_file}'s "
+              f"data ({'with' if args.gate_flip else 'without'} flip averaging).\n\n")
+    atomic_write(out / "gate.md", (header + table + "\n").encode())
+    atomic_write(out / "gate.json", (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+    print(table)
+    print(f"gate table: {out / 'gate.md'}")
+    return 0 if result.passed else 1

@@ -29,6 +29,7 @@ augmented copies.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -37,10 +38,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, WeightedRandomSampler
 
-from agecurriculum.data.datasets import IGNORE, age_bins_of
+from agecurriculum.bins import AgeBins
+from agecurriculum.data.datasets import IGNORE, age_bins_of, records_of
+from agecurriculum.data.records import FaceRecord
 from agecurriculum.data.transforms import augment_transform
 
-__all__ = ["BALANCE_RULES", "BalancePlan", "balance_plan", "BalancedDataset", "balanced_weights", "weighted_sampler"]
+__all__ = ["BALANCE_RULES", "age_gender_weights", "BalancePlan", "balance_plan", "BalancedDataset", "balanced_weights", "weighted_sampler"]
 
 # rule -> default max_copies: "paper" (every bin below the median augmented towards it, one copy per image at most)
 # and "ratio" (only bins below median / max_ratio, up to that floor). See the module docstring.
@@ -225,6 +228,12 @@ class BalancedDataset(Dataset):
         self.entries = plan.entries()
         self.age_bins: list[int] = [bins[i] for i, _ in self.entries]
 
+    @property
+    def records(self) -> list[FaceRecord] | None:
+        """The record of every item (a copy shares its original's), or None when the wrapped dataset keeps none."""
+        inner = records_of(self.dataset)
+        return None if inner is None else [inner[i] for i, _ in self.entries]
+
     def set_epoch(self, epoch: int) -> None:
         """Selects the augmentation of epoch ``epoch`` (>= 0)."""
         if epoch < 0:
@@ -283,3 +292,34 @@ def weighted_sampler(
         replacement=True,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def age_gender_weights(records: Sequence[FaceRecord], bins: AgeBins, power: float = 1.0, child_max_age: int = 12,
+                       child_weight: float = 1.0) -> np.ndarray:
+    """Sampling weights that even out the (age group, gender) cells of a set of faces and weigh children up.
+
+    A face's age group is the bin of the middle of its age range, so a label that straddles bins (a FairFace decade
+    such as 3-9) still counts in a group: for sampling only; its age loss stays ignored. Faces of unknown gender form
+    a cell of their own in each group. A face whose middle age is at most ``child_max_age`` counts as a child.
+
+    Args:
+        records: the faces, in item order.
+        bins: the age groups.
+        power: each face weighs ``1 / n ** power``, ``n`` the size of its cell: 1 draws every cell equally often,
+            0 leaves the data's own proportions, 0.5 is half-way (in log terms).
+        child_max_age: the oldest middle age that counts as a child.
+        child_weight: children's weights are multiplied by this.
+
+    Returns:
+        ``(len(records),)`` float64 weights that sum to 1.
+    """
+    if not records:
+        return np.zeros(0)
+    if power < 0 or child_weight <= 0:
+        raise ValueError(f"power must be >= 0 and child_weight > 0, got {power} and {child_weight}")
+    middles = [(r.age_min + r.age_max) / 2 for r in records]
+    cells = [(bins.bin_of(int(m)), -1 if r.gender is None else r.gender) for m, r in zip(middles, records)]
+    sizes = Counter(cells)
+    weights = np.array([sizes[c] ** -power for c in cells], dtype=np.float64)
+    weights[np.array(middles) <= child_max_age] *= child_weight
+    return weights / weights.sum()

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from agecurriculum.bins import AgeBins
 from agecurriculum.data.records import FaceRecord
@@ -31,7 +31,10 @@ __all__ = [
     "FaceDataset",
     "TensorFaceDataset",
     "FilteredDataset",
+    "MixedDataset",
     "age_bins_of",
+    "records_of",
+    "MIXED",
 ]
 
 IGNORE = -100  # label of an unknown age bin or gender; the losses' ignore_index
@@ -236,3 +239,38 @@ class FilteredDataset(Dataset):
         """Number of kept items per age bin (unknown ages not counted), as a ``(num_bins,)`` tensor."""
         known = torch.tensor([b for b in self.age_bins if b != IGNORE], dtype=torch.long)
         return torch.bincount(known, minlength=num_bins)
+
+
+class MixedDataset(ConcatDataset):
+    """Several :class:`FaceDataset` s (or views of them) as one, so that every batch holds faces of all of them.
+
+    Algorithm 1 trains the datasets of a stage one after the other, and the last one pulls the model towards itself;
+    a schedule stage naming ``mixed`` (:data:`MIXED`) trains on this instead. It keeps ``age_bins`` and ``records``
+    so that the trainer can filter and weight it without loading an image.
+
+    Args:
+        datasets: the datasets to mix, in order (their items keep that order).
+    """
+
+    def __init__(self, datasets: Sequence[Dataset]) -> None:
+        super().__init__(datasets)
+        self.age_bins: list[int] = [b for d in datasets for b in age_bins_of(d)]
+        parts = [records_of(d) for d in datasets]
+        self.records: list[FaceRecord] | None = None if any(p is None for p in parts) else \
+            [r for p in parts for r in p]  # type: ignore[union-attr]
+
+
+MIXED = "mixed"  # the schedule's name for every training dataset mixed into one (MixedDataset)
+
+
+def records_of(dataset: Dataset) -> list[FaceRecord] | None:
+    """The :class:`FaceRecord` of every item of a :class:`FaceDataset` or a :class:`MixedDataset`, also through
+    views with ``indices`` (:class:`FilteredDataset`, torch's ``Subset``), in item order; None for datasets that keep
+    no records (e.g. tensors)."""
+    if hasattr(dataset, "records"):
+        return None if dataset.records is None else list(dataset.records)
+    inner, indices = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+    if inner is None or indices is None:
+        return None
+    records = records_of(inner)
+    return None if records is None else [records[i] for i in indices]

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from agecurriculum.data.datasets import IGNORE
-from agecurriculum.data.records import FaceRecord
+from agecurriculum.data.datasets import IGNORE, records_of
 
 __all__ = ["Predictions", "flip_averaged", "predict_dataset"]
 
@@ -100,17 +99,6 @@ class Predictions:
         return {name: self.select(self.datasets == name) for name in names}
 
 
-def _records_of(dataset: Dataset) -> list[FaceRecord] | None:
-    """The records behind ``dataset``, also through views with ``indices`` (FilteredDataset, torch Subset)."""
-    if hasattr(dataset, "records"):
-        return list(dataset.records)
-    inner, indices = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
-    if inner is None or indices is None:
-        return None
-    records = _records_of(inner)
-    return None if records is None else [records[i] for i in indices]
-
-
 def flip_averaged(run: Callable[[Batch], Sequence[Batch]], images: Batch) -> tuple[Batch, ...]:
     """``run``'s probabilities for ``images``, averaged with its probabilities for their mirror images.
 
@@ -181,7 +169,7 @@ def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, de
         model.train(was_training)
     if not age_probs:
         raise ValueError("the dataset is empty: nothing to predict")
-    records = _records_of(dataset)
+    records = records_of(dataset)
     meta = {}
     if records is not None:
         meta = {"exact_ages": [np.nan if r.exact_age is None else r.exact_age for r in records],

@@ -15,7 +15,7 @@ For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
    crop instead, made square and resized as training did for UTKFace's crops. Photos are decoded and searched in
    ``workers`` threads while the network runs (dlib releases Python's GIL), results still in input order;
 3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
-   ``batch_size`` faces (faces of several inputs share a batch); with ``flip=True`` each batch runs together with
+   ``batch_size`` faces (faces of several inputs share a batch); with ``flip=True`` (the default) each batch runs with
    its mirror image (``2 * batch_size`` crops) and the two views' probabilities are averaged
    (:func:`~agecurriculum.evaluation.predict.flip_averaged`);
 4. scales the probabilities by the release's calibration temperatures, if it has any
@@ -112,16 +112,17 @@ class Predictor:
         max_detect_side: photos whose longest side exceeds this many pixels are searched for faces on a copy
             shrunk to it (see :class:`~agecurriculum.data.FaceAligner`); None searches every photo at full size,
             which for a 64-megapixel photo takes about 3 GB.
-        flip: test-time flip averaging: run every face also mirrored left-right and average the two views'
-            probabilities. It doubles the network's work, a small part of a photo's time on CPU (face finding
-            dominates); the output has the same fields either way.
+        flip: test-time flip averaging (default on): run every face also mirrored left-right and average the two
+            views' probabilities. It doubles the network's work, a small part of a photo's time on CPU (face
+            finding dominates: docs/benchmarks.md measures the cost); the output has the same fields either way.
+            False runs each face once.
         workers: threads that decode photos and find faces at the same time (None: :func:`default_workers`, one
             per CPU core this process may use); 1 does it all in the calling thread. Results keep input order.
     """
 
     def __init__(self, backend: Backend, batch_size: int = 32, verify: bool | FaceVerifier = True,
                  upsample: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE, flip: bool = False,
+                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE, flip: bool = True,
                  verify_below: float = VERIFY_BELOW, verify_lone: bool = False, workers: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -20,7 +20,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,17 @@ from agecurriculum.devices import resolve_device
 from agecurriculum.fileio import ensure_writable_folder
 from agecurriculum.data.balance import BalancedDataset, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
-from agecurriculum.data.datasets import FaceDataset, age_bins_of
+from agecurriculum.data.datasets import IGNORE, MIXED, FaceDataset, MixedDataset, age_bins_of
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.records import FaceRecord
 from agecurriculum.data.sources import DATASETS, alignment_record, discover, histogram_datasets
 from agecurriculum.data.splits import PARTS, Split, split_records
 from agecurriculum.data.summary import age_distribution, fit_age_bins
 from agecurriculum.data.transforms import eval_transform, train_transform
+from agecurriculum.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
+from agecurriculum.evaluation.gate import GATE_RESAMPLES, GateModel, GateResult, aligned, gate_rows
 from agecurriculum.evaluation.metrics import fit_representative_ages
-from agecurriculum.evaluation.predict import predict_dataset
+from agecurriculum.evaluation.predict import Predictions, predict_dataset
 from agecurriculum.evaluation.protocols import PROTOCOLS
 from agecurriculum.evaluation.report import REP_AGES_NOTES, EvaluationReport, build_report, write_report
 from agecurriculum.losses import create_loss
@@ -52,7 +54,8 @@ from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.ensemble import EnsembleClassifier
 from agecurriculum.model.resized_input import ResizedInput
-from agecurriculum.release import RELEASE_CONFIG, Preprocessing, load_release, preprocessing_mismatch, save_release
+from agecurriculum.release import (RELEASE_CONFIG, Preprocessing, ReleaseInfo, load_release, preprocessing_mismatch,
+                                   save_release)
 from agecurriculum.schedule import PRESETS, TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
 from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint
@@ -63,7 +66,8 @@ from agecurriculum.train.run_logs import (
 )
 from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
 
-__all__ = ["EVALUATION_PARTS", "RUN_CONFIG_FILE", "PreparedData", "TrainResult", "build_curriculum", "build_schedule",
+__all__ = ["EVALUATION_PARTS", "RUN_CONFIG_FILE", "PreparedData", "TrainResult", "add_mixed", "build_curriculum", "build_schedule",
+           "compare_releases",
            "evaluate_release", "evaluate_run", "prepare_data", "train", "train_sizes"]
 
 RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
@@ -215,6 +219,15 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
     return PreparedData(bins, splits, train_sets, val_sets, test_sets, failures, train_ages)
 
 
+def add_mixed(prepared: PreparedData) -> None:
+    """Adds the dataset :data:`~agecurriculum.data.datasets.MIXED` (``"mixed"``) to ``prepared``: every training set
+    as one :class:`~agecurriculum.data.datasets.MixedDataset`, and every validation set likewise, so that a schedule
+    stage naming it trains on all datasets shuffled together. The test parts stay per dataset."""
+    names = list(prepared.splits)
+    prepared.train_sets[MIXED] = MixedDataset([prepared.train_sets[n] for n in names if n in prepared.train_sets])
+    prepared.val_sets[MIXED] = MixedDataset([prepared.val_sets[n] for n in names if n in prepared.val_sets])
+
+
 def build_schedule(config: RunConfig, num_bins: int) -> TrainingSchedule:
     """The static curriculum of ``config``: its preset (``epochs_per_stage`` epochs per stage), its ``.json`` file
     or its list of stages.
@@ -364,6 +377,8 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     # An adaptive curriculum may use every configured dataset that has training images.
     found = [name for name in config.data.datasets if len(prepared.train_sets.get(name, ()))]
     schedule = build_curriculum(config, len(prepared.bins), found, train_sizes(prepared.train_sets))
+    if MIXED in schedule.datasets and MIXED not in prepared.train_sets:
+        add_mixed(prepared)
     missing = [name for name in schedule.datasets if name not in prepared.train_sets]
     if missing:
         raise ValueError(f"schedule: uses dataset(s) {missing}, but only {list(prepared.train_sets)} were found "
@@ -407,10 +422,11 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
                 weights = "last"
             epoch = trainer.best_epoch if weights == "best" else trainer.global_epoch - 1
             rep_ages = _rep_ages(config, model, prepared, str(trainer.device))
+            calibration = _calibration(config, model, prepared, str(trainer.device)) if config.calibrate else {}
             release = save_release(model, out / name, prepared.bins, preprocessing,
                                    extra={"rep_ages": rep_ages, "rep_ages_method": config.rep_ages,
                                           "datasets": list(prepared.splits),
-                                          "weights": {"epoch": epoch, "chosen": weights}})
+                                          "weights": {"epoch": epoch, "chosen": weights}, **calibration})
         report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device), config.rep_ages)
         write_report(report, out / "report")
     ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
@@ -430,6 +446,29 @@ def _rep_ages(config: RunConfig, model: DualClassifier, prepared: PreparedData, 
     fitted = fit_representative_ages(np.concatenate([p.age_probs for p in parts]),
                                      np.concatenate([p.exact_ages for p in parts]), prepared.bins)
     return [float(a) for a in fitted]
+
+
+def _calibration(config: RunConfig, model: DualClassifier, prepared: PreparedData, device: str) -> dict[str, Any]:
+    """A release's ``temperature`` (each head's, fitted on the validation parts with flip averaging, as predict
+    runs) and ``calibration``: the validation gender and age ECE before and after, and how many faces each saw."""
+    parts = [predict_dataset(model, prepared.val_sets[name], batch_size=config.trainer.batch_size, device=device,
+                             flip=True)
+             for name in prepared.splits if name in prepared.val_sets and len(prepared.val_sets[name])]
+    if not parts:
+        raise ValueError("calibrate: the temperatures are fitted on the validation parts, and this run has none "
+                         "(data.split gives them no images)")
+    probs = {"gender": np.concatenate([p.gender_probs for p in parts]),
+             "age": np.concatenate([p.age_probs for p in parts])}
+    targets = {"gender": np.concatenate([p.gender_targets for p in parts]),
+               "age": np.concatenate([p.age_targets for p in parts])}
+    temperature, report = {}, {}
+    for head in ("gender", "age"):
+        temperature[head] = fit_temperature(probs[head], targets[head])
+        scaled = apply_temperature(probs[head], temperature[head])
+        report[head] = {"ece_before": expected_calibration_error(probs[head], targets[head]),
+                        "ece_after": expected_calibration_error(scaled, targets[head]),
+                        "n": int((targets[head] != IGNORE).sum()), "flip": True, "part": "val"}
+    return {"temperature": temperature, "calibration": report}
 
 
 def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> None:
@@ -546,3 +585,63 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
     if out_dir is not None:
         write_report(report, out_dir)
     return report
+
+
+def compare_releases(candidate: str | Path, baseline: str | Path, config: RunConfig, part: str = "test",
+                     flip: bool = True, resamples: int = GATE_RESAMPLES, seed: int = 0) -> GateResult:
+    """The release gate: scores ``candidate`` and ``baseline`` on the same ``part`` faces of ``config``'s data and
+    compares them metric by metric (:func:`~agecurriculum.evaluation.gate.gate_rows`).
+
+    Each release reads the faces as it was trained to (its image size and padding; the data is prepared once per
+    framing), with its own representative ages and gender temperature; only faces both of them got are compared.
+
+    Args:
+        candidate: the release that would replace the shipped one.
+        baseline: the shipped release (e.g. :data:`~agecurriculum.inference.DEFAULT_RELEASE_DIR`).
+        config: says where the data is and how it is split: the split must be the one the baseline was trained
+            with, so that no face either model trained on is scored.
+        part: ``"test"``, or ``"val"`` (to choose between candidates without reading test).
+        flip: average each face's probabilities with its mirror image's, as ``predict`` does by default.
+        resamples: bootstrap resamples behind each margin.
+        seed: seed of the resampling.
+
+    Raises:
+        ValueError: ``part`` is not one of :data:`EVALUATION_PARTS`; the releases predict different bins or read
+            faces in a way this data preparation cannot (normalisation, alignment).
+        FileNotFoundError: a release folder is missing a file.
+    """
+    if part not in EVALUATION_PARTS:
+        raise ValueError(f"part: expected one of {', '.join(EVALUATION_PARTS)}, got {part!r}")
+    prepared_by_framing: dict[tuple[int, float], PreparedData] = {}
+    sides, keyed = [], []
+    for path in (Path(baseline), Path(candidate)):
+        model, meta = load_release(path)
+        info = ReleaseInfo.from_config(meta, str(path / RELEASE_CONFIG))
+        pre = info.preprocessing
+        framing = (pre.image_size, pre.padding)
+        if framing not in prepared_by_framing:
+            data = replace(config.data, image_size=pre.image_size, padding=pre.padding)
+            prepared_by_framing[framing] = prepare_data(replace(config, data=data), bins=info.bins)
+        prepared = prepared_by_framing[framing]
+        if info.bins.groups != prepared.bins.groups:
+            raise ValueError(f"{path}: predicts the age bins {info.bins.groups}, the other release "
+                             f"{prepared.bins.groups}: the gate compares models of the same bins")
+        spec = _backbone_spec(config.model.backbone)
+        ours = Preprocessing(pre.image_size, spec.mean, spec.std, pre.padding, alignment_record())
+        key = preprocessing_mismatch(pre, ours)
+        if key is not None:
+            raise ValueError(f"{path}: reads faces with preprocessing {key}={pre.to_dict().get(key)!r}, the gate's "
+                             f"data gives {ours.to_dict().get(key)!r} (model.backbone sets mean/std)")
+        sets = prepared.test_sets if part == "test" else prepared.val_sets
+        names = [n for n in prepared.splits if n in sets and len(sets[n])]
+        preds = [predict_dataset(model, sets[n], batch_size=config.trainer.batch_size, device=config.trainer.device,
+                                 flip=flip) for n in names]
+        keys = [str(r.path) for n in names for r in sets[n].records]
+        pred = Predictions(*(np.concatenate([getattr(p, f.name) for p in preds]) for f in fields(Predictions)))
+        rep_ages, _ = _release_rep_ages(meta, prepared)
+        sides.append((np.asarray(rep_ages, float), info.temperature.get("gender", 1.0)))
+        keyed.append((keys, pred))
+    preds = aligned(keyed)
+    (base_ages, base_t), (cand_ages, cand_t) = sides
+    return gate_rows(GateModel(preds[0], base_ages, base_t), GateModel(preds[1], cand_ages, cand_t),
+                     resamples=resamples, seed=seed)

@@ -75,19 +75,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from agecurriculum._version import __version__
 from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.config import TrainerConfig, check_config
-from agecurriculum.data.balance import balanced_weights
+from agecurriculum.bins import AgeBins
+from agecurriculum.data.balance import age_gender_weights, balanced_weights
+from agecurriculum.data.datasets import FilteredDataset, age_bins_of, records_of
 from agecurriculum.devices import resolve_device
-from agecurriculum.data.datasets import FilteredDataset, age_bins_of
 from agecurriculum.losses import LossParts, MultiTaskLoss, UncertaintyLoss
 from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule
 from agecurriculum.train import checkpoint as ckpt
@@ -96,6 +98,7 @@ from agecurriculum.train import distributed as ddp
 __all__ = ["TrainerConfig", "EpochRecord", "EvalResult", "SchedulePosition", "CurriculumTrainer"]
 
 # Config fields that say where/how fast a run executes, not what it computes: a resume may change them.
+ETA_AFTER_S = 60.0  # seconds of training after which fit() prints the measured images/s and the time left
 _RUNTIME_ONLY_FIELDS = frozenset({"device", "num_workers", "progress"})
 # What a checkpoint written before a setting existed ran with, where that differs from today's default: resuming it
 # under the new default would change the run, so the comparison in _check_same_run must see the old value.
@@ -192,6 +195,14 @@ def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp else None
 
 
+def _base_dataset(dataset: Dataset) -> Dataset:
+    # The dataset under views and wrappers (FilteredDataset, BalancedDataset, Subset); a MixedDataset's first part,
+    # whose bins all parts share.
+    while isinstance(getattr(dataset, "dataset", None), Dataset):
+        dataset = dataset.dataset
+    return _base_dataset(dataset.datasets[0]) if isinstance(dataset, ConcatDataset) and dataset.datasets else dataset
+
+
 class CurriculumTrainer:
     """Trains a two-headed age/gender model over a :class:`~agecurriculum.schedule.TrainingSchedule`.
 
@@ -250,6 +261,7 @@ class CurriculumTrainer:
         self.loss_fn = (loss or UncertaintyLoss()).to(self.device)
         self.teacher = None if teacher is None else teacher.to(self.device).eval().requires_grad_(False)
         self.schedule = schedule
+        self._eta_due = False  # fit() sets it: print the measured speed and the time left once, a minute in
         self.curriculum = schedule if isinstance(schedule, AdaptiveCurriculum) else None
         self.train_sets = dict(train_sets)
         self.val_sets = dict(val_sets or {})
@@ -320,7 +332,7 @@ class CurriculumTrainer:
         if not shuffle:
             shard = self._shard(dataset)
             return DataLoader(shard, batch_size=self.config.batch_size, num_workers=self.config.num_workers)
-        if self.config.sampling == "balanced":
+        if self.config.sampling in ("balanced", "age_gender"):
             sampler: Iterable[int] = self._balanced_draws(dataset)
         else:
             # The order depends only on (seed, global epoch): repeatable runs, and the same permutation on every
@@ -337,12 +349,22 @@ class CurriculumTrainer:
     def _balanced_draws(self, dataset: Dataset) -> list[int]:
         # Drawn on the stage's filtered view, so that the bins of this stage are the ones made equal. The draws depend
         # only on (seed, global epoch), like the shuffled order, and every rank takes positions r::world of them.
-        weights = torch.as_tensor(balanced_weights(age_bins_of(dataset)), dtype=torch.double)
+        weights = torch.as_tensor(self._draw_weights(dataset), dtype=torch.double)
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.global_epoch)
         draws = torch.multinomial(weights, len(weights), replacement=True, generator=generator).tolist()
         per_rank = math.ceil(len(draws) / self.world_size)
         draws += draws[: per_rank * self.world_size - len(draws)]  # equal steps on every rank
         return draws[self.rank::self.world_size]
+
+    def _draw_weights(self, dataset: Dataset) -> np.ndarray | list[float]:
+        if self.config.sampling == "balanced":
+            return balanced_weights(age_bins_of(dataset))
+        records, bins = records_of(dataset), getattr(_base_dataset(dataset), "bins", None)
+        if records is None or not isinstance(bins, AgeBins):
+            raise ValueError(f"trainer.sampling: age_gender needs datasets of face records (FaceDataset, "
+                             f"MixedDataset), got {type(_base_dataset(dataset)).__name__}")
+        c = self.config
+        return age_gender_weights(records, bins, c.sampling_power, c.child_max_age, c.child_weight)
 
     def _shard(self, dataset: Dataset) -> Dataset:
         # Evaluation needs every item exactly once over all ranks (no padding), not equal shares.
@@ -406,6 +428,9 @@ class CurriculumTrainer:
                 parts, n = self._train_step(batch, step)
                 losses = [parts.total.item(), parts.age.item(), parts.gender.item()]
                 sums += torch.tensor([*losses, 1.0], dtype=torch.float64) * n
+                elapsed = time.perf_counter() - start
+                if self._eta_due and elapsed >= ETA_AFTER_S:
+                    self._print_eta(sums[3].item() * self.world_size / elapsed, (steps - step - 1) * n * self.world_size)
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[0]:.4f}", img_s=f"{sums[3].item() / (time.perf_counter() - start):.0f}",
                                 refresh=False)
@@ -413,6 +438,38 @@ class CurriculumTrainer:
         seen = int(sums[3].item())
         means = (sums[:3] / max(seen, 1)).tolist()
         return means[0], means[1], means[2], seen
+
+    def _print_eta(self, rate: float, left_in_epoch: int) -> None:
+        # Once per fit(), after the first minute of training: a run that will not fit its time says so at once.
+        self._eta_due = False
+        if self.rank != 0:
+            return
+        later = self._planned_images_after_this_epoch()
+        line = f"measured {rate:.1f} images/s: this epoch ends in {left_in_epoch / rate / 60:.1f} min"
+        if later is not None:
+            line += f", the run's training in {(left_in_epoch + later) / rate / 60:.1f} min (validation not included)"
+        print(line, flush=True)
+
+    def _planned_images_after_this_epoch(self) -> int | None:
+        # The training images of every epoch after the current one, for a static schedule (None: adaptive, which
+        # plans as it goes); within trainer.image_budget when there is one.
+        if self.curriculum is not None:
+            return None
+        pos, total = self.position, 0
+        for index in range(pos.stage, len(self.schedule)):
+            stage = self.schedule[index]
+            for d, name in enumerate(stage.datasets):
+                epochs = stage.epochs
+                if index == pos.stage:
+                    if d < pos.dataset_index:
+                        continue
+                    epochs -= pos.epoch + 1 if d == pos.dataset_index else 0
+                bins = age_bins_of(self.train_sets[name])
+                keep = [b for b in bins if b in stage.bins or self._every_bin(stage.bins) and b < 0]
+                total += epochs * len(keep)
+        if self.config.image_budget is not None:
+            total = min(total, max(0, self.config.image_budget - self.images_seen))
+        return total
 
     def _progress_bar(self, steps: int, desc: str | None) -> tqdm:
         return tqdm(total=steps, desc=desc, unit="step", leave=False, dynamic_ncols=True,
@@ -486,6 +543,7 @@ class CurriculumTrainer:
             ValueError: ``resume`` without a ``run_dir``.
             CheckpointError: the checkpoint is corrupt, or from a run with another config, schedule or data.
         """
+        self._eta_due = True
         if resume:
             if self.run_dir is None:
                 raise ValueError("fit(resume=True) needs the trainer's run_dir")
