@@ -14,7 +14,9 @@ counts as wrong.
 
 **Predictors** (columns):
 
-* ``default``: ``Predictor.from_release(MODEL)`` with no arguments, what ``agecurriculum predict`` does;
+* ``default``: ``Predictor.from_release(MODEL)`` with no arguments, what ``agecurriculum predict`` does (with
+  flip averaging, as predict runs by default);
+* ``no-flip``: the default without flip averaging (``flip=False``, ``--no-flip``): what flip averaging costs;
 * ``fast``: ``backend="onnx", upsample=0, verify=False`` (``--backend onnx --upsample 0 --no-verify``);
 * ``careful``: the default of 0.1.0 (torch, ``upsample=1``, every box checked by the CNN, one thread):
   ``backend="torch", upsample=1, verify_below=math.inf, verify_lone=True, workers=1``;
@@ -50,6 +52,7 @@ from agecurriculum.inference import DEFAULT_RELEASE_DIR, Predictor, ReleaseInfo,
 
 MODES: dict[str, dict[str, Any]] = {  # our columns: Predictor.from_release keyword arguments
     "default": {},
+    "no-flip": {"flip": False},
     "fast": {"backend": "onnx", "upsample": 0, "verify": False},
     "careful": {"backend": "torch", "upsample": 1, "verify_below": math.inf, "verify_lone": True, "workers": 1},
 }

@@ -6,8 +6,10 @@ on MORPH-II's validation part the members of the earlier default ensemble reache
 after their MORPH-II epochs and 36-46% after the UTKFace epochs that followed. Here the four training sets are one
 "mixed" dataset, so every batch holds faces of all of them, and the ensemble (the teacher) is learned together with
 the labels. It uses only the public API: :func:`~agecurriculum.train.run.prepare_data` prepares the data as
-``agecurriculum train`` does, one more dataset is added to it, and :func:`~agecurriculum.train.run.train` runs the
-one-stage curriculum over it.
+``agecurriculum train`` does, :func:`~agecurriculum.train.run.add_mixed` adds the mixed dataset to it in this
+script's order, and :func:`~agecurriculum.train.run.train` runs the one-stage curriculum over it. (A config whose
+schedule names ``mixed`` gets the same from ``agecurriculum train`` alone, in the order the datasets were prepared:
+examples/configs/release.yaml.)
 
     python examples/distill_mixed.py --data ../shared/data --cache runs/crops \\
         --student runs/default-model-finetune/release --teacher runs/default-ensemble --out runs/default-model-mixed
@@ -19,25 +21,13 @@ The settings are those of examples/configs/default_model_distill.yaml (3 epochs 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
-from torch.utils.data import ConcatDataset, Dataset
-
 from agecurriculum.config import apply_overrides, load_config
-from agecurriculum.data.datasets import age_bins_of
-from agecurriculum.train.run import prepare_data, train
+from agecurriculum.train.run import add_mixed, prepare_data, train
 
 CONFIG = Path(__file__).parent / "configs" / "default_model_distill.yaml"
 DATASETS = ("fairface", "morph2", "adience", "utkface")
-
-
-class MixedDataset(ConcatDataset):
-    """Several datasets as one, with the ``age_bins`` list that lets the trainer filter it without loading images."""
-
-    def __init__(self, datasets: Sequence[Dataset]) -> None:
-        super().__init__(datasets)
-        self.age_bins = [b for d in datasets for b in age_bins_of(d)]
 
 
 def main() -> None:
@@ -56,9 +46,7 @@ def main() -> None:
         f"model.init_from={args.student}", f"teacher={args.teacher}",
         "schedule=[{datasets: [mixed], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 3}]", *args.set])
     prepared = prepare_data(config)
-    prepared.train_sets["mixed"] = MixedDataset([prepared.train_sets[n] for n in DATASETS
-                                                 if n in prepared.train_sets])
-    prepared.val_sets["mixed"] = MixedDataset([prepared.val_sets[n] for n in DATASETS if n in prepared.val_sets])
+    add_mixed(prepared, order=DATASETS)  # the order the shipped model's runs concatenated them in
     result = train(config, resume=args.resume, prepared=prepared)
     print(f"release: {result.release_dir}")
 

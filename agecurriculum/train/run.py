@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -219,11 +219,17 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
     return PreparedData(bins, splits, train_sets, val_sets, test_sets, failures, train_ages)
 
 
-def add_mixed(prepared: PreparedData) -> None:
+def add_mixed(prepared: PreparedData, order: Sequence[str] | None = None) -> None:
     """Adds the dataset :data:`~agecurriculum.data.datasets.MIXED` (``"mixed"``) to ``prepared``: every training set
     as one :class:`~agecurriculum.data.datasets.MixedDataset`, and every validation set likewise, so that a schedule
-    stage naming it trains on all datasets shuffled together. The test parts stay per dataset."""
-    names = list(prepared.splits)
+    stage naming it trains on all datasets shuffled together. The test parts stay per dataset.
+
+    Args:
+        prepared: from :func:`prepare_data`.
+        order: the datasets in the order they are concatenated (the data order of a seeded run depends on it);
+            default the order they were prepared in. Names not prepared are skipped.
+    """
+    names = [n for n in (order or prepared.splits) if n in prepared.splits]
     prepared.train_sets[MIXED] = MixedDataset([prepared.train_sets[n] for n in names if n in prepared.train_sets])
     prepared.val_sets[MIXED] = MixedDataset([prepared.val_sets[n] for n in names if n in prepared.val_sets])
 
