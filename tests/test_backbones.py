@@ -1,4 +1,4 @@
-"""Backbone registry, EfficientNet-Lite weights and padding, weight loading, partial freezing."""
+"""Backbone registry, EfficientNet-Lite weights and padding, weight loading, partial freezing, a new architecture."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ import torch
 import torch.nn.functional as F
 from efficientnet_pytorch import EfficientNet
 from torch import nn
+from torchvision.models import mobilenet_v3_small
 
 from agecurriculum.model import backbones as registry
 from agecurriculum.model import (
+    Backbone,
+    BackboneSpec,
+    DualClassifier,
     create_backbone,
     list_backbones,
     lite_weights_path,
@@ -241,3 +245,49 @@ def test_state_dict_holds_each_weight_once_and_reads_older_files_with_duplicates
     assert torch.equal(fresh.net._conv_stem.weight, state["net._conv_stem.weight"] + 1)
     key = "net._blocks.3._project_conv.weight"
     assert torch.equal(fresh.state_dict()[key], state[key] + 1)  # net._blocks.* wins over the stale copy
+
+
+
+def test_a_torchvision_network_registers_in_a_few_lines_and_trains_partly_frozen(monkeypatch):
+    """The public interface alone: torchvision's MobileNetV3-Small, whose ``features`` is a Sequential of its stem
+    then its blocks, is a backbone as it comes; frozen groups keep their weights and statistics through a step."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the test's name leaves with the test
+
+    @register_backbone("test-mobilenet-v3-small")
+    def mobilenet(pretrained=False, weights_path=None):
+        spec = BackboneSpec("test-mobilenet-v3-small", 576, 224, IMAGENET_MEAN, IMAGENET_STD)
+        return Backbone(mobilenet_v3_small(weights=None).features, spec)
+
+    torch.manual_seed(0)
+    model = DualClassifier(age_classes=4, backbone="test-mobilenet-v3-small", bottleneck_dim=16).train()
+    backbone = model.backbone
+    assert backbone.num_features == 576 and backbone.num_blocks == 12
+    assert backbone.forward_features(torch.randn(2, 3, 64, 64)).shape == (2, 576, 2, 2)
+    model.freeze_backbone(3)  # the stem and three blocks
+    frozen, trainable = backbone.freeze_groups()[:4], [*backbone.freeze_groups()[4:], model.head]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for m in trainable for p in m.parameters())
+
+    def tensors(modules, buffers=False):
+        return [t.detach().clone() for m in modules for t in (m.buffers() if buffers else m.parameters())
+                if t.is_floating_point()]
+
+    frozen_params, frozen_stats, trainable_params = tensors(frozen), tensors(frozen, True), tensors(trainable)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)  # every parameter, as the trainer does
+    out = model(torch.randn(4, 3, 64, 64))
+    loss = (F.cross_entropy(out.age_logits, torch.tensor([0, 1, 2, 3]))
+            + F.cross_entropy(out.gender_logits, torch.tensor([0, 1, 0, 1])))
+    loss.backward()
+    optimizer.step()
+    for old, new in zip(frozen_params + frozen_stats, tensors(frozen) + tensors(frozen, True), strict=True):
+        assert torch.equal(old, new)
+    assert all(not torch.equal(old, new) for old, new in zip(trainable_params, tensors(trainable), strict=True))
+
+
+def test_a_backbone_that_is_no_sequential_must_name_its_freeze_groups():
+    backbone = Backbone(nn.Conv2d(3, 8, 3), BackboneSpec("conv", 8, 32, IMAGENET_MEAN, IMAGENET_STD))
+    assert backbone(torch.randn(1, 3, 8, 8)).shape == (1, 8)
+    backbone.freeze()  # freezing everything needs no groups
+    assert not any(p.requires_grad for p in backbone.parameters())
+    with pytest.raises(NotImplementedError, match="freeze_groups"):
+        backbone.freeze(1)

@@ -1,12 +1,23 @@
 """Backbone registry: EfficientNet-B0..B7 (efficientnet-pytorch) and EfficientNet-Lite0..2 (ours).
 
-A backbone maps ``(N, 3, H, W)`` images to ``(N, num_features)`` pooled features, without any classifier, and can
-freeze its stem plus its first ``n`` blocks for fine-tuning. New architectures register a factory::
+A backbone is a :class:`Backbone`: an ``nn.Module`` with a small public interface that the rest of the library
+uses and nothing else (in the spirit of timm's ``forward_features`` / ``num_features``):
+
+- ``spec`` (a :class:`BackboneSpec`) and ``num_features``: what the head and the preprocessing need to know;
+- ``forward_features(x)``: ``(N, 3, H, W)`` images to the last ``(N, num_features, H', W')`` feature map;
+- ``forward(x)``: that map average-pooled to ``(N, num_features)``, without any classifier;
+- ``freeze_groups()``: the modules that ``freeze(n)`` freezes, input to output, the stem first and then one group per
+  block; ``freeze(n)`` freezes the stem and the first ``n`` blocks, ``freeze()`` everything.
+
+The defaults fit a network that is an ``nn.Sequential`` of its stem then its blocks (torchvision's
+``mobilenet_v3_small().features``, for one); any other layout overrides ``forward_features`` and ``freeze_groups``
+in a subclass, as :class:`EfficientNetBackbone` does for efficientnet-pytorch's. New architectures register a
+factory::
 
     @register_backbone("my-net")
     def my_net(pretrained: bool = False, weights_path: str | Path | None = None) -> Backbone: ...
 
-and are then built by name with :func:`create_backbone`.
+and are then built by name with :func:`create_backbone` (docs/add_backbone.rst).
 """
 
 from __future__ import annotations
@@ -48,19 +59,21 @@ class BackboneSpec:
 
 
 class Backbone(nn.Module):
-    """An EfficientNet-family network used as a pooled-feature extractor with partial freezing.
+    """A network used as a pooled-feature extractor that can freeze its first layers for fine-tuning.
 
-    ``net`` must have efficientnet-pytorch's layout: ``_conv_stem``, ``_bn0`` (the stem), ``_blocks`` (MBConv
-    blocks in order) and ``extract_features(x)`` returning the last feature map.
+    The library reaches a backbone only through the attributes and methods documented here. The defaults take
+    ``net`` to be an ``nn.Sequential`` of the stem then the blocks, whose output is the last feature map; for any
+    other layout a subclass overrides :meth:`forward_features` and :meth:`freeze_groups`.
 
     Args:
-        net: The wrapped network; its classifier, if any, is never used.
+        net: The wrapped network; its classifier, if any, is never used. Its parameters are the backbone's, saved
+            under ``net.`` in state dicts.
         spec: Description of the backbone.
 
     Attributes:
+        net: The wrapped network.
         spec: The :class:`BackboneSpec`.
-        num_features: ``spec.num_features``.
-        blocks: The MBConv blocks, input to output; ``freeze(n)`` freezes the stem and ``blocks[:n]``.
+        num_features: ``spec.num_features``, the width of :meth:`forward`'s output.
     """
 
     def __init__(self, net: nn.Module, spec: BackboneSpec) -> None:
@@ -69,23 +82,42 @@ class Backbone(nn.Module):
         self.spec = spec
         self.num_features = spec.num_features
         self._frozen: list[nn.Module] = []
-        # Files saved before ``blocks`` became a property hold every block twice (net._blocks.* and blocks.*).
-        self._register_load_state_dict_pre_hook(_drop_duplicate_block_keys)
 
-    @property
-    def blocks(self) -> nn.ModuleList:
-        # A property, not an attribute: an nn.Module attribute would register the blocks a second time, and the
-        # state dict (so every checkpoint and release) would hold each of their weights twice.
-        return self.net._blocks
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps ``(N, 3, H, W)`` normalised images to the last ``(N, num_features, H', W')`` feature map.
 
-    @property
-    def num_blocks(self) -> int:
-        """Number of MBConv blocks, the largest valid ``freeze(num_blocks)``."""
-        return len(self.blocks)
+        The default calls ``net``; override it when ``net`` returns something else (logits, a list of maps).
+        """
+        return self.net(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``(N, 3, H, W)`` normalised images to ``(N, num_features)`` globally average-pooled features."""
-        return F.adaptive_avg_pool2d(self.net.extract_features(x), 1).flatten(1)
+        return F.adaptive_avg_pool2d(self.forward_features(x), 1).flatten(1)
+
+    def freeze_groups(self) -> list[nn.Module]:
+        """The modules :meth:`freeze` freezes, input to output: the stem, then one module per block.
+
+        Layers after the last group (a head convolution, say) are frozen only by ``freeze()``. The default is the
+        children of an ``nn.Sequential`` ``net``; a group of several modules can be given as an
+        ``nn.ModuleList`` built on the fly (an attribute of the backbone would save its weights twice).
+
+        Raises:
+            NotImplementedError: ``net`` is no ``nn.Sequential`` and the subclass does not override this method.
+        """
+        if isinstance(self.net, nn.Sequential):
+            return list(self.net)
+        raise NotImplementedError(f"{type(self).__name__} wraps a {type(self.net).__name__}, not an nn.Sequential: "
+                                  "override freeze_groups() to return its stem and blocks in order")
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        """The blocks, input to output: ``freeze_groups()`` after the stem."""
+        return self.freeze_groups()[1:]
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of blocks, the largest valid ``freeze(num_blocks)``."""
+        return len(self.freeze_groups()) - 1
 
     def freeze(self, num_blocks: int | None = None) -> None:
         """Freezes the whole backbone (``None``) or the stem and the first ``num_blocks`` blocks.
@@ -102,9 +134,10 @@ class Backbone(nn.Module):
         if num_blocks is None:
             parts: list[nn.Module] = [self.net]
         else:
-            if not 0 <= num_blocks <= self.num_blocks:
-                raise ValueError(f"num_blocks must be in 0..{self.num_blocks} for {self.spec.name}, got {num_blocks}")
-            parts = [self.net._conv_stem, self.net._bn0, *self.blocks[:num_blocks]]
+            groups = self.freeze_groups()
+            if not 0 <= num_blocks <= len(groups) - 1:
+                raise ValueError(f"num_blocks must be in 0..{len(groups) - 1} for {self.spec.name}, got {num_blocks}")
+            parts = groups[:num_blocks + 1]
         self.unfreeze()
         self._frozen = parts
         for part in parts:
@@ -124,6 +157,28 @@ class Backbone(nn.Module):
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
+
+
+class EfficientNetBackbone(Backbone):
+    """A backbone on efficientnet-pytorch's layout, which :class:`~agecurriculum.model.EfficientNetLite` shares.
+
+    ``net`` has a stem (``_conv_stem``, ``_bn0``), its MBConv blocks in order (``_blocks``) and
+    ``extract_features(x)`` returning the map after the head convolution (``_conv_head``, ``_bn1``), which no
+    ``freeze(n)`` freezes.
+    """
+
+    def __init__(self, net: nn.Module, spec: BackboneSpec) -> None:
+        super().__init__(net, spec)
+        # Files saved before ``blocks`` became a property hold every block twice (net._blocks.* and blocks.*).
+        self._register_load_state_dict_pre_hook(_drop_duplicate_block_keys)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps ``(N, 3, H, W)`` normalised images to the ``(N, num_features, H/32, W/32)`` map (rounded up)."""
+        return self.net.extract_features(x)
+
+    def freeze_groups(self) -> list[nn.Module]:
+        """The stem (``_conv_stem`` and ``_bn0``), then each of ``_blocks``."""
+        return [nn.ModuleList([self.net._conv_stem, self.net._bn0]), *self.net._blocks]
 
 
 def _drop_duplicate_block_keys(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
@@ -178,7 +233,8 @@ def create_backbone(name: str, pretrained: bool = False, weights_path: str | Pat
 
 
 def load_weights(backbone: Backbone, weights_path: str | Path) -> None:
-    """Loads an efficientnet-pytorch-style state-dict file into ``backbone`` (``_fc.*`` keys are ignored).
+    """Loads a state-dict file of ``backbone.net`` into it (``_fc.*`` keys, efficientnet-pytorch's classifier, are
+    ignored).
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -233,7 +289,7 @@ def _efficientnet(name: str, pretrained: bool = False, weights_path: str | Path 
     # Features only: drop the ImageNet classifier so its unused parameters are not trained or checkpointed.
     del net._fc, net._dropout
     net._global_params = net._global_params._replace(include_top=False)
-    backbone = Backbone(net, spec)
+    backbone = EfficientNetBackbone(net, spec)
     if weights_path is not None:
         load_weights(backbone, weights_path)
     return backbone
@@ -265,7 +321,7 @@ def lite_weights_path(name: str) -> Path:
 def _efficientnet_lite(name: str, pretrained: bool = False, weights_path: str | Path | None = None) -> Backbone:
     cfg = LITE_CONFIGS[name]
     spec = BackboneSpec(name, HEAD_CHANNELS, cfg.image_size, LITE_MEAN, LITE_STD)
-    backbone = Backbone(EfficientNetLite(name, num_classes=0), spec)
+    backbone = EfficientNetBackbone(EfficientNetLite(name, num_classes=0), spec)
     if pretrained:
         weights_path = lite_weights_path(name)
     if weights_path is not None:
