@@ -59,6 +59,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from agecurriculum.checks import as_int
 from agecurriculum.fileio import atomic_write
 from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule, check_schedule, save_stages, stages_to_json
 
@@ -89,12 +90,6 @@ class AdaptiveSettings:
     max_stages: int = 20  # the most stages the policy emits; the last one is complete
 
 
-def _as_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what}: expected an integer, got {value!r}")
-    return value
-
-
 def _check_settings(s: AdaptiveSettings, datasets: tuple[str, ...], num_bins: int) -> None:
     # One home for the settings' ranges would be config.check_config; the policy is usable without a RunConfig, so
     # it checks what it relies on itself, naming the field.
@@ -104,7 +99,7 @@ def _check_settings(s: AdaptiveSettings, datasets: tuple[str, ...], num_bins: in
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
             raise ValueError(f"{name}: must be >= {low:g} and < {high:g}, got {value!r}")
     for name in ("epochs", "max_stages_per_set", "max_stages"):
-        if _as_int(getattr(s, name), name) < 1:
+        if as_int(getattr(s, name), name) < 1:
             raise ValueError(f"{name}: must be >= 1, got {getattr(s, name)!r}")
     for name in ("start_datasets", "start_bins"):
         value = getattr(s, name)
@@ -117,7 +112,7 @@ def _check_settings(s: AdaptiveSettings, datasets: tuple[str, ...], num_bins: in
         if unknown or not s.start_datasets or len(set(s.start_datasets)) != len(s.start_datasets):
             raise ValueError(f"start_datasets: expected distinct names from {list(datasets)}, got {s.start_datasets}")
     if s.start_bins is not None:
-        bins = sorted({_as_int(b, "start_bins") for b in s.start_bins})
+        bins = sorted({as_int(b, "start_bins") for b in s.start_bins})
         if not bins or bins[0] < 0 or bins[-1] >= num_bins or bins != list(range(bins[0], bins[-1] + 1)):
             raise ValueError(f"start_bins: expected contiguous bins within 0..{num_bins - 1}, got {s.start_bins}")
 
@@ -176,9 +171,9 @@ class AdaptiveCurriculum:
         self._datasets = tuple(datasets)
         if not self._datasets or len(set(self._datasets)) != len(self._datasets):
             raise ValueError(f"datasets: expected distinct dataset names, got {list(datasets)}")
-        if _as_int(num_bins, "num_bins") < 1:
+        if as_int(num_bins, "num_bins") < 1:
             raise ValueError(f"num_bins: must be >= 1, got {num_bins}")
-        if budget is not None and _as_int(budget, "budget") < 1:
+        if budget is not None and as_int(budget, "budget") < 1:
             raise ValueError(f"budget: must be >= 1 or None, got {budget}")
         self.settings = settings or AdaptiveSettings()
         _check_settings(self.settings, self._datasets, num_bins)
@@ -244,7 +239,7 @@ class AdaptiveCurriculum:
         Raises:
             ValueError: an unknown dataset or bin, or negative images.
         """
-        if _as_int(images, "images") < 0:
+        if as_int(images, "images") < 0:
             raise ValueError(f"images: must be >= 0, got {images}")
         for (name, b), loss in losses.items():
             if name not in self._datasets or not 0 <= b < self._num_bins:

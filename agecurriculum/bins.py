@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
+from agecurriculum.checks import as_int, is_int
+
 MAX_AGE = 100
 ADIENCE_GROUPS: tuple[tuple[int, int], ...] = (
     (0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100),
@@ -40,23 +42,6 @@ ADIENCE_GROUPS: tuple[tuple[int, int], ...] = (
 # CP-SAT works in int64; with at most 2**30 images every squared size and their sum stay below 2**60.
 _MAX_TOTAL = 2**30
 _SEED = 0  # fixed seed + one worker: the solver explores the same way on every run.
-
-
-def _check_int(value: Any, what: str) -> int:
-    """Returns ``value`` as an int, or raises ValueError naming ``what`` if it is not an integer."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
-        return int(value)
-    try:
-        return int(value.__index__())
-    except (AttributeError, TypeError):
-        raise ValueError(f"{what} must be an integer, got {value!r}") from None
-
-
-def _is_int(value: Any) -> bool:
-    """True for Python and numpy integers; False for booleans, which are ints to Python but never a count or age."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -72,10 +57,10 @@ class AgeBins:
     max_age: int = MAX_AGE
 
     def __post_init__(self) -> None:
-        max_age = _check_int(self.max_age, "max_age")
+        max_age = as_int(self.max_age, "max_age")
         if max_age < 0:
             raise ValueError(f"max_age must be >= 0, got {max_age}")
-        bounds = tuple(_check_int(b, f"boundary {i}") for i, b in enumerate(self.boundaries))
+        bounds = tuple(as_int(b, f"boundary {i}") for i, b in enumerate(self.boundaries))
         for i, b in enumerate(bounds):
             if not 0 <= b < max_age:
                 raise ValueError(f"boundary {i} = {b} is outside [0, {max_age})")
@@ -110,7 +95,7 @@ class AgeBins:
 
     def bin_of(self, age: int) -> int:
         """Index of the group holding ``age``; ages above ``max_age`` go to the last group."""
-        age = _check_int(age, "age")
+        age = as_int(age, "age")
         if age < 0:
             raise ValueError(f"age must be >= 0, got {age}")
         return bisect.bisect_left(self.boundaries, age)
@@ -241,7 +226,7 @@ def _int_array(values: Any, what: str, upper: int, upper_name: str) -> np.ndarra
     for i, value in enumerate(items):
         if isinstance(value, (list, tuple, np.ndarray)):
             raise ValueError(f"{what}s must be a flat sequence; item {i} is {value!r}")
-        number = _check_int(value, f"{what} {i}")
+        number = as_int(value, f"{what} {i}")
         if number > upper:
             raise ValueError(f"{what} {i} = {value!r} exceeds {upper}, {upper_name}")
         checked.append(number)
@@ -263,7 +248,7 @@ def histogram_from_ages(ages: Iterable[int], max_age: int = MAX_AGE) -> np.ndarr
         ValueError: If an age is negative, not an integer or above the ceiling (the message names its position and
             value).
     """
-    max_age = _check_int(max_age, "max_age")
+    max_age = as_int(max_age, "max_age")
     if max_age < 0:
         raise ValueError(f"max_age must be >= 0, got {max_age}")
     ages = ages if isinstance(ages, np.ndarray) else list(ages)
@@ -344,7 +329,7 @@ def _validate_groups(groups: Iterable[Sequence[int]], max_age: int) -> tuple[tup
     for i, group in enumerate(groups):
         if isinstance(group, str) or len(group) != 2:
             raise ValueError(f"constraint group {i} must be a (lo, hi) pair, got {group!r}")
-        lo, hi = (_check_int(v, f"constraint group {i}") for v in group)
+        lo, hi = (as_int(v, f"constraint group {i}") for v in group)
         if lo > hi:
             raise ValueError(f"constraint group {lo}-{hi} has lo > hi")
         if lo < 0 or hi > max_age:
@@ -418,13 +403,13 @@ class AgeBinOptimizer:
         min_width: int = 1,
         allow_left_out: bool = False,
     ) -> None:
-        self.max_age = _check_int(max_age, "max_age")
+        self.max_age = as_int(max_age, "max_age")
         if self.max_age < 0:
             raise ValueError(f"max_age must be >= 0, got {self.max_age}")
         if time_limit_s is not None and not time_limit_s > 0:
             raise ValueError(f"time_limit_s must be positive or None, got {time_limit_s!r}")
         self.time_limit_s = time_limit_s
-        self.min_width = _check_int(min_width, "min_width")
+        self.min_width = as_int(min_width, "min_width")
         self.allow_left_out = bool(allow_left_out)
         if n_bins is None:
             if self.min_width != 1 or self.allow_left_out:
@@ -436,7 +421,7 @@ class AgeBinOptimizer:
             if constraint_groups is not None:
                 raise ValueError("give constraint_groups or n_bins, not both (the groups fix the number of bins)")
             self.constraint_groups = None
-            self.n_bins = _check_int(n_bins, "n_bins")
+            self.n_bins = as_int(n_bins, "n_bins")
             self._check_widths()
 
     def _check_widths(self) -> None:
@@ -524,7 +509,7 @@ class AgeBinOptimizer:
             if (lo, hi) in keys:
                 raise ValueError(f"group_counts names the range {lo}-{hi} twice (keys {keys[lo, hi]!r} and {key!r})")
             keys[lo, hi] = key
-            count = _check_int(value, f"group_counts[{key!r}]")
+            count = as_int(value, f"group_counts[{key!r}]")
             if count < 0:
                 raise ValueError(f"group_counts[{key!r}] is negative: {count}")
             clamped = (min(lo, self.max_age), min(hi, self.max_age))
@@ -537,7 +522,7 @@ class AgeBinOptimizer:
                 pair = parse_age_label(key, self.max_age)
             except ValueError as err:
                 raise ValueError(f"group_counts key: {err}") from None
-        elif isinstance(key, tuple) and len(key) == 2 and all(_is_int(v) for v in key):
+        elif isinstance(key, tuple) and len(key) == 2 and all(is_int(v) for v in key):
             pair = (int(key[0]), int(key[1]))
         else:
             pair = None
@@ -579,7 +564,7 @@ class AgeBinOptimizer:
             if i in named:
                 raise ValueError(f"group_counts names constraint group {i} twice (key {key!r})")
             named.add(i)
-            count = _check_int(value, f"group_counts[{key!r}]")
+            count = as_int(value, f"group_counts[{key!r}]")
             if count < 0:
                 raise ValueError(f"group_counts[{key!r}] is negative: {count}")
             extra[i] = count
@@ -590,9 +575,9 @@ class AgeBinOptimizer:
         if isinstance(key, str):
             match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", key)
             pair = (int(match.group(1)), int(match.group(2))) if match else None
-        elif isinstance(key, tuple) and len(key) == 2 and all(_is_int(v) for v in key):
+        elif isinstance(key, tuple) and len(key) == 2 and all(is_int(v) for v in key):
             pair = (int(key[0]), int(key[1]))
-        elif _is_int(key) and 0 <= key < len(groups):
+        elif is_int(key) and 0 <= key < len(groups):
             return int(key)
         else:
             pair = None

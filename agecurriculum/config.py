@@ -70,7 +70,8 @@ class TrainerConfig:
 class DataConfig:
     """Where the faces come from and how they are prepared."""
 
-    root: str | None = None  # a folder laid out like ../shared/data; every dataset found under it is used
+    root: str | None = None  # the data folder, one subfolder per dataset (docs/data.rst); every dataset found under it
+    # is used
     datasets: list[str] = field(default_factory=lambda: list(DATASETS))  # datasets to use (those of them found under
     # root), by name; default every dataset the library knows (agecurriculum.data.sources.DATASETS)
     cache: str = "~/.cache/agecurriculum/crops"  # aligned-crop cache (keyed by content, safe to share between runs)
@@ -215,8 +216,9 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     return config
 
 
-# The range of every numeric setting, checked by check_config before any work (a batch size of 0 used to fail with
-# a ZeroDivisionError after the data was prepared). None is allowed where the field's default type allows it.
+# The range of every numeric setting, checked by check_config before any work (so that a batch size of 0 fails at
+# once, not with a ZeroDivisionError after the data was prepared). None is allowed where the field's default type
+# allows it.
 _RANGES: dict[type, dict[str, str]] = {
     TrainerConfig: {"batch_size": ">= 1", "lr": ">= 0", "weight_decay": ">= 0", "seed": ">= 0", "num_workers": ">= 0",
                     "plateau_factor": "> 0, < 1", "plateau_patience": ">= 0", "early_stopping_patience": ">= 1",

@@ -42,6 +42,7 @@ from torch import nn
 
 from agecurriculum._version import __version__
 from agecurriculum.bins import AgeBins, representative_ages
+from agecurriculum.checks import as_int
 from agecurriculum.data.records import FEMALE, MALE
 from agecurriculum.devices import unwrap_model
 from agecurriculum.fileio import atomic_write
@@ -109,7 +110,7 @@ class Preprocessing:
     def __post_init__(self) -> None:
         # Normalised in place (a frozen dataclass): JSON gives lists and ints as floats, the backbone tuples.
         set_ = object.__setattr__
-        set_(self, "image_size", _integer(self.image_size, "image_size"))
+        set_(self, "image_size", as_int(self.image_size, "image_size"))
         set_(self, "mean", tuple(float(v) for v in self.mean))
         set_(self, "std", tuple(float(v) for v in self.std))
         set_(self, "padding", float(self.padding))
@@ -148,12 +149,6 @@ class Preprocessing:
     def photo_framing(self) -> Any:
         """How a photo is framed at prediction: ``alignment["other"]`` (None when the release does not say)."""
         return (self.alignment or {}).get("other")
-
-
-def _integer(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str, float)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
 
 
 def _jsonable(value: Any) -> Any:

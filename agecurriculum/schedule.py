@@ -28,7 +28,6 @@ import dataclasses
 import json
 import math
 import numbers
-import operator
 import os
 import warnings
 from collections import Counter
@@ -38,6 +37,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, overload
 
+from agecurriculum.checks import as_int
 from agecurriculum.fileio import atomic_write
 
 __all__ = [
@@ -57,16 +57,6 @@ RULES = (INCREASING_SCORE, MISSING_SCORE, DATASET_SUBSEQUENCE, NESTED_BINS, COMP
 
 _STAGE_KEYS = ("datasets", "bins", "epochs", "score")
 DEFAULT_WEIGHTS = (100.0, 10.0, 1.0)  # score(): gender imbalance, then age-bin imbalance, then image quality
-
-
-def _as_int(value: Any, what: str) -> int:
-    # operator.index accepts numpy integers but not 1.5 or "3"; bool is excluded because True as a bin is a bug.
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{what} must be an integer, got {value!r}") from None
 
 
 def _as_list(value: Any, what: str) -> list:
@@ -122,12 +112,12 @@ class MultiDatasetSample:
 
     def __post_init__(self) -> None:
         datasets = _dataset_names(self.datasets, "datasets")
-        bins = frozenset(_as_int(b, "bins") for b in _as_list(self.bins, "bins"))
+        bins = frozenset(as_int(b, "bins") for b in _as_list(self.bins, "bins"))
         if not bins:
             raise ValueError("bins must not be empty")
         if min(bins) < 0:
             raise ValueError(f"bins must be >= 0, got {_fmt_bins(b for b in bins if b < 0)}")
-        epochs = _as_int(self.epochs, "epochs")
+        epochs = as_int(self.epochs, "epochs")
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         score = None if self.score is None else _as_finite(self.score, "score")
@@ -242,7 +232,7 @@ def check_schedule(
     for i, stage in enumerate(stages):
         if not isinstance(stage, MultiDatasetSample):
             raise TypeError(f"stage {i} must be a MultiDatasetSample, got {type(stage).__name__}")
-    num_bins = _as_int(num_bins, "num_bins")
+    num_bins = as_int(num_bins, "num_bins")
     if num_bins < 1:
         raise ValueError(f"num_bins must be >= 1, got {num_bins}")
     universe = _resolve_datasets(stages, all_datasets)
@@ -315,7 +305,7 @@ class TrainingSchedule(Sequence[MultiDatasetSample]):
             warnings.warn(str(violation), ScheduleWarning, stacklevel=2)
         self._stages = stages
         self._violations = tuple(violations)
-        self._num_bins = operator.index(num_bins)
+        self._num_bins = as_int(num_bins, "num_bins")
         self._all_datasets = None if all_datasets is None else tuple(all_datasets)
         self._strict = bool(strict)
 
@@ -462,10 +452,10 @@ class DatasetStats:
         for key, n in self.counts.items():
             if not isinstance(key, tuple) or len(key) != 2:
                 raise ValueError(f"counts keys must be (age_bin, gender) pairs, got {key!r}")
-            age_bin, gender = _as_int(key[0], "counts age_bin"), _as_int(key[1], "counts gender")
+            age_bin, gender = as_int(key[0], "counts age_bin"), as_int(key[1], "counts gender")
             if age_bin < 0 or gender not in (0, 1):
                 raise ValueError(f"counts key {key!r} needs age_bin >= 0 and gender 0 (male) or 1 (female)")
-            n = _as_int(n, f"counts[{key!r}]")
+            n = as_int(n, f"counts[{key!r}]")
             if n < 0:
                 raise ValueError(f"counts[{key!r}] must be >= 0, got {n}")
             counts[(age_bin, gender)] = n
@@ -481,7 +471,7 @@ class DatasetStats:
         age_bins, genders = _as_list(age_bins, "age_bins"), _as_list(genders, "genders")
         if len(age_bins) != len(genders):
             raise ValueError(f"age_bins and genders differ in length: {len(age_bins)} != {len(genders)}")
-        pairs = ((_as_int(b, "age_bins"), _as_int(g, "genders")) for b, g in zip(age_bins, genders))
+        pairs = ((as_int(b, "age_bins"), as_int(g, "genders")) for b, g in zip(age_bins, genders))
         return cls(dict(Counter(pairs)), quality)
 
 

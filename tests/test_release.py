@@ -35,7 +35,7 @@ def test_preprocessing_round_trips_the_json_a_release_holds():
 
 
 def test_preprocessing_of_older_releases_and_unknown_entries():
-    old = Preprocessing.from_dict({"image_size": "112", "mean": [0, 0, 0], "std": [1, 1, 1], "later_field": 1})
+    old = Preprocessing.from_dict({"image_size": 112.0, "mean": [0, 0, 0], "std": [1, 1, 1], "later_field": 1})
     assert old.padding == 0.25 and old.alignment is None and old.photo_framing is None  # what they were made with
     assert old.image_size == 112 and old.mean == (0.0, 0.0, 0.0)
     assert old.to_dict() == {"image_size": 112, "mean": [0.0] * 3, "std": [1.0] * 3, "padding": 0.25}
@@ -44,6 +44,8 @@ def test_preprocessing_of_older_releases_and_unknown_entries():
 @pytest.mark.parametrize(("entry", "match"), [
     ({"mean": [0.5] * 3, "std": [0.5] * 3}, "my.json: preprocessing needs image_size, mean and std"),
     ({"image_size": 0, "mean": [0.5] * 3, "std": [0.5] * 3}, "my.json: preprocessing needs image_size >= 1"),
+    ({"image_size": 112.7, "mean": [0.5] * 3, "std": [0.5] * 3}, "image_size must be an integer, got 112.7"),
+    ({"image_size": "112", "mean": [0.5] * 3, "std": [0.5] * 3}, "image_size must be an integer, got '112'"),
     ({"image_size": 64, "mean": [0.5] * 2, "std": [0.5] * 3}, "3 means"),
     ({"image_size": 64, "mean": [0.5] * 3, "std": [0.5, 0.5, 0]}, "positive stds"),
     ({"image_size": 64, "mean": 0.5, "std": [0.5] * 3}, "needs image_size, mean and std"),

@@ -266,7 +266,7 @@ def test_all_datasets_and_argument_errors():
     ({"datasets": ["a"], "bins": [1.5]}, "bins"),
     ({"datasets": ["a"], "bins": [True]}, "bins"),
     ({"datasets": ["a"], "bins": [0], "epochs": 0}, "epochs"),
-    ({"datasets": ["a"], "bins": [0], "epochs": 2.0}, "epochs"),
+    ({"datasets": ["a"], "bins": [0], "epochs": 2.5}, "epochs"),  # integral floats (2.0) are integers: agecurriculum.checks
     ({"datasets": ["a"], "bins": [0], "score": float("nan")}, "score"),
     ({"datasets": ["a"], "bins": [0], "score": "1"}, "score"),
 ])
@@ -492,3 +492,14 @@ def test_presets_carry_the_papers_order_as_scores_and_eq7_checks_it(name):
     # The rule is now checked: the same stages in reverse score order break it.
     reversed_scores = [dataclasses.replace(s, score=-s.score) for s in schedule]
     assert INCREASING_SCORE in {v.rule for v in check_schedule(reversed_scores, num_bins=8)}
+
+
+def test_integers_follow_the_one_rule_of_agecurriculum_checks():
+    import numpy as np
+
+    # The same rule as bins and releases: numpy integers and integral floats count, booleans and strings do not.
+    stage = MultiDatasetSample(["a"], bins=[np.int64(0), 1.0], epochs=np.int32(2))
+    assert stage.bins == frozenset({0, 1}) and stage.epochs == 2 and type(stage.epochs) is int
+    for bad in (True, "2", 2.5):
+        with pytest.raises(ValueError, match=f"epochs must be an integer, got {bad!r}"):
+            MultiDatasetSample(["a"], bins=[0], epochs=bad)

@@ -25,8 +25,9 @@ def add_source_arguments(parser: argparse.ArgumentParser, data_group=None, used:
     ``used`` names the datasets the command uses, for the help text; default all.
     """
     names = ", ".join(DATASETS if used is None else used)
-    (data_group or parser).add_argument("--data", type=Path, metavar="ROOT", help="a folder laid out like "
-                                        f"../shared/data: every dataset found under it is used ({names})")
+    (data_group or parser).add_argument("--data", type=Path, metavar="ROOT", help="the data folder, one "
+                                        f"subfolder per dataset (docs/data.rst): every dataset found under it is used "
+                                        f"({names})")
     for name, source in DATASETS.items():
         parser.add_argument(f"--{name}", type=Path, metavar="DIR", help=f"the {name} folder ({source.layout}); "
                             "overrides the one found under --data")

@@ -11,14 +11,12 @@ import time
 from pathlib import Path
 
 from agecurriculum.cli import CLIError, describe_error
-from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image
+from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, is_image_name, load_image
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference import DEFAULT_RELEASE_DIR, UPSAMPLE_MIN_SIDE, VERIFY_BELOW, Predictor, draw_faces, face_label
 from agecurriculum.inference.predictor import BACKENDS
 from agecurriculum.inference.results import failed_result, results_json
 
-# Files a folder argument expands to (any file named explicitly is tried, whatever its name).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # Formats --draw writes as they are; anything else becomes a PNG.
 _DRAW_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -129,7 +127,8 @@ def _upsample(text: str) -> int | None:
 
 
 def _images_in(folder: str) -> list[str]:
-    paths = (p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # A folder argument expands to its image files (IMAGE_SUFFIXES); a file named explicitly is tried whatever its name.
+    paths = (p for p in Path(folder).rglob("*") if is_image_name(p.name) and p.is_file())
     return sorted(str(p) for p in paths)
 
 

@@ -21,8 +21,20 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
-    "ImageLoadError", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "ImageSource", "load_image", "read_image_bytes"
+    "ImageLoadError", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "ImageSource", "is_image_name",
+    "load_image", "read_image_bytes"
 ]
+
+# The suffixes of image files load_image reads, in lower case: what a folder of photos or a dataset's folder is
+# searched for. Files with other suffixes (.txt landmarks, .DS_Store, Thumbs.db) sit next to face images in real
+# folders; a file named explicitly is tried whatever its name.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+
+def is_image_name(name: str) -> bool:
+    """True when the file name ends in one of :data:`IMAGE_SUFFIXES` (any case)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
 
 # PIL's own default limit (about 89.5 Mpx, a 1024 MiB RGBA image / 4 / 3); far above any face photo.
 DEFAULT_MAX_PIXELS = 89_478_485

@@ -39,8 +39,8 @@ Each input gives one dict, in input order::
 A face's ``warning`` is set when its crop is featureless: the standard deviation of the crop's gray levels (ITU-R
 601 luma, 0-255) is below :data:`FEATURELESS_STD`, as for a flat colour image given with ``aligned=True``. The
 network still answers, confidently even, but the answer says nothing about a face. Real face crops are far above
-the threshold (the lowest of the UTKFace, FairFace validation, Adience and MORPH-II crops in ``../shared/data``
-was 9.0, the 1st percentile 18).
+the threshold (over the UTKFace, FairFace validation, Adience and MORPH-II crops the lowest was 9.0, the 1st
+percentile 18).
 
 Faces are ordered by detection score, best first. ``rep_ages`` are the release's representative bin ages (see
 :class:`~agecurriculum.inference.ReleaseInfo`); the expected age is a smooth summary of the bin probabilities, and
@@ -104,7 +104,7 @@ class Predictor:
             chooses per photo (:class:`~agecurriculum.inference.FaceFinder`); 0 finds faces down to about 80 px,
             1 down to about 40 px at about 4x the time.
         verify_below: only boxes scoring below this are re-checked (:data:`~agecurriculum.inference.VERIFY_BELOW`);
-            ``math.inf`` re-checks every box (what the default did up to 0.1.0).
+            ``math.inf`` re-checks every box.
         verify_lone: also re-check a doubtful box that is alone in its photo (default False: the CNN checks only
             photos where the HOG search found several boxes; see :class:`~agecurriculum.inference.FaceFinder`).
         max_bytes: largest image file read, in bytes (see :func:`~agecurriculum.data.images.load_image`); a

@@ -8,20 +8,14 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from agecurriculum.data.images import IMAGE_SUFFIXES, is_image_name  # re-exported: the loaders' helpers
 from agecurriculum.data.records import CleaningReport
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_PLAUSIBLE_AGE", "folder_files", "is_image_name", "read_table", "table_rows",
            "ImageIndex"]
 
-# Files with other suffixes (.txt landmarks, .DS_Store, Thumbs.db) sit next to face images in the real folders.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 # No verified human age exceeds 122; anything above this is a typo, not an old face.
 MAX_PLAUSIBLE_AGE = 120
-
-
-def is_image_name(name: str) -> bool:
-    """True when the file name ends in an image suffix (any case)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 def read_table(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agecurriculum.bins import MAX_AGE
-from agecurriculum.data.records import CleaningReport, FaceRecord, LoadResult
+from agecurriculum.data.records import FEMALE, MALE, CleaningReport, FaceRecord, LoadResult
 from agecurriculum.data.sources.common import ImageIndex, read_table, table_rows
 
 __all__ = ["FAIRFACE_AGES", "FAIRFACE_TABLES", "load_fairface"]
@@ -21,7 +21,7 @@ FAIRFACE_AGES = {
     "0-2": (0, 2), "3-9": (3, 9), "10-19": (10, 19), "20-29": (20, 29), "30-39": (30, 39), "40-49": (40, 49),
     "50-59": (50, 59), "60-69": (60, 69), "more than 70": (70, MAX_AGE),
 }
-_GENDERS = {"male": 0, "female": 1}
+_GENDERS = {"male": MALE, "female": FEMALE}
 
 
 def load_fairface(root: str | Path, csv: str = "fairface_label_val.csv", require_images: bool = True) -> LoadResult:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agecurriculum.data.records import CleaningReport, FaceRecord, LoadResult
+from agecurriculum.data.records import FEMALE, MALE, CleaningReport, FaceRecord, LoadResult
 from agecurriculum.data.sources.common import MAX_PLAUSIBLE_AGE, ImageIndex, read_table, table_rows
 
 __all__ = ["parse_gender", "load_csv"]
 
-_GENDERS = {"0": 0, "m": 0, "male": 0, "1": 1, "f": 1, "female": 1, "": None}
+_GENDERS = {"0": MALE, "m": MALE, "male": MALE, "1": FEMALE, "f": FEMALE, "female": FEMALE, "": None}
 _UNKNOWN = object()  # parse_gender's answer for a cell it cannot read (None already means "unknown gender")
 
 
