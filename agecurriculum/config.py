@@ -20,6 +20,7 @@ import yaml
 from agecurriculum.adaptive import AdaptiveSettings
 from agecurriculum.data.sources import DATASETS
 from agecurriculum.data.splits import check_fractions
+from agecurriculum.model.classifier import ModelConfig  # the model section lives with the model it builds
 
 __all__ = ["AdaptiveSettings", "BALANCE_MODES", "CONDITIONING_MODES", "MONITOR_SCOPES", "SAMPLING_MODES", "DataConfig", "ModelConfig",
            "RunConfig", "TrainerConfig", "apply_overrides", "check_config", "load_config", "settings_help"]
@@ -85,19 +86,6 @@ class DataConfig:
     # copy per image) | ratio (cut to the median, augment only bins below median / 3.5, up to it) | sampler (draw age
     # bins equally) | none
     preprocess_workers: int = 2  # processes for face detection and alignment (0: in the training process)
-
-
-@dataclass
-class ModelConfig:
-    """The DualClassifier."""
-
-    backbone: str = "efficientnet-lite0"  # any name from agecurriculum.list_backbones()
-    pretrained: bool = True  # start from ImageNet weights (offline for Lite0-2, downloaded for B0-B7)
-    bottleneck_dim: int = 512  # width of the shared bottleneck layer
-    dropout: float = 0.3  # dropout after the bottleneck
-    conditioning: str = "soft"  # how the age head sees the gender: hard (the paper's: one-hot of the predicted
-    # gender, no gradient into the gender head from the age loss) | soft (the gender softmax, as the shipped model)
-    init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
 
 
 @dataclass

@@ -130,3 +130,17 @@ def test_conditioning_round_trips_and_a_config_without_it_is_soft():
     # A release written before the setting existed has no such key: it was trained soft, and loads so.
     old = {k: v for k, v in cfg.items() if k != "conditioning"}
     assert DualClassifier.from_config(old).head.conditioning == "soft"
+
+
+def test_from_model_config_builds_what_the_run_section_says():
+    from agecurriculum.config import ModelConfig as FromConfig
+    from agecurriculum.model import ModelConfig
+
+    assert FromConfig is ModelConfig  # one class: the run config's model section is the model's own
+    cfg = ModelConfig(backbone="efficientnet-lite0", pretrained=False, bottleneck_dim=24, dropout=0.1,
+                      conditioning="hard", init_from="ignored/here")
+    model = DualClassifier.from_model_config(cfg, 5)
+    assert model.config() == {**DualClassifier(age_classes=5, pretrained=False, bottleneck_dim=24, dropout=0.1,
+                                               conditioning="hard").config()}
+    assert model.head.conditioning == "hard" and model.config()["age_classes"] == 5
+    assert DualClassifier.from_model_config(ModelConfig(), 8, pretrained=False).config()["pretrained"] is False

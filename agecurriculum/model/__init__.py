@@ -9,7 +9,7 @@ from agecurriculum.model.backbones import (
     lite_weights_path,
     register_backbone,
 )
-from agecurriculum.model.classifier import DualClassifier
+from agecurriculum.model.classifier import DualClassifier, ModelConfig
 from agecurriculum.model.efficientnet_lite import EfficientNetLite
 from agecurriculum.model.ensemble import EnsembleClassifier, classifier_from_config, member_configs
 from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
@@ -23,6 +23,7 @@ __all__ = [
     "EnsembleClassifier",
     "GenderConditionedHead",
     "HeadOutput",
+    "ModelConfig",
     "ResizedInput",
     "classifier_from_config",
     "create_backbone",

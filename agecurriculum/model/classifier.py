@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,20 @@ from torch import nn
 
 from agecurriculum.model.backbones import create_backbone
 from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
+
+
+@dataclass
+class ModelConfig:
+    """A run's ``model`` section: the DualClassifier to build (:meth:`DualClassifier.from_model_config`) and where
+    its first weights come from."""
+
+    backbone: str = "efficientnet-lite0"  # any name from agecurriculum.list_backbones()
+    pretrained: bool = True  # start from ImageNet weights (offline for Lite0-2, downloaded for B0-B7)
+    bottleneck_dim: int = 512  # width of the shared bottleneck layer
+    dropout: float = 0.3  # dropout after the bottleneck
+    conditioning: str = "soft"  # how the age head sees the gender: hard (the paper's: one-hot of the predicted
+    # gender, no gradient into the gender head from the age loss) | soft (the gender softmax, as the shipped model)
+    init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
 
 
 class DualClassifier(nn.Module):
@@ -96,6 +111,22 @@ class DualClassifier(nn.Module):
         if self._custom_frozen:
             self.backbone.eval()  # frozen BatchNorm statistics must not drift; see Backbone.freeze
         return self
+
+    @classmethod
+    def from_model_config(cls, cfg: ModelConfig, age_classes: int, **overrides: Any) -> DualClassifier:
+        """The model a run's ``model`` section describes, for ``age_classes`` age bins.
+
+        ``cfg.init_from`` is not read here: the run loads those weights into the model afterwards.
+
+        Args:
+            cfg: the section.
+            age_classes: the number of age bins.
+            **overrides: constructor arguments replacing the section's, e.g. ``pretrained=False`` when trained
+                weights are loaded next anyway.
+        """
+        args = {"backbone": cfg.backbone, "pretrained": cfg.pretrained, "bottleneck_dim": cfg.bottleneck_dim,
+                "dropout": cfg.dropout, "conditioning": cfg.conditioning}
+        return cls(age_classes=age_classes, **{**args, **overrides})
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments as a JSON-able dict (``backbone`` is ``None`` for a custom module)."""

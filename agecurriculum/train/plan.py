@@ -85,9 +85,7 @@ def describe_run(config: RunConfig) -> list[str]:
         warnings.simplefilter("always", ScheduleWarning)
         schedule = build_curriculum(config, num_bins)
     broken = [str(w.message) for w in caught if issubclass(w.category, ScheduleWarning)]
-    model = DualClassifier(age_classes=num_bins, backbone=config.model.backbone, pretrained=False,
-                           bottleneck_dim=config.model.bottleneck_dim, dropout=config.model.dropout,
-                           conditioning=config.model.conditioning)
+    model = DualClassifier.from_model_config(config.model, num_bins, pretrained=False)
     params = sum(p.numel() for p in model.parameters())
     m, d, t = config.model, config.data, config.trainer
     lines = [

@@ -394,9 +394,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
         raise ValueError(f"schedule: dataset(s) {empty} have no training images left after preprocessing")
     # The head's initial weights and dropout draw from torch's global generator; seed it so a run repeats.
     torch.manual_seed(config.trainer.seed)
-    model = DualClassifier(age_classes=len(prepared.bins), backbone=config.model.backbone,
-                           pretrained=config.model.pretrained, bottleneck_dim=config.model.bottleneck_dim,
-                           dropout=config.model.dropout, conditioning=config.model.conditioning)
+    model = DualClassifier.from_model_config(config.model, len(prepared.bins))
     if config.model.init_from:  # a resumed run's checkpoint replaces these weights again in trainer.fit
         _load_initial_weights(model, Path(config.model.init_from), prepared.bins)
     spec = model.backbone.spec
@@ -524,9 +522,7 @@ def _load_teacher(path: Path, bins: AgeBins, preprocessing: Preprocessing) -> to
 def _model_from_checkpoint(path: Path, config: RunConfig, num_bins: int) -> DualClassifier:
     # A training checkpoint holds weights only; the architecture comes from the run's configuration.
     state = load_checkpoint(path)
-    model = DualClassifier(age_classes=num_bins, backbone=config.model.backbone, pretrained=False,
-                           bottleneck_dim=config.model.bottleneck_dim, dropout=config.model.dropout,
-                           conditioning=config.model.conditioning)
+    model = DualClassifier.from_model_config(config.model, num_bins, pretrained=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
