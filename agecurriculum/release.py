@@ -261,7 +261,7 @@ def check_release_config(config: Any, source: str) -> dict[str, Any]:
     return config
 
 
-def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier | EnsembleClassifier, dict[str, Any]]:
+def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier | EnsembleClassifier, ReleaseInfo]:
     """Rebuilds a released model in eval mode, on the CPU, in float32 (whatever type the weights are stored in).
 
     Args:
@@ -270,12 +270,12 @@ def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier
             member), e.g. ``backbone=module`` for a model saved with a custom backbone.
 
     Returns:
-        ``(model, config)`` with ``config`` the parsed ``config.json`` (:meth:`ReleaseInfo.from_config` reads it;
-        ``AgeBins.from_dict(config["age_bins"])`` gives the bins back).
+        ``(model, info)``: the model and its :class:`ReleaseInfo` (bins, representative ages, preprocessing,
+        temperatures; ``info.config`` is the parsed ``config.json``).
 
     Raises:
         FileNotFoundError: a release file is missing (the message names it).
-        ValueError: a file is unreadable or does not fit the model; the message names it.
+        ValueError: a file is unreadable, malformed or does not fit the model; the message names it.
     """
     path_dir = Path(path_dir)
     config_path, weights_path = path_dir / RELEASE_CONFIG, path_dir / RELEASE_WEIGHTS
@@ -283,13 +283,14 @@ def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier
         if not path.is_file():
             raise FileNotFoundError(f"release file not found: {path}")
     config = read_release_config(path_dir)
+    info = ReleaseInfo.from_config(config, str(config_path))  # a malformed config fails before the weights load
     # The weights come from the release: never download or read the backbone's original ones.
     model = classifier_from_config(config["model"], **{"pretrained": False, "weights_path": None, **overrides})
     try:
         model.load_state_dict(safetensors.torch.load_file(weights_path))
     except Exception as e:  # safetensors' own error for a corrupt file; RuntimeError for mismatched keys/shapes
         raise ValueError(f"{weights_path}: cannot load the weights into the model of {config_path}: {e}") from e
-    return model.eval(), config
+    return model.eval(), info
 
 
 @dataclass(frozen=True)
@@ -300,13 +301,16 @@ class ReleaseInfo:
         bins: the age bins the age head predicts, in class order.
         rep_ages: ``(K,)`` representative age of each bin in years: the expected age of a face is
             ``sum_k age_probs[k] * rep_ages[k]``. Taken from the release's ``extra.rep_ages`` (``agecurriculum
-            train`` stores the mean training age in each bin); a release without them uses
-            :func:`~agecurriculum.bins.representative_ages` of the bins (midpoints, last bin's lower end + 10).
+            train`` stores them); a release without them uses :func:`~agecurriculum.bins.representative_ages` of
+            the bins (midpoints, last bin's lower end + 10), in ``predict`` and ``evaluate`` alike.
         preprocessing: the release's :class:`Preprocessing` (also reachable as :attr:`image_size`,
             :attr:`padding`, :attr:`mean` and :attr:`std`).
         config: the whole release config.
         temperature: ``{"gender": T, "age": T}``, the calibration temperature of each head's probabilities, from
             the release's ``extra.temperature``; 1.0 (no change) for a head it does not name, or without it.
+        rep_ages_method: how ``rep_ages`` were chosen: ``extra.rep_ages_method`` (``train_mean`` for a release
+            that has rep_ages and does not say), or ``midpoints`` for a release without them.
+        datasets: the datasets it was trained on (``extra.datasets``; empty when it does not say).
     """
 
     bins: AgeBins
@@ -314,6 +318,8 @@ class ReleaseInfo:
     preprocessing: Preprocessing
     config: Mapping[str, Any]
     temperature: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(TEMPERATURE_HEADS, 1.0))
+    rep_ages_method: str = "midpoints"
+    datasets: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], source: str = "release config") -> ReleaseInfo:
@@ -332,11 +338,49 @@ class ReleaseInfo:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{source}: age_bins missing or malformed: {e}") from e
         preprocessing = Preprocessing.from_dict(config.get("preprocessing"), source)
-        rep = (config.get("extra") or {}).get("rep_ages")
+        extra = config.get("extra") or {}
+        rep = extra.get("rep_ages")
         rep_ages = representative_ages(bins) if rep is None else np.asarray(rep, dtype=float)
         if rep_ages.shape != (len(bins),):
             raise ValueError(f"{source}: extra.rep_ages has {rep_ages.size} values for {len(bins)} age bins")
-        return cls(bins, rep_ages, preprocessing, config, _temperature(config, source))
+        method = "midpoints" if rep is None else str(extra.get("rep_ages_method", "train_mean"))
+        datasets = tuple(str(d) for d in extra.get("datasets") or ())
+        return cls(bins, rep_ages, preprocessing, config, _temperature(config, source), method, datasets)
+
+    @property
+    def extra(self) -> Mapping[str, Any]:
+        """The release's ``extra`` entry (what training recorded beyond the fields above), empty when absent."""
+        return self.config.get("extra") or {}
+
+    def check_compatible(self, bins: AgeBins, preprocessing: Preprocessing | None = None, *, source: str,
+                         against: str, hint: str = "", any_image_size: bool = False) -> None:
+        """Raises ValueError unless this release predicts ``bins`` and reads faces as ``preprocessing`` says.
+
+        The one check behind every use of a release next to other data or models: a fine-tuning start
+        (``model.init_from``), a distillation teacher, the members of an ensemble, the two sides of the gate.
+
+        Args:
+            bins: the bins it must predict.
+            preprocessing: what its input must be (None: not checked); see :func:`preprocessing_mismatch`.
+            source: names this release in the message (its folder).
+            against: names the other side, e.g. ``"this run"`` or another release's folder.
+            hint: appended to a bins message, e.g. how to set the run's bins.
+            any_image_size: the image size may differ (a teacher reads its student's batches resized).
+
+        Raises:
+            ValueError: ``"{source}: predicts the age bins [...], {against} [...]"`` or
+                ``"{source}: preprocessing.{key} is {value!r}, {against} has {value!r}"``.
+        """
+        if self.bins.groups != bins.groups:
+            raise ValueError(f"{source}: predicts the age bins {self.bins.labels()}, {against} "
+                             f"{bins.labels()}{hint}")
+        if preprocessing is None:
+            return
+        theirs = dataclasses.replace(preprocessing, image_size=self.image_size) if any_image_size else preprocessing
+        key = preprocessing_mismatch(self.preprocessing, theirs)
+        if key is not None:
+            mine, other = self.preprocessing.to_dict().get(key), theirs.to_dict().get(key)
+            raise ValueError(f"{source}: preprocessing.{key} is {mine!r}, {against} has {other!r}")
 
     @property
     def image_size(self) -> int:

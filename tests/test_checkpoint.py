@@ -217,13 +217,14 @@ def test_release_round_trip_gives_identical_outputs(tmp_path):
     model = DualClassifier(backbone="efficientnet-lite0", bottleneck_dim=16).eval()
     preprocessing = {"image_size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "alignment": {"eyes": 0.35}}
     save_release(model, tmp_path / "release", PAPER_BINS, preprocessing, extra={"trained_on": ["utkface"]})
-    loaded, config = load_release(tmp_path / "release")
+    loaded, info = load_release(tmp_path / "release")
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         for expected, got in zip(model(images), loaded(images)):
             assert torch.equal(expected, got)
     assert not loaded.training
-    assert AgeBins.from_dict(config["age_bins"]) == PAPER_BINS
+    config = info.config
+    assert info.bins == AgeBins.from_dict(config["age_bins"]) == PAPER_BINS
     assert config["preprocessing"] == preprocessing and config["extra"] == {"trained_on": ["utkface"]}
     assert config["model"]["backbone"] == "efficientnet-lite0" and "library_version" in config
     on_disk = json.loads((tmp_path / "release" / "config.json").read_text())
@@ -236,7 +237,7 @@ def test_release_errors(tmp_path):
         save_release(model, tmp_path / "r", PAPER_BINS, {})
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_release(tmp_path / "nothing")
-    save_release(model, tmp_path / "r", AgeBins((10, 20)), {"image_size": 64})
+    save_release(model, tmp_path / "r", AgeBins((10, 20)), {"image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3})
     (tmp_path / "r" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ValueError, match="model.safetensors"):
         load_release(tmp_path / "r")

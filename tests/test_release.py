@@ -98,11 +98,13 @@ def test_a_release_written_before_padding_and_alignment_were_recorded_still_pred
     config["preprocessing"] = {k: config["preprocessing"][k] for k in ("image_size", "mean", "std")}
     config["extra"] = {}
     (old / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    model, loaded = load_release(old)
-    assert loaded == config and not model.training
-    info = ReleaseInfo.from_config(loaded)
+    model, info = load_release(old)
+    assert info.config == config and not model.training
+    assert info.bins == ReleaseInfo.from_config(config).bins
     assert info.padding == 0.25 and info.preprocessing.alignment is None
+    # Without rep_ages: the bins' midpoints, in predict and evaluate alike (one rule), and it says so.
     np.testing.assert_array_equal(info.rep_ages, [1.0, 4.5, 10.5, 19.0, 29.0, 40.0, 52.5, 70.0])
+    assert info.rep_ages_method == "midpoints" and info.datasets == ()
     crop = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
     [result] = Predictor.from_release(old, backend="torch", verify=False).predict([crop], aligned=True)
     [face] = result["faces"]

@@ -247,7 +247,7 @@ def test_distil_from_a_release(tmp_path, data_root, capsys):
 
     capsys.readouterr()
     for setting, message in ((["--set", "bins=[3, 7, 14, 24, 33, 43, 53]"], "predicts the age bins"),
-                             (["--set", "data.padding=0.5"], "preprocessing padding=0.25"),
+                             (["--set", "data.padding=0.5"], "preprocessing.padding is 0.25, this run"),
                              (["--set", "distill_weight=2"], "distill_weight: must be >= 0, <= 1, got 2.0")):
         out = tmp_path / f"bad{len(message)}"
         assert main(["train", *common, "--set", f"out_dir={out}", "--set", f"teacher={teacher / 'release'}",

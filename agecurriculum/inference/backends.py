@@ -42,7 +42,8 @@ class TorchBackend:
 
     def __init__(self, release_dir: str | Path, device: str | torch.device = "cpu") -> None:
         self.device = resolve_device(device)  # before the weights load: a bad --device fails at once
-        self.model, self.config = load_release(release_dir)
+        self.model, info = load_release(release_dir)
+        self.config = dict(info.config)
         self.model.to(self.device)
 
     @torch.no_grad()

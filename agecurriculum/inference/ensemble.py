@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from agecurriculum.model import EnsembleClassifier
-from agecurriculum.release import ReleaseInfo, load_release, preprocessing_mismatch, save_release
+from agecurriculum.release import load_release, save_release
 
 __all__ = ["ensemble_releases"]
 
@@ -41,28 +41,19 @@ def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
     """
     if len(release_dirs) < 2:
         raise ValueError(f"an ensemble needs at least two releases, got {len(release_dirs)}")
-    members, configs, infos = [], [], []
+    members, infos = [], []
     for path in release_dirs:
-        model, config = load_release(path)
+        model, info = load_release(path)
         if isinstance(model, EnsembleClassifier):
             raise ValueError(f"{path}: is an ensemble already; list the releases it was made of instead")
-        infos.append(ReleaseInfo.from_config(config, str(path)))  # fails early, naming the file, if unusable
         members.append(model)
-        configs.append(config)
+        infos.append(info)
     first, first_path = infos[0], release_dirs[0]
     bins = first.bins
-    for path, info in zip(release_dirs[1:], infos[1:], strict=True):
-        if info.bins.groups != bins.groups:
-            raise ValueError(f"{path}: predicts the age bins {info.bins.labels()}, {first_path} predicts "
-                             f"{bins.labels()}; an ensemble's members share their bins")
-        key = preprocessing_mismatch(info.preprocessing, first.preprocessing)
-        if key is not None:
-            mine, theirs = info.preprocessing.to_dict().get(key), first.preprocessing.to_dict().get(key)
-            raise ValueError(f"{path}: preprocessing.{key} is {mine!r}, {first_path} has {theirs!r}; an "
-                             "ensemble's members must take the same input")
-    extra = {"members": [{"release": str(path), **config.get("extra", {})}
-                         for path, config in zip(release_dirs, configs, strict=True)]}
-    reps = [config.get("extra", {}).get("rep_ages") for config in configs]
+    for path, info in zip(release_dirs[1:], infos[1:], strict=True):  # an ensemble's members take the same input
+        info.check_compatible(bins, first.preprocessing, source=str(path), against=str(first_path))
+    extra = {"members": [{"release": str(path), **info.extra} for path, info in zip(release_dirs, infos, strict=True)]}
+    reps = [info.extra.get("rep_ages") for info in infos]
     if all(rep is not None for rep in reps):
         # Each is the mean training age per bin of its run; runs over the same data give the same values.
         extra["rep_ages"] = [float(a) for a in np.mean(np.asarray(reps, dtype=float), axis=0)]

@@ -25,7 +25,7 @@ from torch import nn
 
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
-from agecurriculum.release import RELEASE_CONFIG, RELEASE_WEIGHTS, ReleaseInfo, load_release
+from agecurriculum.release import RELEASE_CONFIG, RELEASE_WEIGHTS, load_release
 
 __all__ = ["cached_onnx", "default_onnx_cache", "export_onnx"]
 
@@ -58,8 +58,7 @@ def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
     """
     import onnx  # here: only export needs it
 
-    model, config = load_release(release_dir)
-    info = ReleaseInfo.from_config(config, str(release_dir))
+    model, info = load_release(release_dir)
     example = torch.zeros(2, 3, info.image_size, info.image_size)
     program = torch.onnx.export(
         _Probabilities(model).eval(), (example,), dynamo=True, verbose=False, external_data=False,
@@ -67,7 +66,7 @@ def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
         dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
     )
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, {ONNX_RELEASE_KEY: json.dumps(config, allow_nan=False)})
+    onnx.helper.set_model_props(proto, {ONNX_RELEASE_KEY: json.dumps(info.config, allow_nan=False)})
     proto.doc_string = (f"agecurriculum age-group and gender classifier. Input {ONNX_INPUT}: (N, 3, {info.image_size}, "
                         f"{info.image_size}) float32, RGB in [0, 1] normalised with mean {list(info.mean)} and std "
                         f"{list(info.std)}. Outputs {ONNX_OUTPUTS[0]} (N, {len(info.bins)}) over the age bins "

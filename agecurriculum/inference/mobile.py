@@ -30,7 +30,7 @@ import torch
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
 from agecurriculum.inference.export import _Probabilities
-from agecurriculum.release import ReleaseInfo, load_release
+from agecurriculum.release import load_release
 
 __all__ = ["COREML_MAX_BATCH", "ORT_TARGET_PLATFORM", "convert_to_ort", "export_coreml", "model_bytes"]
 
@@ -117,8 +117,7 @@ def export_coreml(release_dir: str | Path, out_path: str | Path) -> Path:
             import coremltools as ct
         except ImportError as e:
             raise ImportError(f"CoreML export needs coremltools ({e}): pip install 'agecurriculum[coreml]'") from e
-    model, config = load_release(release_dir)
-    info = ReleaseInfo.from_config(config, str(release_dir))
+    model, info = load_release(release_dir)
     example = torch.zeros(2, 3, info.image_size, info.image_size)
     try:
         program = torch.export.export(_Probabilities(model).eval(), (example,), dynamic_shapes=(
@@ -136,7 +135,7 @@ def export_coreml(release_dir: str | Path, out_path: str | Path) -> Path:
                            f"(torch {torch.__version__}): {type(e).__name__}: {str(e).strip().splitlines()[0]}") from e
     mlmodel.short_description = (f"agecurriculum age-group and gender classifier: {len(info.bins)} age bins "
                                   f"{info.bins.labels()}, gender 0 male 1 female")
-    mlmodel.user_defined_metadata[ONNX_RELEASE_KEY] = json.dumps(config, allow_nan=False)
+    mlmodel.user_defined_metadata[ONNX_RELEASE_KEY] = json.dumps(info.config, allow_nan=False)
     _replace_folder(out_path, mlmodel.save)
     return out_path
 

@@ -39,7 +39,7 @@ def model_info(predictor: Predictor, release: Path, backend: str) -> dict[str, A
         "genders": [GENDER_NAMES[k] for k in sorted(GENDER_NAMES)],  # class order
         "preprocessing": info.preprocessing.to_dict(),
         "temperature": dict(info.temperature),
-        "datasets": list((info.config.get("extra") or {}).get("datasets") or []),
+        "datasets": list(info.datasets),
         "model_card": model_card_summary(card_dir / MODEL_CARD),
     }
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS, AgeBins
+from agecurriculum.bins import ADIENCE_GROUPS, PAPER_BINS
 from agecurriculum.config import RunConfig
 from agecurriculum.data.datasets import FaceDataset
 from agecurriculum.data.records import FaceRecord
@@ -269,7 +269,7 @@ def _unusable(coverage: dict[str, dict[str, int]], key: str, where: str) -> str 
 def _score(release_dir: Path, test_set: FaceDataset, resolved: dict[str, ResolvedSplit], batch_size: int,
            device: str) -> dict[str, float]:
     """The fold's metrics on its test lists, from the released model."""
-    model, meta = load_release(release_dir)
+    model, info = load_release(release_dir)
     pred = predict_dataset(model, test_set, batch_size=batch_size, device=device)
     index = {record: i for i, record in enumerate(test_set.records)}
     picked = {}
@@ -278,7 +278,7 @@ def _score(release_dir: Path, test_set: FaceDataset, resolved: dict[str, Resolve
         pairs = [(index[r], label) for r, label in zip(lst.records, lst.labels, strict=True) if r in index]
         picked[task] = (np.array([i for i, _ in pairs], dtype=np.int64), [label for _, label in pairs])
     age_index, age_labels = picked["age"]
-    age = adience_protocol(pred.select(age_index), AgeBins.from_dict(meta["age_bins"]), age_labels)
+    age = adience_protocol(pred.select(age_index), info.bins, age_labels)
     gender_index, gender_labels = picked["gender"]
     gender = accuracy(pred.gender_probs[gender_index], np.array(gender_labels, dtype=np.int64))
     return {"age_accuracy": age["accuracy"], "one_off": age["one_off"], "gender_accuracy": gender,

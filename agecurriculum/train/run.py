@@ -54,8 +54,7 @@ from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.ensemble import EnsembleClassifier
 from agecurriculum.model.resized_input import ResizedInput
-from agecurriculum.release import (RELEASE_CONFIG, Preprocessing, ReleaseInfo, load_release, preprocessing_mismatch,
-                                   save_release)
+from agecurriculum.release import RELEASE_CONFIG, Preprocessing, load_release, save_release
 from agecurriculum.schedule import PRESETS, TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
 from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint
@@ -85,6 +84,8 @@ class PreparedData:
             left out.
         test_sets: dataset name -> test dataset (evaluation transform).
         failures: dataset name -> {reason: count} of images dropped by the face pipeline.
+        preprocessing: what every image went through before the network (size, normalisation, framing): the
+            one record of it, which the transforms were built from and a release of this data carries.
         train_ages: exact ages of all training images (the mean of those in the open last bin represents it).
     """
 
@@ -93,6 +94,7 @@ class PreparedData:
     train_sets: dict[str, Dataset]
     val_sets: dict[str, FaceDataset]
     test_sets: dict[str, FaceDataset]
+    preprocessing: Preprocessing
     failures: dict[str, dict[str, int]] = field(default_factory=dict)
     train_ages: list[int] = field(default_factory=list)
 
@@ -203,8 +205,9 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
         sources[name] = CachedCrops(cache, aligner, mode)
     bins = bins or _resolve_bins(config, splits)
     spec = _backbone_spec(config.model.backbone)
-    train_tf = train_transform(data.image_size, spec.mean, spec.std)
-    eval_tf = eval_transform(data.image_size, spec.mean, spec.std)
+    pre = Preprocessing(data.image_size, spec.mean, spec.std, data.padding, alignment_record())
+    train_tf = train_transform(pre.image_size, pre.mean, pre.std)
+    eval_tf = eval_transform(pre.image_size, pre.mean, pre.std)
     train_sets, val_sets, test_sets = {}, {}, {}
     for name, split in splits.items():
         train = FaceDataset(split.train, bins, sources[name], train_tf, straddle=data.straddle)
@@ -216,7 +219,7 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
             val_sets[name] = FaceDataset(split.val, bins, sources[name], eval_tf, straddle=data.straddle)
         test_sets[name] = FaceDataset(split.test, bins, sources[name], eval_tf, straddle=data.straddle)
     train_ages = [r.exact_age for s in splits.values() for r in s.train if r.exact_age is not None]
-    return PreparedData(bins, splits, train_sets, val_sets, test_sets, failures, train_ages)
+    return PreparedData(bins, splits, train_sets, val_sets, test_sets, pre, failures, train_ages)
 
 
 def add_mixed(prepared: PreparedData, order: Sequence[str] | None = None) -> None:
@@ -320,18 +323,9 @@ def evaluate_release(release_dir: str | Path, prepared: PreparedData, config: Ru
     """
     if part not in EVALUATION_PARTS:
         raise ValueError(f"part: expected one of {', '.join(EVALUATION_PARTS)}, got {part!r}")
-    model, meta = load_release(release_dir)
-    rep_ages, method = _release_rep_ages(meta, prepared)
-    return _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part)
-
-
-def _release_rep_ages(meta: Mapping[str, Any], prepared: PreparedData) -> tuple[list[float], str]:
-    """The representative ages a release was shipped with and how they were chosen; for an older release without
-    them, the training split's mean age of every bin."""
-    extra = meta.get("extra", {})
-    if extra.get("rep_ages"):
-        return extra["rep_ages"], extra.get("rep_ages_method", "train_mean")
-    return list(representative_ages(prepared.bins, prepared.train_ages)), "train_mean"
+    model, info = load_release(release_dir)
+    return _evaluate(model, prepared, list(info.rep_ages), config.trainer.batch_size, config.trainer.device,
+                     info.rep_ages_method, part)
 
 
 def _prepare_on_rank0_first(config: RunConfig) -> PreparedData:
@@ -397,8 +391,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     model = DualClassifier.from_model_config(config.model, len(prepared.bins))
     if config.model.init_from:  # a resumed run's checkpoint replaces these weights again in trainer.fit
         _load_initial_weights(model, Path(config.model.init_from), prepared.bins)
-    spec = model.backbone.spec
-    preprocessing = Preprocessing(config.data.image_size, spec.mean, spec.std, config.data.padding, alignment_record())
+    preprocessing = prepared.preprocessing  # the one the data went through: the release records it
     teacher = _load_teacher(Path(config.teacher), prepared.bins, preprocessing) if config.teacher else None
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -478,14 +471,12 @@ def _calibration(config: RunConfig, model: DualClassifier, prepared: PreparedDat
 def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> None:
     # Fine-tuning starts from trained weights; a release also says which bins its age head predicts.
     if path.is_dir():
-        trained, release_config = load_release(path)
+        trained, info = load_release(path)
         if isinstance(trained, EnsembleClassifier):
             raise ValueError(f"model.init_from: {path} is an ensemble release; start from one of the releases it "
                              "was made of")
-        trained_bins = AgeBins.from_dict(release_config["age_bins"])
-        if trained_bins.groups != bins.groups:
-            raise ValueError(f"model.init_from: {path} predicts the age bins {trained_bins.groups}, this run uses "
-                             f"{bins.groups}; set bins to the release's boundaries {list(trained_bins.boundaries)}")
+        info.check_compatible(bins, source=f"model.init_from: {path}", against="this run uses",
+                              hint=f"; set bins to the release's boundaries {list(info.bins.boundaries)}")
         state = trained.state_dict()
     else:
         state = load_checkpoint(path)["model"]
@@ -499,23 +490,16 @@ def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> N
 def _load_teacher(path: Path, bins: AgeBins, preprocessing: Preprocessing) -> torch.nn.Module:
     # The teacher sees the student's batches: it must read them as it was trained to and answer in the same bins.
     try:
-        teacher, release_config = load_release(path)
+        teacher, info = load_release(path)
     except (FileNotFoundError, ValueError) as e:
         raise ValueError(f"teacher: {e}") from e
-    teacher_bins = AgeBins.from_dict(release_config["age_bins"])
-    if teacher_bins.groups != bins.groups:
-        raise ValueError(f"teacher: {path} predicts the age bins {teacher_bins.groups}, this run uses {bins.groups}; "
-                         f"set bins to the teacher's boundaries {list(teacher_bins.boundaries)}")
-    theirs = Preprocessing.from_dict(release_config["preprocessing"], f"teacher: {path}")
     # The image size may differ: crops of one face at two sizes show the same region, so the teacher gets the
     # student's batches resized to its own size. Padding, alignment and normalisation cannot be undone that way.
-    key = preprocessing_mismatch(theirs, replace(preprocessing, image_size=theirs.image_size))
-    if key is not None:
-        raise ValueError(f"teacher: {path} was trained with preprocessing {key}={theirs.to_dict().get(key)!r}, "
-                         f"this run uses {preprocessing.to_dict().get(key)!r} (data.padding, the backbone's "
-                         "mean/std, alignment)")
-    if theirs.image_size != preprocessing.image_size:
-        teacher = ResizedInput(teacher, theirs.image_size).eval()
+    info.check_compatible(bins, preprocessing, source=f"teacher: {path}", against="this run (data.padding, the "
+                          "backbone's mean/std, alignment)", any_image_size=True,
+                          hint=f"; set bins to the teacher's boundaries {list(info.bins.boundaries)}")
+    if info.image_size != preprocessing.image_size:
+        teacher = ResizedInput(teacher, info.image_size).eval()
     return teacher
 
 
@@ -578,10 +562,9 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
         if not (release / RELEASE_CONFIG).is_file():
             raise FileNotFoundError(f"{path}: no release (config.json and model.safetensors) in it or in its "
                                     "release/")
-        model, meta = load_release(release)
-        bins = AgeBins.from_dict(meta["age_bins"])
-        prepared = prepare_data(config, bins=bins)
-        rep_ages, method = _release_rep_ages(meta, prepared)
+        model, info = load_release(release)
+        prepared = prepare_data(config, bins=info.bins)
+        rep_ages, method = list(info.rep_ages), info.rep_ages_method
     report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part,
                        flip)
     if out_dir is not None:
@@ -615,35 +598,30 @@ def compare_releases(candidate: str | Path, baseline: str | Path, config: RunCon
     if part not in EVALUATION_PARTS:
         raise ValueError(f"part: expected one of {', '.join(EVALUATION_PARTS)}, got {part!r}")
     prepared_by_framing: dict[tuple[int, float], PreparedData] = {}
-    sides, keyed = [], []
+    infos, keyed = [], []
     for path in (Path(baseline), Path(candidate)):
-        model, meta = load_release(path)
-        info = ReleaseInfo.from_config(meta, str(path / RELEASE_CONFIG))
+        model, info = load_release(path)
         pre = info.preprocessing
+        if infos:  # the gate compares models of the same bins (their image sizes may differ: each reads its own)
+            info.check_compatible(infos[0].bins, source=str(path), against=str(baseline))
         framing = (pre.image_size, pre.padding)
         if framing not in prepared_by_framing:
             data = replace(config.data, image_size=pre.image_size, padding=pre.padding)
             prepared_by_framing[framing] = prepare_data(replace(config, data=data), bins=info.bins)
         prepared = prepared_by_framing[framing]
-        if info.bins.groups != prepared.bins.groups:
-            raise ValueError(f"{path}: predicts the age bins {info.bins.groups}, the other release "
-                             f"{prepared.bins.groups}: the gate compares models of the same bins")
-        spec = _backbone_spec(config.model.backbone)
-        ours = Preprocessing(pre.image_size, spec.mean, spec.std, pre.padding, alignment_record())
-        key = preprocessing_mismatch(pre, ours)
-        if key is not None:
-            raise ValueError(f"{path}: reads faces with preprocessing {key}={pre.to_dict().get(key)!r}, the gate's "
-                             f"data gives {ours.to_dict().get(key)!r} (model.backbone sets mean/std)")
+        # What this preparation gives (the backbone's normalisation, the alignment) must be what the release reads.
+        ours = prepared.preprocessing
+        info.check_compatible(prepared.bins, replace(ours, image_size=pre.image_size, padding=pre.padding),
+                              source=str(path), against="the gate's data (model.backbone sets mean/std)")
         sets = prepared.test_sets if part == "test" else prepared.val_sets
         names = [n for n in prepared.splits if n in sets and len(sets[n])]
         preds = [predict_dataset(model, sets[n], batch_size=config.trainer.batch_size, device=config.trainer.device,
                                  flip=flip) for n in names]
         keys = [str(r.path) for n in names for r in sets[n].records]
         pred = Predictions(*(np.concatenate([getattr(p, f.name) for p in preds]) for f in fields(Predictions)))
-        rep_ages, _ = _release_rep_ages(meta, prepared)
-        sides.append((np.asarray(rep_ages, float), info.temperature.get("gender", 1.0)))
+        infos.append(info)
         keyed.append((keys, pred))
     preds = aligned(keyed)
-    (base_ages, base_t), (cand_ages, cand_t) = sides
-    return gate_rows(GateModel(preds[0], base_ages, base_t), GateModel(preds[1], cand_ages, cand_t),
-                     resamples=resamples, seed=seed)
+    base, cand = (GateModel(pred, info.rep_ages, info.temperature.get("gender", 1.0))
+                  for pred, info in zip(preds, infos, strict=True))
+    return gate_rows(base, cand, resamples=resamples, seed=seed)
