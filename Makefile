@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
-# Each creates .venv and installs the package (editable, with the test, docs and serve extras) when missing.
+# Each creates .venv and installs the package (editable, with the test, docs, serve and dev extras) when missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 # The demo photo ships with scikit-image (a dependency): NASA's portrait of astronaut Eileen Collins.
 DEMO_PHOTO = $$($(PY) -c "import pathlib, skimage; print(pathlib.Path(skimage.__file__).parent / 'data' / 'astronaut.png')")
 
-.PHONY: demo example serve test docs model clean
+.PHONY: demo example serve test lint docs model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,docs,serve]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,docs,serve,dev]"
 	touch $(STAMP)
 
 # The main job: the shipped model on a photo; prints every face and writes the annotated photo to demo-output/.
@@ -41,6 +41,12 @@ model: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Style: ruff's linter and its formatter's check (pyproject.toml [tool.ruff]); `ruff format` and `ruff check --fix`
+# mend most of what they report.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

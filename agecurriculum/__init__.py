@@ -23,17 +23,51 @@ from agecurriculum._version import __version__
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(("ADIENCE_GROUPS", "PAPER_BINS", "AgeBinOptimizer", "AgeBins", "BinSolution",
-                     "histogram_from_ages"), "agecurriculum.bins"),
-    **dict.fromkeys(("AlignConfig", "FaceAligner", "FaceDataset", "FaceRecord", "FilteredDataset",
-                     "TensorFaceDataset", "balance_plan", "split_records"), "agecurriculum.data"),
+    **dict.fromkeys(
+        ("ADIENCE_GROUPS", "PAPER_BINS", "AgeBinOptimizer", "AgeBins", "BinSolution", "histogram_from_ages"),
+        "agecurriculum.bins",
+    ),
+    **dict.fromkeys(
+        (
+            "AlignConfig",
+            "FaceAligner",
+            "FaceDataset",
+            "FaceRecord",
+            "FilteredDataset",
+            "TensorFaceDataset",
+            "balance_plan",
+            "split_records",
+        ),
+        "agecurriculum.data",
+    ),
     **dict.fromkeys(("discover", "load_csv"), "agecurriculum.data.sources"),
-    **dict.fromkeys(("FixedWeightLoss", "LossParts", "MultiTaskLoss", "SumLoss", "UncertaintyLoss", "create_loss"),
-                    "agecurriculum.losses"),
-    **dict.fromkeys(("DualClassifier", "EnsembleClassifier", "GenderConditionedHead", "HeadOutput",
-                     "create_backbone", "list_backbones"), "agecurriculum.model"),
-    **dict.fromkeys(("DatasetStats", "MultiDatasetSample", "ScheduleError", "ScheduleWarning", "TrainingSchedule",
-                     "preset", "score"), "agecurriculum.schedule"),
+    **dict.fromkeys(
+        ("FixedWeightLoss", "LossParts", "MultiTaskLoss", "SumLoss", "UncertaintyLoss", "create_loss"),
+        "agecurriculum.losses",
+    ),
+    **dict.fromkeys(
+        (
+            "DualClassifier",
+            "EnsembleClassifier",
+            "GenderConditionedHead",
+            "HeadOutput",
+            "create_backbone",
+            "list_backbones",
+        ),
+        "agecurriculum.model",
+    ),
+    **dict.fromkeys(
+        (
+            "DatasetStats",
+            "MultiDatasetSample",
+            "ScheduleError",
+            "ScheduleWarning",
+            "TrainingSchedule",
+            "preset",
+            "score",
+        ),
+        "agecurriculum.schedule",
+    ),
     "TrainerConfig": "agecurriculum.config",
     **dict.fromkeys(("CurriculumTrainer", "EpochRecord", "EvalResult"), "agecurriculum.train"),
     **dict.fromkeys(("AdaptiveCurriculum", "AdaptiveSettings"), "agecurriculum.adaptive"),
@@ -54,4 +88,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
-

@@ -93,8 +93,11 @@ class AdaptiveSettings:
 def _check_settings(s: AdaptiveSettings, datasets: tuple[str, ...], num_bins: int) -> None:
     # One home for the settings' ranges would be config.check_config; the policy is usable without a RunConfig, so
     # it checks what it relies on itself, naming the field.
-    for name, low, high in (("min_improvement", 0.0, 1.0), ("final_share", 0.0, 1.0),
-                            ("forget_tolerance", 0.0, math.inf)):
+    for name, low, high in (
+        ("min_improvement", 0.0, 1.0),
+        ("final_share", 0.0, 1.0),
+        ("forget_tolerance", 0.0, math.inf),
+    ):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
             raise ValueError(f"{name}: must be >= {low:g} and < {high:g}, got {value!r}")
@@ -166,8 +169,15 @@ class AdaptiveCurriculum:
         ValueError: empty or repeated datasets, ``num_bins < 1``, a bad budget, or a bad setting (named).
     """
 
-    def __init__(self, datasets: Sequence[str], num_bins: int = 8, settings: AdaptiveSettings | None = None, *,
-                 budget: int | None = None, train_sizes: Mapping[str, Mapping[int, int]] | None = None) -> None:
+    def __init__(
+        self,
+        datasets: Sequence[str],
+        num_bins: int = 8,
+        settings: AdaptiveSettings | None = None,
+        *,
+        budget: int | None = None,
+        train_sizes: Mapping[str, Mapping[int, int]] | None = None,
+    ) -> None:
         self._datasets = tuple(datasets)
         if not self._datasets or len(set(self._datasets)) != len(self._datasets):
             raise ValueError(f"datasets: expected distinct dataset names, got {list(datasets)}")
@@ -243,8 +253,10 @@ class AdaptiveCurriculum:
             raise ValueError(f"images: must be >= 0, got {images}")
         for (name, b), loss in losses.items():
             if name not in self._datasets or not 0 <= b < self._num_bins:
-                raise ValueError(f"losses: unknown cell ({name!r}, {b}); datasets {list(self._datasets)}, "
-                                 f"bins 0..{self._num_bins - 1}")
+                raise ValueError(
+                    f"losses: unknown cell ({name!r}, {b}); datasets {list(self._datasets)}, "
+                    f"bins 0..{self._num_bins - 1}"
+                )
             self._latest[(name, int(b))] = float(loss)
         self._images += images
         for cell in self._trained_cells():
@@ -265,8 +277,9 @@ class AdaptiveCurriculum:
             return None
         action, reason, stage_set = self._decide()
         loss = self._set_loss(self._active, self._latest) if self._active else math.nan
-        self._decisions.append(Decision(len(self._stages), action, reason,
-                                        loss if math.isfinite(loss) else None, self._images))
+        self._decisions.append(
+            Decision(len(self._stages), action, reason, loss if math.isfinite(loss) else None, self._images)
+        )
         if stage_set is None:
             self._done = True
             return None
@@ -282,8 +295,9 @@ class AdaptiveCurriculum:
         """Ends the curriculum from outside (e.g. the trainer's budget or early stopping), recording ``reason``."""
         if not self._done:
             loss = self._set_loss(self._active, self._latest) if self._active else math.nan
-            self._decisions.append(Decision(len(self._stages), "stop", reason,
-                                            loss if math.isfinite(loss) else None, self._images))
+            self._decisions.append(
+                Decision(len(self._stages), "stop", reason, loss if math.isfinite(loss) else None, self._images)
+            )
             self._done = True
 
     # ------------------------------------------------------------------------------------------------ the rule
@@ -299,16 +313,25 @@ class AdaptiveCurriculum:
         before, after = (self._set_loss(self._active, t) for t in (self._at_stage_start, self._latest))
         gain = (before - after) / before if before > 0 and math.isfinite(after) else math.nan
         plateau = math.isfinite(gain) and gain < s.min_improvement
-        gain_text = f"the last stage lowered the set's loss {before:.4g} -> {after:.4g} ({gain:+.1%})" \
-            if math.isfinite(gain) else "the set's loss change is not known"
+        gain_text = (
+            f"the last stage lowered the set's loss {before:.4g} -> {after:.4g} ({gain:+.1%})"
+            if math.isfinite(gain)
+            else "the set's loss change is not known"
+        )
         if self._is_complete(self._active):
             if left is None and (plateau or len(self._stages) >= s.max_stages):
                 why = gain_text if plateau else f"{s.max_stages} stages (max_stages) emitted"
                 return "stop", f"complete set: {why}", None
             return "stay", f"complete set, {gain_text}", self._active
         if left is not None and left <= max(s.final_share * self.budget, self._complete_cost(complete)):
-            return "complete", (f"{left} of {self.budget} budget images left (final_share {s.final_share}, a "
-                                f"complete stage needs {self._complete_cost(complete)})"), complete
+            return (
+                "complete",
+                (
+                    f"{left} of {self.budget} budget images left (final_share {s.final_share}, a "
+                    f"complete stage needs {self._complete_cost(complete)})"
+                ),
+                complete,
+            )
         if len(self._stages) >= s.max_stages - 1:
             return "complete", f"one stage of max_stages ({s.max_stages}) left", complete
         if self._decisions[-1].action == "revisit":
@@ -320,8 +343,11 @@ class AdaptiveCurriculum:
         forgotten = [] if self._revisited_this_set() else self._forgotten()
         if forgotten:
             why = ", ".join(f"{d} +{rise:.1%}" for d, rise in forgotten)
-            return "revisit", f"forgotten (loss over the set's bins above its best): {why}", (
-                tuple(d for d, _ in forgotten), self._active[1])
+            return (
+                "revisit",
+                f"forgotten (loss over the set's bins above its best): {why}",
+                (tuple(d for d, _ in forgotten), self._active[1]),
+            )
         if plateau:
             return self._widen(f"{gain_text} < min_improvement {s.min_improvement:.1%}")
         return "stay", gain_text, self._active
@@ -419,8 +445,9 @@ class AdaptiveCurriculum:
             ScheduleError: no stage yet, or ``strict`` and a rule is broken.
         """
         if strict is None:
-            strict = not self._stages or not check_schedule(self._stages, num_bins=self._num_bins,
-                                                            all_datasets=self._datasets)
+            strict = not self._stages or not check_schedule(
+                self._stages, num_bins=self._num_bins, all_datasets=self._datasets
+            )
         return TrainingSchedule(self._stages, num_bins=self._num_bins, all_datasets=self._datasets, strict=strict)
 
     def to_json(self) -> str:
@@ -438,29 +465,45 @@ class AdaptiveCurriculum:
 
     def to_dict(self) -> dict[str, Any]:
         """What the curriculum is (not what it learned): datasets, bins, settings and budget."""
-        return {"adaptive": asdict(self.settings), "datasets": list(self._datasets), "num_bins": self._num_bins,
-                "budget": self.budget}
+        return {
+            "adaptive": asdict(self.settings),
+            "datasets": list(self._datasets),
+            "num_bins": self._num_bins,
+            "budget": self.budget,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything the policy has learned, in plain JSON types: :meth:`load_state_dict` continues from it."""
+
         def table(t: Mapping[Cell, float]) -> list[list[Any]]:
             return [[d, b, v] for (d, b), v in sorted(t.items())]
-        return {"stages": [stage.to_dict() for stage in self._stages],
-                "decisions": [asdict(d) for d in self._decisions],
-                "active": None if self._active is None else [list(self._active[0]), sorted(self._active[1])],
-                "latest": table(self._latest), "at_stage_start": table(self._at_stage_start),
-                "best": table(self._best), "stages_on_set": self._stages_on_set, "images": self._images,
-                "done": self._done}
+
+        return {
+            "stages": [stage.to_dict() for stage in self._stages],
+            "decisions": [asdict(d) for d in self._decisions],
+            "active": None if self._active is None else [list(self._active[0]), sorted(self._active[1])],
+            "latest": table(self._latest),
+            "at_stage_start": table(self._at_stage_start),
+            "best": table(self._best),
+            "stages_on_set": self._stages_on_set,
+            "images": self._images,
+            "done": self._done,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores :meth:`state_dict`'s output (the same datasets, bins and settings are assumed)."""
+
         def table(rows: Sequence[Sequence[Any]]) -> dict[Cell, float]:
             return {(str(d), int(b)): float(v) for d, b, v in rows}
+
         self._stages = [MultiDatasetSample.from_dict(d) for d in state["stages"]]
         self._decisions = [Decision(**d) for d in state["decisions"]]
         active = state["active"]
         self._active = None if active is None else (tuple(active[0]), frozenset(active[1]))
         self._latest, self._at_stage_start = table(state["latest"]), table(state["at_stage_start"])
         self._best = table(state["best"])
-        self._stages_on_set, self._images, self._done = int(state["stages_on_set"]), int(state["images"]), \
-            bool(state["done"])
+        self._stages_on_set, self._images, self._done = (
+            int(state["stages_on_set"]),
+            int(state["images"]),
+            bool(state["done"]),
+        )

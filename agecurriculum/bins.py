@@ -23,7 +23,6 @@ solved exactly by a dynamic programme over (bins left, first age) in ``O(K * max
 from __future__ import annotations
 
 import bisect
-import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +36,14 @@ from agecurriculum.checks import as_int, is_int
 
 MAX_AGE = 100
 ADIENCE_GROUPS: tuple[tuple[int, int], ...] = (
-    (0, 2), (4, 6), (8, 13), (15, 20), (25, 32), (38, 43), (48, 53), (60, 100),
+    (0, 2),
+    (4, 6),
+    (8, 13),
+    (15, 20),
+    (25, 32),
+    (38, 43),
+    (48, 53),
+    (60, 100),
 )
 # CP-SAT works in int64; with at most 2**30 images every squared size and their sum stay below 2**60.
 _MAX_TOTAL = 2**30
@@ -129,8 +135,9 @@ PAPER_BINS = AgeBins((2, 6, 14, 23, 34, 45, 59))
 OPEN_BIN_OFFSET = 10
 
 
-def representative_ages(bins: AgeBins, train_ages: Iterable[float] | None = None,
-                        last_bin_age: float | None = None) -> np.ndarray:
+def representative_ages(
+    bins: AgeBins, train_ages: Iterable[float] | None = None, last_bin_age: float | None = None
+) -> np.ndarray:
     """The age ``m_k`` standing for each bin in the expected age ``sum_k p_k * m_k`` of a face.
 
     The mean exact training age inside the bin when training ages are given (the estimate that minimises the
@@ -366,7 +373,8 @@ class AgeBinOptimizer:
 
     The variance alone would reward cutting ranges: an image left out shrinks an oversized bin. On FairFace's
     20,858 decade labels (both of its tables, with the children added in 2026-12) it puts a boundary inside every
-    decade but the last and keeps 678 images in bins, the "most even" sizes 0, 0, 0, 0, 0, 0, 0, 678. Keeping images first gives FairFace's own decades instead. And by default no image
+    decade but the last and keeps 678 images in bins, the "most even" sizes 0, 0, 0, 0, 0, 0, 0, 678. Keeping images
+    first gives FairFace's own decades instead. And by default no image
     may be left out at all (``allow_left_out=False``): then every labelled image keeps exactly one bin, as in the
     constrained mode, and when no K bins manage that (FairFace's decades next to Adience's groups cut each other;
     one image labelled ``(8, 23)`` rules out every boundary from 8 to 22) :meth:`fit` raises ValueError naming the
@@ -481,8 +489,9 @@ class AgeBinOptimizer:
         sizes = tuple(e - s + x for e, s, x in zip(ends, [0] + ends[:-1], extra))
         return BinSolution(AgeBins(boundaries, self.max_age), sizes, _variance(sizes))
 
-    def _fit_from_labels(self, age_histogram: Sequence[int] | np.ndarray,
-                         group_counts: Mapping[Any, int] | None) -> BinSolution:
+    def _fit_from_labels(
+        self, age_histogram: Sequence[int] | np.ndarray, group_counts: Mapping[Any, int] | None
+    ) -> BinSolution:
         # Labels may all be ranges (FairFace's are), so here an empty histogram is no exact ages rather than an error.
         empty = len(age_histogram) == 0
         hist = np.zeros(self.max_age + 1, dtype=np.int64) if empty else self._histogram(age_histogram)
@@ -534,8 +543,10 @@ class AgeBinOptimizer:
         return pair
 
     def _left_out_message(self, bins: AgeBins, ranges: Mapping[tuple[int, int], int], left_out: int) -> str:
-        cut = sorted(((n, lo, hi) for (lo, hi), n in ranges.items() if n and bins.bin_of(lo) != bins.bin_of(hi)),
-                     key=lambda item: (-item[0], item[1], item[2]))
+        cut = sorted(
+            ((n, lo, hi) for (lo, hi), n in ranges.items() if n and bins.bin_of(lo) != bins.bin_of(hi)),
+            key=lambda item: (-item[0], item[1], item[2]),
+        )
         largest = ", ".join(f"{n} labelled {lo}-{hi}" for n, lo, hi in cut[:3])
         return (
             f"no {self.n_bins} bins of at least {self.min_width} age(s) keep every age range whole: the best cuts "
@@ -553,7 +564,7 @@ class AgeBinOptimizer:
         folded = np.zeros(self.max_age + 1, dtype=np.int64)
         head = hist[: self.max_age + 1]
         folded[: head.size] = head
-        folded[-1] += hist[self.max_age + 1:].sum()
+        folded[-1] += hist[self.max_age + 1 :].sum()
         return folded
 
     def _group_vector(self, group_counts: Mapping[Any, int] | None) -> list[int]:
@@ -660,8 +671,9 @@ def _size_table(hist: np.ndarray, ranges: Mapping[tuple[int, int], int]) -> np.n
     return np.triu(exact + inside)
 
 
-def _first_bin_choices(table: np.ndarray, kept: np.ndarray, squares: np.ndarray, bins: int, start: int,
-                       min_width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _first_bin_choices(
+    table: np.ndarray, kept: np.ndarray, squares: np.ndarray, bins: int, start: int, min_width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """For ``bins`` bins from age ``start`` on: every feasible last age of the first bin, with the images kept and the
     sum of squared sizes of the best completion after it; None if there is no feasible one."""
     ends = np.arange(start + min_width - 1, table.shape[0])

@@ -22,8 +22,21 @@ from agecurriculum.data.sources import DATASETS
 from agecurriculum.data.splits import check_fractions
 from agecurriculum.model.classifier import ModelConfig  # the model section lives with the model it builds
 
-__all__ = ["AdaptiveSettings", "BALANCE_MODES", "CONDITIONING_MODES", "MONITOR_SCOPES", "SAMPLING_MODES", "DataConfig", "ModelConfig",
-           "RunConfig", "TrainerConfig", "apply_overrides", "check_config", "load_config", "settings_help"]
+__all__ = [
+    "AdaptiveSettings",
+    "BALANCE_MODES",
+    "CONDITIONING_MODES",
+    "MONITOR_SCOPES",
+    "SAMPLING_MODES",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainerConfig",
+    "apply_overrides",
+    "check_config",
+    "load_config",
+    "settings_help",
+]
 
 BALANCE_MODES = ("paper", "sampler", "none", "ratio")  # the values of DataConfig.balance
 CONDITIONING_MODES = ("hard", "soft")  # the values of ModelConfig.conditioning (GenderConditionedHead's)
@@ -195,7 +208,8 @@ def load_config(path: str | Path | None) -> RunConfig:
 
 
 def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
-    """Applies ``section.field=value`` overrides in order; values are parsed as YAML (``3e-4``, ``[1, 2]``, ``null``)."""
+    """Applies ``section.field=value`` overrides in order; values are parsed as YAML (``3e-4``, ``[1, 2]``,
+    ``null``)."""
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -208,20 +222,45 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
 # once, not with a ZeroDivisionError after the data was prepared). None is allowed where the field's default type
 # allows it.
 _RANGES: dict[type, dict[str, str]] = {
-    TrainerConfig: {"batch_size": ">= 1", "lr": ">= 0", "weight_decay": ">= 0", "seed": ">= 0", "num_workers": ">= 0",
-                    "plateau_factor": "> 0, < 1", "plateau_patience": ">= 0", "early_stopping_patience": ">= 1",
-                    "max_steps_per_epoch": ">= 1", "image_budget": ">= 1",
-                    "sampling_power": ">= 0", "child_max_age": ">= 0", "child_weight": "> 0"},
-    DataConfig: {"image_size": ">= 16", "padding": ">= 0", "max_images": ">= 1", "split_seed": ">= 0",
-                 "preprocess_workers": ">= 0"},
+    TrainerConfig: {
+        "batch_size": ">= 1",
+        "lr": ">= 0",
+        "weight_decay": ">= 0",
+        "seed": ">= 0",
+        "num_workers": ">= 0",
+        "plateau_factor": "> 0, < 1",
+        "plateau_patience": ">= 0",
+        "early_stopping_patience": ">= 1",
+        "max_steps_per_epoch": ">= 1",
+        "image_budget": ">= 1",
+        "sampling_power": ">= 0",
+        "child_max_age": ">= 0",
+        "child_weight": "> 0",
+    },
+    DataConfig: {
+        "image_size": ">= 16",
+        "padding": ">= 0",
+        "max_images": ">= 1",
+        "split_seed": ">= 0",
+        "preprocess_workers": ">= 0",
+    },
     ModelConfig: {"bottleneck_dim": ">= 1", "dropout": ">= 0, < 1"},
     RunConfig: {"epochs_per_stage": ">= 1", "age_label_sigma": ">= 0", "distill_weight": ">= 0, <= 1"},
-    AdaptiveSettings: {"epochs": ">= 1", "min_improvement": ">= 0, < 1", "max_stages_per_set": ">= 1",
-                       "forget_tolerance": ">= 0", "final_share": ">= 0, < 1", "max_stages": ">= 1"},
+    AdaptiveSettings: {
+        "epochs": ">= 1",
+        "min_improvement": ">= 0, < 1",
+        "max_stages_per_set": ">= 1",
+        "forget_tolerance": ">= 0",
+        "final_share": ">= 0, < 1",
+        "max_stages": ">= 1",
+    },
 }
 _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
-    TrainerConfig: {"sampling": SAMPLING_MODES, "plateau_scope": MONITOR_SCOPES,
-                    "early_stopping_scope": MONITOR_SCOPES},
+    TrainerConfig: {
+        "sampling": SAMPLING_MODES,
+        "plateau_scope": MONITOR_SCOPES,
+        "early_stopping_scope": MONITOR_SCOPES,
+    },
     DataConfig: {"balance": BALANCE_MODES},
     ModelConfig: {"conditioning": CONDITIONING_MODES},
 }

@@ -35,8 +35,9 @@ def parse_device(name: str | torch.device) -> torch.device:
     try:
         return torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device {name!r}: not a device name; this machine has: "
-                         f"{', '.join(available_devices())}") from None
+        raise ValueError(
+            f"device {name!r}: not a device name; this machine has: {', '.join(available_devices())}"
+        ) from None
 
 
 def resolve_device(name: str | torch.device) -> torch.device:

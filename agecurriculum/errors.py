@@ -1,4 +1,5 @@
-"""One line for the user about any error: what the command line prints, and what a Predictor result's ``error`` holds."""
+"""One line for the user about any error: what the command line prints, and what a Predictor result's ``error``
+holds."""
 
 from __future__ import annotations
 

@@ -23,8 +23,9 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write(path: str | Path, content: bytes | memoryview | Callable[[IO[bytes]], None],
-                 durable: bool = True) -> None:
+def atomic_write(
+    path: str | Path, content: bytes | memoryview | Callable[[IO[bytes]], None], durable: bool = True
+) -> None:
     """Writes ``content`` to ``path`` through a temporary file in the same folder and ``os.replace``.
 
     On failure (an exception, Ctrl-C) the temporary file is removed and ``path`` is left as it was.

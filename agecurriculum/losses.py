@@ -103,14 +103,22 @@ class MultiTaskLoss(nn.Module):
         if teacher_probs is None:
             return label_ce
         if teacher_probs.shape != logits.shape:
-            raise ValueError(f"teacher probabilities of shape {tuple(teacher_probs.shape)} do not match the model's "
-                             f"logits of shape {tuple(logits.shape)}: the teacher must predict the same classes")
+            raise ValueError(
+                f"teacher probabilities of shape {tuple(teacher_probs.shape)} do not match the model's "
+                f"logits of shape {tuple(logits.shape)}: the teacher must predict the same classes"
+            )
         # Every image has the teacher's answer, labelled or not.
         teacher_ce = F.cross_entropy(logits, teacher_probs.to(logits.dtype))
         return (1 - self.distill_weight) * label_ce + self.distill_weight * teacher_ce
 
-    def forward(self, age_logits: Tensor, gender_logits: Tensor, age_target: Tensor, gender_target: Tensor,
-                teacher: tuple[Tensor, Tensor] | None = None) -> LossParts:
+    def forward(
+        self,
+        age_logits: Tensor,
+        gender_logits: Tensor,
+        age_target: Tensor,
+        gender_target: Tensor,
+        teacher: tuple[Tensor, Tensor] | None = None,
+    ) -> LossParts:
         """Returns the combined loss and its parts.
 
         Args:
@@ -123,8 +131,9 @@ class MultiTaskLoss(nn.Module):
                 images, to distil: each task's cross-entropy is then mixed with ``distill_weight``. None: labels only.
         """
         age_teacher, gender_teacher = teacher if teacher is not None else (None, None)
-        age = self._distilled(self._cross_entropy(age_logits, age_target, self.age_label_sigma), age_logits,
-                              age_teacher)
+        age = self._distilled(
+            self._cross_entropy(age_logits, age_target, self.age_label_sigma), age_logits, age_teacher
+        )
         gender = self._distilled(self._cross_entropy(gender_logits, gender_target), gender_logits, gender_teacher)
         return LossParts(self.combine(age, gender), age, gender)
 
@@ -187,8 +196,14 @@ class FixedWeightLoss(MultiTaskLoss):
         distill_weight: share of each task's cross-entropy against a teacher's probabilities, when given them.
     """
 
-    def __init__(self, age_weight: float = 0.6, gender_weight: float = 0.4, ignore_index: int = -100,
-                 age_label_sigma: float = 0.0, distill_weight: float = 0.5) -> None:
+    def __init__(
+        self,
+        age_weight: float = 0.6,
+        gender_weight: float = 0.4,
+        ignore_index: int = -100,
+        age_label_sigma: float = 0.0,
+        distill_weight: float = 0.5,
+    ) -> None:
         super().__init__(ignore_index, age_label_sigma, distill_weight)
         if age_weight < 0 or gender_weight < 0:
             raise ValueError(f"loss weights must be non-negative, got age={age_weight}, gender={gender_weight}")

@@ -142,8 +142,11 @@ class Preprocessing:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of a release config (fields that are None are left out)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if getattr(self, f.name) is not None}
+        return {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
 
     @property
     def photo_framing(self) -> Any:
@@ -157,8 +160,9 @@ def _jsonable(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
 
 
-def preprocessing_mismatch(ours: Preprocessing | Mapping[str, Any],
-                           theirs: Preprocessing | Mapping[str, Any]) -> str | None:
+def preprocessing_mismatch(
+    ours: Preprocessing | Mapping[str, Any], theirs: Preprocessing | Mapping[str, Any]
+) -> str | None:
     """The first :data:`SHARED_PREPROCESSING` entry on which two releases' preprocessing differs, or None.
 
     Of ``alignment`` only the framing of photos (``"other"``) counts: the one every release applies at prediction.
@@ -229,8 +233,10 @@ def save_release(
     except (TypeError, ValueError) as e:
         raise ValueError(f"release config must be JSON-able (check preprocessing and extra): {e}") from e
     # Own copies: safetensors refuses tensors that share storage, which some state dicts hand out.
-    tensors = {k: v.detach().cpu().to(weights_dtype if v.is_floating_point() else v.dtype).contiguous().clone()
-               for k, v in model.state_dict().items()}
+    tensors = {
+        k: v.detach().cpu().to(weights_dtype if v.is_floating_point() else v.dtype).contiguous().clone()
+        for k, v in model.state_dict().items()
+    }
     path_dir = Path(path_dir)
     atomic_write(path_dir / RELEASE_WEIGHTS, safetensors.torch.save(tensors, {"format": "pt"}))
     atomic_write(path_dir / RELEASE_CONFIG, text.encode("utf-8"))
@@ -331,8 +337,10 @@ class ReleaseInfo:
         config = check_release_config(config, source)
         for model in member_configs(config["model"]):
             if model.get("gender_classes", 2) != len(GENDER_NAMES):
-                raise ValueError(f"{source}: the model predicts {model['gender_classes']} gender classes, "
-                                 f"inference knows {len(GENDER_NAMES)} ({', '.join(GENDER_NAMES.values())})")
+                raise ValueError(
+                    f"{source}: the model predicts {model['gender_classes']} gender classes, "
+                    f"inference knows {len(GENDER_NAMES)} ({', '.join(GENDER_NAMES.values())})"
+                )
         try:
             bins = AgeBins.from_dict(config["age_bins"])
         except (KeyError, TypeError, ValueError) as e:
@@ -352,8 +360,16 @@ class ReleaseInfo:
         """The release's ``extra`` entry (what training recorded beyond the fields above), empty when absent."""
         return self.config.get("extra") or {}
 
-    def check_compatible(self, bins: AgeBins, preprocessing: Preprocessing | None = None, *, source: str,
-                         against: str, hint: str = "", any_image_size: bool = False) -> None:
+    def check_compatible(
+        self,
+        bins: AgeBins,
+        preprocessing: Preprocessing | None = None,
+        *,
+        source: str,
+        against: str,
+        hint: str = "",
+        any_image_size: bool = False,
+    ) -> None:
         """Raises ValueError unless this release predicts ``bins`` and reads faces as ``preprocessing`` says.
 
         The one check behind every use of a release next to other data or models: a fine-tuning start
@@ -372,8 +388,7 @@ class ReleaseInfo:
                 ``"{source}: preprocessing.{key} is {value!r}, {against} has {value!r}"``.
         """
         if self.bins.groups != bins.groups:
-            raise ValueError(f"{source}: predicts the age bins {self.bins.labels()}, {against} "
-                             f"{bins.labels()}{hint}")
+            raise ValueError(f"{source}: predicts the age bins {self.bins.labels()}, {against} {bins.labels()}{hint}")
         if preprocessing is None:
             return
         theirs = dataclasses.replace(preprocessing, image_size=self.image_size) if any_image_size else preprocessing
@@ -417,8 +432,10 @@ def _temperature(config: Mapping[str, Any], source: str) -> dict[str, float]:
     if given is None:
         return dict.fromkeys(TEMPERATURE_HEADS, 1.0)
     if not isinstance(given, Mapping) or not set(given) <= set(TEMPERATURE_HEADS):
-        raise ValueError(f"{source}: extra.temperature must be a mapping with keys among "
-                         f"{', '.join(TEMPERATURE_HEADS)}, got {given!r}")
+        raise ValueError(
+            f"{source}: extra.temperature must be a mapping with keys among "
+            f"{', '.join(TEMPERATURE_HEADS)}, got {given!r}"
+        )
     temperature = {}
     for head in TEMPERATURE_HEADS:
         value = given.get(head, 1.0)
@@ -459,7 +476,9 @@ def write_release_temperature(release_dir: str | Path, temperature: Mapping[str,
     config["extra"] = {**(config.get("extra") or {}), "temperature": {h: float(t) for h, t in temperature.items()}}
     atomic_write(path, (json.dumps(config, indent=2, allow_nan=False) + "\n").encode("utf-8"))
     if (release_dir / ONNX_FILE).is_file():
-        warnings.warn(f"{release_dir / ONNX_FILE} holds the release config it was exported with, without the new "
-                      "temperature; export it again (agecurriculum export) for the onnx backend to apply it",
-                      stacklevel=2)
+        warnings.warn(
+            f"{release_dir / ONNX_FILE} holds the release config it was exported with, without the new "
+            "temperature; export it again (agecurriculum export) for the onnx backend to apply it",
+            stacklevel=2,
+        )
     return path

@@ -41,10 +41,29 @@ from agecurriculum.checks import as_int
 from agecurriculum.fileio import atomic_write
 
 __all__ = [
-    "INCREASING_SCORE", "MISSING_SCORE", "DATASET_SUBSEQUENCE", "NESTED_BINS", "COMPLETE_LAST_STAGE", "BIN_RANGE",
-    "RULES", "MultiDatasetSample", "Violation", "ScheduleError", "ScheduleWarning", "check_schedule",
-    "TrainingSchedule", "DatasetStats", "DEFAULT_WEIGHTS", "score", "original_curriculum", "list1_curriculum",
-    "list2_curriculum", "PRESETS", "preset", "save_stages", "stages_to_json",
+    "INCREASING_SCORE",
+    "MISSING_SCORE",
+    "DATASET_SUBSEQUENCE",
+    "NESTED_BINS",
+    "COMPLETE_LAST_STAGE",
+    "BIN_RANGE",
+    "RULES",
+    "MultiDatasetSample",
+    "Violation",
+    "ScheduleError",
+    "ScheduleWarning",
+    "check_schedule",
+    "TrainingSchedule",
+    "DatasetStats",
+    "DEFAULT_WEIGHTS",
+    "score",
+    "original_curriculum",
+    "list1_curriculum",
+    "list2_curriculum",
+    "PRESETS",
+    "preset",
+    "save_stages",
+    "stages_to_json",
 ]
 
 INCREASING_SCORE = "increasing-score"
@@ -245,27 +264,46 @@ def check_schedule(
             found.append(Violation(i, MISSING_SCORE, "no score, but other stages have one"))
         elif stage.score is not None:
             if last_scored is not None and not stage.score > stages[last_scored].score:
-                found.append(Violation(i, INCREASING_SCORE, f"score {stage.score!r} is not greater than stage "
-                                                            f"{last_scored}'s score {stages[last_scored].score!r}"))
+                found.append(
+                    Violation(
+                        i,
+                        INCREASING_SCORE,
+                        f"score {stage.score!r} is not greater than stage "
+                        f"{last_scored}'s score {stages[last_scored].score!r}",
+                    )
+                )
             last_scored = i
         if i > 0:
             prev = stages[i - 1]
             if not _is_subsequence(prev.datasets, stage.datasets):
-                found.append(Violation(i, DATASET_SUBSEQUENCE, f"datasets {list(stage.datasets)} do not contain stage "
-                                                               f"{i - 1}'s datasets {list(prev.datasets)} in order"))
+                found.append(
+                    Violation(
+                        i,
+                        DATASET_SUBSEQUENCE,
+                        f"datasets {list(stage.datasets)} do not contain stage "
+                        f"{i - 1}'s datasets {list(prev.datasets)} in order",
+                    )
+                )
             if not prev.bins <= stage.bins:
-                found.append(Violation(i, NESTED_BINS, f"bins {_fmt_bins(stage.bins)} do not contain stage "
-                                                       f"{i - 1}'s bins {_fmt_bins(prev.bins)}"))
+                found.append(
+                    Violation(
+                        i,
+                        NESTED_BINS,
+                        f"bins {_fmt_bins(stage.bins)} do not contain stage {i - 1}'s bins {_fmt_bins(prev.bins)}",
+                    )
+                )
         out_of_range = [b for b in stage.bins if b >= num_bins]
         if out_of_range:
-            found.append(Violation(i, BIN_RANGE, f"bins {_fmt_bins(out_of_range)} are out of range for "
-                                                 f"num_bins={num_bins}"))
+            found.append(
+                Violation(i, BIN_RANGE, f"bins {_fmt_bins(out_of_range)} are out of range for num_bins={num_bins}")
+            )
     last = stages[-1]
     missing_datasets = [name for name in universe if name not in last.datasets]
     missing_bins = set(range(num_bins)) - last.bins
     if missing_datasets or missing_bins:
         lacks = ([f"datasets {missing_datasets}"] if missing_datasets else []) + (
-            [f"bins {_fmt_bins(missing_bins)}"] if missing_bins else [])
+            [f"bins {_fmt_bins(missing_bins)}"] if missing_bins else []
+        )
         found.append(Violation(len(stages) - 1, COMPLETE_LAST_STAGE, f"last stage lacks {' and '.join(lacks)}"))
     return found
 
@@ -295,8 +333,14 @@ class TrainingSchedule(Sequence[MultiDatasetSample]):
         ScheduleError: ``stages`` is empty, or ``strict`` and a rule is broken.
     """
 
-    def __init__(self, stages: Iterable[MultiDatasetSample], *, num_bins: int = 8,
-                 all_datasets: Sequence[str] | None = None, strict: bool = True) -> None:
+    def __init__(
+        self,
+        stages: Iterable[MultiDatasetSample],
+        *,
+        num_bins: int = 8,
+        all_datasets: Sequence[str] | None = None,
+        strict: bool = True,
+    ) -> None:
         stages = tuple(stages)
         violations = check_schedule(stages, num_bins=num_bins, all_datasets=all_datasets)
         if strict and violations:
@@ -370,8 +414,9 @@ class TrainingSchedule(Sequence[MultiDatasetSample]):
         extra += "" if self._strict else ", strict=False"
         return f"TrainingSchedule({list(self._stages)!r}, num_bins={self._num_bins}{extra})"
 
-    def with_scores(self, stats: Mapping[str, DatasetStats],
-                    weights: Sequence[float] = DEFAULT_WEIGHTS) -> TrainingSchedule:
+    def with_scores(
+        self, stats: Mapping[str, DatasetStats], weights: Sequence[float] = DEFAULT_WEIGHTS
+    ) -> TrainingSchedule:
         """A copy whose stages carry :func:`score`'s difficulty, checked again with the same strictness."""
         scored = [dataclasses.replace(stage, score=score(stage, stats, weights)) for stage in self._stages]
         return TrainingSchedule(scored, num_bins=self._num_bins, all_datasets=self._all_datasets, strict=self._strict)
@@ -475,9 +520,9 @@ class DatasetStats:
         return cls(dict(Counter(pairs)), quality)
 
 
-
-def score(sample: MultiDatasetSample, stats: Mapping[str, DatasetStats],
-          weights: Sequence[float] = DEFAULT_WEIGHTS) -> float:
+def score(
+    sample: MultiDatasetSample, stats: Mapping[str, DatasetStats], weights: Sequence[float] = DEFAULT_WEIGHTS
+) -> float:
     """Difficulty of training on ``sample``: ``w_g * G + w_a * A + w_q * Q``.
 
     Over the images of the sample's datasets whose age bin is in ``sample.bins`` (``n`` images in all):
@@ -536,8 +581,9 @@ _UA, _UAM = ("utkface", "adience"), ("utkface", "adience", "morph2")
 def _build(stages: Sequence[tuple[Sequence[str], Iterable[int]]], epochs: int, strict: bool) -> TrainingSchedule:
     # The paper orders each curriculum's stages from easy to hard in words, without numbers: stage k gets score k + 1,
     # so that Eq. 7's increasing-score rule is checked on that order (and holds).
-    return TrainingSchedule([MultiDatasetSample(d, b, epochs, score=k + 1) for k, (d, b) in enumerate(stages)],
-                            num_bins=8, strict=strict)
+    return TrainingSchedule(
+        [MultiDatasetSample(d, b, epochs, score=k + 1) for k, (d, b) in enumerate(stages)], num_bins=8, strict=strict
+    )
 
 
 def original_curriculum(epochs: int = 1, *, strict: bool = False) -> TrainingSchedule:
@@ -559,8 +605,14 @@ def list1_curriculum(epochs: int = 1, *, strict: bool = False) -> TrainingSchedu
     Breaks ``dataset-subsequence`` at stage 2 (MORPH-II is dropped) and ``nested-bins`` at stages 2, 3 and 4 (bins
     jump 3-5 -> 0-2 -> 6-7 -> 3-5).
     """
-    stages = [(("morph2",), _MIDDLE), (("morph2", *_UA), _MIDDLE), (_UA, _YOUNG), (_UA, _OLD),
-              (("morph2", *_UA), _MIDDLE), (("morph2", *_UA), _ALL)]
+    stages = [
+        (("morph2",), _MIDDLE),
+        (("morph2", *_UA), _MIDDLE),
+        (_UA, _YOUNG),
+        (_UA, _OLD),
+        (("morph2", *_UA), _MIDDLE),
+        (("morph2", *_UA), _ALL),
+    ]
     return _build(stages, epochs, strict)
 
 

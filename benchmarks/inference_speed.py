@@ -74,8 +74,14 @@ SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
 ALIGNED_SIZE = 200  # side of the fallback aligned crops: UTKFace's
 
 
-def measure(backend_name: str, release_dir: str, onnx_path: str | None, photos: list[str], crops: list[str],
-            args: dict[str, Any]) -> dict[str, dict[str, float]]:
+def measure(
+    backend_name: str,
+    release_dir: str,
+    onnx_path: str | None,
+    photos: list[str],
+    crops: list[str],
+    args: dict[str, Any],
+) -> dict[str, dict[str, float]]:
     """One repeat of every row of one backend, in this (fresh) process: ``"mode/batch" -> {inputs, faces, seconds}``."""
     torch.set_num_threads(args["threads"])
     if backend_name == "torch":
@@ -98,7 +104,7 @@ def measure(backend_name: str, release_dir: str, onnx_path: str | None, photos: 
     predictor = Predictor(backend, verify=args["verify"], upsample=args["upsample"])
     for mode, files in (("photos", photos), ("aligned", crops)):
         for batch in BATCHES:
-            calls = [files[i:i + batch] for i in range(0, len(files), batch)]
+            calls = [files[i : i + batch] for i in range(0, len(files), batch)]
             predictor.predict(calls[0], aligned=mode == "aligned")  # warm-up: dlib models, first shapes
             faces = 0
             start = time.perf_counter()
@@ -156,37 +162,64 @@ def machine(threads: int) -> dict[str, Any]:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "dlib": dlib.__version__, "threads": threads}
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "dlib": dlib.__version__,
+        "threads": threads,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_RELEASE_DIR,
-                        help="release folder (default: the installed model, %(default)s)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_RELEASE_DIR,
+        help="release folder (default: the installed model, %(default)s)",
+    )
     parser.add_argument("--photos", help="folder or quoted glob of photos (default: scikit-image's bundled photos)")
-    parser.add_argument("--aligned-photos", help="folder or quoted glob of aligned face crops, e.g. UTKFace "
-                        "(default: the faces found in the photos, aligned at 200 px)")
+    parser.add_argument(
+        "--aligned-photos",
+        help="folder or quoted glob of aligned face crops, e.g. UTKFace "
+        "(default: the faces found in the photos, aligned at 200 px)",
+    )
     parser.add_argument("--max-photos", type=int, default=64, help="photos (and crops) per repeat, cycled if fewer")
     parser.add_argument("--model-images", type=int, default=640, help="images per repeat of the model-only rows")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls before the model-only rows")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (fresh processes); the median is shown")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads")
-    parser.add_argument("--upsample", type=int, default=1, help="HOG upsamplings, as `agecurriculum predict --upsample`")
-    parser.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="no CNN re-check of HOG boxes, as `agecurriculum predict --no-verify`")
-    parser.add_argument("--spin-wait", action="store_true",
-                        help="ONNX Runtime's worker threads busy-wait between calls (OnnxBackend spin_wait=True)")
-    parser.add_argument("--int8", type=Path, metavar="FILE",
-                        help="also time this int8 ONNX file of --model (from `agecurriculum export --int8`) as the "
-                        "backend onnxruntime-int8")
+    parser.add_argument(
+        "--upsample", type=int, default=1, help="HOG upsamplings, as `agecurriculum predict --upsample`"
+    )
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="no CNN re-check of HOG boxes, as `agecurriculum predict --no-verify`",
+    )
+    parser.add_argument(
+        "--spin-wait",
+        action="store_true",
+        help="ONNX Runtime's worker threads busy-wait between calls (OnnxBackend spin_wait=True)",
+    )
+    parser.add_argument(
+        "--int8",
+        type=Path,
+        metavar="FILE",
+        help="also time this int8 ONNX file of --model (from `agecurriculum export --int8`) as the "
+        "backend onnxruntime-int8",
+    )
     parser.add_argument("--json", type=Path, help="also write the machine, settings and rows to this JSON file")
     args = parser.parse_args()
     if min(args.max_photos, args.model_images, args.repeats, args.threads) < 1 or args.warmup < 0:
         parser.error("--max-photos, --model-images, --repeats and --threads must be >= 1, --warmup >= 0")
     if not args.model.is_dir():
-        parser.error(f"no release folder at {args.model}; pass one with --model (e.g. RUN/release of "
-                     "`agecurriculum train`)")
+        parser.error(
+            f"no release folder at {args.model}; pass one with --model (e.g. RUN/release of `agecurriculum train`)"
+        )
     info = ReleaseInfo.from_config(read_release_config(args.model), str(args.model))
 
     with tempfile.TemporaryDirectory(prefix="inference-speed-") as tmp:
@@ -212,13 +245,20 @@ def main() -> None:
             onnx_paths["onnxruntime-int8"] = str(args.int8)
         backends = list(onnx_paths)
 
-        settings = {"threads": args.threads, "warmup": args.warmup, "model_images": args.model_images,
-                    "verify": args.verify, "upsample": args.upsample, "spin_wait": args.spin_wait}
+        settings = {
+            "threads": args.threads,
+            "warmup": args.warmup,
+            "model_images": args.model_images,
+            "verify": args.verify,
+            "upsample": args.upsample,
+            "spin_wait": args.spin_wait,
+        }
         runs: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name in backends}
         for repeat in range(args.repeats):
             for name in backends if repeat % 2 == 0 else backends[::-1]:  # alternate which backend goes first
-                runs[name].append(in_fresh_process(measure, name, str(args.model), onnx_paths[name], photos, crops,
-                                                   settings))
+                runs[name].append(
+                    in_fresh_process(measure, name, str(args.model), onnx_paths[name], photos, crops, settings)
+                )
 
     env = machine(args.threads)
     rows = []
@@ -228,31 +268,58 @@ def main() -> None:
             reps = [run[key] for run in runs[name]]
             rates = [r["inputs"] / r["seconds"] for r in reps]
             face_rates = [r["faces"] / r["seconds"] for r in reps]
-            rows.append({"backend": name, "mode": mode, "batch": int(batch), "inputs": reps[0]["inputs"],
-                         "faces": reps[0]["faces"], "inputs_per_s": statistics.median(rates),
-                         "faces_per_s": statistics.median(face_rates), "inputs_per_s_repeats": rates,
-                         "faces_per_s_repeats": face_rates})
+            rows.append(
+                {
+                    "backend": name,
+                    "mode": mode,
+                    "batch": int(batch),
+                    "inputs": reps[0]["inputs"],
+                    "faces": reps[0]["faces"],
+                    "inputs_per_s": statistics.median(rates),
+                    "faces_per_s": statistics.median(face_rates),
+                    "inputs_per_s_repeats": rates,
+                    "faces_per_s_repeats": face_rates,
+                }
+            )
 
-    print(f"{env['cpu']}, {env['cpus']} CPUs; torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
-          f"dlib {env['dlib']}; {args.threads} threads")
+    print(
+        f"{env['cpu']}, {env['cpus']} CPUs; torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
+        f"dlib {env['dlib']}; {args.threads} threads"
+    )
     print(f"release {args.model}: {info.architecture}, {info.image_size} px input")
     print(f"photos: {len(photos)} per repeat from {len(distinct)} file(s) of {source}")
     print(f"aligned: {len(crops)} per repeat from {len(distinct_crops)} file(s) of {crop_source}")
-    print(f"face finding: HOG upsample {args.upsample}, CNN re-check {'on' if args.verify else 'off'}; ONNX Runtime "
-          f"threads {'spin' if args.spin_wait else 'sleep'} between calls")
-    print(f"median of {args.repeats} repeat(s), each in a fresh process; inputs are random tensors (model), photo "
-          "files (photos) or aligned crop files (aligned)\n")
+    print(
+        f"face finding: HOG upsample {args.upsample}, CNN re-check {'on' if args.verify else 'off'}; ONNX Runtime "
+        f"threads {'spin' if args.spin_wait else 'sleep'} between calls"
+    )
+    print(
+        f"median of {args.repeats} repeat(s), each in a fresh process; inputs are random tensors (model), photo "
+        "files (photos) or aligned crop files (aligned)\n"
+    )
     print("| backend | mode | batch | inputs | faces | inputs/s | faces/s | inputs/s range |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         spread = f"{min(r['inputs_per_s_repeats']):.1f}-{max(r['inputs_per_s_repeats']):.1f}"
-        print(f"| {r['backend']} | {r['mode']} | {r['batch']} | {r['inputs']} | {r['faces']} | "
-              f"{r['inputs_per_s']:.1f} | {r['faces_per_s']:.1f} | {spread} |")
+        print(
+            f"| {r['backend']} | {r['mode']} | {r['batch']} | {r['inputs']} | {r['faces']} | "
+            f"{r['inputs_per_s']:.1f} | {r['faces_per_s']:.1f} | {spread} |"
+        )
     if args.json:
-        report = {"machine": env, "release": str(args.model), "image_size": info.image_size, "photos": source,
-                  "aligned_photos": crop_source, "settings": {**vars(args), "model": str(args.model),
-                                                              "json": str(args.json),
-                                                              "int8": args.int8 and str(args.int8)}, "rows": rows}
+        report = {
+            "machine": env,
+            "release": str(args.model),
+            "image_size": info.image_size,
+            "photos": source,
+            "aligned_photos": crop_source,
+            "settings": {
+                **vars(args),
+                "model": str(args.model),
+                "json": str(args.json),
+                "int8": args.int8 and str(args.int8),
+            },
+            "rows": rows,
+        }
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 

@@ -6,8 +6,9 @@
 The release (``--model``, default the installed model) is exported as the ``export`` command does, into a temporary
 folder: float32 ONNX (``export_onnx``), int8 ONNX (``quantize_onnx``, calibrated on the first
 ``--calibration-faces`` faces of ``--calibration`` in the command's seeded order), both converted to ``.ort``
-(``convert_to_ort``), int8 ONNX with 7-bit weights (``reduce_range=True``, for CPUs without VNNI), and CoreML (``export_coreml``, when coremltools is installed: size only, since CoreML runs
-only on macOS). For each file: its size in bytes; ms per face of ONNX Runtime (``OnnxBackend``, ``--threads``
+(``convert_to_ort``), int8 ONNX with 7-bit weights (``reduce_range=True``, for CPUs without VNNI), and CoreML
+(``export_coreml``, when coremltools is installed: size only, since CoreML runs only on macOS). For each file: its
+size in bytes; ms per face of ONNX Runtime (``OnnxBackend``, ``--threads``
 intra-op threads) at batch 1 and batch 32 on random normalised input, ``--images`` images per repeat after
 ``--warmup`` untimed calls, median over ``--repeats``; and its agreement with the torch model on the faces of
 ``--faces`` (none of the calibration files): the largest absolute difference of any age or gender probability, and
@@ -34,9 +35,19 @@ import numpy as np
 import torch
 
 from agecurriculum.cli.predict import expand_paths
-from agecurriculum.inference import (DEFAULT_RELEASE_DIR, OnnxBackend, Predictor, ReleaseInfo, TorchBackend,
-                                     convert_to_ort, cpu_has_vnni, export_coreml, export_onnx, quantize_onnx,
-                                     read_release_config)
+from agecurriculum.inference import (
+    DEFAULT_RELEASE_DIR,
+    OnnxBackend,
+    Predictor,
+    ReleaseInfo,
+    TorchBackend,
+    convert_to_ort,
+    cpu_has_vnni,
+    export_coreml,
+    export_onnx,
+    quantize_onnx,
+    read_release_config,
+)
 from agecurriculum.inference.mobile import model_bytes
 
 BATCHES = (1, 32)
@@ -90,9 +101,13 @@ def main() -> None:
         f32 = export_onnx(args.model, tmp_dir / "model.onnx")
         int8 = quantize_onnx(f32, tmp_dir / "model-int8.onnx", calib)
         int7 = quantize_onnx(f32, tmp_dir / "model-int7.onnx", calib, reduce_range=True)  # for CPUs without VNNI
-        files = {"onnx float32": f32, "onnx int8": int8, "onnx int8 --reduce-range": int7,
-                 "ort float32": convert_to_ort(f32, tmp_dir / "model.ort"),
-                 "ort int8": convert_to_ort(int8, tmp_dir / "model-int8.ort")}
+        files = {
+            "onnx float32": f32,
+            "onnx int8": int8,
+            "onnx int8 --reduce-range": int7,
+            "ort float32": convert_to_ort(f32, tmp_dir / "model.ort"),
+            "ort int8": convert_to_ort(int8, tmp_dir / "model-int8.ort"),
+        }
         try:
             files["coreml float32"] = export_coreml(args.model, tmp_dir / "model.mlpackage")
         except ImportError as e:
@@ -100,13 +115,21 @@ def main() -> None:
         for name, path in [("torch float32", None), *files.items()]:
             runnable = not name.startswith("coreml")
             backend = (torch_backend if path is None else OnnxBackend(path, threads=args.threads)) if runnable else None
-            speed = {b: statistics.median(ms_per_face(backend, info.image_size, b, args.images, args.warmup)
-                                          for _ in range(args.repeats)) if backend else None for b in BATCHES}
+            speed = {
+                b: statistics.median(
+                    ms_per_face(backend, info.image_size, b, args.images, args.warmup) for _ in range(args.repeats)
+                )
+                if backend
+                else None
+                for b in BATCHES
+            }
             if backend:
                 age, gender = backend(test)
                 diff = max(np.abs(age - reference[0]).max(), np.abs(gender - reference[1]).max())
-                agree = ((age.argmax(1) == reference[0].argmax(1)).mean(),
-                         (gender.argmax(1) == reference[1].argmax(1)).mean())
+                agree = (
+                    (age.argmax(1) == reference[0].argmax(1)).mean(),
+                    (gender.argmax(1) == reference[1].argmax(1)).mean(),
+                )
             size = model_bytes(path or args.model / "model.safetensors")  # torch: the release's weights file
             rows.append((name, size, speed, diff if backend else None, agree if backend else None))
 
@@ -116,14 +139,20 @@ def main() -> None:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     vnni = {True: "with VNNI", False: "without VNNI", None: "VNNI unknown"}[cpu_has_vnni()]
-    print(f"{cpu} ({vnni}), {os.cpu_count()} CPUs; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
-          f"{args.threads} threads")
+    print(
+        f"{cpu} ({vnni}), {os.cpu_count()} CPUs; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
+        f"{args.threads} threads"
+    )
     shown = os.path.relpath(args.model) if args.model.is_absolute() else args.model  # no machine's paths in docs
-    print(f"release {shown}: {info.architecture}, {info.image_size} px input; int8 calibrated on {len(calib)} "
-          f"faces of {args.calibration}; outputs compared on {len(test)} faces of {args.faces}")
+    print(
+        f"release {shown}: {info.architecture}, {info.image_size} px input; int8 calibrated on {len(calib)} "
+        f"faces of {args.calibration}; outputs compared on {len(test)} faces of {args.faces}"
+    )
     print(f"ms per face: random input, {args.images} images per repeat, median of {args.repeats}\n")
-    print("| model | bytes | ms/face batch 1 | ms/face batch 32 | max abs prob diff vs torch | "
-          "age bin agrees | gender agrees |")
+    print(
+        "| model | bytes | ms/face batch 1 | ms/face batch 32 | max abs prob diff vs torch | "
+        "age bin agrees | gender agrees |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, size, speed, diff, agree in rows:
         cells = [f"{speed[b]:.2f}" if speed[b] is not None else "macOS only" for b in BATCHES]

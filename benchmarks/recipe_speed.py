@@ -36,8 +36,9 @@ from agecurriculum.release import load_release
 
 def epoch_rate(model: torch.nn.Module, dataset: TensorFaceDataset, teacher: torch.nn.Module | None = None) -> float:
     schedule = TrainingSchedule([MultiDatasetSample(["bench"], bins=range(8), epochs=1)])
-    trainer = CurriculumTrainer(model, schedule, {"bench": dataset}, config=TrainerConfig(batch_size=32, lr=2e-4),
-                                teacher=teacher)
+    trainer = CurriculumTrainer(
+        model, schedule, {"bench": dataset}, config=TrainerConfig(batch_size=32, lr=2e-4), teacher=teacher
+    )
     start = time.perf_counter()
     seen = trainer.train_one_epoch(dataset)[3]
     return seen / (time.perf_counter() - start)
@@ -56,8 +57,11 @@ def main() -> None:
     torch.manual_seed(0)
 
     def data(size: int) -> TensorFaceDataset:
-        return TensorFaceDataset(torch.randn(args.images, 3, size, size), torch.randint(0, 8, (args.images,)),
-                                 torch.randint(0, 2, (args.images,)))
+        return TensorFaceDataset(
+            torch.randn(args.images, 3, size, size),
+            torch.randint(0, 8, (args.images,)),
+            torch.randint(0, 2, (args.images,)),
+        )
 
     big, small = data(160), data(128)
     teacher = copy.deepcopy(parent).eval()
@@ -67,6 +71,7 @@ def main() -> None:
             model = copy.deepcopy(parent)
             model.freeze_backbone(n)
             return epoch_rate(model, big)
+
         return run
 
     variants = {
@@ -86,12 +91,15 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for repeat in range(args.repeats):
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             torch.manual_seed(repeat)
             rates[name].append(variants[name]())
     base = statistics.median(rates["recipe"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; parent "
-          f"{args.release or 'the shipped model'}; {args.images} random images per epoch, batch 32, fp32; median of {args.repeats}\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; parent "
+        f"{args.release or 'the shipped model'}; {args.images} random images per epoch, batch 32, fp32; "
+        f"median of {args.repeats}\n"
+    )
     print("| variant | images/s (median) | x recipe | each round |")
     print("|---|---|---|---|")
     for name, values in rates.items():

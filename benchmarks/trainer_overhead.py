@@ -47,13 +47,16 @@ AGE_BINS = 8
 
 def bare_optimizer(model: nn.Module, loss_fn: nn.Module, config: TrainerConfig) -> torch.optim.Optimizer:
     # CurriculumTrainer._default_optimizer's groups and settings.
-    return torch.optim.AdamW([{"params": list(model.parameters())},
-                              {"params": list(loss_fn.parameters()), "weight_decay": 0.0}],
-                             lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(
+        [{"params": list(model.parameters())}, {"params": list(loss_fn.parameters()), "weight_decay": 0.0}],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
 
 
-def bare_epoch(model: nn.Module, dataset: TensorFaceDataset, config: TrainerConfig,
-               max_steps: int | None = None) -> float:
+def bare_epoch(
+    model: nn.Module, dataset: TensorFaceDataset, config: TrainerConfig, max_steps: int | None = None
+) -> float:
     """Images/s of one epoch (or ``max_steps`` batches) of the plain loop."""
     loss_fn = UncertaintyLoss()
     optimizer = bare_optimizer(model, loss_fn, config)
@@ -62,8 +65,13 @@ def bare_epoch(model: nn.Module, dataset: TensorFaceDataset, config: TrainerConf
     seen = 0
     start = time.perf_counter()
     # The trainer's rule: no last batch of one image (batch norm cannot train on it).
-    loader = DataLoader(dataset, config.batch_size, shuffle=True, num_workers=config.num_workers,
-                        drop_last=len(dataset) % config.batch_size == 1)
+    loader = DataLoader(
+        dataset,
+        config.batch_size,
+        shuffle=True,
+        num_workers=config.num_workers,
+        drop_last=len(dataset) % config.batch_size == 1,
+    )
     for step, (images, age, gender) in enumerate(loader):
         if step == max_steps:
             break
@@ -100,8 +108,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     base = DualClassifier(age_classes=AGE_BINS, backbone=args.backbone, pretrained=True)
-    dataset = TensorFaceDataset(torch.randn(args.images, 3, args.image_size, args.image_size),
-                                torch.randint(0, AGE_BINS, (args.images,)), torch.randint(0, 2, (args.images,)))
+    dataset = TensorFaceDataset(
+        torch.randn(args.images, 3, args.image_size, args.image_size),
+        torch.randint(0, AGE_BINS, (args.images,)),
+        torch.randint(0, 2, (args.images,)),
+    )
     config = TrainerConfig(batch_size=args.batch_size, num_workers=0)  # CPU, fp32, no progress bar
     if args.warmup:
         bare_epoch(copy.deepcopy(base), dataset, config, max_steps=args.warmup)
@@ -115,9 +126,11 @@ def main() -> None:
     trainer, bare = statistics.median(runs["trainer"]), statistics.median(runs["bare"])
     ratio = trainer / bare
 
-    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs; {args.backbone} (pretrained), "
-          f"{args.images} random images of {args.image_size} px, batch {args.batch_size}, num_workers 0; "
-          f"median of {args.repeats} epoch(s) each\n")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs; {args.backbone} (pretrained), "
+        f"{args.images} random images of {args.image_size} px, batch {args.batch_size}, num_workers 0; "
+        f"median of {args.repeats} epoch(s) each\n"
+    )
     print("| loop | images/s (median) | each epoch |")
     print("|---|---|---|")
     for key, label in (("trainer", "CurriculumTrainer.train_one_epoch"), ("bare", "bare PyTorch loop")):

@@ -56,7 +56,7 @@ def make_demo_root(root: Path, count: int = 24) -> None:
     photo = skdata.astronaut()
     for i in range(count):
         dx, dy, age = (i * 7) % 30 - 15, (i * 5) % 20 - 10, [1, 5, 10, 18, 28, 40, 52, 70][i % 8]
-        crop = Image.fromarray(photo[30 + dy:230 + dy, 120 + dx:320 + dx]).resize((48, 48))
+        crop = Image.fromarray(photo[30 + dy : 230 + dy, 120 + dx : 320 + dx]).resize((48, 48))
         crop.save(faces / f"{age}_{i % 2}_0_20170101{i:06d}.jpg.chip.jpg")
 
 
@@ -71,13 +71,18 @@ def main() -> None:
     backbone = create_backbone("mobilenet-v3-small").eval()
     with torch.no_grad():
         shape = tuple(backbone.forward_features(torch.zeros(1, 3, 64, 64)).shape)
-    print(f"features at 64 px: {shape}, pooled: {backbone.num_features}, freeze groups: stem + "
-          f"{backbone.num_blocks} blocks")
+    print(
+        f"features at 64 px: {shape}, pooled: {backbone.num_features}, freeze groups: stem + "
+        f"{backbone.num_blocks} blocks"
+    )
 
     # Use it by name: model.backbone in a configuration (--set model.backbone=mobilenet-v3-small on the command
     # line, from a process that has imported the module registering it).
-    config = RunConfig(out_dir=str(out / "run"), bins="paper",
-                       schedule=[{"datasets": ["utkface"], "bins": list(range(8)), "epochs": 1}])
+    config = RunConfig(
+        out_dir=str(out / "run"),
+        bins="paper",
+        schedule=[{"datasets": ["utkface"], "bins": list(range(8)), "epochs": 1}],
+    )
     config.data.root, config.data.datasets, config.data.cache = str(out / "data"), ["utkface"], str(out / "cache")
     config.data.image_size, config.data.split, config.data.preprocess_workers = 32, [0.6, 0.2, 0.2], 0
     config.model.backbone, config.model.pretrained, config.model.bottleneck_dim = "mobilenet-v3-small", False, 16

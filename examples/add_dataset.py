@@ -51,7 +51,7 @@ def make_demo_folder(folder: Path, count: int = 36) -> None:
     rows = ["path,age,gender"]
     for i in range(count):
         dx, dy, age = (i * 7) % 30 - 15, (i * 5) % 20 - 10, [1, 5, 10, 18, 28, 40, 52, 70][i % 8] + i % 3
-        Image.fromarray(photo[30 + dy:230 + dy, 120 + dx:320 + dx]).resize((48, 48)).save(folder / f"faces/{i}.png")
+        Image.fromarray(photo[30 + dy : 230 + dy, 120 + dx : 320 + dx]).resize((48, 48)).save(folder / f"faces/{i}.png")
         rows.append(f"faces/{i}.png,{age},{'mf'[i % 2]}")
     (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
@@ -64,8 +64,9 @@ def main() -> None:
     make_demo_folder(out / "data" / "selfies")
 
     # 3. Use it by name, like any other dataset: here a one-stage run on it alone.
-    config = RunConfig(out_dir=str(out / "run"), bins="auto",
-                       schedule=[{"datasets": ["selfies"], "bins": list(range(8)), "epochs": 1}])
+    config = RunConfig(
+        out_dir=str(out / "run"), bins="auto", schedule=[{"datasets": ["selfies"], "bins": list(range(8)), "epochs": 1}]
+    )
     config.data.root, config.data.datasets, config.data.cache = str(out / "data"), ["selfies"], str(out / "cache")
     config.data.image_size, config.data.split, config.data.preprocess_workers = 32, [0.6, 0.2, 0.2], 0
     config.model.pretrained, config.model.bottleneck_dim = False, 16

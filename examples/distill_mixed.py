@@ -37,14 +37,26 @@ def main() -> None:
     parser.add_argument("--student", required=True, help="release to start from (one network)")
     parser.add_argument("--teacher", required=True, help="release to distil (e.g. an ensemble)")
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint.pt after an interruption "
-                        "(a finished run trains no more and only rewrites the release and the report)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from OUT/checkpoint.pt after an interruption "
+        "(a finished run trains no more and only rewrites the release and the report)",
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more config overrides")
     args = parser.parse_args()
-    config = apply_overrides(load_config(CONFIG), [
-        f"data.root={args.data}", f"data.cache={args.cache}", f"out_dir={args.out}",
-        f"model.init_from={args.student}", f"teacher={args.teacher}",
-        "schedule=[{datasets: [mixed], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 3}]", *args.set])
+    config = apply_overrides(
+        load_config(CONFIG),
+        [
+            f"data.root={args.data}",
+            f"data.cache={args.cache}",
+            f"out_dir={args.out}",
+            f"model.init_from={args.student}",
+            f"teacher={args.teacher}",
+            "schedule=[{datasets: [mixed], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 3}]",
+            *args.set,
+        ],
+    )
     prepared = prepare_data(config)
     add_mixed(prepared, order=DATASETS)  # the order the shipped model's runs concatenated them in
     result = train(config, resume=args.resume, prepared=prepared)

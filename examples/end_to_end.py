@@ -32,16 +32,29 @@ from agecurriculum import (
 
 def synthetic_age_data(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, int]]:
     """Returns (histogram of exact ages 0-100, counts of group-labelled images) for three dataset-like sources."""
-    utk_like = np.concatenate([rng.integers(0, 10, 3000), rng.normal(32, 14, 15000).astype(int), rng.integers(60, 116, 2000)])
+    utk_like = np.concatenate(
+        [rng.integers(0, 10, 3000), rng.normal(32, 14, 15000).astype(int), rng.integers(60, 116, 2000)]
+    )
     morph_like = rng.gamma(4.0, 8.0, 20000).astype(int) + 16
     ages = np.clip(np.concatenate([utk_like, morph_like]), 0, None)
-    adience_like = {"0-2": 2500, "4-6": 2100, "8-13": 2300, "15-20": 1600, "25-32": 4800, "38-43": 2300, "48-53": 800, "60-100": 900}
+    adience_like = {
+        "0-2": 2500,
+        "4-6": 2100,
+        "8-13": 2300,
+        "15-20": 1600,
+        "25-32": 4800,
+        "38-43": 2300,
+        "48-53": 800,
+        "60-100": 900,
+    }
     return histogram_from_ages(ages), adience_like
 
 
 def random_faces(n: int, size: int, num_bins: int, generator: torch.Generator) -> TensorFaceDataset:
     images = torch.randn(n, 3, size, size, generator=generator)
-    return TensorFaceDataset(images, torch.randint(0, num_bins, (n,), generator=generator), torch.randint(0, 2, (n,), generator=generator))
+    return TensorFaceDataset(
+        images, torch.randint(0, num_bins, (n,), generator=generator), torch.randint(0, 2, (n,), generator=generator)
+    )
 
 
 def main() -> None:
@@ -75,9 +88,16 @@ def main() -> None:
     # 3. Train a DualClassifier through the whole curriculum with the uncertainty-weighted loss.
     generator = torch.Generator().manual_seed(args.seed)
     num_bins = len(solution.bins)
-    train_sets = {name: random_faces(args.images_per_dataset, args.image_size, num_bins, generator) for name in schedule.datasets}
-    val_sets = {name: random_faces(args.images_per_dataset // 2, args.image_size, num_bins, generator) for name in schedule.datasets}
-    model = DualClassifier(age_classes=num_bins, gender_classes=2, backbone=args.backbone, pretrained=not args.no_pretrained)
+    train_sets = {
+        name: random_faces(args.images_per_dataset, args.image_size, num_bins, generator) for name in schedule.datasets
+    }
+    val_sets = {
+        name: random_faces(args.images_per_dataset // 2, args.image_size, num_bins, generator)
+        for name in schedule.datasets
+    }
+    model = DualClassifier(
+        age_classes=num_bins, gender_classes=2, backbone=args.backbone, pretrained=not args.no_pretrained
+    )
     config = TrainerConfig(batch_size=8, lr=1e-3, seed=args.seed, max_steps_per_epoch=args.steps)
 
     def log(record) -> None:
@@ -88,7 +108,9 @@ def main() -> None:
             + ", ".join(f"{k} {v:.3f}" for k, v in record.task_weights.items())
         )
 
-    trainer = CurriculumTrainer(model, schedule, train_sets, val_sets, loss=UncertaintyLoss(), config=config, callbacks=[log])
+    trainer = CurriculumTrainer(
+        model, schedule, train_sets, val_sets, loss=UncertaintyLoss(), config=config, callbacks=[log]
+    )
     history = trainer.fit()
     print(f"done: {len(history)} epochs over {len(schedule)} stages")
 

@@ -69,22 +69,28 @@ def main() -> None:
     print(f"1. own loop: last loss {parts.total.item():.3f}, task weights {loss_fn.task_weights()}")
 
     # 2. Your loop over stages, the trainer's epoch and evaluation as building blocks.
-    schedule = TrainingSchedule([
-        MultiDatasetSample(["mine"], bins={2, 3, 4, 5}),
-        MultiDatasetSample(["mine", "public"], bins=range(8)),
-    ])
+    schedule = TrainingSchedule(
+        [
+            MultiDatasetSample(["mine"], bins={2, 3, 4, 5}),
+            MultiDatasetSample(["mine", "public"], bins=range(8)),
+        ]
+    )
     trainer = CurriculumTrainer(MyModel(), schedule, train, val, config=TrainerConfig(batch_size=16))
     for stage in schedule:
         for name in stage.datasets:
             loss, _, _, seen = trainer.train_one_epoch(FilteredDataset(train[name], stage.bins))
             result = trainer.evaluate(FilteredDataset(val[name], stage.bins))
-            print(f"2. stage bins {sorted(stage.bins)} on {name}: {seen} images, loss {loss:.3f}, "
-                  f"val age accuracy {result.age_accuracy:.2f}")
+            print(
+                f"2. stage bins {sorted(stage.bins)} on {name}: {seen} images, loss {loss:.3f}, "
+                f"val age accuracy {result.age_accuracy:.2f}"
+            )
 
     # 3. The whole curriculum with checkpoints; rerunning with resume=True continues after the last epoch.
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir or tmp
-        trainer = CurriculumTrainer(MyModel(), schedule, train, val, config=TrainerConfig(batch_size=16), run_dir=run_dir)
+        trainer = CurriculumTrainer(
+            MyModel(), schedule, train, val, config=TrainerConfig(batch_size=16), run_dir=run_dir
+        )
         history = trainer.fit(resume=True)
         print(f"3. fit: {len(history)} epochs, checkpoint in {run_dir}")
 

@@ -17,8 +17,9 @@ import pytest
 def tmpfs(path: Path, size: str = "1m") -> Iterator[Path]:
     """A tmpfs of ``size`` at ``path`` (created), unmounted afterwards; skips the test where it cannot be mounted."""
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs to make the fault ({done.stderr.strip() or 'mount failed'}): needs root")
     try:

@@ -33,8 +33,13 @@ def make_release(folder: Path, image_size: int = 64, seed: int = 0) -> Path:
         for layer in (model.head.age, model.head.gender):
             layer.weight.normal_(0, 1.0)
     spec = model.backbone.spec
-    preprocessing = {"image_size": image_size, "mean": list(spec.mean), "std": list(spec.std), "padding": 0.25,
-                     "alignment": {"utkface": "aligned", "other": "detect"}}
+    preprocessing = {
+        "image_size": image_size,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "padding": 0.25,
+        "alignment": {"utkface": "aligned", "other": "detect"},
+    }
     return save_release(model, folder, PAPER_BINS, preprocessing, extra={"rep_ages": REP_AGES})
 
 

@@ -56,8 +56,9 @@ def data_root(tmp_path_factory) -> Path:
             user, image = f"{1000 + i}@N0{i % 3}", f"{9000 + i}_abc_o.jpg"
             lines.append(f"{user}\t{image}\t{i + 1}\t{ADIENCE_AGES[i % 8]}\t{'mf'[i % 2]}\t0\t0\t150\t150\t0\t0\t50")
             (adience / "faces" / user).mkdir(parents=True)
-            shifted_face(i + 3, 150).save(adience / "faces" / user / f"coarse_tilt_aligned_face.{i + 1}.{image}",
-                                          quality=60 + i)
+            shifted_face(i + 3, 150).save(
+                adience / "faces" / user / f"coarse_tilt_aligned_face.{i + 1}.{image}", quality=60 + i
+            )
         (adience / f"fold_{fold}_data.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
 
@@ -70,8 +71,18 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def _args(workdir: Path, data_root: Path, out: Path, *more: str) -> list[str]:
-    return ["ablate", "--config", str(workdir / "tiny.yaml"), "--set", f"data.root={data_root}",
-            "--set", f"data.cache={workdir / 'cache'}", "--set", f"out_dir={out}", *more]
+    return [
+        "ablate",
+        "--config",
+        str(workdir / "tiny.yaml"),
+        "--set",
+        f"data.root={data_root}",
+        "--set",
+        f"data.cache={workdir / 'cache'}",
+        "--set",
+        f"out_dir={out}",
+        *more,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +105,10 @@ def test_loss_study_tables_match_each_runs_report(loss_study):
     assert [row["variant"] for row in rows] == ["uncertainty", "sum", "fixed"]
     assert table["datasets"] == ["utkface", "adience", "morph2"]
     assert "## Loss (Table VII form)" in markdown and "Curriculum" not in markdown
-    header = ("| Loss | utkface gender (%) | utkface age (%) | adience gender (%) | adience age (%) "
-              "| morph2 gender (%) | morph2 age (%) | mean gender (%) | mean age (%) | run |")
+    header = (
+        "| Loss | utkface gender (%) | utkface age (%) | adience gender (%) | adience age (%) "
+        "| morph2 gender (%) | morph2 age (%) | mean gender (%) | mean age (%) | run |"
+    )
     assert header in markdown
     labels = {"uncertainty": "uncertainty (learned weights)", "sum": "plain sum", "fixed": "fixed 0.6 / 0.4"}
     for row in rows:
@@ -129,8 +142,9 @@ def test_a_variant_equals_a_standalone_training_run_of_its_config(loss_study, tm
     alone = tmp_path / "alone"
     assert main(["train", "--config", str(run / "run_config.yaml"), "--set", f"out_dir={alone}"]) == 0
     rows, replayed = (read_metrics(folder / "metrics.csv") for folder in (run, alone))
-    assert [(r["stage"], r["dataset"], r["images"]) for r in rows] == \
-        [(r["stage"], r["dataset"], r["images"]) for r in replayed]
+    assert [(r["stage"], r["dataset"], r["images"]) for r in rows] == [
+        (r["stage"], r["dataset"], r["images"]) for r in replayed
+    ]
     for a, b in zip(rows, replayed, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
     reports = [json.loads((folder / "report" / "report.json").read_text(encoding="utf-8")) for folder in (run, alone)]
@@ -140,8 +154,10 @@ def test_a_variant_equals_a_standalone_training_run_of_its_config(loss_study, tm
 
 
 def test_resume_after_a_finished_ablation_trains_nothing(loss_study, workdir, data_root, capsys):
-    before = {v: (loss_study / f"loss-{v}" / "metrics.csv").read_text(encoding="utf-8")
-              for v in ("uncertainty", "sum", "fixed")}
+    before = {
+        v: (loss_study / f"loss-{v}" / "metrics.csv").read_text(encoding="utf-8")
+        for v in ("uncertainty", "sum", "fixed")
+    }
     table = json.loads((loss_study / "ablation.json").read_text(encoding="utf-8"))
     capsys.readouterr()
     assert main(_args(workdir, data_root, loss_study, "--study", "loss", "--resume")) == 0
@@ -158,8 +174,9 @@ def test_resume_after_a_finished_ablation_trains_nothing(loss_study, workdir, da
 def test_curriculum_study_needs_the_presets_datasets(workdir, data_root, tmp_path, capsys):
     # Left out of data.datasets: fails on the configuration alone, before any data is prepared or run trained.
     out = tmp_path / "configured"
-    assert main(_args(workdir, data_root, out, "--study", "curriculum",
-                      "--set", "data.datasets=[utkface, morph2]")) == 2
+    assert (
+        main(_args(workdir, data_root, out, "--study", "curriculum", "--set", "data.datasets=[utkface, morph2]")) == 2
+    )
     err = capsys.readouterr().err
     assert "curriculum-original needs ['adience']" in err and "curriculum-list2 needs ['adience']" in err
     assert "--study loss" in err
@@ -217,8 +234,10 @@ def test_adaptive_study_puts_every_variant_on_the_original_curriculums_image_bud
     from agecurriculum.train.ablation import run_ablation
 
     out = tmp_path / "adaptive"
-    config = apply_overrides(load_config(workdir / "tiny.yaml"), [
-        f"data.root={data_root}", f"data.cache={workdir / 'cache'}", f"out_dir={out}", "adaptive.max_stages=6"])
+    config = apply_overrides(
+        load_config(workdir / "tiny.yaml"),
+        [f"data.root={data_root}", f"data.cache={workdir / 'cache'}", f"out_dir={out}", "adaptive.max_stages=6"],
+    )
     variants = ["original", "list2", "mixed", "adaptive"]
     result = run_ablation(config, study="adaptive", adaptive_variants=variants)
     rows = {row.variant: row for row in result.study("adaptive")}
@@ -237,8 +256,9 @@ def test_adaptive_study_puts_every_variant_on_the_original_curriculums_image_bud
     assert rows["original"].schedule.endswith("(all of it: it sets the budget)")
     assert rows["list2"].schedule.endswith("cut at the budget")
     mixed = load_config(out / "adaptive-mixed" / "run_config.yaml").schedule
-    assert all(stage == {"datasets": ["utkface", "adience", "morph2"], "bins": list(range(8)), "epochs": 1}
-               for stage in mixed)
+    assert all(
+        stage == {"datasets": ["utkface", "adience", "morph2"], "bins": list(range(8)), "epochs": 1} for stage in mixed
+    )
     learned = TrainingSchedule.load(out / "adaptive-adaptive" / "learned_schedule.json", strict=False)
     assert learned[-1].bins == set(range(8)) and "learned stages" in rows["adaptive"].schedule
     markdown = (out / "ablation.md").read_text(encoding="utf-8")

@@ -48,8 +48,9 @@ def run_policy(policy, losses_at, sizes=None, limit=200):
 def test_first_stage_comes_from_the_settings_and_is_the_middle_third_by_default():
     assert AdaptiveCurriculum(DATASETS).next_stage() == MultiDatasetSample(["a"], {3, 4, 5}, 1, score=1)
     assert AdaptiveCurriculum(DATASETS, num_bins=7).next_stage().bins == {3, 4}
-    chosen = AdaptiveCurriculum(DATASETS, settings=AdaptiveSettings(start_datasets=["c", "a"], start_bins=[0, 1],
-                                                                     epochs=2))
+    chosen = AdaptiveCurriculum(
+        DATASETS, settings=AdaptiveSettings(start_datasets=["c", "a"], start_bins=[0, 1], epochs=2)
+    )
     assert chosen.next_stage() == MultiDatasetSample(["c", "a"], {0, 1}, 2, score=1)
 
 
@@ -96,8 +97,9 @@ def test_a_forgotten_dataset_is_revisited_once_then_the_whole_set_returns():
 
 def test_with_a_budget_it_completes_in_time_and_stops_when_spent():
     sizes = {d: {b: 100 for b in range(8)} for d in DATASETS}  # a complete stage: 2,400 images
-    policy = AdaptiveCurriculum(DATASETS, budget=6000, train_sizes=sizes,
-                                settings=AdaptiveSettings(final_share=0.1, max_stages_per_set=20))
+    policy = AdaptiveCurriculum(
+        DATASETS, budget=6000, train_sizes=sizes, settings=AdaptiveSettings(final_share=0.1, max_stages_per_set=20)
+    )
     stages = run_policy(policy, lambda t, s: table(lambda d, b: 3.0 / (1 + t)), sizes)  # always improving
     # Never a plateau: it stays on the first set until the budget left (2,400) is one complete stage.
     assert len(stages) == 13 and all(len(s.bins) == 3 and s.datasets == ("a",) for s in stages[:-1])
@@ -128,9 +130,14 @@ def test_unknown_losses_rank_last_and_ties_go_to_the_lower_bin():
 
 
 def test_bad_settings_and_observations_name_the_field():
-    for bad, field in ((dict(min_improvement=1.5), "min_improvement"), (dict(epochs=0), "epochs"),
-                       (dict(start_bins=[2, 5]), "start_bins"), (dict(start_bins=3), "start_bins"),
-                       (dict(start_datasets=["z"]), "start_datasets"), (dict(final_share=-0.1), "final_share")):
+    for bad, field in (
+        (dict(min_improvement=1.5), "min_improvement"),
+        (dict(epochs=0), "epochs"),
+        (dict(start_bins=[2, 5]), "start_bins"),
+        (dict(start_bins=3), "start_bins"),
+        (dict(start_datasets=["z"]), "start_datasets"),
+        (dict(final_share=-0.1), "final_share"),
+    ):
         with pytest.raises(ValueError, match=f"^{field}: "):
             AdaptiveCurriculum(DATASETS, settings=AdaptiveSettings(**bad))
     policy = AdaptiveCurriculum(DATASETS)
@@ -142,8 +149,14 @@ def test_bad_settings_and_observations_name_the_field():
 
 def test_state_dict_round_trip_continues_with_the_same_decisions():
     def losses(t, stage):  # falling, easier in the middle bins, and dataset a forgets every fourth stage
-        return table(lambda d, b: 2.0 / (1 + 0.1 * t) + 0.05 * abs(b - 4) + (0.3 if d == "b" else 0.0)
-                     + (0.5 * (t % 4 == 2) if d == "a" else 0.0))
+        return table(
+            lambda d, b: (
+                2.0 / (1 + 0.1 * t)
+                + 0.05 * abs(b - 4)
+                + (0.3 if d == "b" else 0.0)
+                + (0.5 * (t % 4 == 2) if d == "a" else 0.0)
+            )
+        )
 
     policy_settings = AdaptiveSettings(start_datasets=["a", "b"], max_stages=12)
     whole = AdaptiveCurriculum(DATASETS, settings=policy_settings)
@@ -170,16 +183,24 @@ loss_tables = st.lists(st.lists(st.floats(0.05, 5.0), min_size=24, max_size=24),
 @given(loss_tables, st.booleans(), st.integers(1, 4), st.sampled_from([None, 3000, 9000]))
 def test_any_loss_sequence_gives_valid_stages_and_keeps_the_rules_it_claims(tables, revisit, max_per_set, budget):
     sizes = {d: {b: 50 for b in range(8)} for d in DATASETS}
-    policy = AdaptiveCurriculum(DATASETS, budget=budget, train_sizes=sizes,
-                                settings=AdaptiveSettings(revisit=revisit, max_stages_per_set=max_per_set))
+    policy = AdaptiveCurriculum(
+        DATASETS,
+        budget=budget,
+        train_sizes=sizes,
+        settings=AdaptiveSettings(revisit=revisit, max_stages_per_set=max_per_set),
+    )
 
     def losses(t, stage):
         values = tables[t % len(tables)]
         return {(d, b): values[i * 8 + b] for i, d in enumerate(DATASETS) for b in range(8)}
 
     stages = run_policy(policy, losses, sizes)
-    again = AdaptiveCurriculum(DATASETS, budget=budget, train_sizes=sizes,
-                               settings=AdaptiveSettings(revisit=revisit, max_stages_per_set=max_per_set))
+    again = AdaptiveCurriculum(
+        DATASETS,
+        budget=budget,
+        train_sizes=sizes,
+        settings=AdaptiveSettings(revisit=revisit, max_stages_per_set=max_per_set),
+    )
     assert run_policy(again, losses, sizes) == stages  # deterministic
     assert all(isinstance(s, MultiDatasetSample) for s in stages)
     assert [s.score for s in stages] == list(range(1, len(stages) + 1))
@@ -210,8 +231,9 @@ def make_adaptive_trainer(run_dir=None, budget=None, **policy):
     sets = {"a": learnable_dataset(96, 1), "b": learnable_dataset(96, 2)}
     vals = {"a": learnable_dataset(48, 3), "b": learnable_dataset(48, 4)}
     sizes = {name: {b: int((ds.age_bins == b).sum()) for b in range(8)} for name, ds in sets.items()}
-    curriculum = AdaptiveCurriculum(["a", "b"], 8, AdaptiveSettings(**{"max_stages": 8, **policy}), budget=budget,
-                                    train_sizes=sizes)
+    curriculum = AdaptiveCurriculum(
+        ["a", "b"], 8, AdaptiveSettings(**{"max_stages": 8, **policy}), budget=budget, train_sizes=sizes
+    )
     cfg = TrainerConfig(batch_size=16, lr=1e-2, seed=0, early_stopping_patience=None, image_budget=budget)
     return CurriculumTrainer(TinyDual(), curriculum, sets, vals, config=cfg, run_dir=run_dir)
 
@@ -235,8 +257,9 @@ def test_trainer_runs_what_the_policy_decides_from_per_bin_validation_losses(tmp
     val = trainer.val_sets["b"]
     with torch.no_grad():
         age_logits, gender_logits = trainer.model.eval()(val.images)
-    ce = (torch.nn.functional.cross_entropy(age_logits, val.age_bins, reduction="none")
-          + torch.nn.functional.cross_entropy(gender_logits, val.genders, reduction="none"))
+    ce = torch.nn.functional.cross_entropy(
+        age_logits, val.age_bins, reduction="none"
+    ) + torch.nn.functional.cross_entropy(gender_logits, val.genders, reduction="none")
     for b in range(8):
         assert per_bin[b] == pytest.approx(ce[val.age_bins == b].mean().item(), rel=1e-5)
     assert policy.losses[("b", 2)] == pytest.approx(per_bin[2], rel=1e-5)
@@ -255,8 +278,12 @@ def test_image_budget_ends_static_and_adaptive_runs_at_the_batch_that_reaches_it
     assert trainer.curriculum.stages[-1].bins == set(range(8))  # completed before the budget ran out
     torch.manual_seed(0)
     schedule = TrainingSchedule([MultiDatasetSample(["a", "b"], range(8), epochs=5)])
-    static = CurriculumTrainer(TinyDual(), schedule, {"a": learnable_dataset(96, 1), "b": learnable_dataset(96, 2)},
-                               config=TrainerConfig(batch_size=16, image_budget=200))
+    static = CurriculumTrainer(
+        TinyDual(),
+        schedule,
+        {"a": learnable_dataset(96, 1), "b": learnable_dataset(96, 2)},
+        config=TrainerConfig(batch_size=16, image_budget=200),
+    )
     assert [r.images for r in static.fit()] == [96, 96, 16]  # the third epoch stops at its first batch
 
 
@@ -284,8 +311,9 @@ def test_resume_after_a_kill_gives_the_same_decisions_and_weights(tmp_path):
     resumed.fit(resume=True)
     assert resumed.curriculum.stages == whole.curriculum.stages
     assert resumed.curriculum.decisions == whole.curriculum.decisions
-    assert [(r.stage, r.dataset, r.images) for r in resumed.history] == \
-        [(r.stage, r.dataset, r.images) for r in whole.history]
+    assert [(r.stage, r.dataset, r.images) for r in resumed.history] == [
+        (r.stage, r.dataset, r.images) for r in whole.history
+    ]
     assert torch.equal(weights(resumed), weights(whole))
     # Another policy setting is another run: refused.
     with pytest.raises(Exception, match="belongs to a different run"):
@@ -306,8 +334,9 @@ def test_the_learned_schedule_replays_as_a_static_schedule_to_the_same_weights(t
     cfg = TrainerConfig(batch_size=16, lr=1e-2, seed=0, early_stopping_patience=None)
     replay = CurriculumTrainer(TinyDual(), replayed_schedule, sets, vals, config=cfg)
     replay.fit()
-    assert [(r.stage, r.dataset, r.images) for r in replay.history] == \
-        [(r.stage, r.dataset, r.images) for r in adaptive.history]
+    assert [(r.stage, r.dataset, r.images) for r in replay.history] == [
+        (r.stage, r.dataset, r.images) for r in adaptive.history
+    ]
     assert torch.equal(weights(replay), weights(adaptive))
 
 
@@ -315,12 +344,18 @@ def test_the_learned_schedule_replays_as_a_static_schedule_to_the_same_weights(t
 
 
 def test_config_builds_the_policy_and_names_bad_fields():
-    config = apply_overrides(RunConfig(), ["schedule=adaptive", "data.datasets=[utkface, morph2]",
-                                           "trainer.image_budget=5000", "adaptive.start_bins=[2, 3]"])
+    config = apply_overrides(
+        RunConfig(),
+        [
+            "schedule=adaptive",
+            "data.datasets=[utkface, morph2]",
+            "trainer.image_budget=5000",
+            "adaptive.start_bins=[2, 3]",
+        ],
+    )
     check_config(config)
     policy = build_curriculum(config, 8, sizes={"utkface": {2: 10}})
-    assert isinstance(policy, AdaptiveCurriculum) and policy.budget == 5000 and policy.datasets == ("utkface",
-                                                                                                   "morph2")
+    assert isinstance(policy, AdaptiveCurriculum) and policy.budget == 5000 and policy.datasets == ("utkface", "morph2")
     assert policy.next_stage().bins == {2, 3}
     with pytest.raises(ValueError, match=r"^adaptive\.start_bins: "):
         build_curriculum(apply_overrides(RunConfig(), ["schedule=adaptive", "adaptive.start_bins=[0, 9]"]), 8)
@@ -335,8 +370,16 @@ def test_config_builds_the_policy_and_names_bad_fields():
 
 
 def test_dry_run_describes_the_adaptive_curriculum():
-    config = apply_overrides(RunConfig(), ["schedule=adaptive", "bins=paper", "data.datasets=[utkface, morph2]",
-                                           "trainer.image_budget=20000", "adaptive.revisit=false"])
+    config = apply_overrides(
+        RunConfig(),
+        [
+            "schedule=adaptive",
+            "bins=paper",
+            "data.datasets=[utkface, morph2]",
+            "trainer.image_budget=20000",
+            "adaptive.revisit=false",
+        ],
+    )
     text = "\n".join(describe_run(config))
     assert "curriculum: adaptive" in text and "stage 0: utkface; bins 3-5 (ages 15-23, 24-34, 35-45)" in text
     assert "no revisits" in text and "image budget (20000)" in text and "image budget: 20000" in text

@@ -72,20 +72,31 @@ def data_root(tmp_path_factory) -> Path:
             prefix = "landmark_aligned_face" if user == 1 else "coarse_tilt_aligned_face"
             for face in _faces(user):
                 image, sex = f"{9000 + face}_abc_o.jpg", "u" if face == 1 else "mf"[face % 2]
-                lines.append(f"{USERS[user]}\t{image}\t{face + 1}\t{ADIENCE_AGES[face % 8]}\t{sex}\t0\t0\t150\t150"
-                             "\t0\t0\t50")
-                shifted_face(face + 3, 150).save(adience / "faces" / USERS[user] / f"{prefix}.{face + 1}.{image}",
-                                                 quality=60 + face)
+                lines.append(
+                    f"{USERS[user]}\t{image}\t{face + 1}\t{ADIENCE_AGES[face % 8]}\t{sex}\t0\t0\t150\t150\t0\t0\t50"
+                )
+                shifted_face(face + 3, 150).save(
+                    adience / "faces" / USERS[user] / f"{prefix}.{face + 1}.{image}", quality=60 + face
+                )
         (adience / f"fold_{fold}_data.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     # Fold 0: test users 0-1 (plus one absent face), val user 2, train users 3-5 (one line twice, as in the real
     # lists). Fold 1: test users 2-3, the same faces in both test lists. Fold 2: only absent test faces.
     rounds = {
-        0: {task: _lists(_faces(0) + _faces(1), _faces(2), _faces(3) + _faces(4) + _faces(5) + [6], task)
-            for task in ("age", "gender")},
-        1: {task: _lists(_faces(2) + _faces(3), _faces(4), _faces(0) + _faces(1) + _faces(5), task)
-            for task in ("age", "gender")},
-        2: {task: {**_lists([], _faces(0), _faces(1) + _faces(2) + _faces(3), task),
-                   "test": [_entry(20, task, ABSENT), _entry(21, task, ABSENT)]} for task in ("age", "gender")},
+        0: {
+            task: _lists(_faces(0) + _faces(1), _faces(2), _faces(3) + _faces(4) + _faces(5) + [6], task)
+            for task in ("age", "gender")
+        },
+        1: {
+            task: _lists(_faces(2) + _faces(3), _faces(4), _faces(0) + _faces(1) + _faces(5), task)
+            for task in ("age", "gender")
+        },
+        2: {
+            task: {
+                **_lists([], _faces(0), _faces(1) + _faces(2) + _faces(3), task),
+                "test": [_entry(20, task, ABSENT), _entry(21, task, ABSENT)],
+            }
+            for task in ("age", "gender")
+        },
     }
     for task in ("age", "gender"):
         rounds[0][task]["test"].append(_entry(22, task, ABSENT))
@@ -106,8 +117,19 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def _args(workdir: Path, data_root: Path, out: Path, *more: str) -> list[str]:
-    return ["protocol", "adience", "--config", str(workdir / "tiny.yaml"), "--set", f"data.root={data_root}",
-            "--set", f"data.cache={workdir / 'cache'}", "--set", f"out_dir={out}", *more]
+    return [
+        "protocol",
+        "adience",
+        "--config",
+        str(workdir / "tiny.yaml"),
+        "--set",
+        f"data.root={data_root}",
+        "--set",
+        f"data.cache={workdir / 'cache'}",
+        "--set",
+        f"out_dir={out}",
+        *more,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +191,13 @@ def test_table_rows_and_mean_std_equal_the_per_fold_json(protocol_run):
     keys = ("age_accuracy", "one_off", "gender_accuracy")
     for fold in scored:
         m = fold["metrics"]
-        assert _row(markdown, str(fold["fold"])) == [str(fold["fold"]), *(format_number(m[k], True) for k in keys),
-                                                     str(m["n_age"]), str(m["n_gender"]), f"fold-{fold['fold']}"]
+        assert _row(markdown, str(fold["fold"])) == [
+            str(fold["fold"]),
+            *(format_number(m[k], True) for k in keys),
+            str(m["n_age"]),
+            str(m["n_gender"]),
+            f"fold-{fold['fold']}",
+        ]
     mean_row = _row(markdown, "mean ± std (2 folds)")
     for key, cell in zip(keys, mean_row[1:4], strict=True):
         values = [f["metrics"][key] for f in scored]
@@ -178,8 +205,10 @@ def test_table_rows_and_mean_std_equal_the_per_fold_json(protocol_run):
         assert table["summary"][key]["mean"] == pytest.approx(mean)
         assert table["summary"][key]["std"] == pytest.approx(std)
         assert cell == f"{format_number(mean, True)} ± {format_number(std, True)}"
-    assert mean_row[4:6] == [str(sum(f["metrics"]["n_age"] for f in scored)),
-                             str(sum(f["metrics"]["n_gender"] for f in scored))]
+    assert mean_row[4:6] == [
+        str(sum(f["metrics"]["n_age"] for f in scored)),
+        str(sum(f["metrics"]["n_gender"] for f in scored)),
+    ]
 
 
 def test_fold_without_test_images_gets_a_note_and_no_training(protocol_run):

@@ -13,7 +13,6 @@ from efficientnet_pytorch import EfficientNet
 from torch import nn
 from torchvision.models import mobilenet_v3_small
 
-from agecurriculum.model import backbones as registry
 from agecurriculum.model import (
     Backbone,
     BackboneSpec,
@@ -23,6 +22,7 @@ from agecurriculum.model import (
     lite_weights_path,
     register_backbone,
 )
+from agecurriculum.model import backbones as registry
 from agecurriculum.model.backbones import IMAGENET_MEAN, IMAGENET_STD
 from agecurriculum.model.efficientnet_lite import (
     LITE_MEAN,
@@ -43,8 +43,9 @@ def photo(image, size: int, mean, std) -> torch.Tensor:
     return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
-@pytest.mark.parametrize("name, blocks", [("efficientnet-lite0", 16), ("efficientnet-lite1", 21),
-                                          ("efficientnet-lite2", 21)])
+@pytest.mark.parametrize(
+    "name, blocks", [("efficientnet-lite0", 16), ("efficientnet-lite1", 21), ("efficientnet-lite2", 21)]
+)
 def test_shipped_lite_state_dicts_load_strictly(name, blocks):
     net = EfficientNetLite(name)
     net.load_state_dict(torch.load(lite_weights_path(name), weights_only=True), strict=True)
@@ -96,8 +97,12 @@ def test_lite_output_shapes(size):
     x = torch.randn(2, 3, size, size)
     assert create_backbone("efficientnet-lite0").eval()(x).shape == (2, 1280)
     assert EfficientNetLite("efficientnet-lite0").eval()(x).shape == (2, 1000)
-    assert EfficientNetLite("efficientnet-lite0").eval().extract_features(x).shape == (2, 1280, -(-size // 32),
-                                                                                       -(-size // 32))
+    assert EfficientNetLite("efficientnet-lite0").eval().extract_features(x).shape == (
+        2,
+        1280,
+        -(-size // 32),
+        -(-size // 32),
+    )
 
 
 def test_drop_connect_is_random_in_training_only():
@@ -238,14 +243,15 @@ def test_state_dict_holds_each_weight_once_and_reads_older_files_with_duplicates
     pointers = [v.data_ptr() for v in state.values() if v.numel()]
     assert len(pointers) == len(set(pointers)), "a tensor is saved under two names"
     # Releases written before blocks became a property also hold blocks.* copies of net._blocks.*.
-    older = {**{k: v.clone() + 1 for k, v in state.items()},
-             **{"blocks." + k.removeprefix("net._blocks."): v for k, v in state.items() if k.startswith("net._blocks.")}}
+    older = {
+        **{k: v.clone() + 1 for k, v in state.items()},
+        **{"blocks." + k.removeprefix("net._blocks."): v for k, v in state.items() if k.startswith("net._blocks.")},
+    }
     fresh = create_backbone("efficientnet-lite0")
     fresh.load_state_dict(older)  # strict: the duplicates are dropped, not reported as unexpected keys
     assert torch.equal(fresh.net._conv_stem.weight, state["net._conv_stem.weight"] + 1)
     key = "net._blocks.3._project_conv.weight"
     assert torch.equal(fresh.state_dict()[key], state[key] + 1)  # net._blocks.* wins over the stale copy
-
 
 
 def test_a_torchvision_network_registers_in_a_few_lines_and_trains_partly_frozen(monkeypatch):
@@ -269,14 +275,19 @@ def test_a_torchvision_network_registers_in_a_few_lines_and_trains_partly_frozen
     assert all(p.requires_grad for m in trainable for p in m.parameters())
 
     def tensors(modules, buffers=False):
-        return [t.detach().clone() for m in modules for t in (m.buffers() if buffers else m.parameters())
-                if t.is_floating_point()]
+        return [
+            t.detach().clone()
+            for m in modules
+            for t in (m.buffers() if buffers else m.parameters())
+            if t.is_floating_point()
+        ]
 
     frozen_params, frozen_stats, trainable_params = tensors(frozen), tensors(frozen, True), tensors(trainable)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)  # every parameter, as the trainer does
     out = model(torch.randn(4, 3, 64, 64))
-    loss = (F.cross_entropy(out.age_logits, torch.tensor([0, 1, 2, 3]))
-            + F.cross_entropy(out.gender_logits, torch.tensor([0, 1, 0, 1])))
+    loss = F.cross_entropy(out.age_logits, torch.tensor([0, 1, 2, 3])) + F.cross_entropy(
+        out.gender_logits, torch.tensor([0, 1, 0, 1])
+    )
     loss.backward()
     optimizer.step()
     for old, new in zip(frozen_params + frozen_stats, tensors(frozen) + tensors(frozen, True), strict=True):

@@ -177,8 +177,11 @@ def test_the_papers_rule_takes_a_1_to_9_histogram_to_1_to_3_5_and_the_ratio_rule
 
 
 @settings(max_examples=60)
-@given(counts=st.lists(st.integers(0, 40), min_size=1, max_size=8), max_copies=st.integers(0, 6),
-       seed=st.integers(0, 2**32))
+@given(
+    counts=st.lists(st.integers(0, 40), min_size=1, max_size=8),
+    max_copies=st.integers(0, 6),
+    seed=st.integers(0, 2**32),
+)
 def test_paper_rule_invariants(counts, max_copies, seed):
     plan = balance_plan(labels_from_counts(counts), seed, max_copies=max_copies, num_bins=len(counts))
     m = plan.median

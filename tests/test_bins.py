@@ -297,8 +297,10 @@ def test_histogram_from_ages_names_the_first_boolean(ages, data):
         histogram_from_ages(ages[:position] + [flag] + ages[position:])
 
 
-@given(st.lists(st.one_of(st.integers(0, AGE_CEILING), st.integers(0, AGE_CEILING).map(float)), max_size=30),
-       st.integers(0, 120))
+@given(
+    st.lists(st.one_of(st.integers(0, AGE_CEILING), st.integers(0, AGE_CEILING).map(float)), max_size=30),
+    st.integers(0, 120),
+)
 def test_histogram_from_ages_counts_ints_and_integral_floats(ages, max_age):
     hist = histogram_from_ages(ages, max_age=max_age)
     assert hist.shape == (max_age + 1,) and hist.sum() == len(ages)
@@ -394,8 +396,14 @@ def test_agebins_groups_partition_ages(case):
 
 @pytest.mark.parametrize(
     ("boundaries", "max_age", "message"),
-    [((3, 3), 100, "strictly increasing"), ((5, 2), 100, "strictly increasing"), ((100,), 100, "outside"),
-     ((-1,), 100, "outside"), ((1.5,), 100, "integer"), ((), -1, "max_age")],
+    [
+        ((3, 3), 100, "strictly increasing"),
+        ((5, 2), 100, "strictly increasing"),
+        ((100,), 100, "outside"),
+        ((-1,), 100, "outside"),
+        ((1.5,), 100, "integer"),
+        ((), -1, "max_age"),
+    ],
 )
 def test_agebins_validation(boundaries, max_age, message):
     with pytest.raises(ValueError, match=message):

@@ -169,7 +169,8 @@ def test_equals_the_forward_dp_with_and_without_ranges(problem):
     if sum(histogram) + sum(ranges.values()) == 0:
         return
     solution = AgeBinOptimizer(n_bins=n_bins, min_width=min_width, max_age=max_age, allow_left_out=True).fit(
-        histogram, ranges)
+        histogram, ranges
+    )
     assert (solution.boundaries, solution.sizes, solution.left_out) == forward_dp(*problem)
 
 
@@ -197,8 +198,11 @@ def test_keeping_images_comes_before_balance():
 
 def test_left_out_is_refused_unless_allowed():
     ranges = {"0-5": 7, "(3, 9)": 2}  # every boundary inside 0..8 cuts one of them
-    with pytest.raises(ValueError, match=r"the best cuts 1 range\(s\) and leaves out 2 images \(2 labelled 3-9\); "
-                                         "allow that with allow_left_out=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"the best cuts 1 range\(s\) and leaves out 2 images \(2 labelled 3-9\); "
+        "allow that with allow_left_out=True",
+    ):
         AgeBinOptimizer(n_bins=3, max_age=9).fit([0] * 10, ranges)
     solution = AgeBinOptimizer(n_bins=3, max_age=9, allow_left_out=True).fit([0] * 10, ranges)
     assert solution.left_out == 2 and sum(solution.sizes) == 7
@@ -261,9 +265,23 @@ def test_fit_rejects_bad_group_counts(group_counts, message):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("35", (35, 35)), (" 35.0 ", (35, 35)), ("20-29", (20, 29)), ("20 - 29", (20, 29)), ("(25, 32)", (25, 32)),
-     ("(8,12)", (8, 12)), ("70+", (70, 100)), ("more than 70", (70, 100)), ("More Than 70", (70, 100)),
-     ("120+", (120, 120)), ("", None), ("None", None), ("NaN", None), ("n/a", None), ("null", None)],
+    [
+        ("35", (35, 35)),
+        (" 35.0 ", (35, 35)),
+        ("20-29", (20, 29)),
+        ("20 - 29", (20, 29)),
+        ("(25, 32)", (25, 32)),
+        ("(8,12)", (8, 12)),
+        ("70+", (70, 100)),
+        ("more than 70", (70, 100)),
+        ("More Than 70", (70, 100)),
+        ("120+", (120, 120)),
+        ("", None),
+        ("None", None),
+        ("NaN", None),
+        ("n/a", None),
+        ("null", None),
+    ],
 )
 def test_parse_age_label(text, expected):
     assert parse_age_label(text) == expected
@@ -348,8 +366,10 @@ def test_equals_cp_sat_on_small_problems(problem):
     assert (solution.boundaries, solution.sizes, solution.left_out) == cp_sat(max_age, n_bins, histogram, ranges)
 
 
-@pytest.mark.parametrize(("name", "max_age", "n_bins", "min_width"),
-                         [("all", 30, 4, 1), ("adience", 40, 3, 2), ("fairface", 25, 4, 3), ("morph2", 60, 3, 5)])
+@pytest.mark.parametrize(
+    ("name", "max_age", "n_bins", "min_width"),
+    [("all", 30, 4, 1), ("adience", 40, 3, 2), ("fairface", 25, 4, 3), ("morph2", 60, 3, 5)],
+)
 def test_real_data_equals_brute_force_on_coarser_problems(real, name, max_age, n_bins, min_width):
     check(max_age, n_bins, min_width, *real[name])
     check(max_age, n_bins, min_width, *real[name], allow_left_out=False)

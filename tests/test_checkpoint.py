@@ -40,8 +40,15 @@ def build_trainer(run_dir, callbacks=(), epochs=2, **config):
     sets = {"a": learnable_dataset(96, 1), "b": learnable_dataset(96, 2)}
     vals = {"a": learnable_dataset(48, 3), "b": learnable_dataset(48, 4)}
     cfg = TrainerConfig(**{"batch_size": 16, "lr": 1e-2, "seed": 0, **config})
-    return CurriculumTrainer(TinyDropoutDual(), two_stage_schedule(epochs), sets, vals, config=cfg,
-                             callbacks=list(callbacks), run_dir=run_dir)
+    return CurriculumTrainer(
+        TinyDropoutDual(),
+        two_stage_schedule(epochs),
+        sets,
+        vals,
+        config=cfg,
+        callbacks=list(callbacks),
+        run_dir=run_dir,
+    )
 
 
 KILLED_RUN = """
@@ -105,8 +112,16 @@ def test_resume_keeps_early_stopping_and_plateau_state(tmp_path):
         schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=20)])
         # lr 0 never improves the validation loss: early stopping after 1 + 2 epochs, plateau after 1 + 1.
         cfg = TrainerConfig(batch_size=8, lr=0.0, early_stopping_patience=2, plateau_patience=1)
-        return CurriculumTrainer(TinyDual(), schedule, sets, {"a": learnable_dataset(32, 9)}, loss=SumLoss(),
-                                 config=cfg, callbacks=callbacks, run_dir=run_dir)
+        return CurriculumTrainer(
+            TinyDual(),
+            schedule,
+            sets,
+            {"a": learnable_dataset(32, 9)},
+            loss=SumLoss(),
+            config=cfg,
+            callbacks=callbacks,
+            run_dir=run_dir,
+        )
 
     class Interrupt(Exception):
         pass
@@ -165,8 +180,10 @@ def test_resume_with_another_config_or_schedule_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="schedule is"):
         build_trainer(tmp_path, epochs=2, max_steps_per_epoch=1).fit(resume=True)
     # Where the run executes may change: device, workers, progress bar.
-    assert len(build_trainer(tmp_path, epochs=1, max_steps_per_epoch=1, num_workers=0, progress=False)
-               .fit(resume=True)) == 3
+    assert (
+        len(build_trainer(tmp_path, epochs=1, max_steps_per_epoch=1, num_workers=0, progress=False).fit(resume=True))
+        == 3
+    )
 
 
 def test_missing_or_corrupt_checkpoint_errors_name_the_file(tmp_path):
@@ -190,8 +207,21 @@ def test_checkpoint_is_a_plain_dict_with_the_documented_keys(tmp_path):
     trainer = build_trainer(tmp_path, epochs=1, max_steps_per_epoch=1)
     trainer.fit()
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert {"model", "optimizer", "lr_scheduler", "scaler", "loss_fn", "position", "early_stopping", "history",
-            "rng", "config", "schedule", "dataset_sizes", "world_size"} <= set(saved)
+    assert {
+        "model",
+        "optimizer",
+        "lr_scheduler",
+        "scaler",
+        "loss_fn",
+        "position",
+        "early_stopping",
+        "history",
+        "rng",
+        "config",
+        "schedule",
+        "dataset_sizes",
+        "world_size",
+    } <= set(saved)
     assert set(saved["loss_fn"]) == {"log_var_age", "log_var_gender"}
     assert set(saved["rng"][0]) == {"torch", "cuda", "numpy", "python"}
     assert saved["config"] == asdict(trainer.config)

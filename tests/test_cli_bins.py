@@ -222,13 +222,22 @@ N3 = ["--n-bins", "3"]
 @pytest.mark.parametrize(
     ("content", "argv", "message"),
     [
-        ("file,age\na.jpg,12\nb.jpg,young\n", N3,
-         "labels.csv, line 3, column 'age': age label 'young' is not understood"),
-        ('file,age\na.jpg,"(30, 20)"\n', N3,
-         "labels.csv, line 2, column 'age': age range '(30, 20)' starts after it ends"),
+        (
+            "file,age\na.jpg,12\nb.jpg,young\n",
+            N3,
+            "labels.csv, line 3, column 'age': age label 'young' is not understood",
+        ),
+        (
+            'file,age\na.jpg,"(30, 20)"\n',
+            N3,
+            "labels.csv, line 2, column 'age': age range '(30, 20)' starts after it ends",
+        ),
         ("age,g\n,x\n", [*N3, "--group-column", "g"], "labels.csv, line 2, column 'g': age label 'x'"),
-        ("age\n3\n", [*N3, "--age-offset", "-16"],
-         "labels.csv, line 2, column 'age': age '3' with offset -16 is outside"),
+        (
+            "age\n3\n",
+            [*N3, "--age-offset", "-16"],
+            "labels.csv, line 2, column 'age': age '3' with offset -16 is outside",
+        ),
         ("age\n5000\n", N3, "labels.csv, line 2, column 'age': age '5000' with offset 0 is outside 0..1000"),
         ("file,age\na.jpg,1\nb.jpg,2,extra\n", N3, "labels.csv, line 3: another number of fields than the 2"),
         ("file,years\na.jpg,1\n", N3, "labels.csv: missing column 'age'"),
@@ -236,8 +245,11 @@ N3 = ["--n-bins", "3"]
         ("", N3, "labels.csv: empty file"),
         ("age\n", N3, "labels.csv: no ages in column 'age' (0 row(s) without one)"),
         ("age\nNone\n\n", N3, "labels.csv: no ages in column 'age' (1 row(s) without one)"),
-        ("age\n1\n", ["--n-bins", "102"],
-         "--n-bins 102: 102 bins of at least 1 age(s) need 102 ages, but 0..100 has 101"),
+        (
+            "age\n1\n",
+            ["--n-bins", "102"],
+            "--n-bins 102: 102 bins of at least 1 age(s) need 102 ages, but 0..100 has 101",
+        ),
         ("age\n1\n", ["--n-bins", "10", "--min-width", "11"], "--n-bins 10: 10 bins of at least 11 age(s)"),
         ("age\n1\n", ["--n-bins", "0"], "n_bins must be >= 1"),
         ("age\n1\n", [*N3, "--groups", "0-2,5-9"], "--groups and --n-bins exclude each other"),
@@ -280,8 +292,10 @@ def test_csv_and_ages_are_exclusive(tmp_path, capsys):
 def test_real_annotation_files(shared_data, capsys):
     # FairFace's tables (ranges only) and Adience's fold files (tab separated, ranges, stray exact ages, None) as
     # they are; each must keep every labelled image and match the optimizer on the reader's counts.
-    for paths in (sorted((shared_data / "fairface").glob("fairface_label_*.csv")),
-                  sorted((shared_data / "adience").glob("fold_*_data.txt"))):
+    for paths in (
+        sorted((shared_data / "fairface").glob("fairface_label_*.csv")),
+        sorted((shared_data / "adience").glob("fold_*_data.txt")),
+    ):
         result = run_json(capsys, *itertools.chain.from_iterable(("--csv", p) for p in paths), "--n-bins", 8)
         counts = read_annotations(paths)
         expected = AgeBinOptimizer(n_bins=8).fit(counts.histogram, counts.group_counts)

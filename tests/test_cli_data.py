@@ -1,4 +1,5 @@
-"""``agecurriculum data report``, ``data preprocess`` and ``bins --data`` on a generated data root and on the real one."""
+"""``agecurriculum data report``, ``data preprocess`` and ``bins --data`` on a generated data root and on the real
+one."""
 
 import json
 from pathlib import Path
@@ -25,7 +26,9 @@ UTK_NAMES = [
     "39_1_20170116174525125.jpg.chip.jpg",  # missing race field: cleaned, kept
     "notes.txt",  # not an image: dropped
 ]
-FOLD_HEADER = "user_id\toriginal_image\tface_id\tage\tgender\tx\ty\tdx\tdy\ttilt_ang\tfiducial_yaw_angle\tfiducial_score\n"
+FOLD_HEADER = (
+    "user_id\toriginal_image\tface_id\tage\tgender\tx\ty\tdx\tdy\ttilt_ang\tfiducial_yaw_angle\tfiducial_score\n"
+)
 
 
 def adience_row(user, image, face, age, gender):
@@ -123,8 +126,20 @@ def test_data_report_text(data_root, tmp_path, capsys):
 
 def test_preprocess_fills_the_cache_reports_failures_and_resumes(data_root, tmp_path, capsys):
     cache, failures = tmp_path / "cache", tmp_path / "failed.csv"
-    argv = ["data", "preprocess", "--data", str(data_root), "--cache", str(cache), "--size", "64",
-            "--workers", "0", "--failures", str(failures)]
+    argv = [
+        "data",
+        "preprocess",
+        "--data",
+        str(data_root),
+        "--cache",
+        str(cache),
+        "--size",
+        "64",
+        "--workers",
+        "0",
+        "--failures",
+        str(failures),
+    ]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert "utkface: 8 crops (0 already cached)" in first

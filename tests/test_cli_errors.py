@@ -94,15 +94,19 @@ def json_lines(out: str) -> list[dict]:
 
 # --- the one-line message -----------------------------------------------------------------------------------------
 
+
 def test_describe_error_names_the_file_and_is_never_empty():
-    assert describe_error(OSError(30, "Read-only file system", "out/model.onnx")) == \
-        "out/model.onnx: Read-only file system"
+    assert (
+        describe_error(OSError(30, "Read-only file system", "out/model.onnx"))
+        == "out/model.onnx: Read-only file system"
+    )
     assert describe_error(MemoryError()) == "out of memory"
     assert describe_error(ValueError()) == "ValueError"
     assert describe_error(RuntimeError("first line\nsecond line")) == "first line"
 
 
 # --- devices --------------------------------------------------------------------------------------------------------
+
 
 def test_an_unknown_or_missing_device_lists_the_available_ones(capsys, release_dir, photos):
     devices = ["bogus", "cuda:7"] + ([] if torch.cuda.is_available() else ["cuda"])
@@ -114,12 +118,27 @@ def test_an_unknown_or_missing_device_lists_the_available_ones(capsys, release_d
 
 def test_a_training_device_that_is_not_there_fails_before_the_data_is_prepared(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(run_module, "prepare_data", _must_not_run)
-    assert main(["train", "--config", str(tiny_config(tmp_path)), "--set", "trainer.device=bogus",
-                 "--set", f"out_dir={tmp_path / 'run'}", "--set", "data.root=nowhere"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tiny_config(tmp_path)),
+                "--set",
+                "trainer.device=bogus",
+                "--set",
+                f"out_dir={tmp_path / 'run'}",
+                "--set",
+                "data.root=nowhere",
+            ]
+        )
+        == 2
+    )
     assert "device 'bogus'" in one_error_line(capsys.readouterr().err, "train")
 
 
 # --- numeric settings -----------------------------------------------------------------------------------------------
+
 
 def _must_not_run(*args, **kwargs):
     raise AssertionError("the data was prepared before the bad setting was refused")
@@ -135,16 +154,23 @@ def _bad_values(rule: str) -> list[float]:
     return values
 
 
-RANGE_CASES = [(cls, name, value) for cls, rules in config_module._RANGES.items() for name, rule in rules.items()
-               for value in _bad_values(rule)]
+RANGE_CASES = [
+    (cls, name, value)
+    for cls, rules in config_module._RANGES.items()
+    for name, rule in rules.items()
+    for value in _bad_values(rule)
+]
 
 
-@pytest.mark.parametrize(("section", "name", "value"), RANGE_CASES,
-                         ids=[f"{c.__name__}.{n}={v}" for c, n, v in RANGE_CASES])
+@pytest.mark.parametrize(
+    ("section", "name", "value"), RANGE_CASES, ids=[f"{c.__name__}.{n}={v}" for c, n, v in RANGE_CASES]
+)
 def test_every_numeric_setting_out_of_range_is_refused(section, name, value):
     config = RunConfig()
-    target = next((getattr(config, f.name) for f in dataclasses.fields(config)
-                   if isinstance(getattr(config, f.name), section)), config)
+    target = next(
+        (getattr(config, f.name) for f in dataclasses.fields(config) if isinstance(getattr(config, f.name), section)),
+        config,
+    )
     current = getattr(target, name)
     setattr(target, name, int(value) if isinstance(current, int) and value == int(value) else value)
     with pytest.raises(ValueError, match=rf"(^|\.){name}: must be "):
@@ -152,11 +178,13 @@ def test_every_numeric_setting_out_of_range_is_refused(section, name, value):
 
 
 def test_non_finite_numbers_and_bad_choices_are_refused():
-    for bad, message in [(("trainer", "lr", float("nan")), "trainer.lr: must be a finite number"),
-                         (("model", "dropout", float("inf")), "model.dropout: must be a finite number"),
-                         (("trainer", "sampling", "random"), "trainer.sampling: expected one of shuffle, balanced"),
-                         (("data", "balance", "cut"), "data.balance: expected one of paper, sampler, none"),
-                         (("data", "split", [0.5, 0.5]), "data.split: fractions must be three numbers")]:
+    for bad, message in [
+        (("trainer", "lr", float("nan")), "trainer.lr: must be a finite number"),
+        (("model", "dropout", float("inf")), "model.dropout: must be a finite number"),
+        (("trainer", "sampling", "random"), "trainer.sampling: expected one of shuffle, balanced"),
+        (("data", "balance", "cut"), "data.balance: expected one of paper, sampler, none"),
+        (("data", "split", [0.5, 0.5]), "data.split: fractions must be three numbers"),
+    ]:
         config = RunConfig()
         section, name, value = bad
         setattr(getattr(config, section), name, value)
@@ -167,12 +195,27 @@ def test_non_finite_numbers_and_bad_choices_are_refused():
 
 def test_a_zero_batch_size_fails_at_once(capsys, tmp_path, data_root, monkeypatch):
     monkeypatch.setattr(run_module, "prepare_data", _must_not_run)
-    assert main(["train", "--config", str(tiny_config(tmp_path)), "--set", "trainer.batch_size=0",
-                 "--set", f"data.root={data_root}", "--set", f"out_dir={tmp_path / 'run'}"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tiny_config(tmp_path)),
+                "--set",
+                "trainer.batch_size=0",
+                "--set",
+                f"data.root={data_root}",
+                "--set",
+                f"out_dir={tmp_path / 'run'}",
+            ]
+        )
+        == 2
+    )
     assert one_error_line(capsys.readouterr().err, "train").endswith("trainer.batch_size: must be >= 1, got 0")
 
 
 # --- stdout closed early --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("json_mode", [True, False])
 def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path, release_dir, json_mode):
@@ -190,12 +233,26 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path, release_dir,
 
 # --- predict --draw -------------------------------------------------------------------------------------------------
 
+
 def test_a_drawing_that_cannot_be_written_is_that_inputs_error(capsys, tmp_path, release_dir, photos):
     blocker = tmp_path / "a-file"
     blocker.write_text("a regular file where --draw wants a folder")
     inputs = [photos / "a.png", photos / "broken.jpg", photos / "b.png"]
-    assert main(["predict", "--json", "--aligned", "--model", str(release_dir), "--draw", str(blocker / "drawn"),
-                 *map(str, inputs)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--json",
+                "--aligned",
+                "--model",
+                str(release_dir),
+                "--draw",
+                str(blocker / "drawn"),
+                *map(str, inputs),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "3 error(s)" in err
     results = json_lines(out)
@@ -210,8 +267,12 @@ def test_a_drawing_that_cannot_be_written_is_that_inputs_error(capsys, tmp_path,
 def test_drawings_on_a_full_disk_fail_one_by_one_and_every_input_is_predicted(capsys, tmp_path, release_dir, photos):
     with tmpfs(tmp_path / "small", size="32k") as small:
         inputs = [photos / "astronaut.png", photos / "a.png", photos / "b.png"]
-        assert main(["predict", "--json", "--aligned", "--model", str(release_dir), "--draw", str(small),
-                     *map(str, inputs)]) == 0
+        assert (
+            main(
+                ["predict", "--json", "--aligned", "--model", str(release_dir), "--draw", str(small), *map(str, inputs)]
+            )
+            == 0
+        )
         results = json_lines(capsys.readouterr().out)
         assert [len(r["faces"]) for r in results] == [1, 1, 1]
         # The 512-px astronaut does not fit in 32 KiB; the small crops do.
@@ -223,14 +284,14 @@ def test_drawings_on_a_full_disk_fail_one_by_one_and_every_input_is_predicted(ca
 def test_a_folder_that_holds_no_image_gets_its_json_line(capsys, tmp_path, release_dir, photos):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["predict", "--json", "--aligned", "--model", str(release_dir), str(empty),
-                 str(photos / "a.png")]) == 0
+    assert main(["predict", "--json", "--aligned", "--model", str(release_dir), str(empty), str(photos / "a.png")]) == 0
     results = json_lines(capsys.readouterr().out)
     assert results[0] == {"path": str(empty), "faces": [], "error": "matches no image file"}
     assert results[1]["path"] == str(photos / "a.png") and len(results[1]["faces"]) == 1
 
 
 # --- export, ensemble -----------------------------------------------------------------------------------------------
+
 
 def test_export_to_a_folder_or_a_read_only_place_fails_in_one_line(capsys, tmp_path, release_dir):
     folder = tmp_path / "existing"
@@ -255,12 +316,25 @@ def test_ensemble_into_a_read_only_folder_fails_in_one_line(capsys, tmp_path, re
 
 # --- train ----------------------------------------------------------------------------------------------------------
 
+
 def test_train_into_a_read_only_out_dir_fails_before_any_data_work(capsys, tmp_path, data_root, monkeypatch):
     monkeypatch.setattr(run_module, "prepare_data", _must_not_run)
     with tmpfs(tmp_path / "ro") as ro:
         remount(ro, "ro")
-        assert main(["train", "--config", str(tiny_config(tmp_path)), "--set", f"data.root={data_root}",
-                     "--set", f"out_dir={ro / 'run'}"]) == 2
+        assert (
+            main(
+                [
+                    "train",
+                    "--config",
+                    str(tiny_config(tmp_path)),
+                    "--set",
+                    f"data.root={data_root}",
+                    "--set",
+                    f"out_dir={ro / 'run'}",
+                ]
+            )
+            == 2
+        )
         line = one_error_line(capsys.readouterr().err, "train")
         assert f"{ro / 'run'}: Read-only file system" in line
 
@@ -269,8 +343,22 @@ def test_train_with_a_read_only_crop_cache_names_it(capsys, tmp_path, data_root)
     with tmpfs(tmp_path / "ro") as ro:
         (ro / "cache").mkdir()
         remount(ro, "ro")
-        assert main(["train", "--config", str(tiny_config(tmp_path)), "--set", f"data.root={data_root}",
-                     "--set", f"data.cache={ro / 'cache'}", "--set", f"out_dir={tmp_path / 'run'}"]) == 2
+        assert (
+            main(
+                [
+                    "train",
+                    "--config",
+                    str(tiny_config(tmp_path)),
+                    "--set",
+                    f"data.root={data_root}",
+                    "--set",
+                    f"data.cache={ro / 'cache'}",
+                    "--set",
+                    f"out_dir={tmp_path / 'run'}",
+                ]
+            )
+            == 2
+        )
         line = one_error_line(capsys.readouterr().err, "train")
         assert str(ro / "cache") in line and "Read-only file system" in line
 
@@ -296,6 +384,7 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint_and_resumes(capsys, tmp_
 
 # --- the ONNX cache -------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_onnx_cache_falls_back_to_a_temporary_folder_and_rebuilds_a_damaged_file(tmp_path, release_dir, photos):
     # In a child process, as a user runs it: warnings reach stderr as the command prints them.
@@ -304,8 +393,19 @@ def test_onnx_cache_falls_back_to_a_temporary_folder_and_rebuilds_a_damaged_file
         remount(home, "ro")
         env = {key: value for key, value in os.environ.items() if key != "AGECURRICULUM_CACHE"}
         env.update(XDG_CACHE_HOME=str(home / ".cache"), TMPDIR=str(tmp_path / "tmp"))
-        command = [sys.executable, "-m", "agecurriculum", "predict", "--json", "--aligned", "--backend", "onnx",
-                   "--model", str(release_dir), str(photos / "a.png")]
+        command = [
+            sys.executable,
+            "-m",
+            "agecurriculum",
+            "predict",
+            "--json",
+            "--aligned",
+            "--backend",
+            "onnx",
+            "--model",
+            str(release_dir),
+            str(photos / "a.png"),
+        ]
 
         def predict() -> str:
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -54,7 +54,17 @@ def test_json_folder_one_line_per_input(capsys, release_dir, photos):
     by_name = dict(zip(names, results))
     [face] = by_name["astronaut.png"]["faces"]
     assert iou(face["box"], ASTRONAUT_FACE) > 0.7
-    assert list(face) == ["box", "score", "gender", "gender_prob", "age_bin", "age_range", "age_probs", "age", "warning"]
+    assert list(face) == [
+        "box",
+        "score",
+        "gender",
+        "gender_prob",
+        "age_bin",
+        "age_range",
+        "age_probs",
+        "age",
+        "warning",
+    ]
     assert by_name["broken.jpg"]["faces"] == [] and "broken.jpg" in by_name["broken.jpg"]["error"]
     for name in ("coffee.jpg", "sub/gray.png"):
         assert by_name[name]["faces"] == [] and by_name[name]["error"] is None
@@ -62,18 +72,40 @@ def test_json_folder_one_line_per_input(capsys, release_dir, photos):
 
 
 def test_globs_and_files_expand(photos):
-    files, unmatched = expand_paths([str(photos / "*.jpg"), str(photos / "sub" / "gray.png"), str(photos / "*.jpg"),
-                                     str(photos / "*.webp"), str(photos / "missing.png")])
-    assert files == [str(photos / "broken.jpg"), str(photos / "coffee.jpg"), str(photos / "sub" / "gray.png"),
-                     str(photos / "missing.png")]  # no duplicates; a missing file stays, to be reported
+    files, unmatched = expand_paths(
+        [
+            str(photos / "*.jpg"),
+            str(photos / "sub" / "gray.png"),
+            str(photos / "*.jpg"),
+            str(photos / "*.webp"),
+            str(photos / "missing.png"),
+        ]
+    )
+    assert files == [
+        str(photos / "broken.jpg"),
+        str(photos / "coffee.jpg"),
+        str(photos / "sub" / "gray.png"),
+        str(photos / "missing.png"),
+    ]  # no duplicates; a missing file stays, to be reported
     assert unmatched == [str(photos / "*.webp"), str(photos / "missing.png")]
-    assert expand_paths([str(photos / "**" / "*.png")])[0] == [str(photos / "astronaut.png"),
-                                                               str(photos / "sub" / "gray.png")]
+    assert expand_paths([str(photos / "**" / "*.png")])[0] == [
+        str(photos / "astronaut.png"),
+        str(photos / "sub" / "gray.png"),
+    ]
 
 
 def test_aligned_json_and_missing_file(capsys, release_dir, photos):
-    status, results, err = run_json(capsys, photos / "sub" / "gray.png", photos / "coffee.jpg",
-                                    photos / "missing.png", "--aligned", "--model", release_dir, "--batch-size", "1")
+    status, results, err = run_json(
+        capsys,
+        photos / "sub" / "gray.png",
+        photos / "coffee.jpg",
+        photos / "missing.png",
+        "--aligned",
+        "--model",
+        release_dir,
+        "--batch-size",
+        "1",
+    )
     assert status == 0
     assert [len(r["faces"]) for r in results] == [1, 1, 0]
     assert results[0]["faces"][0]["box"] == [0, 0, 90, 70] and results[0]["faces"][0]["score"] is None
@@ -89,8 +121,21 @@ def test_no_match_at_all_fails(capsys, release_dir, tmp_path):
 
 def test_text_output_and_draw(capsys, release_dir, photos, tmp_path):
     drawn = tmp_path / "drawn"
-    assert main(["predict", str(photos / "astronaut.png"), str(photos / "coffee.jpg"), str(photos / "broken.jpg"),
-                 "--model", str(release_dir), "--draw", str(drawn)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(photos / "astronaut.png"),
+                str(photos / "coffee.jpg"),
+                str(photos / "broken.jpg"),
+                "--model",
+                str(release_dir),
+                "--draw",
+                str(drawn),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
     assert lines[0].startswith(f"{photos / 'astronaut.png'}: face 1 at (") and " y)" in lines[0]
@@ -130,10 +175,12 @@ def test_detection_options(capsys, release_dir, photos):
     for more in ([], ["--upsample", "auto"], ["--verify-below", "inf", "--upsample", "1"]):
         status, [result], _ = run_json(capsys, photo, "--model", release_dir, *more)
         assert status == 0 and [iou(f["box"], ASTRONAUT_FACE) > 0.7 for f in result["faces"]] == [True]
-    for bad, message in ([("--upsample", "-1"), "argument --upsample: must be auto or at least 0, got -1"],
-                         [("--upsample", "two"), "argument --upsample: expected auto or an integer >= 0, got 'two'"],
-                         [("--workers", "0"), "--workers must be at least 1, got 0"],
-                         [("--verify-below", "nan"), "--verify-below must be a number"]):
+    for bad, message in (
+        [("--upsample", "-1"), "argument --upsample: must be auto or at least 0, got -1"],
+        [("--upsample", "two"), "argument --upsample: expected auto or an integer >= 0, got 'two'"],
+        [("--workers", "0"), "--workers must be at least 1, got 0"],
+        [("--verify-below", "nan"), "--verify-below must be a number"],
+    ):
         try:  # argparse rejects bad --upsample values itself, by SystemExit
             status = main(["predict", str(photo), "--model", str(release_dir), *bad])
         except SystemExit as exit_:

@@ -7,10 +7,12 @@ from agecurriculum.config import RunConfig, apply_overrides, load_config
 
 def test_yaml_and_toml_give_the_same_config(tmp_path):
     (tmp_path / "run.yaml").write_text(
-        "out_dir: runs/x\nschedule: list1\ndata:\n  root: /data\n  image_size: 128\ntrainer:\n  lr: 3e-4\n  batch_size: 16\n"
+        "out_dir: runs/x\nschedule: list1\ndata:\n  root: /data\n  image_size: 128\n"
+        "trainer:\n  lr: 3e-4\n  batch_size: 16\n"
     )
     (tmp_path / "run.toml").write_text(
-        'out_dir = "runs/x"\nschedule = "list1"\n[data]\nroot = "/data"\nimage_size = 128\n[trainer]\nlr = 3e-4\nbatch_size = 16\n'
+        'out_dir = "runs/x"\nschedule = "list1"\n[data]\nroot = "/data"\nimage_size = 128\n'
+        "[trainer]\nlr = 3e-4\nbatch_size = 16\n"
     )
     from_yaml, from_toml = load_config(tmp_path / "run.yaml"), load_config(tmp_path / "run.toml")
     assert from_yaml == from_toml
@@ -19,8 +21,16 @@ def test_yaml_and_toml_give_the_same_config(tmp_path):
 
 
 def test_overrides_apply_in_order_and_parse_values():
-    config = apply_overrides(RunConfig(), ["trainer.lr=1e-2", "data.max_images=200", "bins=[2, 6, 14, 23, 34, 45, 59]",
-                                           "trainer.early_stopping_patience=null", "trainer.lr=0.5"])
+    config = apply_overrides(
+        RunConfig(),
+        [
+            "trainer.lr=1e-2",
+            "data.max_images=200",
+            "bins=[2, 6, 14, 23, 34, 45, 59]",
+            "trainer.early_stopping_patience=null",
+            "trainer.lr=0.5",
+        ],
+    )
     assert config.trainer.lr == 0.5
     assert config.data.max_images == 200
     assert config.bins == [2, 6, 14, 23, 34, 45, 59]

@@ -20,8 +20,15 @@ def build_trainer(run_dir, batch_size, callbacks=()):
     torch.manual_seed(0)
     schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=2)])
     cfg = TrainerConfig(batch_size=batch_size, lr=1e-2, seed=3, early_stopping_patience=None)
-    return CurriculumTrainer(TinyDual(), schedule, {"a": learnable_dataset(64, 1)}, {"a": learnable_dataset(37, 2)},
-                             config=cfg, callbacks=list(callbacks), run_dir=run_dir)
+    return CurriculumTrainer(
+        TinyDual(),
+        schedule,
+        {"a": learnable_dataset(64, 1)},
+        {"a": learnable_dataset(37, 2)},
+        config=cfg,
+        callbacks=list(callbacks),
+        run_dir=run_dir,
+    )
 
 
 RANK_SCRIPT = """
@@ -65,8 +72,9 @@ def test_two_gloo_ranks_agree_with_each_other_and_with_one_process(tmp_path):
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(rank0["model"][k], v, rtol=1e-4, atol=1e-5)
     # Validation covers all 37 images once over both ranks (19 + 18), averaged by sums: the single-process numbers.
-    torch.testing.assert_close(torch.tensor(rank0["val"]), torch.tensor([r.val.loss for r in history]), rtol=1e-4,
-                               atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(rank0["val"]), torch.tensor([r.val.loss for r in history]), rtol=1e-4, atol=1e-5
+    )
     assert rank0["val"] == rank1["val"] and rank0["images"] == [r.images for r in history] == [64, 64]
 
 

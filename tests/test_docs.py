@@ -43,8 +43,11 @@ MEASURED_AT = re.compile(r"[Mm]easured at commit `([0-9a-f]{7,40})` \((\d{4}-\d{
 
 def _docs() -> list[Path]:
     """The pages a reader runs commands from. CHANGELOG.md is history and is left as written."""
-    pages = [ROOT / "README.md", ROOT / "DEVELOPERS.md",
-             ROOT / "agecurriculum" / "weights" / "default" / "MODEL_CARD.md"]
+    pages = [
+        ROOT / "README.md",
+        ROOT / "DEVELOPERS.md",
+        ROOT / "agecurriculum" / "weights" / "default" / "MODEL_CARD.md",
+    ]
     pages += sorted(p for p in (ROOT / "docs").rglob("*") if p.suffix in (".md", ".rst") and "_build" not in p.parts)
     pages += sorted(p for p in (ROOT / "examples" / "configs").iterdir() if p.suffix in (".yaml", ".yml", ".toml"))
     return [p for p in pages if p.is_file()]
@@ -62,8 +65,12 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     if path.suffix != ".py":
         return list(enumerate(lines, 1))
     body = ast.parse(text).body
-    if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)):
+    if not (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         return []
     first, last = body[0].lineno, body[0].end_lineno
     return [(n, lines[n - 1]) for n in range(first, last + 1)]
@@ -85,20 +92,36 @@ def test_the_absolute_path_check_finds_machine_paths_and_spares_urls_and_relativ
     assert absolute_paths("--set data.root=/work/shared/data") == ["/work/"]
     assert absolute_paths("python3 -m venv /work/peer-venv && /work/peer-venv/bin/pip") == ["/work/", "/work/"]
     assert absolute_paths("release `/root/runs/a` and '/home/alice/data' and (/Users/bob/x)") == [
-        "/root/", "/home/alice/", "/Users/bob/"]
+        "/root/",
+        "/home/alice/",
+        "/Users/bob/",
+    ]
     assert absolute_paths("tmp_path: /tmp/pytest-of-ci/pytest-3/test0") == ["/tmp/pytest-"]
     assert absolute_paths(r"C:\Users\carol\data") == ["C:\\Users\\"]
-    for fine in ("https://github.com/work/x", "http://example.org/home/alice/", "--data ../shared/data",
-                 "--out runs/work/x", "~/.cache/agecurriculum", "--cache /tmp/agecurriculum-bench-cache",
-                 "--set data.root=DATA", "../peer-venv/bin/python", "`runs/home/x`"):
+    for fine in (
+        "https://github.com/work/x",
+        "http://example.org/home/alice/",
+        "--data ../shared/data",
+        "--out runs/work/x",
+        "~/.cache/agecurriculum",
+        "--cache /tmp/agecurriculum-bench-cache",
+        "--set data.root=DATA",
+        "../peer-venv/bin/python",
+        "`runs/home/x`",
+    ):
         assert absolute_paths(fine) == [], fine
 
 
 def test_docs_name_no_absolute_path_of_the_machine_they_were_written_on():
-    found = [f"{_where(path, n)}: {', '.join(hits)} in: {line.strip()}"
-             for path, n, line in _all_lines() if (hits := absolute_paths(line))]
-    assert not found, ("docs give commands or outputs with one machine's absolute paths; use ../shared/data, runs/..., "
-                       "../peer-venv or a placeholder (DATA):\n" + "\n".join(found))
+    found = [
+        f"{_where(path, n)}: {', '.join(hits)} in: {line.strip()}"
+        for path, n, line in _all_lines()
+        if (hits := absolute_paths(line))
+    ]
+    assert not found, (
+        "docs give commands or outputs with one machine's absolute paths; use ../shared/data, runs/..., "
+        "../peer-venv or a placeholder (DATA):\n" + "\n".join(found)
+    )
 
 
 def _references() -> list[tuple[Path, int, str]]:
@@ -154,8 +177,11 @@ def _configured_commands() -> list[tuple[str, str, list[str]]]:
         for i, token in enumerate(tokens):
             if token == "--config" and i + 1 < len(tokens) and tokens[i + 1].startswith("examples/configs/"):
                 config = tokens[i + 1].rstrip(".,;:)")
-            elif (re.fullmatch(r"examples/[\w-]+\.py", token) and (ROOT / token).is_file()
-                  and (i == 0 or re.search(r"python3?$", tokens[i - 1]))):  # the script this command runs
+            elif (
+                re.fullmatch(r"examples/[\w-]+\.py", token)
+                and (ROOT / token).is_file()
+                and (i == 0 or re.search(r"python3?$", tokens[i - 1]))
+            ):  # the script this command runs
                 config = config or _script_config(token)
         if config is None or not (ROOT / config).is_file():
             continue  # a missing config is the reference test's failure
@@ -201,15 +227,21 @@ def _sections(path: Path) -> list[tuple[int, str, list[str]]]:
 
 
 def test_every_benchmarks_section_with_a_table_names_the_commit_it_was_measured_at():
-    unnamed = [f"{_where(BENCHMARKS, n)}: {heading}" for n, heading, lines in _sections(BENCHMARKS)
-               if any(line.startswith("|---") for line in lines) and not MEASURED_AT.search("\n".join(lines))]
-    assert not unnamed, ("sections of docs/benchmarks.md with a table but no \"Measured at commit `abc1234` "
-                         "(YYYY-MM-DD)\":\n" + "\n".join(unnamed))
+    unnamed = [
+        f"{_where(BENCHMARKS, n)}: {heading}"
+        for n, heading, lines in _sections(BENCHMARKS)
+        if any(line.startswith("|---") for line in lines) and not MEASURED_AT.search("\n".join(lines))
+    ]
+    assert not unnamed, (
+        'sections of docs/benchmarks.md with a table but no "Measured at commit `abc1234` '
+        '(YYYY-MM-DD)":\n' + "\n".join(unnamed)
+    )
 
 
 def _git_input(*args: str, text: str = "") -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], input=text, capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], input=text, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _git(*args: str) -> str:
@@ -222,8 +254,12 @@ def test_the_commits_the_docs_name_exist_with_the_dates_they_give():
     if _git("rev-parse", "--is-shallow-repository").strip() == "true":
         pytest.skip("a shallow clone lacks the older commits the docs name")
     named: dict[str, list[tuple[str, str | None]]] = {}
-    pages = [BENCHMARKS, ROOT / "README.md", ROOT / "agecurriculum" / "weights" / "default" / "MODEL_CARD.md",
-             *sorted((ROOT / "docs").rglob("*.rst"))]
+    pages = [
+        BENCHMARKS,
+        ROOT / "README.md",
+        ROOT / "agecurriculum" / "weights" / "default" / "MODEL_CARD.md",
+        *sorted((ROOT / "docs").rglob("*.rst")),
+    ]
     for path in pages:
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             dated = {h: d for h, d in HASH_AND_DATE.findall(line)}
@@ -231,8 +267,9 @@ def test_the_commits_the_docs_name_exist_with_the_dates_they_give():
                 named.setdefault(h, []).append((_where(path, n), dated.get(h)))
     assert named, "no commit named in the docs"
     # One git call for all of them: "<hash> commit <size>" for a commit, "<name> missing" / "ambiguous" otherwise.
-    answers = _git_input("cat-file", "--batch-check=%(objectname) %(objecttype)",
-                         text="".join(f"{h}^{{commit}}\n" for h in named)).splitlines()
+    answers = _git_input(
+        "cat-file", "--batch-check=%(objectname) %(objecttype)", text="".join(f"{h}^{{commit}}\n" for h in named)
+    ).splitlines()
     problems, dates = [], {}
     for h, answer in zip(named, answers):
         full, _, kind = answer.partition(" ")
@@ -241,8 +278,13 @@ def test_the_commits_the_docs_name_exist_with_the_dates_they_give():
         else:
             dates[h] = full
     if dates:
-        date_of = dict(line.split() for line in _git("show", "-s", "--format=%H %ad", "--date=short",
-                                                    *dates.values()).splitlines())
-        problems += [f"{where}: {h} is dated {date} here, but its commit is of {date_of[dates[h]]}"
-                     for h in dates for where, date in named[h] if date is not None and date != date_of[dates[h]]]
+        date_of = dict(
+            line.split() for line in _git("show", "-s", "--format=%H %ad", "--date=short", *dates.values()).splitlines()
+        )
+        problems += [
+            f"{where}: {h} is dated {date} here, but its commit is of {date_of[dates[h]]}"
+            for h in dates
+            for where, date in named[h]
+            if date is not None and date != date_of[dates[h]]
+        ]
     assert not problems, "\n".join(problems)

@@ -56,8 +56,9 @@ def test_ensemble_errors():
         EnsembleClassifier([])
     torch.manual_seed(0)
     with pytest.raises(ValueError, match="disagree on age_classes"):
-        EnsembleClassifier([*members(1), DualClassifier(age_classes=5, backbone="efficientnet-lite0",
-                                                        bottleneck_dim=16)])
+        EnsembleClassifier(
+            [*members(1), DualClassifier(age_classes=5, backbone="efficientnet-lite0", bottleneck_dim=16)]
+        )
     with pytest.raises(ValueError, match="no config"):
         EnsembleClassifier([torch.nn.Linear(2, 2)])
     with pytest.raises(ValueError, match="members"):
@@ -68,8 +69,13 @@ def test_float16_release_is_half_the_size_and_loads_as_float32(tmp_path):
     [model] = members(1)
     pre = {"image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
     full = save_release(model, tmp_path / "f32", AgeBins.from_dict({"boundaries": [2, 6, 14, 23, 34, 45, 59]}), pre)
-    half = save_release(model, tmp_path / "f16", AgeBins.from_dict({"boundaries": [2, 6, 14, 23, 34, 45, 59]}), pre,
-                        weights_dtype=torch.float16)
+    half = save_release(
+        model,
+        tmp_path / "f16",
+        AgeBins.from_dict({"boundaries": [2, 6, 14, 23, 34, 45, 59]}),
+        pre,
+        weights_dtype=torch.float16,
+    )
     f32, f16 = (p / "model.safetensors" for p in (full, half))
     assert f16.stat().st_size < 0.55 * f32.stat().st_size
     stored = safetensors.torch.load_file(f16)
@@ -96,7 +102,8 @@ def test_ensemble_release_predicts_the_mean_of_its_members(two_releases, tmp_pat
     assert len(config["model"]["members"]) == 2
     assert ReleaseInfo.from_config(config).architecture == "ensemble of 2: efficientnet-lite0, efficientnet-lite0"
     assert ReleaseInfo.from_config(json.loads((two_releases[0] / "config.json").read_text())).architecture == (
-        "efficientnet-lite0")
+        "efficientnet-lite0"
+    )
     assert config["preprocessing"] == json.loads((two_releases[0] / "config.json").read_text())["preprocessing"]
     assert [m["release"] for m in config["extra"]["members"]] == [str(p) for p in two_releases]
     assert config["extra"]["rep_ages"] == json.loads((two_releases[0] / "config.json").read_text())["extra"]["rep_ages"]
@@ -115,9 +122,12 @@ def test_ensemble_release_errors_name_the_release(two_releases, tmp_path):
     with pytest.raises(ValueError, match=r"size96.*preprocessing.image_size is 96"):
         ensemble_releases([two_releases[0], other_size], tmp_path / "bad")
     torch.manual_seed(0)
-    coarse = save_release(DualClassifier(age_classes=3, backbone="efficientnet-lite0", bottleneck_dim=16),
-                          tmp_path / "coarse", AgeBins((20, 40)),
-                          json.loads((two_releases[0] / "config.json").read_text())["preprocessing"])
+    coarse = save_release(
+        DualClassifier(age_classes=3, backbone="efficientnet-lite0", bottleneck_dim=16),
+        tmp_path / "coarse",
+        AgeBins((20, 40)),
+        json.loads((two_releases[0] / "config.json").read_text())["preprocessing"],
+    )
     with pytest.raises(ValueError, match=r"coarse.*age bins"):
         ensemble_releases([two_releases[0], coarse], tmp_path / "bad")
     nested = ensemble_releases(two_releases, tmp_path / "nested")

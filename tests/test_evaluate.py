@@ -58,16 +58,31 @@ def pred() -> Predictions:
     """Four items over PAPER_BINS, worked out by hand in test_compute_metrics."""
     age = [onehot(0), [0, 0.6, 0, 0, 0, 0, 0, 0.4], onehot(7), onehot(5)]
     gender = [[0.9, 0.1], [0.3, 0.7], [0.5, 0.5], [0.2, 0.8]]
-    return Predictions(age, gender, [0, 0, 6, IGNORE], [0, 0, IGNORE, 1], exact_ages=[2, NAN, 50, 40],
-                       races=["white", "black", "white", None], datasets=["utk", "utk", "utk", "morph"])
+    return Predictions(
+        age,
+        gender,
+        [0, 0, 6, IGNORE],
+        [0, 0, IGNORE, 1],
+        exact_ages=[2, NAN, 50, 40],
+        races=["white", "black", "white", None],
+        datasets=["utk", "utk", "utk", "morph"],
+    )
 
 
 def test_representative_ages_training_means_else_midpoints():
     mids = [1, 4.5, 10.5, 19, 29, 40, 52.5]
     assert representative_ages(PAPER_BINS).tolist() == mids + [70]  # 60 + 10
     # Bins with training ages stand at their mean (30 and 34 -> 32 in 24-34; 104 counts in the open last bin).
-    assert representative_ages(PAPER_BINS, train_ages=[61, 63, 30, 34, 104]).tolist() == \
-        [1, 4.5, 10.5, 19, 32, 40, 52.5, 76]
+    assert representative_ages(PAPER_BINS, train_ages=[61, 63, 30, 34, 104]).tolist() == [
+        1,
+        4.5,
+        10.5,
+        19,
+        32,
+        40,
+        52.5,
+        76,
+    ]
     assert representative_ages(PAPER_BINS, train_ages=[2, 30]).tolist() == [2] + mids[1:4] + [30, 40, 52.5, 70]
     assert representative_ages(PAPER_BINS, [61], last_bin_age=80)[-1] == 80
 
@@ -144,8 +159,12 @@ def test_predictions_validate_shapes_and_targets():
 def test_breakdown_cells(pred):
     rows = breakdown(pred, PAPER_BINS)
     cells = [(r["gender"], r["age_bin"], r["race"], r["n"]) for r in rows]
-    assert cells == [("male", "0-2", "black", 1), ("male", "0-2", "white", 1), ("female", "unknown", "unknown", 1),
-                     ("unknown", "46-59", "white", 1)]
+    assert cells == [
+        ("male", "0-2", "black", 1),
+        ("male", "0-2", "white", 1),
+        ("female", "unknown", "unknown", 1),
+        ("unknown", "46-59", "white", 1),
+    ]
     white_baby = rows[1]
     assert (white_baby["age_accuracy"], white_baby["gender_accuracy"], white_baby["mae"]) == (1.0, 1.0, 1.0)
     assert math.isnan(rows[0]["mae"]) and rows[0]["n_mae"] == 0
@@ -196,8 +215,11 @@ def test_protocols(pred):
 
 
 def test_summarize_folds_uses_sample_std():
-    folds = [{"accuracy": 0.5, "n": 10, "name": "a"}, {"accuracy": 0.7, "n": 12, "name": "b"},
-             {"accuracy": 0.9, "n": 14, "extra": 1.0, "name": "c"}]
+    folds = [
+        {"accuracy": 0.5, "n": 10, "name": "a"},
+        {"accuracy": 0.7, "n": 12, "name": "b"},
+        {"accuracy": 0.9, "n": 14, "extra": 1.0, "name": "c"},
+    ]
     summary = summarize_folds(folds)
     assert set(summary) == {"accuracy", "n"}
     assert summary["accuracy"]["mean"] == pytest.approx(0.7)
@@ -224,8 +246,14 @@ def test_report_markdown_json_and_files(pred, tmp_path):
     assert data["datasets"][0]["age_confusion"][0][:2] == [1, 1]
     paths = write_report(report, tmp_path / "out")
     names = sorted(p.name for p in paths)
-    assert names == ["confusion_age_morph.png", "confusion_age_utk.png", "confusion_gender_morph.png",
-                     "confusion_gender_utk.png", "report.json", "report.md"]
+    assert names == [
+        "confusion_age_morph.png",
+        "confusion_age_utk.png",
+        "confusion_gender_morph.png",
+        "confusion_gender_utk.png",
+        "report.json",
+        "report.md",
+    ]
     for path in paths:
         if path.suffix == ".png":
             with Image.open(path) as image:
@@ -258,8 +286,14 @@ def test_report_gender_and_calibration(pred):
 def test_children_gender_accuracy_uses_the_age_range():
     # FairFace-style ranges: 3-9 is a child, 10-19 is not (it may be 19); an exact 12 is, 13 is not.
     gender = [[0.9, 0.1], [0.2, 0.8], [0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.9, 0.1]]
-    p = Predictions([onehot(0)] * 6, gender, [IGNORE] * 6, [0, 0, 1, 0, 1, IGNORE],
-                    exact_ages=[NAN, NAN, 12, 13, NAN, 5], max_ages=[9, 2, 12, 13, 19, 5])
+    p = Predictions(
+        [onehot(0)] * 6,
+        gender,
+        [IGNORE] * 6,
+        [0, 0, 1, 0, 1, IGNORE],
+        exact_ages=[NAN, NAN, 12, 13, NAN, 5],
+        max_ages=[9, 2, 12, 13, 19, 5],
+    )
     # Children with a known gender: 3-9 (right), 0-2 and 12 (wrong).
     assert children_gender_accuracy(p) == {"gender_accuracy": pytest.approx(1 / 3), "n": 3}
     assert children_gender_accuracy(p, max_age=2) == {"gender_accuracy": 0.0, "n": 1}
@@ -274,8 +308,9 @@ def test_flip_consistency():
     age = [onehot(0), onehot(3), onehot(5), onehot(7)]
     crop = Predictions(age, [[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]], [0, 3, IGNORE, 7], [0, 0, 1, IGNORE])
     mirror_age = [onehot(0), onehot(4), onehot(5), onehot(6)]
-    mirror = Predictions(mirror_age, [[0.8, 0.2], [0.4, 0.6], [0.1, 0.9], [0.4, 0.6]], [0, 3, IGNORE, 7],
-                         [0, 0, 1, IGNORE])
+    mirror = Predictions(
+        mirror_age, [[0.8, 0.2], [0.4, 0.6], [0.1, 0.9], [0.4, 0.6]], [0, 3, IGNORE, 7], [0, 0, 1, IGNORE]
+    )
     # Gender: same, flipped, same, same; age bin: same, other, same, other. Labels play no part.
     assert flip_consistency(crop, mirror) == {"gender": 0.75, "age_bin": 0.5, "n": 4}
     assert flip_consistency(crop, crop) == {"gender": 1.0, "age_bin": 1.0, "n": 4}
@@ -315,9 +350,11 @@ def test_predict_dataset_tensor_dataset():
 
 
 def test_predict_dataset_keeps_record_metadata(tmp_path):
-    records = [FaceRecord(tmp_path / "a.jpg", "utkface", 30, 30, 0, "white"),
-               FaceRecord(tmp_path / "b.jpg", "adience", 25, 32, 1, None),
-               FaceRecord(tmp_path / "c.jpg", "utkface", 70, 70, None, "asian")]
+    records = [
+        FaceRecord(tmp_path / "a.jpg", "utkface", 30, 30, 0, "white"),
+        FaceRecord(tmp_path / "b.jpg", "adience", 25, 32, 1, None),
+        FaceRecord(tmp_path / "c.jpg", "utkface", 70, 70, None, "asian"),
+    ]
     dataset = FaceDataset(records, PAPER_BINS, lambda r: np.zeros((2, 2, 3), np.uint8))
     pred = predict_dataset(TinyModel(), dataset, batch_size=2)
     np.testing.assert_array_equal(pred.exact_ages, [30, NAN, 70])
@@ -364,10 +401,12 @@ def test_predict_dataset_flip_and_mirror():
     np.testing.assert_array_equal(flipped.age_targets, plain.age_targets)
     assert flip_consistency(plain, mirrored)["n"] == 5
     # Mirror-symmetric images: flipping changes nothing.
-    symmetric = TensorFaceDataset(images[..., :1].expand(-1, -1, -1, 2).contiguous(), torch.zeros(5, dtype=int),
-                                  torch.zeros(5, dtype=int))
-    np.testing.assert_allclose(predict_dataset(model, symmetric, flip=True).age_probs,
-                               predict_dataset(model, symmetric).age_probs, atol=1e-6)
+    symmetric = TensorFaceDataset(
+        images[..., :1].expand(-1, -1, -1, 2).contiguous(), torch.zeros(5, dtype=int), torch.zeros(5, dtype=int)
+    )
+    np.testing.assert_allclose(
+        predict_dataset(model, symmetric, flip=True).age_probs, predict_dataset(model, symmetric).age_probs, atol=1e-6
+    )
 
 
 @st.composite
@@ -389,9 +428,11 @@ def test_accuracies_are_fractions(data):
 
 
 @settings(max_examples=40)
-@given(st.lists(st.integers(0, 99), unique=True, max_size=9).map(sorted),
-       st.lists(st.integers(0, 120), unique=True, min_size=2, max_size=16).map(sorted),
-       st.lists(st.floats(0.01, 1), min_size=10, max_size=10))
+@given(
+    st.lists(st.integers(0, 99), unique=True, max_size=9).map(sorted),
+    st.lists(st.integers(0, 120), unique=True, min_size=2, max_size=16).map(sorted),
+    st.lists(st.floats(0.01, 1), min_size=10, max_size=10),
+)
 def test_converted_probabilities_sum_to_one(boundaries, edges, weights):
     bins = AgeBins(tuple(boundaries))
     groups = list(zip(edges[0::2], edges[1::2]))

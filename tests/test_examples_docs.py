@@ -12,8 +12,9 @@ PAGES = {"add_dataset.py": "add_dataset.rst", "add_backbone.py": "add_backbone.r
 
 
 def run_example(name: str, out: Path) -> str:
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / name), "--out", str(out)], capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, f"examples/{name} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 

@@ -102,9 +102,12 @@ def test_onnx_backend_thread_count(exported):
 
 def test_onnx_backend_rejects_foreign_files(tmp_path):
     plain = tmp_path / "plain.onnx"
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
-                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
     onnx.save(onnx.helper.make_model(graph), str(plain))
     with pytest.raises(ValueError, match="no agecurriculum.release metadata"):
         OnnxBackend(plain)
@@ -126,5 +129,4 @@ def test_a_release_without_model_onnx_is_exported_once_into_the_cache(tmp_path, 
     assert cached[0].stat().st_mtime_ns == stamp  # reused, not exported again
     torch_result = Predictor.from_release(release_dir, backend="torch", verify=False).predict([crop], aligned=True)
     for got in (first.predict([crop], aligned=True), second.predict([crop], aligned=True)):
-        np.testing.assert_allclose(got[0]["faces"][0]["age_probs"], torch_result[0]["faces"][0]["age_probs"],
-                                   atol=1e-4)
+        np.testing.assert_allclose(got[0]["faces"][0]["age_probs"], torch_result[0]["faces"][0]["age_probs"], atol=1e-4)

@@ -16,9 +16,17 @@ from agecurriculum.data.summary import age_distribution
 
 # Every FairFace age group once, alternating genders, plus a second 0-2 and a second "more than 70".
 FAIRFACE_ROWS = [
-    ("0-2", "Male"), ("3-9", "Female"), ("10-19", "Male"), ("20-29", "Female"), ("30-39", "Male"),
-    ("40-49", "Female"), ("50-59", "Male"), ("60-69", "Female"), ("more than 70", "Male"),
-    ("0-2", "Female"), ("more than 70", "Female"),
+    ("0-2", "Male"),
+    ("3-9", "Female"),
+    ("10-19", "Male"),
+    ("20-29", "Female"),
+    ("30-39", "Male"),
+    ("40-49", "Female"),
+    ("50-59", "Male"),
+    ("60-69", "Female"),
+    ("more than 70", "Male"),
+    ("0-2", "Female"),
+    ("more than 70", "Female"),
 ]
 WHY = "fairface: its age labels are decades, not exact ages, so they cannot fix bin boundaries"
 ASK = "give at least one of --utkface, --adience, --morph2, or --ages FILE"
@@ -93,8 +101,10 @@ def test_bins_notes_a_fairface_flag_beside_a_histogram_dataset(fairface_only_roo
     morph.mkdir(parents=True)
     for i, name in enumerate(["000001_0M35.JPG", "000001_1M37.JPG", "000002_0F48.JPG"]):
         shifted_face(i, 32).save(morph / name, format="JPEG")
-    assert main(["bins", "--data", str(fairface_only_root), "--fairface", str(fairface_only_root / "fairface"),
-                 "--json"]) == 0
+    assert (
+        main(["bins", "--data", str(fairface_only_root), "--fairface", str(fairface_only_root / "fairface"), "--json"])
+        == 0
+    )
     captured = capsys.readouterr()
     assert sum(json.loads(captured.out)["sizes"]) == 3  # MORPH-II's three ages; no FairFace image is counted
     assert captured.err.startswith("agecurriculum bins: note: --fairface is not used: its age labels are decades")
@@ -176,7 +186,7 @@ def test_both_fairface_tables_load_and_adding_one_moves_no_image_between_parts(f
     (folder / "fairface_label_train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     loaded = discover(fairface_only_root, datasets=["fairface"])["fairface"]
     assert loaded.report.total == len(FAIRFACE_ROWS) + 6 and len(loaded.records) == len(FAIRFACE_ROWS) + 6
-    assert loaded.records[:len(val_only)] == val_only  # the validation table first, as before
+    assert loaded.records[: len(val_only)] == val_only  # the validation table first, as before
     assert {r.path.parent.name for r in loaded.records} == {"val", "train"}
     before, after = split_records(val_only), split_records(loaded.records)
     for part in ("train", "val", "test"):

@@ -13,8 +13,8 @@ import skimage
 from inference_helpers import ASTRONAUT_FACE, ASTRONAUT_PATCH, astronaut, iou, make_release
 from PIL import Image
 
-from agecurriculum.data.images import ImageLoadError, load_image
 from agecurriculum.data import AlignConfig, FaceAligner
+from agecurriculum.data.images import ImageLoadError, load_image
 from agecurriculum.inference import (
     RETRY_SCALE,
     UPSAMPLE_MIN_SIDE,
@@ -122,7 +122,7 @@ def test_a_large_photo_is_searched_for_small_faces_beside_a_big_one():
     photo = np.full((UPSAMPLE_MIN_SIDE, UPSAMPLE_MIN_SIDE, 3), 120, np.uint8)
     photo[:512, :512] = astronaut()
     small = scaled(astronaut(), 0.55)
-    photo[-small.shape[0]:, -small.shape[1]:] = small
+    photo[-small.shape[0] :, -small.shape[1] :] = small
     big_face = [ASTRONAUT_FACE]
     offset = UPSAMPLE_MIN_SIDE - small.shape[0]
     small_face = [round(v * 0.55) + offset for v in ASTRONAUT_FACE]
@@ -152,8 +152,15 @@ def release_dir(tmp_path_factory):
 def test_threads_keep_input_order_and_per_input_errors(release_dir, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
-    inputs = [astronaut(), broken, scaled(astronaut(), 0.55), np.zeros((8, 8, 3), np.uint8), astronaut()[:, ::-1],
-              tmp_path / "missing.png", scaled(astronaut(), 0.8)] * 2
+    inputs = [
+        astronaut(),
+        broken,
+        scaled(astronaut(), 0.55),
+        np.zeros((8, 8, 3), np.uint8),
+        astronaut()[:, ::-1],
+        tmp_path / "missing.png",
+        scaled(astronaut(), 0.8),
+    ] * 2
     one = Predictor.from_release(release_dir, backend="torch", workers=1).predict(inputs)
     three = Predictor.from_release(release_dir, backend="torch", workers=3).predict(inputs)
     assert three == one
@@ -188,8 +195,9 @@ def test_default_backend_is_onnx_runtime_on_a_cpu(release_dir, tmp_path, monkeyp
     model.write_bytes(b"")
     assert default_backend("cuda", model) == "onnx"  # an .onnx file can only run in ONNX Runtime
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a)
+    )
     assert default_backend("cpu") == "torch"
 
 

@@ -87,7 +87,8 @@ def test_rows_values_match_the_library_metrics():
     known = pred.gender_targets != IGNORE
     assert rows[("gender", "all")].baseline == pytest.approx((pred.gender_pred == pred.gender_targets)[known].mean())
     assert rows[("gender ECE", "all")].baseline == pytest.approx(
-        expected_calibration_error(pred.gender_probs, pred.gender_targets))
+        expected_calibration_error(pred.gender_probs, pred.gender_targets)
+    )
     children = known & (pred.max_ages <= 12)
     assert rows[("gender children 0-12", "all")].n == children.sum()
     assert ("MAE", "utk") in rows and ("MAE", "ff") not in rows  # exact ages only

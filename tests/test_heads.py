@@ -56,7 +56,8 @@ def test_gradients_reach_every_parameter():
     head = GenderConditionedHead(32, bottleneck_dim=16)
     out = head(x)
     loss = F.cross_entropy(out.age_logits, torch.randint(0, 8, (6,))) + F.cross_entropy(
-        out.gender_logits, torch.randint(0, 2, (6,)))
+        out.gender_logits, torch.randint(0, 2, (6,))
+    )
     loss.backward()
     for name, param in head.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name

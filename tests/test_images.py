@@ -159,8 +159,10 @@ for path in sys.argv[1:]:
 """
 
 
-@pytest.mark.skipif(not (hasattr(os, "mkfifo") and os.path.exists("/dev/zero") and os.path.isfile("/proc/self/status")),
-                    reason="needs FIFOs, /dev/zero and /proc (Linux)")
+@pytest.mark.skipif(
+    not (hasattr(os, "mkfifo") and os.path.exists("/dev/zero") and os.path.isfile("/proc/self/status")),
+    reason="needs FIFOs, /dev/zero and /proc (Linux)",
+)
 def test_special_files_are_refused_before_opening(tmp_path):
     fifo = tmp_path / "x.jpg"
     os.mkfifo(fifo)  # opening it for reading would block until a writer comes: forever
@@ -168,8 +170,9 @@ def test_special_files_are_refused_before_opening(tmp_path):
     link.symlink_to("/dev/zero")  # a symlink is followed: what counts is what it points to
     paths = [fifo, "/dev/zero", link]  # reading /dev/zero whole would take all memory
     try:
-        child = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, *map(str, paths)], capture_output=True,
-                               text=True, timeout=120)
+        child = subprocess.run(
+            [sys.executable, "-c", _LOAD_IN_CHILD, *map(str, paths)], capture_output=True, text=True, timeout=120
+        )
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"load_image blocked; it got through: {e.stdout!r}")
     assert child.stdout.splitlines() == [

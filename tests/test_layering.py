@@ -82,8 +82,11 @@ def _imports(path: Path, package_dir: Path = PACKAGE) -> list[tuple[int, str, bo
                     anchor = package.split(".")[: len(package.split(".")) - (child.level - 1)]
                     base = ".".join([*anchor, base] if base else anchor)
                 targets = [submodule(alias.name) if base == "agecurriculum" else base for alias in child.names]
-            found.extend((child.lineno, t, in_function) for t in dict.fromkeys(targets)  # one per module
-                         if t.split(".")[0] == "agecurriculum")
+            found.extend(
+                (child.lineno, t, in_function)
+                for t in dict.fromkeys(targets)  # one per module
+                if t.split(".")[0] == "agecurriculum"
+            )
             visit(child, inside)
 
     visit(ast.parse(path.read_text(encoding="utf-8")), False)
@@ -109,8 +112,11 @@ def test_no_part_imports_a_higher_or_sibling_layer():
         own = _part(module)
         for path, line, target, _ in imports:
             theirs = _part(target)
-            if theirs == own or (own in _FOUNDATION_ORDER and theirs in _FOUNDATION_ORDER
-                                 and _FOUNDATION_ORDER.index(theirs) < _FOUNDATION_ORDER.index(own)):
+            if theirs == own or (
+                own in _FOUNDATION_ORDER
+                and theirs in _FOUNDATION_ORDER
+                and _FOUNDATION_ORDER.index(theirs) < _FOUNDATION_ORDER.index(own)
+            ):
                 continue
             mine, other = _rank(own), _rank(theirs)
             if other > mine:
@@ -124,9 +130,13 @@ def test_no_part_imports_a_higher_or_sibling_layer():
 
 
 def test_inference_imports_nothing_from_train():
-    problems = [f"{path.relative_to(PACKAGE.parent)}:{line}: {module} imports {target}"
-                for module, imports in _all_imports().items() if _part(module) == "inference"
-                for path, line, target, _ in imports if _part(target) == "train"]
+    problems = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {module} imports {target}"
+        for module, imports in _all_imports().items()
+        if _part(module) == "inference"
+        for path, line, target, _ in imports
+        if _part(target) == "train"
+    ]
     assert not problems, "inference must not import train (use agecurriculum.release):\n" + "\n".join(problems)
 
 
@@ -135,12 +145,17 @@ def test_no_function_level_import_of_a_package_module():
     for module, imports in _all_imports().items():
         for path, line, target, in_function in imports:
             if in_function and (module, target) not in LAZY_PACKAGE_IMPORTS:
-                problems.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {module} imports {target} inside a "
-                                "function; import it at the top (a cycle means a layer is wrong), or, for an optional "
-                                "dependency, add it with the reason to LAZY_PACKAGE_IMPORTS")
+                problems.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line}: {module} imports {target} inside a "
+                    "function; import it at the top (a cycle means a layer is wrong), or, for an optional "
+                    "dependency, add it with the reason to LAZY_PACKAGE_IMPORTS"
+                )
     assert not problems, "\n".join(problems)
-    stale = [key for key in LAZY_PACKAGE_IMPORTS
-             if not any(t == key[1] and f for _, _, t, f in _all_imports().get(key[0], []))]
+    stale = [
+        key
+        for key in LAZY_PACKAGE_IMPORTS
+        if not any(t == key[1] and f for _, _, t, f in _all_imports().get(key[0], []))
+    ]
     assert not stale, f"LAZY_PACKAGE_IMPORTS entries without such an import: {stale}"
 
 
@@ -151,23 +166,32 @@ def test_the_rules_catch_what_they_are_for(tmp_path):
     (package / "train").mkdir(parents=True)
     source.parent.mkdir()
     (package / "train" / "__init__.py").write_text("", encoding="utf-8")
-    source.write_text("from ..train import run\nfrom agecurriculum import train, __version__\n\ndef f():\n"
-                      "    import agecurriculum.train.checkpoint\n", encoding="utf-8")
+    source.write_text(
+        "from ..train import run\nfrom agecurriculum import train, __version__\n\ndef f():\n"
+        "    import agecurriculum.train.checkpoint\n",
+        encoding="utf-8",
+    )
     assert _imports(source, package) == [
-        (1, "agecurriculum.train", False), (2, "agecurriculum.train", False), (2, "agecurriculum", False),
-        (5, "agecurriculum.train.checkpoint", True)]
+        (1, "agecurriculum.train", False),
+        (2, "agecurriculum.train", False),
+        (2, "agecurriculum", False),
+        (5, "agecurriculum.train.checkpoint", True),
+    ]
 
 
-@pytest.mark.parametrize(("module", "absent"), [
-    ("agecurriculum.bins", ["torch", "agecurriculum.train", "agecurriculum.data"]),
-    ("agecurriculum.adaptive", ["torch", "agecurriculum.train", "agecurriculum.data"]),
-    ("agecurriculum", ["torch", "agecurriculum.train", "agecurriculum.inference"]),
-    ("agecurriculum.cli.main", ["starlette", "uvicorn", "agecurriculum.serve.app"]),
-    ("agecurriculum.release", ["agecurriculum.train", "agecurriculum.inference", "agecurriculum.evaluation"]),
-    ("agecurriculum.inference", ["agecurriculum.train"]),
-    ("agecurriculum.data", ["agecurriculum.model", "agecurriculum.train", "agecurriculum.evaluation"]),
-    ("agecurriculum.model", ["agecurriculum.data", "agecurriculum.train", "agecurriculum.evaluation"]),
-])
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("agecurriculum.bins", ["torch", "agecurriculum.train", "agecurriculum.data"]),
+        ("agecurriculum.adaptive", ["torch", "agecurriculum.train", "agecurriculum.data"]),
+        ("agecurriculum", ["torch", "agecurriculum.train", "agecurriculum.inference"]),
+        ("agecurriculum.cli.main", ["starlette", "uvicorn", "agecurriculum.serve.app"]),
+        ("agecurriculum.release", ["agecurriculum.train", "agecurriculum.inference", "agecurriculum.evaluation"]),
+        ("agecurriculum.inference", ["agecurriculum.train"]),
+        ("agecurriculum.data", ["agecurriculum.model", "agecurriculum.train", "agecurriculum.evaluation"]),
+        ("agecurriculum.model", ["agecurriculum.data", "agecurriculum.train", "agecurriculum.evaluation"]),
+    ],
+)
 def test_importing_a_layer_loads_nothing_above_it(module, absent):
     code = f"import sys, {module}; print(' '.join(m for m in {absent!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

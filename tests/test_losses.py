@@ -99,7 +99,9 @@ def test_ordinal_soft_targets_are_distributions_peaked_on_the_true_bin():
     torch.testing.assert_close(q[1, 2], q[1, 4])  # symmetric around an inner bin
     assert q[1, 2] > q[1, 1] > q[1, 0]  # falls off with the distance in bins
     assert 0.75 < q[1, 3] < 0.85 and 0.09 < q[1, 4] < 0.12  # the docstring's example
-    torch.testing.assert_close(ordinal_soft_targets(torch.tensor([2]), 8, 0.05), F.one_hot(torch.tensor([2]), 8).float())
+    torch.testing.assert_close(
+        ordinal_soft_targets(torch.tensor([2]), 8, 0.05), F.one_hot(torch.tensor([2]), 8).float()
+    )
 
 
 @pytest.mark.parametrize("loss_cls", [UncertaintyLoss, SumLoss, FixedWeightLoss])
@@ -125,7 +127,9 @@ def test_soft_targets_make_a_near_miss_cheaper_than_a_far_one():
     near[0, 4], far[0, 6] = 5.0, 5.0
     gender_logits = torch.zeros(1, 2)
     hard, soft = SumLoss(), SumLoss(age_label_sigma=0.6)
-    torch.testing.assert_close(hard(near, gender_logits, target, gender).age, hard(far, gender_logits, target, gender).age)
+    torch.testing.assert_close(
+        hard(near, gender_logits, target, gender).age, hard(far, gender_logits, target, gender).age
+    )
     assert soft(near, gender_logits, target, gender).age < soft(far, gender_logits, target, gender).age
 
 
@@ -150,8 +154,9 @@ def test_distillation_mixes_label_and_teacher_cross_entropy(batch):
     torch.testing.assert_close(SumLoss(distill_weight=0.7)(*batch).age, F.cross_entropy(age_logits, age_t))
     # A teacher that is sure of the labels teaches exactly what the labels do.
     sure = (F.one_hot(age_t, 8).float(), F.one_hot(gender_t, 2).float())
-    torch.testing.assert_close(UncertaintyLoss(distill_weight=1.0)(*batch, teacher=sure).total,
-                               UncertaintyLoss()(*batch).total)
+    torch.testing.assert_close(
+        UncertaintyLoss(distill_weight=1.0)(*batch, teacher=sure).total, UncertaintyLoss()(*batch).total
+    )
 
 
 def test_distillation_teaches_images_without_labels(batch):

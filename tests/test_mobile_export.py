@@ -16,8 +16,16 @@ from torch import nn
 from agecurriculum.cli.main import main
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.transforms import normalise_crops
-from agecurriculum.inference import (DEFAULT_RELEASE_DIR, OnnxBackend, TorchBackend, convert_to_ort, cpu_has_vnni,
-                                     export_onnx, quantize_onnx, read_release_config)
+from agecurriculum.inference import (
+    DEFAULT_RELEASE_DIR,
+    OnnxBackend,
+    TorchBackend,
+    convert_to_ort,
+    cpu_has_vnni,
+    export_onnx,
+    quantize_onnx,
+    read_release_config,
+)
 from agecurriculum.inference.mobile import COREML_MAX_BATCH, _replace_folder
 from agecurriculum.release import load_release
 
@@ -88,8 +96,20 @@ def test_int8_ort_export(release, crops_dir, tmp_path):
     out = tmp_path / "int8.ort"
     # Without VNNI, 8-bit weights can saturate ONNX Runtime's kernels (see agecurriculum.inference.quantize).
     reduce = cpu_has_vnni() is False
-    argv = ["export", "--model", str(release), "--format", "ort", "--int8", "--calibration", str(crops_dir),
-            "--aligned", "--out", str(out), *(["--reduce-range"] if reduce else [])]
+    argv = [
+        "export",
+        "--model",
+        str(release),
+        "--format",
+        "ort",
+        "--int8",
+        "--calibration",
+        str(crops_dir),
+        "--aligned",
+        "--out",
+        str(out),
+        *(["--reduce-range"] if reduce else []),
+    ]
     assert main(argv) == 0
     assert out.read_bytes()[4:8] == ORT_MAGIC
     int8 = OnnxBackend(out)
@@ -97,8 +117,9 @@ def test_int8_ort_export(release, crops_dir, tmp_path):
     assert json.loads(meta["agecurriculum.quantization"])["calibration_faces"] == 6
     # The same int8 model as ONNX, from the same calibration faces: the .ort file is that graph, optimised.
     images = network_inputs(crops_dir, release)
-    onnx_int8 = quantize_onnx(export_onnx(release, tmp_path / "f32.onnx"), tmp_path / "int8.onnx", images,
-                              reduce_range=reduce)
+    onnx_int8 = quantize_onnx(
+        export_onnx(release, tmp_path / "f32.onnx"), tmp_path / "int8.onnx", images, reduce_range=reduce
+    )
     assert_same_outputs(OnnxBackend(onnx_int8)(images), int8(images), atol=2e-3)
     age, gender = int8(images)
     torch_age, torch_gender = TorchBackend(release)(images)
@@ -111,9 +132,12 @@ def test_int8_ort_export(release, crops_dir, tmp_path):
 def test_ort_refuses_foreign_files_and_keeps_the_old_file(tmp_path):
     onnx = pytest.importorskip("onnx")
     plain = tmp_path / "plain.onnx"
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
-                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
     onnx.save(onnx.helper.make_model(graph), str(plain))
     out = tmp_path / "model.ort"
     out.write_bytes(b"previous")
@@ -126,12 +150,15 @@ def test_ort_refuses_foreign_files_and_keeps_the_old_file(tmp_path):
     assert out.read_bytes() == b"previous"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--format", "ort", "--out", "model.onnx"], "--format ort writes a .ort file"),
-    (["--format", "coreml", "--out", "model.onnx"], "--format coreml writes a .mlpackage file"),
-    (["--format", "coreml", "--int8", "--out", "m.mlpackage"], "--int8 applies to --format onnx and ort"),
-    (["--format", "ort", "--aligned", "--out", "m.ort"], "only apply to --int8"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--format", "ort", "--out", "model.onnx"], "--format ort writes a .ort file"),
+        (["--format", "coreml", "--out", "model.onnx"], "--format coreml writes a .mlpackage file"),
+        (["--format", "coreml", "--int8", "--out", "m.mlpackage"], "--int8 applies to --format onnx and ort"),
+        (["--format", "ort", "--aligned", "--out", "m.ort"], "only apply to --int8"),
+    ],
+)
 def test_export_argument_errors(argv, message, release, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["export", "--model", str(release), *argv]) != 0
@@ -174,7 +201,9 @@ def test_coreml_spec(coreml_package, release):
     ranges = [(r.lowerBound, r.upperBound) for r in images.type.multiArrayType.shapeRange.sizeRanges]
     assert ranges == [(1, COREML_MAX_BATCH), (3, 3), (64, 64), (64, 64)]
     assert [(o.name, o.type.multiArrayType.dataType) for o in spec.description.output] == [
-        ("age_probs", array.FLOAT32), ("gender_probs", array.FLOAT32)]
+        ("age_probs", array.FLOAT32),
+        ("gender_probs", array.FLOAT32),
+    ]
     assert json.loads(spec.description.metadata.userDefined["agecurriculum.release"]) == read_release_config(release)
     # Every layer was converted: as many convolutions and linear layers as the network has, its ReLU6s as clips.
     model, _ = load_release(release)
@@ -198,8 +227,11 @@ def test_coreml_failure_names_the_versions_and_keeps_the_old_package(release, tm
     monkeypatch.setattr(torch.export, "export", broken)  # fails fast; ct.convert's failures go the same way
     out = tmp_path / "model.mlpackage"
     (out / "old").mkdir(parents=True)
-    with pytest.raises(RuntimeError, match=r"coremltools \S+ could not convert .* \(torch \S+\): ValueError: "
-                                           r"unsupported op 'frobnicate'$"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"coremltools \S+ could not convert .* \(torch \S+\): ValueError: "
+        r"unsupported op 'frobnicate'$",
+    ):
         export_coreml(release, out)
     assert [p.name for p in tmp_path.iterdir()] == ["model.mlpackage"] and (out / "old").is_dir()
 

@@ -34,8 +34,9 @@ def test_forward_shapes():
 
 def test_config_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = DualClassifier(age_classes=5, backbone="efficientnet-lite0", bottleneck_dim=32, dropout=0.1,
-                           detach_gender=True).eval()
+    model = DualClassifier(
+        age_classes=5, backbone="efficientnet-lite0", bottleneck_dim=32, dropout=0.1, detach_gender=True
+    ).eval()
     cfg = json.loads(json.dumps(model.config()))
     assert cfg["backbone"] == "efficientnet-lite0" and cfg["age_classes"] == 5 and cfg["detach_gender"] is True
     clone = DualClassifier.from_config(cfg).eval()
@@ -137,10 +138,17 @@ def test_from_model_config_builds_what_the_run_section_says():
     from agecurriculum.model import ModelConfig
 
     assert FromConfig is ModelConfig  # one class: the run config's model section is the model's own
-    cfg = ModelConfig(backbone="efficientnet-lite0", pretrained=False, bottleneck_dim=24, dropout=0.1,
-                      conditioning="hard", init_from="ignored/here")
+    cfg = ModelConfig(
+        backbone="efficientnet-lite0",
+        pretrained=False,
+        bottleneck_dim=24,
+        dropout=0.1,
+        conditioning="hard",
+        init_from="ignored/here",
+    )
     model = DualClassifier.from_model_config(cfg, 5)
-    assert model.config() == {**DualClassifier(age_classes=5, pretrained=False, bottleneck_dim=24, dropout=0.1,
-                                               conditioning="hard").config()}
+    assert model.config() == {
+        **DualClassifier(age_classes=5, pretrained=False, bottleneck_dim=24, dropout=0.1, conditioning="hard").config()
+    }
     assert model.head.conditioning == "hard" and model.config()["age_classes"] == 5
     assert DualClassifier.from_model_config(ModelConfig(), 8, pretrained=False).config()["pretrained"] is False

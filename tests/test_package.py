@@ -14,8 +14,13 @@ from agecurriculum.bins import AgeBins
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_NAMES = [
-    "AgeBinOptimizer", "MultiDatasetSample", "TrainingSchedule", "UncertaintyLoss",
-    "GenderConditionedHead", "DualClassifier", "CurriculumTrainer",
+    "AgeBinOptimizer",
+    "MultiDatasetSample",
+    "TrainingSchedule",
+    "UncertaintyLoss",
+    "GenderConditionedHead",
+    "DualClassifier",
+    "CurriculumTrainer",
 ]
 
 
@@ -85,7 +90,9 @@ def test_console_script_runs():
 
 @pytest.mark.slow
 def test_end_to_end_example_trains_through_the_original_curriculum():
-    out = run([sys.executable, str(ROOT / "examples" / "end_to_end.py"), "--image-size", "32", "--images-per-dataset", "16"])
+    out = run(
+        [sys.executable, str(ROOT / "examples" / "end_to_end.py"), "--image-size", "32", "--images-per-dataset", "16"]
+    )
     assert "unified age bins: 0-" in out.stdout
     assert out.stdout.count("stage 5") >= 3  # the last stage trains on all three datasets
     assert "done: 15 epochs over 6 stages" in out.stdout

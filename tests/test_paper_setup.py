@@ -39,30 +39,37 @@ def stalled_trainer(**config):
     return CurriculumTrainer(TinyDual(), paired_schedule(), sets, vals, loss=SumLoss(), config=cfg)
 
 
-@pytest.mark.parametrize(("scope", "expected"), [
-    # Run: never reset, so it drops after every 2 bad epochs, whatever the pairs and stages.
-    ("run", [1e-6, 1e-6, 1e-6, 5e-7, 5e-7, 2.5e-7, 2.5e-7, 1.25e-7]),
-    # Stage: reset when a stage begins; each stage's 4 epochs leave room for one drop.
-    ("stage", [1e-6, 1e-6, 1e-6, 5e-7, 5e-7, 5e-7, 5e-7, 2.5e-7]),
-    # Pair: reset every 2 epochs, never 2 bad epochs in a row: the LR never moves (the behaviour issue 19 found).
-    ("pair", [1e-6] * 8),
-])
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        # Run: never reset, so it drops after every 2 bad epochs, whatever the pairs and stages.
+        ("run", [1e-6, 1e-6, 1e-6, 5e-7, 5e-7, 2.5e-7, 2.5e-7, 1.25e-7]),
+        # Stage: reset when a stage begins; each stage's 4 epochs leave room for one drop.
+        ("stage", [1e-6, 1e-6, 1e-6, 5e-7, 5e-7, 5e-7, 5e-7, 2.5e-7]),
+        # Pair: reset every 2 epochs, never 2 bad epochs in a row: the LR never moves (the behaviour issue 19 found).
+        ("pair", [1e-6] * 8),
+    ],
+)
 def test_the_lr_plateau_fires_in_its_scope(scope, expected):
-    trainer = stalled_trainer(lr=1e-6, plateau_patience=1, plateau_factor=0.5, plateau_scope=scope,
-                              early_stopping_patience=None)
+    trainer = stalled_trainer(
+        lr=1e-6, plateau_patience=1, plateau_factor=0.5, plateau_scope=scope, early_stopping_patience=None
+    )
     history = trainer.fit()
     assert [r.lr for r in history] == pytest.approx(expected, rel=1e-9)
     assert [(r.stage, r.dataset) for r in history] == [(s, d) for s in (0, 1) for d in "ab" for _ in range(2)]
 
 
-@pytest.mark.parametrize(("scope", "expected"), [
-    # Run: the first epoch sets the best, two stale epochs end the whole run.
-    ("run", [(0, "a", 0), (0, "a", 1), (0, "b", 0)]),
-    # Stage: the same three epochs end each stage (b's second epoch is skipped), and the next stage starts afresh.
-    ("stage", [(0, "a", 0), (0, "a", 1), (0, "b", 0), (1, "a", 0), (1, "a", 1), (1, "b", 0)]),
-    # Pair: 2 epochs per pair never reach 2 stale epochs: everything runs.
-    ("pair", [(s, d, e) for s in (0, 1) for d in "ab" for e in (0, 1)]),
-])
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        # Run: the first epoch sets the best, two stale epochs end the whole run.
+        ("run", [(0, "a", 0), (0, "a", 1), (0, "b", 0)]),
+        # Stage: the same three epochs end each stage (b's second epoch is skipped), and the next stage starts afresh.
+        ("stage", [(0, "a", 0), (0, "a", 1), (0, "b", 0), (1, "a", 0), (1, "a", 1), (1, "b", 0)]),
+        # Pair: 2 epochs per pair never reach 2 stale epochs: everything runs.
+        ("pair", [(s, d, e) for s in (0, 1) for d in "ab" for e in (0, 1)]),
+    ],
+)
 def test_early_stopping_fires_in_its_scope(scope, expected):
     trainer = stalled_trainer(lr=0.0, early_stopping_patience=2, early_stopping_scope=scope)
     history = trainer.fit()
@@ -75,10 +82,17 @@ def test_with_one_epoch_per_pair_only_the_run_scope_acts():
     def lrs(scope):
         torch.manual_seed(0)
         sets = {"a": learnable_dataset(32, 1), "b": learnable_dataset(32, 2)}
-        cfg = TrainerConfig(batch_size=8, lr=1e-6, plateau_patience=1, plateau_factor=0.1, plateau_scope=scope,
-                            early_stopping_patience=None)
-        trainer = CurriculumTrainer(TinyDual(), paired_schedule(stages=3, epochs=1), sets, sets, loss=SumLoss(),
-                                    config=cfg)
+        cfg = TrainerConfig(
+            batch_size=8,
+            lr=1e-6,
+            plateau_patience=1,
+            plateau_factor=0.1,
+            plateau_scope=scope,
+            early_stopping_patience=None,
+        )
+        trainer = CurriculumTrainer(
+            TinyDual(), paired_schedule(stages=3, epochs=1), sets, sets, loss=SumLoss(), config=cfg
+        )
         return [r.lr for r in trainer.fit()]
 
     assert lrs("pair") == [1e-6] * 6 and lrs("stage") == [1e-6] * 6
@@ -91,11 +105,19 @@ def test_best_checkpoint_is_the_epoch_with_the_lowest_selection_score_not_the_la
     torch.manual_seed(0)
     clean = learnable_dataset(96, 1)
     noisy = TensorFaceDataset(clean.images, clean.age_bins[torch.randperm(96)], clean.genders[torch.randperm(96)])
-    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=3),
-                                 MultiDatasetSample(["a", "b"], range(8), epochs=3)])
+    schedule = TrainingSchedule(
+        [MultiDatasetSample(["a"], range(8), epochs=3), MultiDatasetSample(["a", "b"], range(8), epochs=3)]
+    )
     cfg = TrainerConfig(batch_size=16, lr=1e-2, early_stopping_patience=None)
-    trainer = CurriculumTrainer(TinyDual(), schedule, {"a": clean, "b": noisy}, {"a": learnable_dataset(48, 3)},
-                                loss=SumLoss(), config=cfg, run_dir=tmp_path)
+    trainer = CurriculumTrainer(
+        TinyDual(),
+        schedule,
+        {"a": clean, "b": noisy},
+        {"a": learnable_dataset(48, 3)},
+        loss=SumLoss(),
+        config=cfg,
+        run_dir=tmp_path,
+    )
     history = trainer.fit()
     scores = [r.selection_loss for r in history]
     best = min(range(len(history)), key=scores.__getitem__)
@@ -118,8 +140,11 @@ def test_a_checkpoint_from_before_the_scopes_resumes_only_with_pair_scopes(tmp_p
     for key in ("plateau_scope", "early_stopping_scope"):
         del state["config"][key]  # as written by a version that reset both at every (stage, dataset)
     torch.save(state, tmp_path / "old.pt")
-    with pytest.raises(CheckpointError, match="config.early_stopping_scope is 'pair' there, 'stage' here; "
-                                              "config.plateau_scope is 'pair' there, 'stage' here"):
+    with pytest.raises(
+        CheckpointError,
+        match="config.early_stopping_scope is 'pair' there, 'stage' here; "
+        "config.plateau_scope is 'pair' there, 'stage' here",
+    ):
         stalled_trainer(lr=1e-3).load_checkpoint(tmp_path / "old.pt")
     stalled_trainer(lr=1e-3, plateau_scope="pair", early_stopping_scope="pair").load_checkpoint(tmp_path / "old.pt")
 
@@ -127,13 +152,17 @@ def test_a_checkpoint_from_before_the_scopes_resumes_only_with_pair_scopes(tmp_p
 def test_paper_config_is_the_papers_run():
     config = load_config(CONFIGS / "paper.yaml")
     assert config.bins == "paper" and config.schedule == "original" and config.epochs_per_stage == 3
-    assert (config.model.backbone, config.data.image_size, config.model.conditioning) == ("efficientnet-b4", 380,
-                                                                                          "hard")
+    assert (config.model.backbone, config.data.image_size, config.model.conditioning) == (
+        "efficientnet-b4",
+        380,
+        "hard",
+    )
     assert config.loss == "uncertainty" and config.data.balance == "paper"
     assert (config.trainer.plateau_scope, config.trainer.early_stopping_scope) == ("stage", "stage")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
         from agecurriculum.train.run import build_schedule
+
         assert build_schedule(config, 8).total_epochs == 45
 
 
@@ -149,21 +178,35 @@ def test_dry_run_prints_the_papers_plan_without_training(capsys, monkeypatch, tm
     out_dir = tmp_path / "never"
     assert main(["train", "--config", str(CONFIGS / "paper.yaml"), "--dry-run", "--set", f"out_dir={out_dir}"]) == 0
     out = capsys.readouterr().out
-    for expected in ("efficientnet-b4", "380 x 380", "hard conditioning",
-                     "0-2, 3-6, 7-14, 15-23, 24-34, 35-45, 46-59, 60-100", "original curriculum",
-                     "45 epochs", "uncertainty", "ReduceLROnPlateau", "early stopping", "the stage's validation loss",
-                     "balance: paper", "best.pt", "release-last"):
+    for expected in (
+        "efficientnet-b4",
+        "380 x 380",
+        "hard conditioning",
+        "0-2, 3-6, 7-14, 15-23, 24-34, 35-45, 46-59, 60-100",
+        "original curriculum",
+        "45 epochs",
+        "uncertainty",
+        "ReduceLROnPlateau",
+        "early stopping",
+        "the stage's validation loss",
+        "balance: paper",
+        "best.pt",
+        "release-last",
+    ):
         assert expected in out, expected
     assert "stage 3" in out and "nested-bins" in out  # the rule the paper's curriculum breaks is named
     assert not out_dir.exists()
 
 
-@pytest.mark.parametrize(("section", "name", "value", "message"), [
-    ("trainer", "plateau_scope", "epoch", "trainer.plateau_scope: expected one of run, stage, pair, got 'epoch'"),
-    ("trainer", "early_stopping_scope", "all", "trainer.early_stopping_scope: expected one of run, stage, pair"),
-    ("model", "conditioning", "argmax", "model.conditioning: expected one of hard, soft, got 'argmax'"),
-    ("data", "balance", "median", "data.balance: expected one of paper, sampler, none, ratio, got 'median'"),
-])
+@pytest.mark.parametrize(
+    ("section", "name", "value", "message"),
+    [
+        ("trainer", "plateau_scope", "epoch", "trainer.plateau_scope: expected one of run, stage, pair, got 'epoch'"),
+        ("trainer", "early_stopping_scope", "all", "trainer.early_stopping_scope: expected one of run, stage, pair"),
+        ("model", "conditioning", "argmax", "model.conditioning: expected one of hard, soft, got 'argmax'"),
+        ("data", "balance", "median", "data.balance: expected one of paper, sampler, none, ratio, got 'median'"),
+    ],
+)
 def test_new_settings_are_checked_choices(section, name, value, message):
     from agecurriculum.config import RunConfig, check_config
 

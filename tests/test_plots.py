@@ -29,8 +29,12 @@ def test_age_histograms_before_and_after_write_a_png(tmp_path):
 
 
 def test_counts_by_gender_writes_a_png(tmp_path):
-    counts = {"utkface": {"male": [600, 250, 450, 700, 3000, 1900, 1600, 1100],
-                          "female": [600, 250, 450, 800, 3000, 1600, 1200, 900]}}
+    counts = {
+        "utkface": {
+            "male": [600, 250, 450, 700, 3000, 1900, 1600, 1100],
+            "female": [600, 250, 450, 800, 3000, 1600, 1200, 900],
+        }
+    }
     opens_as_png(plot_counts_by_gender(counts, LABELS, tmp_path / "gender.png"))
 
 

@@ -15,9 +15,9 @@ from PIL import Image
 from skimage import data as skdata
 
 from agecurriculum.bins import PAPER_BINS
-from agecurriculum.data.records import FEMALE, MALE
 from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE, AlignConfig, FaceAligner
 from agecurriculum.data.images import DEFAULT_MAX_BYTES
+from agecurriculum.data.records import FEMALE, MALE
 from agecurriculum.evaluation import apply_temperature
 from agecurriculum.inference import (
     VERIFY_BELOW,
@@ -80,8 +80,9 @@ def test_the_cnn_check_drops_the_patch_among_the_hog_boxes(release_dir, verify_b
     # whether it checks the doubtful boxes only (the default) or every box.
     hog = FaceAligner(AlignConfig(upsample=1)).detect(astronaut())
     assert [round(f.score, 2) for f in hog if iou(f.box, ASTRONAUT_PATCH) > 0.5] == [0.12]
-    faces = fixed_predictor(release_dir, upsample=1, verify=True, verify_below=verify_below).predict(
-        [astronaut()])[0]["faces"]
+    faces = fixed_predictor(release_dir, upsample=1, verify=True, verify_below=verify_below).predict([astronaut()])[0][
+        "faces"
+    ]
     assert [iou(f["box"], ASTRONAUT_FACE) > 0.7 for f in faces] == [True]
 
 
@@ -122,7 +123,7 @@ def test_aligned_inputs_give_one_face_each(predictor):
 
 
 def test_batches_do_not_change_results(release_dir):
-    crops = [astronaut()[60 + 7 * i:180 + 7 * i, 160:280] for i in range(5)]
+    crops = [astronaut()[60 + 7 * i : 180 + 7 * i, 160:280] for i in range(5)]
     one = Predictor.from_release(release_dir, batch_size=1, verify=False).predict(crops, aligned=True)
     many = Predictor.from_release(release_dir, batch_size=3, verify=False).predict(crops, aligned=True)
     for a, b in zip(one, many):
@@ -190,14 +191,22 @@ def test_tiny_and_malformed_inputs_are_per_input_errors(release_dir, tmp_path):
     dot = tmp_path / "dot.png"
     Image.new("RGB", (1, 1), (90, 60, 40)).save(dot)
     noise = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    inputs = [dot, np.zeros((0, 0, 3), np.uint8), noise[:15], np.zeros((20, 20, 3)), np.zeros((20, 20), np.uint8),
-              noise]
-    expected = [f"{dot}: image too small (1x1; at least 16 px a side)",
-                "input 1: image too small (0x0; at least 16 px a side)",
-                "input 2: image too small (16x15; at least 16 px a side)",
-                "input 3: expected an (H, W, 3) uint8 RGB image, got float64 array of shape (20, 20, 3)",
-                "input 4: expected an (H, W, 3) uint8 RGB image, got uint8 array of shape (20, 20)",
-                None]
+    inputs = [
+        dot,
+        np.zeros((0, 0, 3), np.uint8),
+        noise[:15],
+        np.zeros((20, 20, 3)),
+        np.zeros((20, 20), np.uint8),
+        noise,
+    ]
+    expected = [
+        f"{dot}: image too small (1x1; at least 16 px a side)",
+        "input 1: image too small (0x0; at least 16 px a side)",
+        "input 2: image too small (16x15; at least 16 px a side)",
+        "input 3: expected an (H, W, 3) uint8 RGB image, got float64 array of shape (20, 20, 3)",
+        "input 4: expected an (H, W, 3) uint8 RGB image, got uint8 array of shape (20, 20)",
+        None,
+    ]
     for aligned in (True, False):
         results = fixed_predictor(release_dir).predict(inputs, aligned=aligned)
         assert [r["error"] for r in results] == expected
@@ -241,8 +250,7 @@ def test_errors_are_never_empty(release_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(predictor.finder, "find", out_of_memory)
     results = predictor.predict([photo, astronaut()])
-    assert [r["error"] for r in results] == [f"{photo}: out of memory",
-                                             "input 1: out of memory"]
+    assert [r["error"] for r in results] == [f"{photo}: out of memory", "input 1: out of memory"]
 
     def bare_error(image):
         raise RuntimeError
@@ -276,7 +284,7 @@ def test_large_photo_keeps_its_coordinates(predictor):
     face_2x = np.asarray(Image.fromarray(astronaut()).resize((1024, 1024), Image.Resampling.BICUBIC))
     x, y = 2500, 1700
     photo = np.full((4000, 4000, 3), 128, np.uint8)
-    photo[y:y + 1024, x:x + 1024] = face_2x
+    photo[y : y + 1024, x : x + 1024] = face_2x
     assert predictor.finder.max_detect_side == DEFAULT_MAX_DETECT_SIDE == 2000
     [face] = predictor.predict([photo])[0]["faces"]
     [alone] = predictor.predict([face_2x])[0]["faces"]
@@ -318,14 +326,15 @@ def test_flip_averages_each_face_with_its_mirror(release_dir):
 
 def test_flip_with_a_real_network(release_dir):
     # Crops at the network's input size: mirroring the crop and mirroring the network's input are the same.
-    crops = [np.ascontiguousarray(astronaut()[70 + 9 * i:134 + 9 * i, 180:244]) for i in range(3)]
+    crops = [np.ascontiguousarray(astronaut()[70 + 9 * i : 134 + 9 * i, 180:244]) for i in range(3)]
     plain = Predictor.from_release(release_dir, verify=False, flip=False)
     faces = [r["faces"][0] for r in plain.predict(crops, aligned=True)]
     mirrored = [r["faces"][0] for r in plain.predict([c[:, ::-1] for c in crops], aligned=True)]
     flipped = Predictor.from_release(release_dir, verify=False, flip=True).predict(crops, aligned=True)
     for face, mirror, result in zip(faces, mirrored, flipped):
-        np.testing.assert_allclose(result["faces"][0]["age_probs"],
-                                   (np.array(face["age_probs"]) + mirror["age_probs"]) / 2, atol=2e-6)
+        np.testing.assert_allclose(
+            result["faces"][0]["age_probs"], (np.array(face["age_probs"]) + mirror["age_probs"]) / 2, atol=2e-6
+        )
         check_face(result["faces"][0], (64, 64))
     assert any(not np.allclose(f["age_probs"], m["age_probs"], atol=1e-3) for f, m in zip(faces, mirrored))
 
@@ -335,8 +344,12 @@ def test_release_temperature_is_read_and_checked(release_dir):
     assert ReleaseInfo.from_config(config).temperature == {"gender": 1.0, "age": 1.0}  # none stored: no change
     config["extra"]["temperature"] = {"gender": 2}
     assert ReleaseInfo.from_config(config).temperature == {"gender": 2.0, "age": 1.0}
-    for bad, field in (({"gender": 1.5, "age": 0}, "age"), ({"gender": "1.5"}, "gender"),
-                       ({"gender": True}, "gender"), ({"age": float("nan")}, "age")):
+    for bad, field in (
+        ({"gender": 1.5, "age": 0}, "age"),
+        ({"gender": "1.5"}, "gender"),
+        ({"gender": True}, "gender"),
+        ({"age": float("nan")}, "age"),
+    ):
         config["extra"]["temperature"] = bad
         with pytest.raises(ValueError, match=f"my.json: extra.temperature.{field} must be a positive finite number"):
             ReleaseInfo.from_config(config, "my.json")
@@ -378,14 +391,16 @@ def test_predictor_applies_the_release_temperature(release_dir, tmp_path):
     config["extra"]["temperature"] = {"gender": 2.0, "age": 0.5}
     age = np.array([0.05, 0.1, 0.5, 0.2, 0.05, 0.05, 0.03, 0.02])
     backend = FixedBackend(config, age, [0.2, 0.8])
-    [face] = Predictor(backend, verify=False, flip=False).predict([np.zeros((40, 40, 3), np.uint8)], aligned=True)[0]["faces"]
+    [face] = Predictor(backend, verify=False, flip=False).predict([np.zeros((40, 40, 3), np.uint8)], aligned=True)[0][
+        "faces"
+    ]
     # T = 2 on (0.2, 0.8): sqrt-probabilities renormalised, 2 / 3 for female; T = 0.5 squares the age probabilities.
     assert face["gender"] == "female" and face["gender_prob"] == pytest.approx(2 / 3, abs=1e-6)
-    np.testing.assert_allclose(face["age_probs"], age ** 2 / (age ** 2).sum(), atol=1e-6)
+    np.testing.assert_allclose(face["age_probs"], age**2 / (age**2).sum(), atol=1e-6)
     # The torch backend: a copy of the release with temperatures stored in it.
     copy = shutil.copytree(release_dir, tmp_path / "release")
     write_release_temperature(copy, {"gender": 3.0, "age": 1.5})
-    crops = [astronaut()[60 + 7 * i:180 + 7 * i, 160:280] for i in range(3)]
+    crops = [astronaut()[60 + 7 * i : 180 + 7 * i, 160:280] for i in range(3)]
     raw = Predictor.from_release(release_dir, verify=False, flip=False)
     tempered = Predictor.from_release(copy, verify=False, flip=False).predict(crops, aligned=True)
     images = np.stack(list(raw.network_inputs(crops, aligned=True)))
@@ -403,7 +418,7 @@ def test_default_model_predicts_as_before_without_temperature():
     predictor = Predictor.from_release(verify=False, flip=False)
     assert predictor.release.temperature == {"gender": 1.0, "age": 1.0}
     assert "temperature" not in predictor.release.config.get("extra", {})
-    crops = [astronaut()[60 + 7 * i:200 + 7 * i, 150:290] for i in range(3)]
+    crops = [astronaut()[60 + 7 * i : 200 + 7 * i, 150:290] for i in range(3)]
     results = predictor.predict(crops, aligned=True)
     assert isinstance(predictor.backend, OnnxBackend)  # the default backend on a CPU
     age_probs, gender_probs = predictor.backend(np.stack(list(predictor.network_inputs(crops, aligned=True))))

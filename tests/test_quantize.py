@@ -12,11 +12,19 @@ from PIL import Image
 from skimage import data as skdata
 
 from agecurriculum.cli.main import main
-from agecurriculum.inference import OnnxBackend, Predictor, TorchBackend, cpu_has_vnni, export_onnx, \
-    quantize_onnx, read_release_config
+from agecurriculum.inference import (
+    OnnxBackend,
+    Predictor,
+    TorchBackend,
+    cpu_has_vnni,
+    export_onnx,
+    quantize_onnx,
+    read_release_config,
+)
 
 onnx = pytest.importorskip("onnx")
 from onnx import numpy_helper  # noqa: E402  (onnx is optional)
+
 pytest.importorskip("onnxruntime")
 
 pytestmark = pytest.mark.slow  # an export and a calibration take several seconds each
@@ -31,7 +39,7 @@ def face_like_crops(count: int, seed: int) -> list[np.ndarray]:
         photo = photos[i % len(photos)]
         side = int(rng.integers(60, min(photo.shape[:2])))
         top, left = (int(rng.integers(0, photo.shape[k] - side + 1)) for k in (0, 1))
-        crops.append(photo[top:top + side, left:left + side])
+        crops.append(photo[top : top + side, left : left + side])
     return crops
 
 
@@ -43,15 +51,18 @@ def quantized(tmp_path_factory):
     float32 = export_onnx(release_dir, folder / "float32.onnx")
     predictor = Predictor(OnnxBackend(float32), verify=False)
     calibration = np.stack(list(predictor.network_inputs(face_like_crops(64, seed=0), aligned=True)))
-    return (release_dir, float32, quantize_onnx(float32, folder / "int8.onnx", calibration),
-            quantize_onnx(float32, folder / "int7.onnx", calibration, reduce_range=True))
+    return (
+        release_dir,
+        float32,
+        quantize_onnx(float32, folder / "int8.onnx", calibration),
+        quantize_onnx(float32, folder / "int7.onnx", calibration, reduce_range=True),
+    )
 
 
 def outputs_of(float32, quantized_file):
     """(float32 outputs, quantized outputs) on 40 crops other than the calibration ones."""
     backend = OnnxBackend(quantized_file)
-    images = np.stack(list(Predictor(backend, verify=False).network_inputs(face_like_crops(40, seed=1),
-                                                                          aligned=True)))
+    images = np.stack(list(Predictor(backend, verify=False).network_inputs(face_like_crops(40, seed=1), aligned=True)))
     return OnnxBackend(float32)(images), backend(images)
 
 
@@ -76,8 +87,11 @@ def test_int8_file_is_a_quantized_copy_with_the_release(quantized):
     assert settings["calibration_faces"] == 64 and settings["weights"] == "int8 per channel"
     assert OnnxBackend(int8).config == read_release_config(release_dir)  # nothing else is needed to run it
 
-    weights = [numpy_helper.to_array(t) for t in onnx.load(str(int7)).graph.initializer
-               if t.data_type == onnx.TensorProto.INT8 and t.dims and len(t.dims) == 4]
+    weights = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(str(int7)).graph.initializer
+        if t.data_type == onnx.TensorProto.INT8 and t.dims and len(t.dims) == 4
+    ]
     assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64  # 7 bits: no saturation
     int7_metadata = {p.key: p.value for p in onnx.load(str(int7)).metadata_props}
     assert json.loads(int7_metadata["agecurriculum.quantization"])["weights"] == "int7 per channel"
@@ -89,8 +103,11 @@ def test_reduced_range_file_runs_like_the_float32_one(quantized):
     assert_close_to_float32(*outputs_of(float32, int7), mean_diff=0.08)
 
 
-@pytest.mark.skipif(cpu_has_vnni() is False, reason="this CPU has no VNNI: ONNX Runtime's uint8 x int8 kernels "
-                    "can saturate on it (use reduce_range; tested above)")
+@pytest.mark.skipif(
+    cpu_has_vnni() is False,
+    reason="this CPU has no VNNI: ONNX Runtime's uint8 x int8 kernels "
+    "can saturate on it (use reduce_range; tested above)",
+)
 def test_int8_file_runs_like_the_float32_one(quantized):
     _, float32, int8, _ = quantized
     assert_close_to_float32(*outputs_of(float32, int8), mean_diff=0.05)
@@ -152,8 +169,12 @@ def test_export_int8_command(tmp_path, capsys, monkeypatch, caplog):
     assert "int8, calibrated on 8 face(s) from 12 input(s)" in capsys.readouterr().out
     # ONNX Runtime's advice to pre-process the graph does not apply to our exports (fused and shape-inferred).
     assert not [r for r in caplog.records if "pre-processing" in r.getMessage()], caplog.text
-    assert json.loads(OnnxBackend(out).session.get_modelmeta().custom_metadata_map["agecurriculum.quantization"])[
-        "calibration_faces"] == 8
+    assert (
+        json.loads(OnnxBackend(out).session.get_modelmeta().custom_metadata_map["agecurriculum.quantization"])[
+            "calibration_faces"
+        ]
+        == 8
+    )
     argv = ["predict", "--json", "--aligned", "--backend", "onnx", "--model", str(out), str(crops / "00.png")]
     assert main(argv) == 0
     [face] = json.loads(capsys.readouterr().out)["faces"]
@@ -163,10 +184,12 @@ def test_export_int8_command(tmp_path, capsys, monkeypatch, caplog):
     scenery = tmp_path / "scenery"
     scenery.mkdir()
     Image.fromarray(skdata.coffee()).save(scenery / "coffee.png")
-    for args, message in (([], "--int8 needs --calibration"),
-                          (["--calibration", str(scenery)], "no face found in 1 input(s); nothing written"),
-                          (["--calibration", str(tmp_path / "none")], "no input matches"),
-                          (["--calibration", str(crops), "--calibration-faces", "0"], "must be at least 1")):
+    for args, message in (
+        ([], "--int8 needs --calibration"),
+        (["--calibration", str(scenery)], "no face found in 1 input(s); nothing written"),
+        (["--calibration", str(tmp_path / "none")], "no input matches"),
+        (["--calibration", str(crops), "--calibration-faces", "0"], "must be at least 1"),
+    ):
         assert main([*base, "--int8", *args]) == 2
         assert message in capsys.readouterr().err
     for args in (["--calibration", str(crops)], ["--reduce-range"]):
@@ -175,8 +198,29 @@ def test_export_int8_command(tmp_path, capsys, monkeypatch, caplog):
     assert out.read_bytes() == before
 
     int7 = tmp_path / "int7.onnx"
-    assert main(["export", "--model", str(release_dir), "--out", str(int7), "--int8", "--reduce-range",
-                 "--calibration", str(crops), "--aligned", "--calibration-faces", "8"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(release_dir),
+                "--out",
+                str(int7),
+                "--int8",
+                "--reduce-range",
+                "--calibration",
+                str(crops),
+                "--aligned",
+                "--calibration-faces",
+                "8",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert json.loads(OnnxBackend(int7).session.get_modelmeta().custom_metadata_map["agecurriculum.quantization"])[
-        "weights"] == "int7 per channel"
+    assert (
+        json.loads(OnnxBackend(int7).session.get_modelmeta().custom_metadata_map["agecurriculum.quantization"])[
+            "weights"
+        ]
+        == "int7 per channel"
+    )

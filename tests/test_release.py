@@ -22,14 +22,20 @@ from agecurriculum.release import (
     save_release,
 )
 
-FULL = {"image_size": 160, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "padding": 0.3,
-        "alignment": {"utkface": "aligned", "other": "detect"}}
+FULL = {
+    "image_size": 160,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+    "padding": 0.3,
+    "alignment": {"utkface": "aligned", "other": "detect"},
+}
 
 
 def test_preprocessing_round_trips_the_json_a_release_holds():
     pre = Preprocessing.from_dict(FULL)
-    assert pre == Preprocessing(160, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 0.3,
-                                {"utkface": "aligned", "other": "detect"})
+    assert pre == Preprocessing(
+        160, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 0.3, {"utkface": "aligned", "other": "detect"}
+    )
     assert pre.to_dict() == FULL and list(pre.to_dict()) == list(FULL)  # same keys, same order as before
     assert pre.photo_framing == "detect"
 
@@ -41,17 +47,20 @@ def test_preprocessing_of_older_releases_and_unknown_entries():
     assert old.to_dict() == {"image_size": 112, "mean": [0.0] * 3, "std": [1.0] * 3, "padding": 0.25}
 
 
-@pytest.mark.parametrize(("entry", "match"), [
-    ({"mean": [0.5] * 3, "std": [0.5] * 3}, "my.json: preprocessing needs image_size, mean and std"),
-    ({"image_size": 0, "mean": [0.5] * 3, "std": [0.5] * 3}, "my.json: preprocessing needs image_size >= 1"),
-    ({"image_size": 112.7, "mean": [0.5] * 3, "std": [0.5] * 3}, "image_size must be an integer, got 112.7"),
-    ({"image_size": "112", "mean": [0.5] * 3, "std": [0.5] * 3}, "image_size must be an integer, got '112'"),
-    ({"image_size": 64, "mean": [0.5] * 2, "std": [0.5] * 3}, "3 means"),
-    ({"image_size": 64, "mean": [0.5] * 3, "std": [0.5, 0.5, 0]}, "positive stds"),
-    ({"image_size": 64, "mean": 0.5, "std": [0.5] * 3}, "needs image_size, mean and std"),
-    ({"image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3, "alignment": "detect"}, "alignment must be a mapping"),
-    ([1, 2], "preprocessing must be a mapping"),
-])
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ({"mean": [0.5] * 3, "std": [0.5] * 3}, "my.json: preprocessing needs image_size, mean and std"),
+        ({"image_size": 0, "mean": [0.5] * 3, "std": [0.5] * 3}, "my.json: preprocessing needs image_size >= 1"),
+        ({"image_size": 112.7, "mean": [0.5] * 3, "std": [0.5] * 3}, "image_size must be an integer, got 112.7"),
+        ({"image_size": "112", "mean": [0.5] * 3, "std": [0.5] * 3}, "image_size must be an integer, got '112'"),
+        ({"image_size": 64, "mean": [0.5] * 2, "std": [0.5] * 3}, "3 means"),
+        ({"image_size": 64, "mean": [0.5] * 3, "std": [0.5, 0.5, 0]}, "positive stds"),
+        ({"image_size": 64, "mean": 0.5, "std": [0.5] * 3}, "needs image_size, mean and std"),
+        ({"image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3, "alignment": "detect"}, "alignment must be a mapping"),
+        ([1, 2], "preprocessing must be a mapping"),
+    ],
+)
 def test_malformed_preprocessing_is_named(entry, match):
     with pytest.raises(ValueError, match=match):
         Preprocessing.from_dict(entry, "my.json")

@@ -42,8 +42,9 @@ def crops() -> dict[str, np.ndarray]:
         "chelsea_cat": skdata.chelsea()[0:300, 50:350],
         "coffee": skdata.coffee()[50:350, 150:450],
         "noise": rng.integers(0, 256, size=(80, 80, 3), dtype=np.uint8),
-        "ramp": np.stack(np.broadcast_arrays(ramp[:, None], ramp[None, :], 255 - ramp[:, None]), axis=2)
-        .astype(np.uint8),
+        "ramp": np.stack(np.broadcast_arrays(ramp[:, None], ramp[None, :], 255 - ramp[:, None]), axis=2).astype(
+            np.uint8
+        ),
     }
 
 

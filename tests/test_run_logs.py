@@ -33,8 +33,14 @@ from agecurriculum.train.run_logs import (
 )
 
 # A three-stage curriculum: (stage, dataset, epochs); the first dataset has no validation set.
-CURRICULUM = [(0, "utkface", 3), (1, "utkface", 2), (1, "adience", 3), (2, "utkface", 2), (2, "adience", 2),
-              (2, "morph2", 3)]
+CURRICULUM = [
+    (0, "utkface", 3),
+    (1, "utkface", 2),
+    (1, "adience", 3),
+    (2, "utkface", 2),
+    (2, "adience", 2),
+    (2, "morph2", 3),
+]
 
 
 def records(start=0, stop=None):
@@ -42,13 +48,29 @@ def records(start=0, stop=None):
     out, g = [], 0
     for stage, dataset, epochs in CURRICULUM:
         for epoch in range(epochs):
-            val = None if dataset == "utkface" and stage == 0 else EvalResult(
-                loss=2.5 - 0.1 * g, age_accuracy=0.3 + 0.02 * g, gender_accuracy=0.7 + 0.01 * g, images=200)
-            out.append(EpochRecord(
-                stage=stage, dataset=dataset, epoch=epoch, global_epoch=g, train_loss=3.0 - 0.12 * g,
-                train_age_loss=2.0 - 0.08 * g, train_gender_loss=0.7 - 0.02 * g, images=1000 + g, seconds=1.5,
-                lr=1e-3 if g < 8 else 1e-4, task_weights={"age": math.exp(-0.05 * g), "gender": math.exp(0.04 * g)},
-                val=val))
+            val = (
+                None
+                if dataset == "utkface" and stage == 0
+                else EvalResult(
+                    loss=2.5 - 0.1 * g, age_accuracy=0.3 + 0.02 * g, gender_accuracy=0.7 + 0.01 * g, images=200
+                )
+            )
+            out.append(
+                EpochRecord(
+                    stage=stage,
+                    dataset=dataset,
+                    epoch=epoch,
+                    global_epoch=g,
+                    train_loss=3.0 - 0.12 * g,
+                    train_age_loss=2.0 - 0.08 * g,
+                    train_gender_loss=0.7 - 0.02 * g,
+                    images=1000 + g,
+                    seconds=1.5,
+                    lr=1e-3 if g < 8 else 1e-4,
+                    task_weights={"age": math.exp(-0.05 * g), "gender": math.exp(0.04 * g)},
+                    val=val,
+                )
+            )
             g += 1
     return out[start:stop]
 
@@ -139,19 +161,29 @@ def test_resolved_config_round_trips(tmp_path, monkeypatch):
     )
     assert [p.name for p in path.parent.iterdir()] == ["config.json"]  # no temporary file left behind
     doc = load_resolved_config(path)
-    assert doc["config"]["trainer"] == {**TrainerConfig().__dict__, "seed": 7, "lr": 3e-4,
-                                        "early_stopping_patience": None}
+    assert doc["config"]["trainer"] == {
+        **TrainerConfig().__dict__,
+        "seed": 7,
+        "lr": 3e-4,
+        "early_stopping_patience": None,
+    }
     assert TrainerConfig(**doc["config"]["trainer"]) == trainer  # the dataclass can be rebuilt from the file
-    assert doc["config"]["data"] == {"root": "/data/utkface", "size": 224, "datasets": ["utkface", "adience"],
-                                     "extra": {"cache": "/tmp/cache", "bins": [1, 2, 3]}}
+    assert doc["config"]["data"] == {
+        "root": "/data/utkface",
+        "size": 224,
+        "datasets": ["utkface", "adience"],
+        "extra": {"cache": "/tmp/cache", "bins": [1, 2, 3]},
+    }
     assert TrainingSchedule.from_dicts(doc["config"]["schedule"], num_bins=8) == schedule
     assert doc["config"]["out"] == str(tmp_path / "run")
     assert doc["seed"] == 7  # taken from the TrainerConfig
     assert doc["command"] == ["agecurriculum", "train", "--seed", "7"]
     assert doc["agecurriculum_version"] == agecurriculum.__version__
     assert doc["torch_version"] and doc["created"].endswith("+00:00")
-    assert save_resolved_config({"x": 1}, tmp_path / "c.json", seed=3) and load_resolved_config(
-        tmp_path / "c.json")["seed"] == 3
+    assert (
+        save_resolved_config({"x": 1}, tmp_path / "c.json", seed=3)
+        and load_resolved_config(tmp_path / "c.json")["seed"] == 3
+    )
 
 
 def test_resolved_config_names_a_field_without_json_form(tmp_path):
@@ -299,24 +331,33 @@ class TinyDual(torch.nn.Module):
 
 def random_faces(n, seed):
     g = torch.Generator().manual_seed(seed)
-    return TensorFaceDataset(torch.randn(n, 3, 4, 4, generator=g), torch.randint(0, 8, (n,), generator=g),
-                             torch.randint(0, 2, (n,), generator=g))
+    return TensorFaceDataset(
+        torch.randn(n, 3, 4, 4, generator=g),
+        torch.randint(0, 8, (n,), generator=g),
+        torch.randint(0, 2, (n,), generator=g),
+    )
 
 
 def test_loggers_as_trainer_callbacks(tmp_path, no_tensorboard):
     torch.manual_seed(0)
-    schedule = TrainingSchedule([MultiDatasetSample(["a"], {2, 3, 4}, epochs=1),
-                                 MultiDatasetSample(["a", "b"], range(8), epochs=2)], num_bins=8)
+    schedule = TrainingSchedule(
+        [MultiDatasetSample(["a"], {2, 3, 4}, epochs=1), MultiDatasetSample(["a", "b"], range(8), epochs=2)], num_bins=8
+    )
     trainer = CurriculumTrainer(
-        TinyDual(), schedule, {"a": random_faces(32, 1), "b": random_faces(32, 2)}, {"b": random_faces(16, 3)},
+        TinyDual(),
+        schedule,
+        {"a": random_faces(32, 1), "b": random_faces(32, 2)},
+        {"b": random_faces(16, 3)},
         config=TrainerConfig(batch_size=16, early_stopping_patience=None),
         callbacks=[*default_loggers(tmp_path), PlotCallback(tmp_path)],
     )
     history = trainer.fit()
     rows = read_metrics(tmp_path / "metrics.csv")
-    assert [(r["stage"], r["dataset"], r["epoch"]) for r in rows] == [
-        (r.stage, r.dataset, r.epoch) for r in history] == [(0, "a", 0), (1, "a", 0), (1, "a", 1), (1, "b", 0),
-                                                            (1, "b", 1)]
+    assert (
+        [(r["stage"], r["dataset"], r["epoch"]) for r in rows]
+        == [(r.stage, r.dataset, r.epoch) for r in history]
+        == [(0, "a", 0), (1, "a", 0), (1, "a", 1), (1, "b", 0), (1, "b", 1)]
+    )
     assert rows[0]["val_loss"] is None and rows[-1]["val_loss"] == history[-1].val.loss
     assert rows[-1]["weight_age"] == history[-1].task_weights["age"] != 1.0  # the learned weight moved
     opens_as_png(tmp_path / "training_curves.png", 400, 300)

@@ -46,8 +46,9 @@ class Generated(NamedTuple):
 def valid_schedules(draw, min_stages=1, min_bins=1, min_datasets=1, min_first=1, scored=None):
     """A valid schedule built forwards: insert dataset names, add bins, raise the score, end complete."""
     num_bins = draw(st.integers(min_bins, 10))
-    universe = draw(st.lists(st.sampled_from(NAMES), min_size=max(min_datasets, min_first), max_size=len(NAMES),
-                             unique=True))
+    universe = draw(
+        st.lists(st.sampled_from(NAMES), min_size=max(min_datasets, min_first), max_size=len(NAMES), unique=True)
+    )
     n_stages = draw(st.integers(min_stages, 6))
     has_scores = draw(st.booleans()) if scored is None else scored
 
@@ -93,7 +94,8 @@ def test_generated_schedules_are_valid_and_every_rule_holds(g):
     stages = g.stages
     scores = [s.score for s in stages]
     assert all(x is None for x in scores) or all(
-        scores[i] < scores[j] for i in range(len(scores)) for j in range(i + 1, len(scores)))
+        scores[i] < scores[j] for i in range(len(scores)) for j in range(i + 1, len(scores))
+    )
     for before, after in zip(stages, stages[1:]):
         assert is_ordered_subset(before.datasets, after.datasets)
         assert all(b in after.bins for b in before.bins)
@@ -228,10 +230,15 @@ def test_violation_message_format():
 
 def test_scores_compared_across_unscored_gaps_and_all_violations_found():
     full = range(4)
-    stages = [MultiDatasetSample(["a"], full, score=2.0), MultiDatasetSample(["a"], full),
-              MultiDatasetSample(["a"], full, score=1.0)]
+    stages = [
+        MultiDatasetSample(["a"], full, score=2.0),
+        MultiDatasetSample(["a"], full),
+        MultiDatasetSample(["a"], full, score=1.0),
+    ]
     assert {(v.stage, v.rule) for v in check_schedule(stages, num_bins=4)} == {
-        (1, MISSING_SCORE), (2, INCREASING_SCORE)}
+        (1, MISSING_SCORE),
+        (2, INCREASING_SCORE),
+    }
     # Several rules at once: all are reported, in stage order.
     stages = [MultiDatasetSample(["b", "a"], [0, 9]), MultiDatasetSample(["a"], [1])]
     rules = [(v.stage, v.rule) for v in check_schedule(stages, num_bins=4)]
@@ -255,21 +262,27 @@ def test_all_datasets_and_argument_errors():
         check_schedule([{"datasets": ["a"], "bins": [0]}])
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"datasets": [], "bins": [0]}, "datasets"),
-    ({"datasets": "utkface", "bins": [0]}, "datasets"),
-    ({"datasets": ["a", "a"], "bins": [0]}, "datasets"),
-    ({"datasets": ["a", " "], "bins": [0]}, "datasets"),
-    ({"datasets": ["a", 3], "bins": [0]}, "datasets"),
-    ({"datasets": ["a"], "bins": []}, "bins"),
-    ({"datasets": ["a"], "bins": [-1]}, "bins"),
-    ({"datasets": ["a"], "bins": [1.5]}, "bins"),
-    ({"datasets": ["a"], "bins": [True]}, "bins"),
-    ({"datasets": ["a"], "bins": [0], "epochs": 0}, "epochs"),
-    ({"datasets": ["a"], "bins": [0], "epochs": 2.5}, "epochs"),  # integral floats (2.0) are integers: agecurriculum.checks
-    ({"datasets": ["a"], "bins": [0], "score": float("nan")}, "score"),
-    ({"datasets": ["a"], "bins": [0], "score": "1"}, "score"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"datasets": [], "bins": [0]}, "datasets"),
+        ({"datasets": "utkface", "bins": [0]}, "datasets"),
+        ({"datasets": ["a", "a"], "bins": [0]}, "datasets"),
+        ({"datasets": ["a", " "], "bins": [0]}, "datasets"),
+        ({"datasets": ["a", 3], "bins": [0]}, "datasets"),
+        ({"datasets": ["a"], "bins": []}, "bins"),
+        ({"datasets": ["a"], "bins": [-1]}, "bins"),
+        ({"datasets": ["a"], "bins": [1.5]}, "bins"),
+        ({"datasets": ["a"], "bins": [True]}, "bins"),
+        ({"datasets": ["a"], "bins": [0], "epochs": 0}, "epochs"),
+        (
+            {"datasets": ["a"], "bins": [0], "epochs": 2.5},
+            "epochs",
+        ),  # integral floats (2.0) are integers: agecurriculum.checks
+        ({"datasets": ["a"], "bins": [0], "score": float("nan")}, "score"),
+        ({"datasets": ["a"], "bins": [0], "score": "1"}, "score"),
+    ],
+)
 def test_sample_rejects_bad_fields(kwargs, field):
     with pytest.raises(ValueError, match=field):
         MultiDatasetSample(**kwargs)
@@ -287,8 +300,12 @@ def test_sample_normalises_and_is_frozen():
 def test_sample_dict_form():
     s = MultiDatasetSample(["utkface", "adience"], {5, 3, 4}, 2)
     assert s.to_dict() == {"datasets": ["utkface", "adience"], "bins": [3, 4, 5], "epochs": 2}
-    assert MultiDatasetSample(["a"], [0], score=0.5).to_dict() == {"datasets": ["a"], "bins": [0], "epochs": 1,
-                                                                   "score": 0.5}
+    assert MultiDatasetSample(["a"], [0], score=0.5).to_dict() == {
+        "datasets": ["a"],
+        "bins": [0],
+        "epochs": 1,
+        "score": 0.5,
+    }
     assert MultiDatasetSample.from_dict({"datasets": ["a"], "bins": [1, 0]}) == MultiDatasetSample(["a"], [0, 1], 1)
     with pytest.raises(ValueError, match="'bins'"):
         MultiDatasetSample.from_dict({"datasets": ["a"]})
@@ -320,23 +337,30 @@ def test_save_load_round_trip_and_paper_form(tmp_path):
     assert loaded == schedule
     paper = json.loads(path.read_text())
     assert paper[0] == {"datasets": ["utkface", "adience"], "bins": [3, 4, 5], "epochs": 3, "score": 1.0}
-    assert paper[-1] == {"datasets": ["utkface", "adience", "morph2"], "bins": list(range(8)), "epochs": 3,
-                         "score": 6.0}
+    assert paper[-1] == {
+        "datasets": ["utkface", "adience", "morph2"],
+        "bins": list(range(8)),
+        "epochs": 3,
+        "score": 6.0,
+    }
     assert [p.name for p in tmp_path.iterdir()] == ["original.json"]  # no temp file left behind
     # A hand-written file in the paper's form, epochs omitted.
     path.write_text(json.dumps([{"datasets": ["a"], "bins": [0, 1]}, {"datasets": ["a", "b"], "bins": [0, 1, 2]}]))
     assert TrainingSchedule.load(path, num_bins=3).total_epochs == 3
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("[{", "invalid JSON"),
-    ('{"datasets": ["a"], "bins": [0]}', "list"),
-    ('[{"datasets": ["a"], "bins": [0, 1]}, {"datasets": ["a"]}]', "stage 1: missing key 'bins'"),
-    ('[{"datasets": ["a"], "bins": [0, 1]}, {"datasets": ["a"], "bins": [0, 1], "extra": 1}]', "stage 1: unknown"),
-    ('[{"datasets": ["a"], "bins": [0, 1], "epochs": -1}]', "stage 0: epochs"),
-    ('[{"datasets": ["a"], "bins": [0, 1]}, {"datasets": ["a"], "bins": [1]}]', "stage 1: rule 'nested-bins'"),
-    ("[]", "at least one stage"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[{", "invalid JSON"),
+        ('{"datasets": ["a"], "bins": [0]}', "list"),
+        ('[{"datasets": ["a"], "bins": [0, 1]}, {"datasets": ["a"]}]', "stage 1: missing key 'bins'"),
+        ('[{"datasets": ["a"], "bins": [0, 1]}, {"datasets": ["a"], "bins": [0, 1], "extra": 1}]', "stage 1: unknown"),
+        ('[{"datasets": ["a"], "bins": [0, 1], "epochs": -1}]', "stage 0: epochs"),
+        ('[{"datasets": ["a"], "bins": [0, 1]}, {"datasets": ["a"], "bins": [1]}]', "stage 1: rule 'nested-bins'"),
+        ("[]", "at least one stage"),
+    ],
+)
 def test_malformed_files_name_the_file(tmp_path, text, expected):
     path = tmp_path / "bad.json"
     path.write_text(text)
@@ -425,8 +449,9 @@ def test_with_scores(strict):
     scored = TrainingSchedule(stages, num_bins=2, strict=strict).with_scores(stats)
     assert [s.score for s in scored] == [0.0, 10.0] and scored.strict is strict
     # Reversing the weights' effect (a sample scored harder first) is caught with the same strictness.
-    harder_first = TrainingSchedule([MultiDatasetSample(["a"], [0, 1]), MultiDatasetSample(["a"], [0, 1])],
-                                    num_bins=2, strict=strict)
+    harder_first = TrainingSchedule(
+        [MultiDatasetSample(["a"], [0, 1]), MultiDatasetSample(["a"], [0, 1])], num_bins=2, strict=strict
+    )
     if strict:
         with pytest.raises(ScheduleError, match="increasing-score"):
             harder_first.with_scores(stats)
@@ -442,19 +467,25 @@ def _stages(schedule):
     return [(list(s.datasets), sorted(s.bins)) for s in schedule]
 
 
-UA, UAM, AU, AUM = ["utkface", "adience"], ["utkface", "adience", "morph2"], ["adience", "utkface"], [
-    "adience", "utkface", "morph2"]
+UA, UAM, AU, AUM = (
+    ["utkface", "adience"],
+    ["utkface", "adience", "morph2"],
+    ["adience", "utkface"],
+    ["adience", "utkface", "morph2"],
+)
 MUA = ["morph2", "utkface", "adience"]
 ALL, MID, YOUNG, OLD, MID_UP = list(range(8)), [3, 4, 5], [0, 1, 2], [6, 7], [3, 4, 5, 6, 7]
 
 PRESET_CASES = {
-    "original": ([(UA, MID), (UA, MID_UP), (UA, ALL), (UAM, MID), (UAM, MID_UP), (UAM, ALL)],
-                 {(3, NESTED_BINS)}),
-    "list1": ([(["morph2"], MID), (MUA, MID), (UA, YOUNG), (UA, OLD), (MUA, MID), (MUA, ALL)],
-              {(2, DATASET_SUBSEQUENCE), (2, NESTED_BINS), (3, NESTED_BINS), (4, NESTED_BINS)}),
-    "list2": ([(AUM, MID), (AU, YOUNG), (AU, OLD), (AU, ALL), (AUM, MID)],
-              {(1, DATASET_SUBSEQUENCE), (1, NESTED_BINS), (2, NESTED_BINS), (4, NESTED_BINS),
-               (4, COMPLETE_LAST_STAGE)}),
+    "original": ([(UA, MID), (UA, MID_UP), (UA, ALL), (UAM, MID), (UAM, MID_UP), (UAM, ALL)], {(3, NESTED_BINS)}),
+    "list1": (
+        [(["morph2"], MID), (MUA, MID), (UA, YOUNG), (UA, OLD), (MUA, MID), (MUA, ALL)],
+        {(2, DATASET_SUBSEQUENCE), (2, NESTED_BINS), (3, NESTED_BINS), (4, NESTED_BINS)},
+    ),
+    "list2": (
+        [(AUM, MID), (AU, YOUNG), (AU, OLD), (AU, ALL), (AUM, MID)],
+        {(1, DATASET_SUBSEQUENCE), (1, NESTED_BINS), (2, NESTED_BINS), (4, NESTED_BINS), (4, COMPLETE_LAST_STAGE)},
+    ),
 }
 
 

@@ -30,8 +30,9 @@ from agecurriculum.inference import Predictor
 from agecurriculum.serve import INSTALL_HINT, ServeLimits, missing_extra
 
 MISSING = missing_extra()
-needs_extra = pytest.mark.skipif(bool(MISSING), reason=f"the serve extra is not installed (no {', '.join(MISSING)}): "
-                                 f"{INSTALL_HINT}")
+needs_extra = pytest.mark.skipif(
+    bool(MISSING), reason=f"the serve extra is not installed (no {', '.join(MISSING)}): {INSTALL_HINT}"
+)
 RESULT_KEYS = ["path", "faces", "error"]
 FACE_KEYS = ["box", "score", "gender", "gender_prob", "age_bin", "age_range", "age_probs", "age", "warning"]
 
@@ -45,13 +46,19 @@ def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
 def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     """A multipart/form-data body with one ``file`` field per ``(file name, bytes)``; and its content type."""
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-             f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    ]
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def call(url: str, method: str = "GET", body: bytes | None = None, content_type: str | None = None
-         ) -> tuple[int, dict[str, str], object]:
+def call(
+    url: str, method: str = "GET", body: bytes | None = None, content_type: str | None = None
+) -> tuple[int, dict[str, str], object]:
     """``(status, headers, parsed JSON body)`` of one request; error statuses are returned, not raised."""
     request = urllib.request.Request(url, data=body, method=method)
     if content_type is not None:
@@ -103,9 +110,12 @@ def server(start):
 
 @pytest.fixture(scope="module")
 def photos():
-    return {"astronaut.png": encode(astronaut()), "astronaut.jpg": encode(astronaut(), "JPEG"),
-            "coffee.jpg": encode(skdata.coffee(), "JPEG"),
-            "gradient.png": encode(np.tile(np.arange(200, dtype=np.uint8)[None, :, None], (120, 1, 3)))}
+    return {
+        "astronaut.png": encode(astronaut()),
+        "astronaut.jpg": encode(astronaut(), "JPEG"),
+        "coffee.jpg": encode(skdata.coffee(), "JPEG"),
+        "gradient.png": encode(np.tile(np.arange(200, dtype=np.uint8)[None, :, None], (120, 1, 3))),
+    }
 
 
 def check_astronaut(result: dict, path: str | None) -> None:
@@ -168,9 +178,14 @@ def test_an_image_as_the_raw_body(server, photos):
 
 @needs_extra
 def test_several_images_in_one_request_keep_their_order_and_errors(server, photos):
-    files = [("coffee.jpg", photos["coffee.jpg"]), ("astronaut.png", photos["astronaut.png"]),
-             ("broken.jpg", photos["astronaut.jpg"][:2000]), ("notes.txt", b"not an image at all"),
-             ("gradient.png", photos["gradient.png"]), ("tiny.png", encode(np.zeros((8, 8, 3), np.uint8)))]
+    files = [
+        ("coffee.jpg", photos["coffee.jpg"]),
+        ("astronaut.png", photos["astronaut.png"]),
+        ("broken.jpg", photos["astronaut.jpg"][:2000]),
+        ("notes.txt", b"not an image at all"),
+        ("gradient.png", photos["gradient.png"]),
+        ("tiny.png", encode(np.zeros((8, 8, 3), np.uint8))),
+    ]
     status, _, results = post_files(server, files)
     assert status == 200
     assert [r["path"] for r in results] == [name for name, _ in files]
@@ -186,10 +201,13 @@ def test_several_images_in_one_request_keep_their_order_and_errors(server, photo
 
 
 @needs_extra
-@pytest.mark.parametrize(("name", "data", "words"), [
-    ("corrupt.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, "corrupt.jpg: "),
-    ("notes.png", b"plain text, not a picture\n", "notes.png: not an image (unrecognised format)"),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "words"),
+    [
+        ("corrupt.jpg", b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, "corrupt.jpg: "),
+        ("notes.png", b"plain text, not a picture\n", "notes.png: not an image (unrecognised format)"),
+    ],
+)
 def test_an_unusable_image_alone_is_a_422_with_its_result(server, name, data, words):
     status, headers, body = post_files(server, [(name, data)])
     assert_error(status, headers, body, 422, f"no usable image: {words}")
@@ -201,8 +219,9 @@ def test_an_unusable_image_alone_is_a_422_with_its_result(server, name, data, wo
 @needs_extra
 def test_requests_without_an_image_are_refused_with_a_json_error(server):
     assert_error(*call(f"{server}/predict", "POST", b"", "image/png"), 400, "empty request")
-    assert_error(*call(f"{server}/predict", "POST", b"hello", "text/plain"), 415,
-                 "unsupported Content-Type 'text/plain'")
+    assert_error(
+        *call(f"{server}/predict", "POST", b"hello", "text/plain"), 415, "unsupported Content-Type 'text/plain'"
+    )
     assert_error(*call(f"{server}/predict", "POST", b"{}", None), 415, "unsupported Content-Type")
     body, content_type = multipart([])
     assert_error(*call(f"{server}/predict", "POST", body, content_type), 400, "the form holds no file")
@@ -239,8 +258,11 @@ def test_limits_of_size_pixels_and_images(start, photos):
         status, headers, body = post_files(url, [("wide.png", wide)])
         assert_error(status, headers, body, 422, "wide.png: too many pixels (1001x1000 > 1000000 pixels)")
         small = photos["gradient.png"]
-        assert_error(*post_files(url, [(f"{i}.png", small) for i in range(4)]), 413, "too many images in one "
-                     "request: 4 > limit of 3")
+        assert_error(
+            *post_files(url, [(f"{i}.png", small) for i in range(4)]),
+            413,
+            "too many images in one request: 4 > limit of 3",
+        )
         status, _, results = post_files(url, [(f"{i}.png", small) for i in range(3)])
         assert status == 200 and len(results) == 3
 
@@ -264,8 +286,10 @@ def hold_request(url: str) -> socket.socket:
     """A POST /predict whose body never finishes: it holds a place in the queue until the socket closes."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
-                 "Content-Length: 100000\r\n\r\n\x89PNG".encode())
+    sock.sendall(
+        f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\n"
+        "Content-Length: 100000\r\n\r\n\x89PNG".encode()
+    )
     return sock
 
 
@@ -305,6 +329,7 @@ def test_a_body_that_never_comes_times_out_with_408(start):
             held.close()
         assert answer == (408, {"error": "request body not received within 0.5 s"})
 
+
 @needs_extra
 def test_requests_arriving_together_share_a_batch(start, photos):
     with start(ServeLimits(batch_wait_ms=400)) as url:
@@ -330,8 +355,14 @@ def test_requests_arriving_together_share_a_batch(start, photos):
 
 
 def test_limits_refuse_nonsense():
-    for bad in ({"max_queue": 0}, {"max_pixels": -1}, {"max_images": 1.5}, {"batch_wait_ms": float("nan")},
-                {"max_request_bytes": True}, {"batch_wait_ms": -1}):
+    for bad in (
+        {"max_queue": 0},
+        {"max_pixels": -1},
+        {"max_images": 1.5},
+        {"batch_wait_ms": float("nan")},
+        {"max_request_bytes": True},
+        {"batch_wait_ms": -1},
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ServeLimits(**bad)
     assert ServeLimits(batch_wait_ms=0).batch_wait_ms == 0
@@ -343,8 +374,10 @@ def test_without_the_extra_the_command_says_what_to_install(monkeypatch, capsys)
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert main(["serve"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err == ("agecurriculum serve: error: the serve extra is not installed (no starlette, "
-                                 "uvicorn): pip install agecurriculum[serve]\n")
+    assert out == "" and err == (
+        "agecurriculum serve: error: the serve extra is not installed (no starlette, "
+        "uvicorn): pip install agecurriculum[serve]\n"
+    )
 
 
 @needs_extra

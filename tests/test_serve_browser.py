@@ -26,14 +26,24 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 LABEL = re.compile(r"^(female|male) [01]\.\d\d, \d+-\d+ \(\d+ y\)$")
 # Chromium flags that work as root in a container, offline: no sandbox (root), no GPU, no network of its own.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
 
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                       reason="no Chromium and chromedriver on PATH "
-                       "(Debian: apt-get install chromium chromium-driver)"),
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="no Chromium and chromedriver on PATH (Debian: apt-get install chromium chromium-driver)",
+    ),
     pytest.mark.skipif(bool(missing_extra()), reason=f"the serve extra is not installed: {INSTALL_HINT}"),
 ]
 webdriver = pytest.importorskip("selenium.webdriver", reason="Selenium is not installed (pip install selenium)")
@@ -110,7 +120,8 @@ def test_a_dropped_photo_comes_back_with_its_box_label_and_chart(url, browser, t
         "const c = document.querySelector('#results canvas'); const ctx = c.getContext('2d');"
         "const at = (x, y) => Array.from(ctx.getImageData(x, y, 1, 1).data).slice(0, 3);"
         f"return {{size: [c.width, c.height], edge: at({x0 + 1}, {(y0 + y1) // 2}), inside: at({(x0 + x1) // 2}, "
-        f"{(y0 + y1) // 2})}};")
+        f"{(y0 + y1) // 2})}};"
+    )
     assert pixels["size"] == [512, 512]
     colour = {"female": [230, 60, 140], "male": [40, 120, 230]}[face["gender"]]
     assert max(abs(a - b) for a, b in zip(pixels["edge"], colour)) <= 2, pixels

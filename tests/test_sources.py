@@ -129,7 +129,6 @@ def test_utkface_rejects_a_missing_folder(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------- Adience
 
 
-
 def adience_row(user: str, image: str, face: int, age: str, gender: str, box: str = "10\t20\t30\t40") -> str:
     return f"{user}\t{image}\t{face}\t{age}\t{gender}\t{box}\t0\t0\t50"
 
@@ -251,7 +250,10 @@ def test_adience_with_images(adience_root: Path) -> None:
     assert all(r.path.is_file() for r in result.records)
     counts = result.report.counts()
     assert counts["dropped"] == {
-        "age missing": 2, "range between groups": 1, "wrong number of fields": 1, "gender unreadable": 1,
+        "age missing": 2,
+        "range between groups": 1,
+        "wrong number of fields": 1,
+        "gender unreadable": 1,
         "image file missing": 3,
     }
     assert sum(counts["cleaned"].values()) == 6  # only kept rows are counted as cleaned
@@ -304,12 +306,19 @@ def test_adience_protocol(adience_root: Path) -> None:
     def line(user: str, face: int, image: str, label: int) -> str:
         return f"{user}/landmark_aligned_face.{face}.{image} {label}"
 
-    write_levi(adience_root, {
-        (0, "age", "test"): [line("u1@N01", 1, "100_a_o.jpg", 4), line("u1@N01", 2, "101_b_o.jpg", 2),
-                             line("u1@N01", 2, "101_b_o.jpg", 2), line("u9@N09", 5, "900_z_o.jpg", 1)],
-        (0, "gender", "test"): [line("u1@N01", 1, "100_a_o.jpg", 1), line("u1@N01", 6, "105_f_o.jpg", 1)],
-        (3, "age", "train"): [line("u2@N02", 9, "202_i_o.jpg", 2)],
-    })
+    write_levi(
+        adience_root,
+        {
+            (0, "age", "test"): [
+                line("u1@N01", 1, "100_a_o.jpg", 4),
+                line("u1@N01", 2, "101_b_o.jpg", 2),
+                line("u1@N01", 2, "101_b_o.jpg", 2),
+                line("u9@N09", 5, "900_z_o.jpg", 1),
+            ],
+            (0, "gender", "test"): [line("u1@N01", 1, "100_a_o.jpg", 1), line("u1@N01", 6, "105_f_o.jpg", 1)],
+            (3, "age", "train"): [line("u2@N02", 9, "202_i_o.jpg", 2)],
+        },
+    )
     splits = load_adience_protocol(adience_root)
     assert [s.test_fold for s in splits] == [0, 1, 2, 3, 4]
     test_ages = splits[0].age["test"]
@@ -321,7 +330,8 @@ def test_adience_protocol(adience_root: Path) -> None:
     resolved = resolve_split(records, test_ages)
     assert resolved.resolved == 3
     assert [r.path.name for r in resolved.records] == [
-        "coarse_tilt_aligned_face.1.100_a_o.jpg", "landmark_aligned_face.2.101_b_o.jpg",
+        "coarse_tilt_aligned_face.1.100_a_o.jpg",
+        "landmark_aligned_face.2.101_b_o.jpg",
         "landmark_aligned_face.2.101_b_o.jpg",
     ]
     assert resolved.labels == [4, 2, 2]
@@ -334,8 +344,15 @@ def test_adience_protocol(adience_root: Path) -> None:
     assert resolve_split(load_adience(adience_root, False).records, splits[3].age["train"]).resolved == 1
 
 
-@pytest.mark.parametrize("bad", ["u1@N01/landmark_aligned_face.1.100_a_o.jpg 8", "u1/landmark_aligned_face.1.x.jpg",
-                                 "landmark_aligned_face.1.100_a_o.jpg 1", "u1/face_1.jpg 2"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "u1@N01/landmark_aligned_face.1.100_a_o.jpg 8",
+        "u1/landmark_aligned_face.1.x.jpg",
+        "landmark_aligned_face.1.100_a_o.jpg 1",
+        "u1/face_1.jpg 2",
+    ],
+)
 def test_adience_protocol_bad_line(tmp_path: Path, bad: str) -> None:
     write_levi(tmp_path, {(2, "age", "val"): ["u1@N01/landmark_aligned_face.1.100_a_o.jpg 3", bad]})
     with pytest.raises(ValueError, match=r"test_fold_is_2/age_val\.txt:2: expected"):
@@ -355,15 +372,23 @@ MORPH_HEADER = ",id_num,picture_num,race,Male,facial_hair,age,glasses,quality"
 @pytest.fixture
 def morph_root(tmp_path: Path) -> Path:
     root = tmp_path / "morph2"
-    write_images(root / "images", "009055_0M54.JPG", "009055_1M54.JPG", "321798_03M36.JPG", "285760_00F18.jpg",
-                 "notes.txt", "face.JPG", "500000_1M130.JPG")
+    write_images(
+        root / "images",
+        "009055_0M54.JPG",
+        "009055_1M54.JPG",
+        "321798_03M36.JPG",
+        "285760_00F18.jpg",
+        "notes.txt",
+        "face.JPG",
+        "500000_1M130.JPG",
+    )
     rows = [
-        "321798_03M36.jpg,321798,3,B,1,,20,,GOOD",   # 36 = 20 + 16
+        "321798_03M36.jpg,321798,3,B,1,,20,,GOOD",  # 36 = 20 + 16
         "285760_00F18.jpg,285760,0,W,-1,,2,,GOOD",
         "009055_0M54.jpg,9055,0,H,1,,38,,GOOD",
-        "777777_01F40.jpg,777777,1,A,0,,24,,GOOD",   # no image file
-        "111111_02M30.jpg,111111,2,B,1,,30,,GOOD",   # table age + 16 = 46 != 30
-        "222222_02F30.jpg,222222,2,B,1,,14,,GOOD",   # Male says male, name says F
+        "777777_01F40.jpg,777777,1,A,0,,24,,GOOD",  # no image file
+        "111111_02M30.jpg,111111,2,B,1,,30,,GOOD",  # table age + 16 = 46 != 30
+        "222222_02F30.jpg,222222,2,B,1,,14,,GOOD",  # Male says male, name says F
         "badname.jpg,1,1,B,1,,14,,GOOD",
         "333333_02M30.jpg,333333,2,B,1,,n/a,,GOOD",
         "444444_02M30.jpg,444444,2,B",
@@ -392,14 +417,24 @@ def test_morph2_tables(morph_root: Path) -> None:
     tables = [morph_root / "morph2_train.csv", morph_root / "morph2_test.csv"]
     labels_only = load_morph2_csv(tables)
     assert labels_only.report.total == 9
-    assert labels_only.report.counts() == {"cleaned": {}, "dropped": {
-        "name age != table age + 16": 1, "name gender != Male column": 1, "name not ID_PICNUM{M,F}AGE": 1,
-        "age not a number": 1, "wrong number of fields": 1,
-    }}
+    assert labels_only.report.counts() == {
+        "cleaned": {},
+        "dropped": {
+            "name age != table age + 16": 1,
+            "name gender != Male column": 1,
+            "name not ID_PICNUM{M,F}AGE": 1,
+            "age not a number": 1,
+            "wrong number of fields": 1,
+        },
+    }
     assert ("morph2_train.csv:6 111111_02M30.jpg", "name age != table age + 16") in labels_only.report.dropped
     records = {r.path: r for r in labels_only.records}
-    assert set(records) == {Path("321798_03M36.jpg"), Path("285760_00F18.jpg"), Path("009055_0M54.jpg"),
-                            Path("777777_01F40.jpg")}
+    assert set(records) == {
+        Path("321798_03M36.jpg"),
+        Path("285760_00F18.jpg"),
+        Path("009055_0M54.jpg"),
+        Path("777777_01F40.jpg"),
+    }
     r = records[Path("321798_03M36.jpg")]
     assert (r.age_min, r.gender, r.race, r.subject) == (36, 0, "B", "321798")
     assert records[Path("009055_0M54.jpg")].subject == "009055"  # the name's id, as load_morph2 gives it
@@ -407,7 +442,8 @@ def test_morph2_tables(morph_root: Path) -> None:
 
     with_images = load_morph2_csv(tables, morph_root / "images")
     assert [r.path for r in with_images.records] == [
-        morph_root / "images" / "321798_03M36.JPG", morph_root / "images" / "285760_00F18.jpg",
+        morph_root / "images" / "321798_03M36.JPG",
+        morph_root / "images" / "285760_00F18.jpg",
         morph_root / "images" / "009055_0M54.JPG",
     ]  # the tables' .jpg names find the .JPG files
     assert with_images.report.counts()["dropped"]["image file missing"] == 1
@@ -427,14 +463,18 @@ def test_morph2_table_errors(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------------------------------------- FairFace
 
 FAIRFACE_ROWS = [
-    ("val/1.jpg", "0-2", "Male", "East Asian"), ("val/2.jpg", "3-9", "Female", "White"),
-    ("val/3.jpg", "10-19", "Male", "Black"), ("val/4.jpg", "20-29", "Female", "Indian"),
-    ("val/5.jpg", "30-39", "Male", "Latino_Hispanic"), ("val/6.jpg", "40-49", "Female", "Middle Eastern"),
-    ("val/7.jpg", "50-59", "Male", "Southeast Asian"), ("val/8.jpg", "60-69", "Female", "White"),
+    ("val/1.jpg", "0-2", "Male", "East Asian"),
+    ("val/2.jpg", "3-9", "Female", "White"),
+    ("val/3.jpg", "10-19", "Male", "Black"),
+    ("val/4.jpg", "20-29", "Female", "Indian"),
+    ("val/5.jpg", "30-39", "Male", "Latino_Hispanic"),
+    ("val/6.jpg", "40-49", "Female", "Middle Eastern"),
+    ("val/7.jpg", "50-59", "Male", "Southeast Asian"),
+    ("val/8.jpg", "60-69", "Female", "White"),
     ("val/9.jpg", "more than 70", "Male", "White"),
-    ("val/10.jpg", "70-79", "Male", "White"),        # unknown age group
-    ("val/11.jpg", "20-29", "Unknown", "White"),     # unknown gender
-    ("val/12.jpg", "20-29", "Female", "White"),      # no image file
+    ("val/10.jpg", "70-79", "Male", "White"),  # unknown age group
+    ("val/11.jpg", "20-29", "Unknown", "White"),  # unknown gender
+    ("val/12.jpg", "20-29", "Female", "White"),  # no image file
 ]
 
 
@@ -452,14 +492,21 @@ def test_fairface(fairface_root: Path) -> None:
     result = load_fairface(fairface_root)
     assert result.report.total == len(FAIRFACE_ROWS) + 1
     assert result.report.counts()["dropped"] == {
-        "unknown age group": 1, "unknown gender": 1, "image file missing": 1, "wrong number of fields": 1,
+        "unknown age group": 1,
+        "unknown gender": 1,
+        "image file missing": 1,
+        "wrong number of fields": 1,
     }
     ages = [(r.age_min, r.age_max) for r in result.records]
     assert ages == [(0, 2), (3, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 100)]
     assert [r.gender for r in result.records] == [0, 1] * 4 + [0]
     first = result.records[0]
     assert (first.path, first.race, first.subject, first.dataset) == (
-        fairface_root / "val" / "1.jpg", "East Asian", None, "fairface")
+        fairface_root / "val" / "1.jpg",
+        "East Asian",
+        None,
+        "fairface",
+    )
     assert load_fairface(fairface_root, require_images=False).report.kept == 10
     with pytest.raises(ValueError, match="fairface_label_train.csv: cannot read"):
         load_fairface(fairface_root, csv="fairface_label_train.csv")
@@ -468,8 +515,10 @@ def test_fairface(fairface_root: Path) -> None:
 # ------------------------------------------------------------------------------------------------- generic CSV
 
 
-@pytest.mark.parametrize(("text", "gender"), [
-    ("0", 0), ("1", 1), ("m", 0), ("F", 1), ("Male", 0), ("FEMALE", 1), ("female ", 1), ("", None), (" ", None)])
+@pytest.mark.parametrize(
+    ("text", "gender"),
+    [("0", 0), ("1", 1), ("m", 0), ("F", 1), ("Male", 0), ("FEMALE", 1), ("female ", 1), ("", None), (" ", None)],
+)
 def test_parse_gender(text: str, gender) -> None:
     assert parse_gender(text) == gender
 
@@ -499,7 +548,9 @@ def test_load_csv(tmp_path: Path) -> None:
     )
     result = load_csv(tmp_path / "labels.csv", dataset="mine")
     assert [(r.path.name, r.age_min, r.age_max, r.gender, r.subject, r.race) for r in result.records] == [
-        ("1.jpg", 34, 34, 1, "alice", None), ("2.jpg", 20, 29, 0, "bob", "W"), ("3.jpg", 51, 51, None, None, None),
+        ("1.jpg", 34, 34, 1, "alice", None),
+        ("2.jpg", 20, 29, 0, "bob", "W"),
+        ("3.jpg", 51, 51, None, None, None),
     ]
     assert result.records[0].path == tmp_path / "img" / "1.jpg" and result.records[0].dataset == "mine"
     assert result.report.dataset == "mine" and result.report.total == 10
@@ -521,7 +572,8 @@ def test_load_csv_root_and_range_columns(tmp_path: Path) -> None:
     (tmp_path / "meta" / "l.csv").write_text("path,age_min,age_max\na.png,25,32\n")
     result = load_csv(tmp_path / "meta" / "l.csv", root=tmp_path / "photos")
     assert [(r.path, r.age_min, r.age_max, r.gender) for r in result.records] == [
-        (tmp_path / "photos" / "a.png", 25, 32, None)]
+        (tmp_path / "photos" / "a.png", 25, 32, None)
+    ]
     assert load_csv(tmp_path / "meta" / "l.csv").report.counts()["dropped"] == {"image file missing": 1}
 
 
@@ -553,10 +605,18 @@ def test_discover(data_root: Path) -> None:
     with_images = discover(data_root)
     assert list(with_images) == list(DATASETS) == ["utkface", "adience", "morph2", "fairface"]
     assert {name: r.report.kept for name, r in with_images.items()} == {
-        "utkface": len(UTK_GOOD) + len(UTK_FIXABLE), "adience": 5, "morph2": 4, "fairface": 9}
+        "utkface": len(UTK_GOOD) + len(UTK_FIXABLE),
+        "adience": 5,
+        "morph2": 4,
+        "fairface": 9,
+    }
     labels = discover(data_root, require_images=False)
     assert {name: r.report.kept for name, r in labels.items()} == {
-        "utkface": len(UTK_GOOD) + len(UTK_FIXABLE), "adience": 8, "morph2": 4, "fairface": 10}
+        "utkface": len(UTK_GOOD) + len(UTK_FIXABLE),
+        "adience": 8,
+        "morph2": 4,
+        "fairface": 10,
+    }
     assert labels["morph2"].report.total == 9  # from the tables, not the image names
     histogram = label_records(data_root)
     assert list(histogram) == ["utkface", "adience", "morph2"]
@@ -594,7 +654,11 @@ def test_real_utkface(shared_data: Path) -> None:
     assert result.report.total == 20199
     assert result.report.dropped == []
     assert result.report.counts()["cleaned"] == {
-        "missing race field": 3, "stray space before .jpg": 1, "missing dot before jpg": 1, "odd datetime field": 2}
+        "missing race field": 3,
+        "stray space before .jpg": 1,
+        "missing dot before jpg": 1,
+        "odd datetime field": 2,
+    }
     ages = [r.exact_age for r in result.records]
     assert min(ages) == 1 and max(ages) == 116
     assert {r.gender for r in result.records} == {0, 1}
@@ -612,8 +676,13 @@ def test_real_adience(real_adience) -> None:
     root, labels, with_images = real_adience
     assert labels.report.total == 19370
     assert labels.report.counts() == {
-        "cleaned": {"(8, 12) read as 8-13": 2124, "gender unknown": 1170, "exact age kept": 913,
-                    "exact age mapped to its group": 186, "range mapped to the most-overlapping group": 129},
+        "cleaned": {
+            "(8, 12) read as 8-13": 2124,
+            "gender unknown": 1170,
+            "exact age kept": 913,
+            "exact age mapped to its group": 186,
+            "range mapped to the most-overlapping group": 129,
+        },
         "dropped": {"age missing": 748, "range between groups": 1},
     }
     assert len(labels.records) == 18621
@@ -629,19 +698,43 @@ def test_real_adience(real_adience) -> None:
 def test_real_adience_protocol(real_adience) -> None:
     root, _, with_images = real_adience
     splits = load_adience_protocol(root)
-    found = {(s.test_fold, task, part): (len(entries), resolve_split(with_images.records, entries).resolved)
-             for s in splits for task in ("age", "gender") for part, entries in getattr(s, task).items()}
+    found = {
+        (s.test_fold, task, part): (len(entries), resolve_split(with_images.records, entries).resolved)
+        for s in splits
+        for task in ("age", "gender")
+        for part, entries in getattr(s, task).items()
+    }
     assert found == {
-        (0, "age", "train"): (11823, 0), (0, "age", "val"): (1284, 0), (0, "age", "test"): (4316, 298),
-        (0, "gender", "train"): (12256, 0), (0, "gender", "val"): (1339, 0), (0, "gender", "test"): (4007, 306),
-        (1, "age", "train"): (12894, 268), (1, "age", "val"): (1428, 30), (1, "age", "test"): (3101, 0),
-        (1, "gender", "train"): (12574, 276), (1, "gender", "val"): (1404, 30), (1, "gender", "test"): (3624, 0),
-        (2, "age", "train"): (12655, 259), (2, "age", "val"): (1429, 38), (2, "age", "test"): (3339, 0),
-        (2, "gender", "train"): (12986, 265), (2, "gender", "val"): (1425, 40), (2, "gender", "test"): (3191, 0),
-        (3, "age", "train"): (12991, 261), (3, "age", "val"): (1457, 37), (3, "age", "test"): (2975, 0),
-        (3, "gender", "train"): (12854, 269), (3, "gender", "val"): (1430, 37), (3, "gender", "test"): (3318, 0),
-        (4, "age", "train"): (12371, 264), (4, "age", "val"): (1359, 34), (4, "age", "test"): (3693, 0),
-        (4, "gender", "train"): (12717, 272), (4, "gender", "val"): (1422, 34), (4, "gender", "test"): (3463, 0),
+        (0, "age", "train"): (11823, 0),
+        (0, "age", "val"): (1284, 0),
+        (0, "age", "test"): (4316, 298),
+        (0, "gender", "train"): (12256, 0),
+        (0, "gender", "val"): (1339, 0),
+        (0, "gender", "test"): (4007, 306),
+        (1, "age", "train"): (12894, 268),
+        (1, "age", "val"): (1428, 30),
+        (1, "age", "test"): (3101, 0),
+        (1, "gender", "train"): (12574, 276),
+        (1, "gender", "val"): (1404, 30),
+        (1, "gender", "test"): (3624, 0),
+        (2, "age", "train"): (12655, 259),
+        (2, "age", "val"): (1429, 38),
+        (2, "age", "test"): (3339, 0),
+        (2, "gender", "train"): (12986, 265),
+        (2, "gender", "val"): (1425, 40),
+        (2, "gender", "test"): (3191, 0),
+        (3, "age", "train"): (12991, 261),
+        (3, "age", "val"): (1457, 37),
+        (3, "age", "test"): (2975, 0),
+        (3, "gender", "train"): (12854, 269),
+        (3, "gender", "val"): (1430, 37),
+        (3, "gender", "test"): (3318, 0),
+        (4, "age", "train"): (12371, 264),
+        (4, "age", "val"): (1359, 34),
+        (4, "age", "test"): (3693, 0),
+        (4, "gender", "train"): (12717, 272),
+        (4, "gender", "val"): (1422, 34),
+        (4, "gender", "test"): (3463, 0),
     }
     # The noise rule agrees with the benchmark's own age classes on every face both know.
     test = resolve_split(with_images.records, splits[0].age["test"])

@@ -60,8 +60,16 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     sets = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}", "--set", f"out_dir={run}"]
     assert main(["train", "--config", str(config), *sets]) == 0
 
-    for name in ("checkpoint.pt", "metrics.csv", "run_config.yaml", "resolved_config.json", "release/config.json",
-                 "release/model.safetensors", "report/report.md", "report/report.json"):
+    for name in (
+        "checkpoint.pt",
+        "metrics.csv",
+        "run_config.yaml",
+        "resolved_config.json",
+        "release/config.json",
+        "release/model.safetensors",
+        "report/report.md",
+        "report/report.json",
+    ):
         assert (run / name).is_file(), name
     rows = _metrics(run)
     assert [(r["stage"], r["dataset"]) for r in rows] == [(0, "utkface"), (1, "utkface"), (1, "morph2")]
@@ -93,8 +101,10 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     sizes = {name: split.sizes() for name, split in splits.items()}
     for a, b in zip(on_val["datasets"], flipped["datasets"], strict=True):
         assert a["metrics"]["n"] == b["metrics"]["n"] == sizes[a["name"]]["val"]
-    assert any(a["metrics"]["age_accuracy"] != b["metrics"]["age_accuracy"]
-               or a["metrics"]["mae"] != b["metrics"]["mae"] for a, b in zip(on_val["datasets"], flipped["datasets"]))
+    assert any(
+        a["metrics"]["age_accuracy"] != b["metrics"]["age_accuracy"] or a["metrics"]["mae"] != b["metrics"]["mae"]
+        for a, b in zip(on_val["datasets"], flipped["datasets"])
+    )
 
     # The release is the best epoch by the selection score, best.pt; release-last the last one, checkpoint.pt.
     for release_dir, checkpoint in (("release", "best.pt"), ("release-last", "checkpoint.pt")):
@@ -109,8 +119,12 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
     last_config = json.loads((run / "release-last" / "config.json").read_text(encoding="utf-8"))
     assert last_config["extra"]["weights"] == {"epoch": len(rows) - 1, "chosen": "last"}
     # best.pt holds the release's weights: evaluating it reproduces the report too.
-    assert main(["evaluate", "--run", str(run), "--checkpoint", str(run / "best.pt"),
-                 "--out", str(tmp_path / "eval_ckpt")]) == 0
+    assert (
+        main(
+            ["evaluate", "--run", str(run), "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "eval_ckpt")]
+        )
+        == 0
+    )
     from_checkpoint = json.loads((tmp_path / "eval_ckpt" / "report.json").read_text(encoding="utf-8"))
     for a, b in zip(trained["datasets"], from_checkpoint["datasets"], strict=True):
         for key, value in a["metrics"].items():
@@ -153,8 +167,15 @@ def test_train_evaluate_resume(tmp_path, data_root, capsys):
 def test_clear_errors(tmp_path, data_root, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")
-    base = ["train", "--config", str(config), "--set", f"data.cache={tmp_path / 'cache'}",
-            "--set", f"out_dir={tmp_path / 'run'}"]
+    base = [
+        "train",
+        "--config",
+        str(config),
+        "--set",
+        f"data.cache={tmp_path / 'cache'}",
+        "--set",
+        f"out_dir={tmp_path / 'run'}",
+    ]
     assert main([*base, "--set", f"data.root={data_root}", "--set", "age_label_sigma=-1"]) == 2
     assert "age_label_sigma: must be >= 0, got -1.0" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()  # refused before any face was detected
@@ -179,11 +200,28 @@ def test_train_under_torchrun_two_gloo_processes(tmp_path, data_root):
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "agecurriculum", "train", "--config", str(config), "--set", f"data.root={data_root}",
-               "--set", f"data.cache={tmp_path / 'cache'}", "--set", f"out_dir={run}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "agecurriculum",
+        "train",
+        "--config",
+        str(config),
+        "--set",
+        f"data.root={data_root}",
+        "--set",
+        f"data.cache={tmp_path / 'cache'}",
+        "--set",
+        f"out_dir={run}",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("trained 3 epoch(s)") == 1  # rank 0 reports, rank 1 stays quiet
     assert (run / "release" / "model.safetensors").is_file() and (run / "report" / "report.json").is_file()
@@ -201,9 +239,25 @@ def test_fine_tune_from_a_release(tmp_path, data_root, capsys):
 
     # With a learning rate of 0 only BatchNorm statistics move: every trained parameter comes from the release.
     tuned = tmp_path / "tuned"
-    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={tuned}",
-                 "--set", f"model.init_from={first / 'release'}", "--set", "trainer.lr=0",
-                 "--set", "trainer.weight_decay=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                *common,
+                "--set",
+                f"out_dir={tuned}",
+                "--set",
+                f"model.init_from={first / 'release'}",
+                "--set",
+                "trainer.lr=0",
+                "--set",
+                "trainer.weight_decay=0",
+            ]
+        )
+        == 0
+    )
     before = safetensors.torch.load_file(first / "release" / "model.safetensors")
     after = safetensors.torch.load_file(tuned / "release" / "model.safetensors")
     moved = [k for k in before if "running_" not in k and "num_batches" not in k and not (before[k] == after[k]).all()]
@@ -211,17 +265,49 @@ def test_fine_tune_from_a_release(tmp_path, data_root, capsys):
     assert load_config(tuned / "run_config.yaml").model.init_from == str(first / "release")
 
     capsys.readouterr()
-    other_bins = ["--set", f"out_dir={tmp_path / 'x'}", "--set", f"model.init_from={first / 'release'}",
-                  "--set", "bins=[3, 7, 14, 24, 33, 43, 53]"]
+    other_bins = [
+        "--set",
+        f"out_dir={tmp_path / 'x'}",
+        "--set",
+        f"model.init_from={first / 'release'}",
+        "--set",
+        "bins=[3, 7, 14, 24, 33, 43, 53]",
+    ]
     assert main(["train", "--config", str(config), *common, *other_bins]) == 2
     assert "predicts the age bins" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={tmp_path / 'y'}",
-                 "--set", f"model.init_from={tmp_path / 'junk.pt'}"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                *common,
+                "--set",
+                f"out_dir={tmp_path / 'y'}",
+                "--set",
+                f"model.init_from={tmp_path / 'junk.pt'}",
+            ]
+        )
+        == 2
+    )
     assert "junk.pt" in capsys.readouterr().err
     ensemble = ensemble_releases([first / "release", tuned / "release"], tmp_path / "ensemble")
-    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={tmp_path / 'z'}",
-                 "--set", f"model.init_from={ensemble}"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                *common,
+                "--set",
+                f"out_dir={tmp_path / 'z'}",
+                "--set",
+                f"model.init_from={ensemble}",
+            ]
+        )
+        == 2
+    )
     assert "is an ensemble release" in capsys.readouterr().err
 
 
@@ -233,29 +319,61 @@ def test_distil_from_a_release(tmp_path, data_root, capsys):
     assert main(["train", *common, "--set", f"out_dir={teacher}"]) == 0
 
     student = tmp_path / "student"
-    assert main(["train", *common, "--set", f"out_dir={student}", "--set", f"teacher={teacher / 'release'}",
-                 "--set", "distill_weight=0.8"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--set",
+                f"out_dir={student}",
+                "--set",
+                f"teacher={teacher / 'release'}",
+                "--set",
+                "distill_weight=0.8",
+            ]
+        )
+        == 0
+    )
     saved = load_config(student / "run_config.yaml")
     assert (saved.teacher, saved.distill_weight) == (str(teacher / "release"), 0.8)
     assert (student / "release" / "model.safetensors").is_file()
 
     # A teacher trained at another image size reads the student's batches resized to its own.
     bigger = tmp_path / "bigger"
-    assert main(["train", *common, "--set", f"out_dir={bigger}", "--set", f"teacher={teacher / 'release'}",
-                 "--set", "data.image_size=48"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--set",
+                f"out_dir={bigger}",
+                "--set",
+                f"teacher={teacher / 'release'}",
+                "--set",
+                "data.image_size=48",
+            ]
+        )
+        == 0
+    )
     assert json.loads((bigger / "release" / "config.json").read_text())["preprocessing"]["image_size"] == 48
 
     capsys.readouterr()
-    for setting, message in ((["--set", "bins=[3, 7, 14, 24, 33, 43, 53]"], "predicts the age bins"),
-                             (["--set", "data.padding=0.5"], "preprocessing.padding is 0.25, this run"),
-                             (["--set", "distill_weight=2"], "distill_weight: must be >= 0, <= 1, got 2.0")):
+    for setting, message in (
+        (["--set", "bins=[3, 7, 14, 24, 33, 43, 53]"], "predicts the age bins"),
+        (["--set", "data.padding=0.5"], "preprocessing.padding is 0.25, this run"),
+        (["--set", "distill_weight=2"], "distill_weight: must be >= 0, <= 1, got 2.0"),
+    ):
         out = tmp_path / f"bad{len(message)}"
-        assert main(["train", *common, "--set", f"out_dir={out}", "--set", f"teacher={teacher / 'release'}",
-                     *setting]) == 2
+        assert (
+            main(["train", *common, "--set", f"out_dir={out}", "--set", f"teacher={teacher / 'release'}", *setting])
+            == 2
+        )
         err = capsys.readouterr().err
         assert message in err and (message.startswith("distill") or str(teacher / "release") in err), err
-    assert main(["train", *common, "--set", f"out_dir={tmp_path / 'none'}",
-                 "--set", f"teacher={tmp_path / 'missing'}"]) == 2
+    assert (
+        main(["train", *common, "--set", f"out_dir={tmp_path / 'none'}", "--set", f"teacher={tmp_path / 'missing'}"])
+        == 2
+    )
     assert "missing" in capsys.readouterr().err
 
 
@@ -270,10 +388,29 @@ def test_release_recipe_mixed_sampling_calibration_and_the_gate(tmp_path, data_r
     # The recipe's shape (examples/configs/release.yaml): warm start, every dataset mixed, draws over (age group,
     # gender) with children weighted up, temperatures fitted and shipped.
     run = tmp_path / "candidate"
-    assert main(["train", *common, "--set", f"out_dir={run}", "--set", f"model.init_from={parent / 'release'}",
-                 "--set", "schedule=[{datasets: [mixed], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 2}]",
-                 "--set", "trainer.sampling=age_gender", "--set", "trainer.child_weight=2",
-                 "--set", "trainer.sampling_power=0.5", "--set", "calibrate=true"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--set",
+                f"out_dir={run}",
+                "--set",
+                f"model.init_from={parent / 'release'}",
+                "--set",
+                "schedule=[{datasets: [mixed], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 2}]",
+                "--set",
+                "trainer.sampling=age_gender",
+                "--set",
+                "trainer.child_weight=2",
+                "--set",
+                "trainer.sampling_power=0.5",
+                "--set",
+                "calibrate=true",
+            ]
+        )
+        == 0
+    )
     rows = _metrics(run)
     data = prepare_data(load_config(run / "run_config.yaml"))
     assert [r["dataset"] for r in rows] == ["mixed", "mixed"]
@@ -281,7 +418,8 @@ def test_release_recipe_mixed_sampling_calibration_and_the_gate(tmp_path, data_r
     extra = json.loads((run / "release" / "config.json").read_text())["extra"]
     assert set(extra["temperature"]) == {"gender", "age"} and all(t > 0 for t in extra["temperature"].values())
     assert extra["calibration"]["gender"]["n"] == sum(
-        int((torch.tensor(s.genders) >= 0).sum()) for s in data.val_sets.values())
+        int((torch.tensor(s.genders) >= 0).sum()) for s in data.val_sets.values()
+    )
     assert Predictor.from_release(run / "release").release.temperature == extra["temperature"]
 
     # The gate: a release against itself passes (every row the same), with the run's config found beside it.
@@ -295,8 +433,11 @@ def test_release_recipe_mixed_sampling_calibration_and_the_gate(tmp_path, data_r
     from test_gate import model
 
     from agecurriculum.evaluation.gate import gate_rows
-    monkeypatch.setattr("agecurriculum.cli.train.compare_releases",
-                        lambda *a, **k: gate_rows(model(0.9, 0.7, seed=1), model(0.7, 0.7, seed=2)))
+
+    monkeypatch.setattr(
+        "agecurriculum.cli.train.compare_releases",
+        lambda *a, **k: gate_rows(model(0.9, 0.7, seed=1), model(0.7, 0.7, seed=2)),
+    )
     assert main(["evaluate", "--compare", str(run / "release"), "--out", str(tmp_path / "g")]) == 1
     assert "FAILED" in capsys.readouterr().out
     # Clear errors: not a release; no config to find the data with.

@@ -58,7 +58,12 @@ def test_fit_runs_algorithm_1_in_schedule_order():
     history = trainer.fit()
     # stage 0: dataset a x 2 epochs; stage 1: a x 2 then b x 2.
     assert [(r.stage, r.dataset, r.epoch) for r in history] == [
-        (0, "a", 0), (0, "a", 1), (1, "a", 0), (1, "a", 1), (1, "b", 0), (1, "b", 1)
+        (0, "a", 0),
+        (0, "a", 1),
+        (1, "a", 0),
+        (1, "a", 1),
+        (1, "b", 0),
+        (1, "b", 1),
     ]
     assert [r.global_epoch for r in history] == list(range(6))
     assert seen == history and all(isinstance(r, EpochRecord) for r in seen)
@@ -66,7 +71,9 @@ def test_fit_runs_algorithm_1_in_schedule_order():
     a_bins = trainer.train_sets["a"].age_bins
     assert history[0].images == int(((a_bins >= 3) & (a_bins <= 5)).sum())
     assert history[2].images == 96
-    assert history[0].val.images == int(((trainer.val_sets["a"].age_bins >= 3) & (trainer.val_sets["a"].age_bins <= 5)).sum())
+    assert history[0].val.images == int(
+        ((trainer.val_sets["a"].age_bins >= 3) & (trainer.val_sets["a"].age_bins <= 5)).sum()
+    )
     assert set(history[-1].task_weights) == {"age", "gender"}
 
 
@@ -173,8 +180,13 @@ def test_amp_auto_or_off_on_cpu_changes_nothing():
         torch.manual_seed(0)
         model = AutocastSpy()
         schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=2)])
-        trainer = CurriculumTrainer(model, schedule, {"a": learnable_dataset(48, 1)}, {"a": learnable_dataset(16, 2)},
-                                    config=TrainerConfig(batch_size=16, amp=amp))
+        trainer = CurriculumTrainer(
+            model,
+            schedule,
+            {"a": learnable_dataset(48, 1)},
+            {"a": learnable_dataset(16, 2)},
+            config=TrainerConfig(batch_size=16, amp=amp),
+        )
         trainer.fit()
         return trainer, torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -189,8 +201,13 @@ def test_amp_true_on_cpu_trains_under_bf16_autocast():
     torch.manual_seed(0)
     model = AutocastSpy()
     schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=1)])
-    trainer = CurriculumTrainer(model, schedule, {"a": learnable_dataset(32, 1)}, {"a": learnable_dataset(16, 2)},
-                                config=TrainerConfig(batch_size=16, amp=True))
+    trainer = CurriculumTrainer(
+        model,
+        schedule,
+        {"a": learnable_dataset(32, 1)},
+        {"a": learnable_dataset(16, 2)},
+        config=TrainerConfig(batch_size=16, amp=True),
+    )
     history = trainer.fit()
     assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()  # bf16 needs no loss scaling
     assert model.seen == {(True, torch.bfloat16)}
@@ -235,8 +252,9 @@ def test_balanced_sampling_draws_every_bin_of_the_stage_equally_and_repeats():
         schedule = TrainingSchedule([MultiDatasetSample(["a"], {3, 4, 5}, epochs=1)], strict=False)
 
     def drawn(seed, epoch):
-        trainer = CurriculumTrainer(TinyDual(), schedule, {"a": data},
-                                    config=TrainerConfig(batch_size=16, seed=seed, sampling="balanced"))
+        trainer = CurriculumTrainer(
+            TinyDual(), schedule, {"a": data}, config=TrainerConfig(batch_size=16, seed=seed, sampling="balanced")
+        )
         trainer.global_epoch = epoch
         view = FilteredDataset(data, {3, 4, 5})
         return [int(label) for _, label, _ in (view[i] for i in trainer._loader(view, shuffle=True).sampler)]
@@ -261,11 +279,16 @@ def test_a_last_batch_of_one_image_is_skipped_not_a_batch_norm_crash():
 
     schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=1)])
     for n, seen in ((33, 32), (34, 34), (1, 0)):
-        trainer = CurriculumTrainer(WithBatchNorm(), schedule, {"a": learnable_dataset(n, 1)},
-                                    config=TrainerConfig(batch_size=16))
+        trainer = CurriculumTrainer(
+            WithBatchNorm(), schedule, {"a": learnable_dataset(n, 1)}, config=TrainerConfig(batch_size=16)
+        )
         assert trainer.fit()[0].images == seen
-        balanced = CurriculumTrainer(WithBatchNorm(), schedule, {"a": learnable_dataset(n, 1)},
-                                     config=TrainerConfig(batch_size=16, sampling="balanced"))
+        balanced = CurriculumTrainer(
+            WithBatchNorm(),
+            schedule,
+            {"a": learnable_dataset(n, 1)},
+            config=TrainerConfig(batch_size=16, sampling="balanced"),
+        )
         assert balanced.fit()[0].images == seen
 
 
@@ -280,10 +303,17 @@ def test_unknown_age_items_train_gender_in_stages_that_cover_every_bin():
             return super().forward(age_logits, gender_logits, age_target, gender_target)
 
     stage_now = [0]
-    schedule = TrainingSchedule([MultiDatasetSample(["a"], {3, 4, 5}, epochs=1),
-                                 MultiDatasetSample(["a"], range(8), epochs=1)])
-    trainer = CurriculumTrainer(TinyDual(), schedule, {"a": data}, {"a": data}, loss=SpyLoss(),
-                                config=TrainerConfig(batch_size=16, early_stopping_patience=None))
+    schedule = TrainingSchedule(
+        [MultiDatasetSample(["a"], {3, 4, 5}, epochs=1), MultiDatasetSample(["a"], range(8), epochs=1)]
+    )
+    trainer = CurriculumTrainer(
+        TinyDual(),
+        schedule,
+        {"a": data},
+        {"a": data},
+        loss=SpyLoss(),
+        config=TrainerConfig(batch_size=16, early_stopping_patience=None),
+    )
     trainer.callbacks.append(lambda record: stage_now.__setitem__(0, record.stage + 1))
     history = trainer.fit()
     known_345 = int(((data.age_bins[16:] >= 3) & (data.age_bins[16:] <= 5)).sum())
@@ -307,8 +337,9 @@ def test_a_new_dataset_does_not_read_as_a_plateau():
     hard.age_bins = hard.age_bins[torch.randperm(64)]
     schedule = TrainingSchedule([MultiDatasetSample(["a", "b"], range(8), epochs=2)])
     cfg = TrainerConfig(batch_size=16, lr=1e-2, plateau_patience=0, plateau_factor=0.5, early_stopping_patience=None)
-    trainer = CurriculumTrainer(TinyDual(), schedule, {"a": easy, "b": hard}, {"a": easy, "b": hard},
-                                loss=SumLoss(), config=cfg)
+    trainer = CurriculumTrainer(
+        TinyDual(), schedule, {"a": easy, "b": hard}, {"a": easy, "b": hard}, loss=SumLoss(), config=cfg
+    )
     history = trainer.fit()
     assert history[2].val.loss > history[1].val.loss  # b is harder ...
     assert history[2].lr == history[1].lr and trainer.optimizer.param_groups[0]["lr"] == history[2].lr  # ... no cut
@@ -335,9 +366,14 @@ def test_a_teacher_is_learned_as_the_distill_weight_says():
         torch.manual_seed(0)
         teacher = ShiftedTeacher()
         schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=8)])
-        trainer = CurriculumTrainer(TinyDual(), schedule, {"a": learnable_dataset(192, 1)},
-                                    loss=SumLoss(distill_weight=distill_weight), teacher=teacher,
-                                    config=TrainerConfig(batch_size=16, lr=1e-2, early_stopping_patience=None))
+        trainer = CurriculumTrainer(
+            TinyDual(),
+            schedule,
+            {"a": learnable_dataset(192, 1)},
+            loss=SumLoss(distill_weight=distill_weight),
+            teacher=teacher,
+            config=TrainerConfig(batch_size=16, lr=1e-2, early_stopping_patience=None),
+        )
         trainer.fit()
         assert not teacher.training and teacher.scale.item() == 20.0 and teacher.scale.grad is None
         val = learnable_dataset(96, 3)
@@ -396,8 +432,12 @@ def test_age_gender_sampling_evens_the_cells_weighs_children_and_repeats():
 
 def test_age_gender_sampling_needs_face_records():
     schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=1)])
-    trainer = CurriculumTrainer(TinyDual(), schedule, {"a": learnable_dataset(32, 1)},
-                                config=TrainerConfig(batch_size=16, sampling="age_gender"))
+    trainer = CurriculumTrainer(
+        TinyDual(),
+        schedule,
+        {"a": learnable_dataset(32, 1)},
+        config=TrainerConfig(batch_size=16, sampling="age_gender"),
+    )
     with pytest.raises(ValueError, match="age_gender needs datasets of face records"):
         trainer.fit()
 
@@ -414,8 +454,11 @@ def test_fit_prints_the_measured_speed_and_the_time_left_once(capsys, monkeypatc
     # epoch's remainder, its second epoch, and stage 1's two epochs of "a" and two of "b" (96 images each).
     first_epoch = int(((trainer.train_sets["a"].age_bins >= 3) & (trainer.train_sets["a"].age_bins <= 5)).sum())
     assert trainer._planned_images_after_this_epoch() == 0  # the run is over
-    match = __import__("re").fullmatch(r"measured ([\d.]+) images/s: this epoch ends in ([\d.]+) min, the run's "
-                                       r"training in ([\d.]+) min \(validation not included\)", lines[0])
+    match = __import__("re").fullmatch(
+        r"measured ([\d.]+) images/s: this epoch ends in ([\d.]+) min, the run's "
+        r"training in ([\d.]+) min \(validation not included\)",
+        lines[0],
+    )
     assert match, lines[0]
     rate, epoch_min, run_min = (float(g) for g in match.groups())
     expected_run = (first_epoch - 16 + first_epoch + 4 * 96) / rate / 60

@@ -37,30 +37,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"variant identical to one trained before it reuses "
             f"that run. Writes out_dir/ablation.md and out_dir/ablation.json (gender and age-bin accuracy per test "
             f"dataset and their mean, one row per variant) after every run, and prints the tables. " + _CONFIG_HELP,
-            width=100),
-        epilog=settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+            width=100,
+        ),
+        epilog=settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, required=True, metavar="FILE",
-                        help="base run configuration, .yaml/.yml or .toml (see examples/configs); its out_dir is "
-                        "the ablation folder")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="base run configuration, .yaml/.yml or .toml (see examples/configs); its out_dir is the ablation folder",
+    )
     _add_set(parser)
-    parser.add_argument("--study", choices=("all", "loss", "curriculum", "conditioning", "adaptive"), default="all",
-                        help="which ablation to run: loss (Table VII), curriculum (Table VIII), conditioning (hard "
-                        "vs soft, a Table VII-style row) or all, in that order (default: all); adaptive (the "
-                        "adaptive curriculum against the paper's curricula and mixed training on one image budget, "
-                        "test and validation tables) runs only when named")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted ablation: every run goes on from its own checkpoint, and "
-                        "finished runs train no more epochs (they are only re-evaluated)")
+    parser.add_argument(
+        "--study",
+        choices=("all", "loss", "curriculum", "conditioning", "adaptive"),
+        default="all",
+        help="which ablation to run: loss (Table VII), curriculum (Table VIII), conditioning (hard "
+        "vs soft, a Table VII-style row) or all, in that order (default: all); adaptive (the "
+        "adaptive curriculum against the paper's curricula and mixed training on one image budget, "
+        "test and validation tables) runs only when named",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted ablation: every run goes on from its own checkpoint, and "
+        "finished runs train no more epochs (they are only re-evaluated)",
+    )
     parser.set_defaults(func=run_ablate)
 
 
 def _progress(row: AblationRow) -> None:
-    print(f"{row.study}-{row.variant}: trained {row.epochs_trained} epoch(s) in {row.seconds:.0f} s; "
-          f"run: {row.run_dir}", flush=True)
+    print(
+        f"{row.study}-{row.variant}: trained {row.epochs_trained} epoch(s) in {row.seconds:.0f} s; run: {row.run_dir}",
+        flush=True,
+    )
 
 
 def run_ablate(args: argparse.Namespace) -> int:
     """Runs ``ablate``; returns the exit status."""
-    return run_tabulated(args, lambda config: run_ablation(config, study=args.study, resume=args.resume,
-                                                            on_run=_progress), ("ablation.md", "ablation.json"))
+    return run_tabulated(
+        args,
+        lambda config: run_ablation(config, study=args.study, resume=args.resume, on_run=_progress),
+        ("ablation.md", "ablation.json"),
+    )

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="FILE",
         help='JSON file: a list of exact ages, or {"ages": [...], "group_counts": {"25-32": n, ...}}; ages and '
-        "counts are integers (20.0 counts as 20; true, \"20\" and 20.5 are refused)",
+        'counts are integers (20.0 counts as 20; true, "20" and 20.5 are refused)',
     )
     source.add_argument(
         "--csv",
@@ -63,15 +63,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--groups", help=f"constraint groups (default: {default_groups}); not with --n-bins")
     csv_options = parser.add_argument_group("annotation tables (--csv)")
     csv_options.add_argument("--age-column", default="age", metavar="COL", help="the age label column (default: age)")
-    csv_options.add_argument("--group-column", metavar="COL",
-                             help="a second label column, read where the age column is empty (e.g. an age group)")
-    csv_options.add_argument("--age-offset", type=int, default=0, metavar="YEARS",
-                             help="added to every age read, e.g. 16 for MORPH-II's tables (default: 0)")
+    csv_options.add_argument(
+        "--group-column",
+        metavar="COL",
+        help="a second label column, read where the age column is empty (e.g. an age group)",
+    )
+    csv_options.add_argument(
+        "--age-offset",
+        type=int,
+        default=0,
+        metavar="YEARS",
+        help="added to every age read, e.g. 16 for MORPH-II's tables (default: 0)",
+    )
     auto = parser.add_argument_group("bins from the labels alone")
     auto.add_argument("--n-bins", type=int, metavar="K", help="find K bins without constraint groups")
     auto.add_argument("--min-width", type=int, metavar="W", help="fewest ages in a bin (default: 1)")
-    auto.add_argument("--allow-left-out", action="store_true",
-                      help="accept bins that cut a labelled range; its images are left out (said on stderr)")
+    auto.add_argument(
+        "--allow-left-out",
+        action="store_true",
+        help="accept bins that cut a labelled range; its images are left out (said on stderr)",
+    )
     parser.add_argument("--max-age", type=int, default=MAX_AGE, help=f"last age of the last group (default: {MAX_AGE})")
     parser.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS", help="solver budget (default: 60)")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
@@ -96,13 +107,17 @@ def run(args: argparse.Namespace) -> int:
         skipped = {path: n for path, n in counts.skipped.items() if n}
         if skipped:
             where = ", ".join(f"{path}: {n}" for path, n in skipped.items())
-            print(f"agecurriculum bins: note: {sum(skipped.values())} row(s) without an age skipped ({where})",
-                  file=sys.stderr)
+            print(
+                f"agecurriculum bins: note: {sum(skipped.values())} row(s) without an age skipped ({where})",
+                file=sys.stderr,
+            )
         histogram, group_counts = counts.histogram, counts.group_counts
     elif args.data is not None or dataset_flags:
         if optimizer.constraint_groups is None:
-            raise CLIError("--n-bins reads --csv or --ages; for a dataset folder, list its labels in a CSV "
-                           "(docs/bins_from_annotations.rst)")
+            raise CLIError(
+                "--n-bins reads --csv or --ages; for a dataset folder, list its labels in a CSV "
+                "(docs/bins_from_annotations.rst)"
+            )
         # The label view: UTKFace names, all Adience fold rows, all MORPH-II table rows, images or not.
         results = load_sources(args, require_images=False, datasets=histogram_datasets())
         _explain_unused(args, fitted=bool(results))
@@ -117,8 +132,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CLIError(f"{source}: {err}") from None
     if solution.left_out:
-        print(f"agecurriculum bins: note: {solution.left_out} image(s) labelled with a range that the bins cut are "
-              "left out of the sizes", file=sys.stderr)
+        print(
+            f"agecurriculum bins: note: {solution.left_out} image(s) labelled with a range that the bins cut are "
+            "left out of the sizes",
+            file=sys.stderr,
+        )
     print(json.dumps(solution.to_dict()) if args.json else _table(solution))
     return 0
 
@@ -126,8 +144,11 @@ def run(args: argparse.Namespace) -> int:
 def _optimizer(args: argparse.Namespace) -> AgeBinOptimizer:
     """The optimizer the options ask for: Adience's (or --groups) constraint groups, or --n-bins from the labels."""
     if args.n_bins is None:
-        unused = [flag for flag, value in (("--min-width", args.min_width), ("--allow-left-out", args.allow_left_out))
-                  if value]
+        unused = [
+            flag
+            for flag, value in (("--min-width", args.min_width), ("--allow-left-out", args.allow_left_out))
+            if value
+        ]
         if unused:
             raise CLIError(f"{', '.join(unused)} needs --n-bins (bins from the labels alone)")
         try:
@@ -141,9 +162,14 @@ def _optimizer(args: argparse.Namespace) -> AgeBinOptimizer:
     if args.groups is not None:
         raise CLIError("--groups and --n-bins exclude each other: the constraint groups fix the number of bins")
     try:
-        return AgeBinOptimizer(None, args.max_age, args.time_limit, n_bins=args.n_bins,
-                               min_width=1 if args.min_width is None else args.min_width,
-                               allow_left_out=args.allow_left_out)
+        return AgeBinOptimizer(
+            None,
+            args.max_age,
+            args.time_limit,
+            n_bins=args.n_bins,
+            min_width=1 if args.min_width is None else args.min_width,
+            allow_left_out=args.allow_left_out,
+        )
     except ValueError as err:
         raise CLIError(f"--n-bins {args.n_bins}: {err}") from None
 
@@ -261,8 +287,9 @@ def _delimiter(path: Path) -> str:
     return "\t" if b"\t" in first else ","
 
 
-def _row_label(path: Path, line: int, row: Mapping[str, str], columns: list[str], age_offset: int,
-               max_age: int) -> tuple[int, int] | None:
+def _row_label(
+    path: Path, line: int, row: Mapping[str, str], columns: list[str], age_offset: int, max_age: int
+) -> tuple[int, int] | None:
     """The ``(lo, hi)`` label of a row from the first of ``columns`` that holds one, offset; None if none does."""
     for column in columns:
         try:
@@ -274,8 +301,10 @@ def _row_label(path: Path, line: int, row: Mapping[str, str], columns: list[str]
         lo, hi = label[0] + age_offset, label[1] + age_offset
         ceiling = max(AGE_CEILING, max_age)
         if lo < 0 or hi > ceiling:
-            raise ValueError(f"{path}, line {line}, column {column!r}: age {row[column]!r} with offset {age_offset} "
-                             f"is outside 0..{ceiling}")
+            raise ValueError(
+                f"{path}, line {line}, column {column!r}: age {row[column]!r} with offset {age_offset} "
+                f"is outside 0..{ceiling}"
+            )
         return lo, hi
     return None
 

@@ -25,12 +25,21 @@ def add_source_arguments(parser: argparse.ArgumentParser, data_group=None, used:
     ``used`` names the datasets the command uses, for the help text; default all.
     """
     names = ", ".join(DATASETS if used is None else used)
-    (data_group or parser).add_argument("--data", type=Path, metavar="ROOT", help="the data folder, one "
-                                        f"subfolder per dataset (docs/data.rst): every dataset found under it is used "
-                                        f"({names})")
+    (data_group or parser).add_argument(
+        "--data",
+        type=Path,
+        metavar="ROOT",
+        help="the data folder, one "
+        f"subfolder per dataset (docs/data.rst): every dataset found under it is used "
+        f"({names})",
+    )
     for name, source in DATASETS.items():
-        parser.add_argument(f"--{name}", type=Path, metavar="DIR", help=f"the {name} folder ({source.layout}); "
-                            "overrides the one found under --data")
+        parser.add_argument(
+            f"--{name}",
+            type=Path,
+            metavar="DIR",
+            help=f"the {name} folder ({source.layout}); overrides the one found under --data",
+        )
 
 
 def load_sources(
@@ -80,9 +89,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "before and after the paper's balancing.",
     )
     add_source_arguments(report)
-    report.add_argument("--out", type=Path, default=Path("data-report"), help="folder for the PNGs (default: %(default)s)")
-    report.add_argument("--straddle", choices=STRADDLE_RULES, default="ignore",
-                        help="what an age range that straddles bins becomes (default: %(default)s)")
+    report.add_argument(
+        "--out", type=Path, default=Path("data-report"), help="folder for the PNGs (default: %(default)s)"
+    )
+    report.add_argument(
+        "--straddle",
+        choices=STRADDLE_RULES,
+        default="ignore",
+        help="what an age range that straddles bins becomes (default: %(default)s)",
+    )
     report.add_argument("--json", action="store_true", help="print the report as one JSON object instead of text")
     report.set_defaults(func=run_report)
 
@@ -96,10 +111,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_source_arguments(prep)
     prep.add_argument("--cache", type=Path, required=True, help="the crop cache folder")
     prep.add_argument("--size", type=int, default=AlignConfig.size, help="crop side in pixels (default: %(default)s)")
-    prep.add_argument("--padding", type=float, default=AlignConfig.padding,
-                      help="border around the face, as a fraction of its size (default: %(default)s)")
-    prep.add_argument("--upsample", type=int, default=AlignConfig.upsample,
-                      help="HOG detector upsamplings: more finds smaller faces, slower (default: %(default)s)")
+    prep.add_argument(
+        "--padding",
+        type=float,
+        default=AlignConfig.padding,
+        help="border around the face, as a fraction of its size (default: %(default)s)",
+    )
+    prep.add_argument(
+        "--upsample",
+        type=int,
+        default=AlignConfig.upsample,
+        help="HOG detector upsamplings: more finds smaller faces, slower (default: %(default)s)",
+    )
     prep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: %(default)s)")
     prep.add_argument("--failures", type=Path, help="write every failed image and its reason to this CSV")
     prep.set_defaults(func=run_preprocess)
@@ -129,8 +152,11 @@ def run_report(args: argparse.Namespace) -> int:
         # Only datasets the bins are not fitted on (FairFace): its counts are still worth seeing, in the paper's bins.
         why_not = why_not_histogram()
         why = "".join(f"; {name}: {why_not[name]}" for name in images if name in why_not)
-        print(f"agecurriculum data report: note: the counts are in the paper's bins, since none of "
-              f"{', '.join(histogram_datasets())} is given to fit the bins on{why}", file=sys.stderr)
+        print(
+            f"agecurriculum data report: note: the counts are in the paper's bins, since none of "
+            f"{', '.join(histogram_datasets())} is given to fit the bins on{why}",
+            file=sys.stderr,
+        )
     report = build_data_report(images, labels, straddle=args.straddle)
     plots = report.write_plots(args.out)
     if args.json:

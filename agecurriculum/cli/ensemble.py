@@ -20,12 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict the same age bins from the same preprocessing (e.g. the same configuration trained with other "
         "seeds). The result works wherever a release does: predict --model DIR, export, evaluation.",
     )
-    parser.add_argument("releases", nargs="+", type=Path, metavar="RELEASE",
-                        help="release folders (e.g. RUN/release), two or more")
+    parser.add_argument(
+        "releases", nargs="+", type=Path, metavar="RELEASE", help="release folders (e.g. RUN/release), two or more"
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the ensemble's release folder")
-    parser.add_argument("--float32", action="store_true",
-                        help="store the weights in float32 (default: float16, half the size; probabilities move by "
-                        "up to about 0.01)")
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="store the weights in float32 (default: float16, half the size; probabilities move by up to about 0.01)",
+    )
     parser.set_defaults(func=run)
 
 

@@ -13,8 +13,16 @@ import numpy as np
 
 from agecurriculum.cli import CLIError
 from agecurriculum.cli.predict import expand_paths
-from agecurriculum.inference import (DEFAULT_RELEASE_DIR, OnnxBackend, Predictor, convert_to_ort, export_coreml,
-                                     export_onnx, quantize_onnx, resolve_release)
+from agecurriculum.inference import (
+    DEFAULT_RELEASE_DIR,
+    OnnxBackend,
+    Predictor,
+    convert_to_ort,
+    export_coreml,
+    export_onnx,
+    quantize_onnx,
+    resolve_release,
+)
 from agecurriculum.inference.export import cached_onnx
 from agecurriculum.inference.mobile import model_bytes
 
@@ -37,26 +45,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(FILE.ort); --format coreml a CoreML ML program (FILE.mlpackage, float32; needs coremltools: pip install "
         "'agecurriculum[coreml]'). The app must find and align the face first: see the docs' mobile page.",
     )
-    parser.add_argument("--model", metavar="DIR",
-                        help=f"release folder to export (default: the installed model, {DEFAULT_RELEASE_DIR})")
-    parser.add_argument("--format", choices=FORMATS, default="onnx",
-                        help="output format: onnx, ort (ONNX Runtime Mobile) or coreml (default: onnx)")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE",
-                        help="the file to write, e.g. model.onnx, model.ort or model.mlpackage (replaced if it exists; "
-                        "its folder is created)")
-    parser.add_argument("--int8", action="store_true",
-                        help="quantize to int8 (static, per channel), calibrated on the faces of --calibration "
-                        "(--format onnx or ort)")
-    parser.add_argument("--calibration", nargs="+", metavar="PATH",
-                        help="with --int8: photos like those you will predict on (files, folders or globs, as for "
-                        "predict); their faces are found and aligned as predict does")
-    parser.add_argument("--aligned", action="store_true",
-                        help="the --calibration images are aligned face crops already (as `predict --aligned`)")
-    parser.add_argument("--reduce-range", action="store_true",
-                        help="with --int8: 7-bit weights, for CPUs without VNNI (AVX2 only, e.g. AMD Zen 2/3), where "
-                        "8-bit weights can saturate ONNX Runtime's kernels; costs some accuracy")
-    parser.add_argument("--calibration-faces", type=int, default=256, metavar="N",
-                        help="faces to calibrate on, from the inputs in a seeded random order (default: 256)")
+    parser.add_argument(
+        "--model", metavar="DIR", help=f"release folder to export (default: the installed model, {DEFAULT_RELEASE_DIR})"
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="onnx",
+        help="output format: onnx, ort (ONNX Runtime Mobile) or coreml (default: onnx)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the file to write, e.g. model.onnx, model.ort or model.mlpackage (replaced if it exists; "
+        "its folder is created)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="quantize to int8 (static, per channel), calibrated on the faces of --calibration (--format onnx or ort)",
+    )
+    parser.add_argument(
+        "--calibration",
+        nargs="+",
+        metavar="PATH",
+        help="with --int8: photos like those you will predict on (files, folders or globs, as for "
+        "predict); their faces are found and aligned as predict does",
+    )
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="the --calibration images are aligned face crops already (as `predict --aligned`)",
+    )
+    parser.add_argument(
+        "--reduce-range",
+        action="store_true",
+        help="with --int8: 7-bit weights, for CPUs without VNNI (AVX2 only, e.g. AMD Zen 2/3), where "
+        "8-bit weights can saturate ONNX Runtime's kernels; costs some accuracy",
+    )
+    parser.add_argument(
+        "--calibration-faces",
+        type=int,
+        default=256,
+        metavar="N",
+        help="faces to calibrate on, from the inputs in a seeded random order (default: 256)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -79,13 +114,16 @@ def run(args: argparse.Namespace) -> int:
                 raise CLIError(str(e)) from None
             print(f"wrote {out} ({model_bytes(out) / 2**20:.1f} MiB): CoreML ML program, float32")
             return 0
-        out = export_onnx(release, args.out) if args.format == "onnx" else convert_to_ort(cached_onnx(release),
-                                                                                           args.out)
+        out = (
+            export_onnx(release, args.out) if args.format == "onnx" else convert_to_ort(cached_onnx(release), args.out)
+        )
         print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
         return 0
     if not args.calibration:
-        raise CLIError("--int8 needs --calibration PATH...: photos (or with --aligned, face crops) to measure the "
-                       "activation ranges on")
+        raise CLIError(
+            "--int8 needs --calibration PATH...: photos (or with --aligned, face crops) to measure the "
+            "activation ranges on"
+        )
     if args.calibration_faces < 1:
         raise CLIError(f"--calibration-faces must be at least 1, got {args.calibration_faces}")
     files, unmatched = expand_paths(args.calibration)
@@ -101,8 +139,12 @@ def run(args: argparse.Namespace) -> int:
         out = quantize_onnx(float32, args.out, np.stack(crops), reduce_range=args.reduce_range)
     else:  # the int8 ONNX file is only a step on the way to the .ort file
         with tempfile.TemporaryDirectory(prefix="agecurriculum-export-") as tmp:
-            out = convert_to_ort(quantize_onnx(float32, Path(tmp) / "int8.onnx", np.stack(crops),
-                                               reduce_range=args.reduce_range), args.out)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): int8, calibrated on {len(crops)} face(s) from "
-          f"{len(files)} input(s)")
+            out = convert_to_ort(
+                quantize_onnx(float32, Path(tmp) / "int8.onnx", np.stack(crops), reduce_range=args.reduce_range),
+                args.out,
+            )
+    print(
+        f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): int8, calibrated on {len(crops)} face(s) from "
+        f"{len(files)} input(s)"
+    )
     return 0

@@ -15,8 +15,19 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from agecurriculum._version import __version__
-from agecurriculum.cli import (CLIError, ablate, bins, data, describe_error, ensemble, export, predict, protocol,
-                               serve, train)
+from agecurriculum.cli import (
+    CLIError,
+    ablate,
+    bins,
+    data,
+    describe_error,
+    ensemble,
+    export,
+    predict,
+    protocol,
+    serve,
+    train,
+)
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT

@@ -13,7 +13,14 @@ from pathlib import Path
 from agecurriculum.cli import CLIError, describe_error
 from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, is_image_name, load_image
 from agecurriculum.fileio import atomic_write
-from agecurriculum.inference import DEFAULT_RELEASE_DIR, UPSAMPLE_MIN_SIDE, VERIFY_BELOW, Predictor, draw_faces, face_label
+from agecurriculum.inference import (
+    DEFAULT_RELEASE_DIR,
+    UPSAMPLE_MIN_SIDE,
+    VERIFY_BELOW,
+    Predictor,
+    draw_faces,
+    face_label,
+)
 from agecurriculum.inference.predictor import BACKENDS
 from agecurriculum.inference.results import failed_result, results_json
 
@@ -32,58 +39,108 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "expected age in years. Unreadable inputs are reported and skipped; the exit status is 0 unless no input "
         "path matches at all (2, as for any error; see docs/errors.rst).",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="image files, folders (their image files, recursively, sorted) or glob patterns "
-                        "(quoted, e.g. 'photos/**/*.jpg')")
-    parser.add_argument("--model", metavar="DIR",
-                        help="release folder written by `agecurriculum train` (RUN/release), or with --backend onnx "
-                        "an .onnx file from `agecurriculum export` (default: the installed model, "
-                        f"{DEFAULT_RELEASE_DIR})")
-    parser.add_argument("--json", action="store_true",
-                        help="print exactly one JSON object per input on stdout: {path, faces: [{box, score, gender, "
-                        "gender_prob, age_bin, age_range, age_probs, age, warning}], error}; error is null, or why "
-                        "the input failed (then faces is [], unless only its --draw copy could not be written); a "
-                        "folder or pattern matching no image gets a line with its error too; progress goes to stderr")
-    parser.add_argument("--aligned", action="store_true",
-                        help="the inputs are already aligned face crops (e.g. UTKFace, FairFace): no detection, "
-                        "one face per input whose box is the whole image")
-    parser.add_argument("--draw", type=Path, metavar="DIR",
-                        help="also write a copy of every readable input into DIR with each face's box and label")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="run the network with PyTorch (the release's weights) or ONNX Runtime (the .onnx file "
-                        "given as --model, MODEL/model.onnx, or else MODEL exported once, in about 10 s, into "
-                        "~/.cache/agecurriculum/onnx; see `agecurriculum export`); auto (default): ONNX Runtime "
-                        "on a CPU when installed, else PyTorch")
-    parser.add_argument("--batch-size", type=int, default=32, metavar="N",
-                        help="faces per forward pass (default: 32)")
-    parser.add_argument("--upsample", type=_upsample, default=None, metavar="N|auto",
-                        help="HOG detector upsamplings for every photo: 0 finds faces down to about 80 px, 1 down to "
-                             "about 40 px at about 4x the time; auto (default): 0, or 1 in photos of at least "
-                             f"{UPSAMPLE_MIN_SIDE} px; a smaller photo where 0 found no face is searched again "
-                             "enlarged 1.1x (the face sizes between those of the first search)")
-    parser.add_argument("--verify-below", type=float, default=VERIFY_BELOW, metavar="SCORE",
-                        help="in photos where the HOG search found several boxes, re-check those scoring below SCORE "
-                             "with dlib's CNN face detector and drop those it does not confirm (default: "
-                             f"{VERIFY_BELOW}, above every false box seen; 'inf' re-checks every box, slower)")
-    parser.add_argument("--verify-lone", action="store_true",
-                        help="also re-check a doubtful box that is alone in its photo (by default a lone box is kept: "
-                             "false boxes come beside real faces, and the CNN rejects some real lone faces); for "
-                             "photos that may hold no face at all, at about 60-120 ms a check")
-    parser.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="keep every HOG box, re-checking none: faster, but face-like patterns (e.g. the mission "
-                             "patch in the astronaut photo) come out too")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="threads decoding photos and finding faces at the same time, output still in input "
-                             "order (default: one per CPU core)")
-    parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
-                        help="largest input file read, in bytes; larger ones are that input's error (default: "
-                        f"{DEFAULT_MAX_BYTES} = {DEFAULT_MAX_BYTES // 2**20} MiB)")
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
-                        help="test-time flip averaging (default: on): run every face also mirrored left-right and "
-                        "average the two probabilities (the network's work doubles; the output fields stay the "
-                        "same); --no-flip runs each face once")
-    parser.add_argument("--device", default="cpu",
-                        help="where the network runs: cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="image files, folders (their image files, recursively, sorted) or glob patterns "
+        "(quoted, e.g. 'photos/**/*.jpg')",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        help="release folder written by `agecurriculum train` (RUN/release), or with --backend onnx "
+        "an .onnx file from `agecurriculum export` (default: the installed model, "
+        f"{DEFAULT_RELEASE_DIR})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print exactly one JSON object per input on stdout: {path, faces: [{box, score, gender, "
+        "gender_prob, age_bin, age_range, age_probs, age, warning}], error}; error is null, or why "
+        "the input failed (then faces is [], unless only its --draw copy could not be written); a "
+        "folder or pattern matching no image gets a line with its error too; progress goes to stderr",
+    )
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="the inputs are already aligned face crops (e.g. UTKFace, FairFace): no detection, "
+        "one face per input whose box is the whole image",
+    )
+    parser.add_argument(
+        "--draw",
+        type=Path,
+        metavar="DIR",
+        help="also write a copy of every readable input into DIR with each face's box and label",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="run the network with PyTorch (the release's weights) or ONNX Runtime (the .onnx file "
+        "given as --model, MODEL/model.onnx, or else MODEL exported once, in about 10 s, into "
+        "~/.cache/agecurriculum/onnx; see `agecurriculum export`); auto (default): ONNX Runtime "
+        "on a CPU when installed, else PyTorch",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="faces per forward pass (default: 32)")
+    parser.add_argument(
+        "--upsample",
+        type=_upsample,
+        default=None,
+        metavar="N|auto",
+        help="HOG detector upsamplings for every photo: 0 finds faces down to about 80 px, 1 down to "
+        "about 40 px at about 4x the time; auto (default): 0, or 1 in photos of at least "
+        f"{UPSAMPLE_MIN_SIDE} px; a smaller photo where 0 found no face is searched again "
+        "enlarged 1.1x (the face sizes between those of the first search)",
+    )
+    parser.add_argument(
+        "--verify-below",
+        type=float,
+        default=VERIFY_BELOW,
+        metavar="SCORE",
+        help="in photos where the HOG search found several boxes, re-check those scoring below SCORE "
+        "with dlib's CNN face detector and drop those it does not confirm (default: "
+        f"{VERIFY_BELOW}, above every false box seen; 'inf' re-checks every box, slower)",
+    )
+    parser.add_argument(
+        "--verify-lone",
+        action="store_true",
+        help="also re-check a doubtful box that is alone in its photo (by default a lone box is kept: "
+        "false boxes come beside real faces, and the CNN rejects some real lone faces); for "
+        "photos that may hold no face at all, at about 60-120 ms a check",
+    )
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="keep every HOG box, re-checking none: faster, but face-like patterns (e.g. the mission "
+        "patch in the astronaut photo) come out too",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads decoding photos and finding faces at the same time, output still in input "
+        "order (default: one per CPU core)",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        metavar="N",
+        help="largest input file read, in bytes; larger ones are that input's error (default: "
+        f"{DEFAULT_MAX_BYTES} = {DEFAULT_MAX_BYTES // 2**20} MiB)",
+    )
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="test-time flip averaging (default: on): run every face also mirrored left-right and "
+        "average the two probabilities (the network's work doubles; the output fields stay the "
+        "same); --no-flip runs each face once",
+    )
+    parser.add_argument("--device", default="cpu", help="where the network runs: cpu, cuda, cuda:1, ... (default: cpu)")
     parser.set_defaults(func=run)
 
 
@@ -149,11 +206,19 @@ def run(args: argparse.Namespace) -> int:
     empty = [failed_result(pattern, "matches no image file") for pattern in unmatched if pattern not in files]
     for result in empty:
         _print(result, args.json)
-    predictor = Predictor.from_release(args.model, backend=args.backend, device=args.device,
-                                       batch_size=args.batch_size, verify=args.verify, upsample=args.upsample,
-                                       verify_below=args.verify_below, verify_lone=args.verify_lone,
-                                       workers=args.workers,
-                                       max_bytes=args.max_bytes, flip=args.flip)
+    predictor = Predictor.from_release(
+        args.model,
+        backend=args.backend,
+        device=args.device,
+        batch_size=args.batch_size,
+        verify=args.verify,
+        upsample=args.upsample,
+        verify_below=args.verify_below,
+        verify_lone=args.verify_lone,
+        workers=args.workers,
+        max_bytes=args.max_bytes,
+        flip=args.flip,
+    )
     start, faces, errors, drawn_names = time.perf_counter(), 0, len(empty), set()
     for done, result in enumerate(predictor.iter_predict(files, aligned=args.aligned), 1):
         if args.draw is not None and result["error"] is None:
@@ -167,8 +232,11 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if args.json and sys.stderr.isatty():
         print(file=sys.stderr)
-    print(f"agecurriculum predict: {len(files)} input(s), {faces} face(s), {errors} error(s), in {seconds:.1f} s "
-          f"({len(files) / max(seconds, 1e-9):.1f} inputs/s)", file=sys.stderr)
+    print(
+        f"agecurriculum predict: {len(files)} input(s), {faces} face(s), {errors} error(s), in {seconds:.1f} s "
+        f"({len(files) / max(seconds, 1e-9):.1f} inputs/s)",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a benchmark's own evaluation protocol (adience: the 5-fold protocol, mean ± std)",
         description="Runs a benchmark's own evaluation protocol. Protocols: adience.",
     )
-    protocols = parser.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True,
-                                      help="the benchmark protocol to run")
+    protocols = parser.add_subparsers(
+        dest="protocol", metavar="PROTOCOL", required=True, help="the benchmark protocol to run"
+    )
     adience = protocols.add_parser(
         "adience",
         help="the Adience 5-fold protocol: train on each fold's lists, score in the 8 native age groups",
@@ -32,19 +33,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "against gender_test.txt. Writes out_dir/adience_5fold.md (a row per fold, mean ± sample std over "
             "the scored folds, list entries used per fold, notes) and out_dir/adience_5fold.json after every "
             "fold, and prints the table. List entries whose face is not in the data are counted; a fold with no "
-            "test or no training entry left is not trained and gets a note. " + _CONFIG_HELP, width=100),
-        epilog=settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+            "test or no training entry left is not trained and gets a note. " + _CONFIG_HELP,
+            width=100,
+        ),
+        epilog=settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    adience.add_argument("--config", type=Path, required=True, metavar="FILE",
-                         help="base run configuration, .yaml/.yml or .toml (see examples/configs); its out_dir is "
-                         "the protocol folder, and data.datasets and the schedule must use adience")
+    adience.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="base run configuration, .yaml/.yml or .toml (see examples/configs); its out_dir is "
+        "the protocol folder, and data.datasets and the schedule must use adience",
+    )
     _add_set(adience)
-    adience.add_argument("--folds", type=int, nargs="+", choices=FOLDS, default=list(FOLDS), metavar="K",
-                         help="the folds to run, among 0 1 2 3 4, in this order (default: all five)")
-    adience.add_argument("--resume", action="store_true",
-                         help=f"continue an interrupted protocol: folds already scored (out_dir/fold-K/"
-                         f"{FOLD_RESULT}) are neither trained nor scored again, an interrupted fold goes on from "
-                         "its checkpoint")
+    adience.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        choices=FOLDS,
+        default=list(FOLDS),
+        metavar="K",
+        help="the folds to run, among 0 1 2 3 4, in this order (default: all five)",
+    )
+    adience.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue an interrupted protocol: folds already scored (out_dir/fold-K/"
+        f"{FOLD_RESULT}) are neither trained nor scored again, an interrupted fold goes on from "
+        "its checkpoint",
+    )
     adience.set_defaults(func=run_protocol)
 
 
@@ -56,15 +75,23 @@ def _progress(fold: FoldResult) -> None:
         print(f"{head}; not scored: {fold.note}", flush=True)
         return
     m = fold.metrics
-    done = (f"scored before ({FOLD_RESULT}), not trained again" if fold.resumed
-            else f"trained {fold.epochs_trained} epoch(s) in {fold.seconds:.0f} s")
+    done = (
+        f"scored before ({FOLD_RESULT}), not trained again"
+        if fold.resumed
+        else f"trained {fold.epochs_trained} epoch(s) in {fold.seconds:.0f} s"
+    )
     age, one_off, gender = (format_number(m[key], True) for key in ("age_accuracy", "one_off", "gender_accuracy"))
-    print(f"{head}; {done}; age accuracy {age}%, 1-off {one_off}% (n {m['n_age']}), gender accuracy {gender}% "
-          f"(n {m['n_gender']}); run: {fold.run_dir}", flush=True)
+    print(
+        f"{head}; {done}; age accuracy {age}%, 1-off {one_off}% (n {m['n_age']}), gender accuracy {gender}% "
+        f"(n {m['n_gender']}); run: {fold.run_dir}",
+        flush=True,
+    )
 
 
 def run_protocol(args: argparse.Namespace) -> int:
     """Runs ``protocol adience``; returns the exit status."""
-    return run_tabulated(args, lambda config: run_adience_folds(config, folds=args.folds, resume=args.resume,
-                                                                 on_fold=_progress),
-                         ("adience_5fold.md", "adience_5fold.json"))
+    return run_tabulated(
+        args,
+        lambda config: run_adience_folds(config, folds=args.folds, resume=args.resume, on_fold=_progress),
+        ("adience_5fold.md", "adience_5fold.json"),
+    )

@@ -43,7 +43,15 @@ from agecurriculum.data.datasets import IGNORE, age_bins_of, records_of
 from agecurriculum.data.records import FaceRecord
 from agecurriculum.data.transforms import augment_transform
 
-__all__ = ["BALANCE_RULES", "age_gender_weights", "BalancePlan", "balance_plan", "BalancedDataset", "balanced_weights", "weighted_sampler"]
+__all__ = [
+    "BALANCE_RULES",
+    "age_gender_weights",
+    "BalancePlan",
+    "balance_plan",
+    "BalancedDataset",
+    "balanced_weights",
+    "weighted_sampler",
+]
 
 # rule -> default max_copies: "paper" (every bin below the median augmented towards it, one copy per image at most)
 # and "ratio" (only bins below median / max_ratio, up to that floor). See the module docstring.
@@ -275,9 +283,7 @@ def balanced_weights(age_bins: Sequence[int]) -> np.ndarray:
     return weights
 
 
-def weighted_sampler(
-    age_bins: Sequence[int], seed: int = 0, num_samples: int | None = None
-) -> WeightedRandomSampler:
+def weighted_sampler(age_bins: Sequence[int], seed: int = 0, num_samples: int | None = None) -> WeightedRandomSampler:
     """Draws items with replacement by :func:`balanced_weights`, so that every age bin is drawn equally often.
 
     Args:
@@ -294,8 +300,9 @@ def weighted_sampler(
     )
 
 
-def age_gender_weights(records: Sequence[FaceRecord], bins: AgeBins, power: float = 1.0, child_max_age: int = 12,
-                       child_weight: float = 1.0) -> np.ndarray:
+def age_gender_weights(
+    records: Sequence[FaceRecord], bins: AgeBins, power: float = 1.0, child_max_age: int = 12, child_weight: float = 1.0
+) -> np.ndarray:
     """Sampling weights that even out the (age group, gender) cells of a set of faces and weigh children up.
 
     A face's age group is the bin of the middle of its age range, so a label that straddles bins (a FairFace decade

@@ -32,7 +32,14 @@ from agecurriculum.data.records import FaceRecord
 from agecurriculum.fileio import atomic_write
 
 __all__ = [
-    "CACHE_VERSION", "NO_FACE", "Mode", "NoFaceError", "CropCache", "PreprocessResult", "preprocess", "CachedCrops"
+    "CACHE_VERSION",
+    "NO_FACE",
+    "Mode",
+    "NoFaceError",
+    "CropCache",
+    "PreprocessResult",
+    "preprocess",
+    "CachedCrops",
 ]
 
 CACHE_VERSION = 1  # bump when the alignment code changes what a crop looks like, so old entries miss
@@ -116,7 +123,6 @@ class CropCache:
 
     def __contains__(self, key: str) -> bool:
         return self.has_crop(key) or self._path(key, ".noface").is_file()
-
 
 
 def _crop_of(

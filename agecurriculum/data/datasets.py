@@ -225,8 +225,7 @@ class FilteredDataset(Dataset):
         self.bins = frozenset(int(b) for b in bins)
         self.keep_unknown = keep_unknown
         all_bins = age_bins_of(dataset)
-        self.indices: list[int] = [i for i, b in enumerate(all_bins)
-                                   if b in self.bins or keep_unknown and b == IGNORE]
+        self.indices: list[int] = [i for i, b in enumerate(all_bins) if b in self.bins or keep_unknown and b == IGNORE]
         self.age_bins: Sequence[int] = [all_bins[i] for i in self.indices]
 
     def __len__(self) -> int:
@@ -256,8 +255,7 @@ class MixedDataset(ConcatDataset):
         super().__init__(datasets)
         self.age_bins: list[int] = [b for d in datasets for b in age_bins_of(d)]
         parts = [records_of(d) for d in datasets]
-        self.records: list[FaceRecord] | None = None if any(p is None for p in parts) else \
-            [r for p in parts for r in p]  # type: ignore[union-attr]
+        self.records: list[FaceRecord] | None = None if any(p is None for p in parts) else [r for p in parts for r in p]  # type: ignore[union-attr]
 
 
 MIXED = "mixed"  # the schedule's name for every training dataset mixed into one (MixedDataset)

@@ -21,8 +21,14 @@ import dlib
 import numpy as np
 from PIL import Image
 
-__all__ = ["AlignConfig", "DEFAULT_MAX_DETECT_SIDE", "DetectedFace", "FaceAligner", "check_image",
-           "landmark_model_path"]
+__all__ = [
+    "AlignConfig",
+    "DEFAULT_MAX_DETECT_SIDE",
+    "DetectedFace",
+    "FaceAligner",
+    "check_image",
+    "landmark_model_path",
+]
 
 # A longest side to detect at that bounds detection to about 0.2 GB at upsample 1 while keeping every face of
 # ordinary photos (up to 2000 px: untouched); in a 4000 px phone photo faces from about 80 px are still found.
@@ -135,8 +141,9 @@ class FaceAligner:
         upsample = self.config.upsample if upsample is None else upsample
         rects, scores, _ = detector.run(searched, upsample, self.config.min_score)
         if searched is not image:
-            rects = [_scale_rect(r, image.shape[1] / searched.shape[1], image.shape[0] / searched.shape[0])
-                     for r in rects]
+            rects = [
+                _scale_rect(r, image.shape[1] / searched.shape[1], image.shape[0] / searched.shape[0]) for r in rects
+            ]
         faces = [self._face(image, rect, score) for rect, score in zip(rects, scores)]
         faces = [f for f in faces if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= self.config.min_face_size]
         return sorted(faces, key=lambda f: (-f.score, -f.area))

@@ -21,8 +21,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
-    "ImageLoadError", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "ImageSource", "is_image_name",
-    "load_image", "read_image_bytes"
+    "ImageLoadError",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "ImageSource",
+    "is_image_name",
+    "load_image",
+    "read_image_bytes",
 ]
 
 # The suffixes of image files load_image reads, in lower case: what a folder of photos or a dataset's folder is

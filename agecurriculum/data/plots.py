@@ -41,7 +41,7 @@ def _grouped_panels(
             ax.bar_label(rects, fontsize=7, padding=2, rotation=90)  # upright numbers of
             # neighbouring bars would overlap
         _style(ax, name, x, bin_labels)
-    for ax in axes[len(series):]:
+    for ax in axes[len(series) :]:
         ax.set_visible(False)
     fig.suptitle(title)
     path = Path(path)

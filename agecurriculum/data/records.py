@@ -89,7 +89,10 @@ class CleaningReport:
 
     def summary(self) -> str:
         """A few human-readable lines: totals, then one line per reason with its count."""
-        lines = [f"{self.dataset}: {self.total} items, {self.kept} kept, {len(self.cleaned)} cleaned, {len(self.dropped)} dropped"]
+        lines = [
+            f"{self.dataset}: {self.total} items, {self.kept} kept, {len(self.cleaned)} cleaned, "
+            f"{len(self.dropped)} dropped"
+        ]
         for kind, reasons in self.counts().items():
             for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
                 lines.append(f"  {kind} {n}: {reason}")

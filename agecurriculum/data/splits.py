@@ -62,8 +62,12 @@ def split_key(record: FaceRecord, by_content: bool = True) -> str:
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     """``fractions`` as a (train, val, test) tuple once they are three numbers >= 0 that sum to 1, else ValueError."""
-    if not isinstance(fractions, Sequence) or len(fractions) != 3 or any(
-            isinstance(f, bool) or not isinstance(f, (int, float)) or not f >= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+    if (
+        not isinstance(fractions, Sequence)
+        or len(fractions) != 3
+        or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not f >= 0 for f in fractions)
+        or abs(sum(fractions) - 1) > 1e-6
+    ):
         raise ValueError(f"fractions must be three numbers >= 0 that sum to 1 (train, val, test), got {fractions!r}")
     return tuple(float(f) for f in fractions)  # type: ignore[return-value]
 
@@ -77,7 +81,9 @@ def part_of(key: str, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 
 
 
 def split_records(
-    records: Iterable[FaceRecord], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+    records: Iterable[FaceRecord],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
     by_content: bool = True,
 ) -> Split:
     """Splits records into train/validation/test parts, subject-disjoint where subject ids exist.

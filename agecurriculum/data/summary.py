@@ -162,8 +162,12 @@ class DataReport:
     def to_dict(self) -> dict:
         labels = self.bins.labels()
         if self.solution is None:
-            bins = {"boundaries": list(self.bins.boundaries), "groups": [list(g) for g in self.bins.groups],
-                    "sizes": None, "objective": None}
+            bins = {
+                "boundaries": list(self.bins.boundaries),
+                "groups": [list(g) for g in self.bins.groups],
+                "sizes": None,
+                "objective": None,
+            }
         else:
             bins = self.solution.to_dict()
         return {
@@ -174,9 +178,7 @@ class DataReport:
             "datasets": {
                 d.name: {
                     "cleaning": d.report.to_dict(),
-                    "counts": {
-                        label: dict(zip(GENDER_COLUMNS, map(int, row))) for label, row in zip(labels, d.counts)
-                    },
+                    "counts": {label: dict(zip(GENDER_COLUMNS, map(int, row))) for label, row in zip(labels, d.counts)},
                     "straddling_bins": d.no_bin,
                     "balanced_counts": list(d.plan.counts_after),
                 }
@@ -197,9 +199,14 @@ class DataReport:
             lines += ["", d.report.summary(), f"  {'age bin':>8} {'male':>7} {'female':>7} {'unknown':>7} {'total':>7}"]
             for label, row in zip(labels, d.counts):
                 lines.append(f"  {label:>8} {row[0]:>7} {row[1]:>7} {row[2]:>7} {row.sum():>7}")
-            lines.append(f"  {'all':>8} {d.counts[:, 0].sum():>7} {d.counts[:, 1].sum():>7} {d.counts[:, 2].sum():>7} {d.counts.sum():>7}")
+            lines.append(
+                f"  {'all':>8} {d.counts[:, 0].sum():>7} {d.counts[:, 1].sum():>7} {d.counts[:, 2].sum():>7} "
+                f"{d.counts.sum():>7}"
+            )
             if d.no_bin:
-                lines.append(f"  {d.no_bin} images have an age range that straddles bins (no age label, gender still used)")
+                lines.append(
+                    f"  {d.no_bin} images have an age range that straddles bins (no age label, gender still used)"
+                )
             lines.append(f"  balanced (median rule): {list(d.plan.counts_after)}")
         return "\n".join(lines)
 

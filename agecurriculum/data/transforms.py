@@ -34,8 +34,9 @@ def train_transform(size: Size, mean: Sequence[float], std: Sequence[float]) -> 
 
     The affine (rotation up to 10 degrees, shift up to 5%, scale 0.9-1.1) imitates the residual misalignment of
     detected faces and keeps the network from memorising exact pixel positions (without it, fine-tuning on UTKFace
-    overfits after 3 epochs). The jitter is light because colour carries little age or gender information but strong shifts would move
-    images away from the pretrained statistics. Flipping is safe: faces are near-symmetric and labels don't change.
+    overfits after 3 epochs). The jitter is light because colour carries little age or gender information but
+    strong shifts would move images away from the pretrained statistics. Flipping is safe: faces are near-symmetric
+    and labels don't change.
 
     Args:
         size: output ``(height, width)``, or one int for a square.

@@ -18,8 +18,14 @@ import numpy as np
 
 from agecurriculum.data.datasets import IGNORE
 
-__all__ = ["MAX_TEMPERATURE", "MIN_TEMPERATURE", "apply_temperature", "expected_calibration_error",
-           "fit_temperature", "temperature_nll"]
+__all__ = [
+    "MAX_TEMPERATURE",
+    "MIN_TEMPERATURE",
+    "apply_temperature",
+    "expected_calibration_error",
+    "fit_temperature",
+    "temperature_nll",
+]
 
 # The range fit_temperature searches: far beyond any temperature a trained classifier is fitted to (typically
 # 1-3), while keeping p ** (1 / T) away from float64 underflow for every probability a softmax returns.

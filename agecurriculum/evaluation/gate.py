@@ -32,7 +32,16 @@ from agecurriculum.evaluation.calibration import apply_temperature
 from agecurriculum.evaluation.metrics import CHILD_MAX_AGE, expected_ages
 from agecurriculum.evaluation.predict import Predictions
 
-__all__ = ["GATE_ALPHA", "GATE_MIN_FACES", "GATE_RESAMPLES", "GateModel", "GateResult", "GateRow", "aligned", "gate_rows"]
+__all__ = [
+    "GATE_ALPHA",
+    "GATE_MIN_FACES",
+    "GATE_RESAMPLES",
+    "GateModel",
+    "GateResult",
+    "GateRow",
+    "aligned",
+    "gate_rows",
+]
 
 GATE_ALPHA = 0.05  # the chance that two equally good models fail the gate (family-wise, over every gated row)
 GATE_MIN_FACES = 30  # rows over fewer faces are reported, not gated
@@ -124,25 +133,40 @@ class GateResult:
         return [row for row in self.rows if row.fell]
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "z": self.z, "resamples": self.resamples, "alpha": GATE_ALPHA,
-                "min_faces": GATE_MIN_FACES, "rows": [asdict(row) | {"verdict": row.verdict()} for row in self.rows]}
+        return {
+            "passed": self.passed,
+            "z": self.z,
+            "resamples": self.resamples,
+            "alpha": GATE_ALPHA,
+            "min_faces": GATE_MIN_FACES,
+            "rows": [asdict(row) | {"verdict": row.verdict()} for row in self.rows],
+        }
 
     def to_markdown(self, baseline: str = "shipped", candidate: str = "candidate") -> str:
         """The side-by-side table (percent for accuracies and ECE, years for the MAE) and the verdict."""
-        lines = [f"| metric | faces | {baseline} | {candidate} | change | margin | verdict |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = [
+            f"| metric | faces | {baseline} | {candidate} | change | margin | verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for row in self.rows:
             scale, unit = (1.0, " y") if row.metric == "MAE" else (100.0, "")
             metric = row.metric if row.group == "all" else f"{row.metric} ({row.group})"
             margin = "–" if not row.gated else f"{scale * row.margin:.2f}"
-            lines.append(f"| {metric} | {row.n} | {scale * row.baseline:.2f}{unit} | {scale * row.candidate:.2f}{unit} "
-                         f"| {scale * row.change:+.2f} | {margin} | {row.verdict()} |")
+            lines.append(
+                f"| {metric} | {row.n} | {scale * row.baseline:.2f}{unit} | {scale * row.candidate:.2f}{unit} "
+                f"| {scale * row.change:+.2f} | {margin} | {row.verdict()} |"
+            )
         gated = sum(row.gated for row in self.rows)
         verdict = "PASSED" if self.passed else f"FAILED: {len(self.fallen)} metric(s) fell beyond the margin"
-        lines += ["", f"Change: the candidate's gain (positive = better; for MAE and ECE a fall is a gain). Margin: "
-                  f"{self.z:.2f} x the bootstrap standard deviation of the paired difference ({self.resamples} "
-                  f"resamples of the faces), z the one-sided normal quantile at {GATE_ALPHA} / {gated} gated rows. "
-                  f"Rows of fewer than {GATE_MIN_FACES} faces are not gated.", "", f"**Gate: {verdict}.**"]
+        lines += [
+            "",
+            f"Change: the candidate's gain (positive = better; for MAE and ECE a fall is a gain). Margin: "
+            f"{self.z:.2f} x the bootstrap standard deviation of the paired difference ({self.resamples} "
+            f"resamples of the faces), z the one-sided normal quantile at {GATE_ALPHA} / {gated} gated rows. "
+            f"Rows of fewer than {GATE_MIN_FACES} faces are not gated.",
+            "",
+            f"**Gate: {verdict}.**",
+        ]
         return "\n".join(lines)
 
 
@@ -205,8 +229,14 @@ def _row_metrics(side: GateModel, mask: np.ndarray, group: str) -> dict[str, tup
     return out
 
 
-def gate_rows(baseline: GateModel, candidate: GateModel, resamples: int = GATE_RESAMPLES, seed: int = 0,
-              alpha: float = GATE_ALPHA, min_faces: int = GATE_MIN_FACES) -> GateResult:
+def gate_rows(
+    baseline: GateModel,
+    candidate: GateModel,
+    resamples: int = GATE_RESAMPLES,
+    seed: int = 0,
+    alpha: float = GATE_ALPHA,
+    min_faces: int = GATE_MIN_FACES,
+) -> GateResult:
     """Compares two models' predictions on the same faces (see the module docstring).
 
     Args:
@@ -242,8 +272,10 @@ def gate_rows(baseline: GateModel, candidate: GateModel, resamples: int = GATE_R
             staged.append((metric, group, len(index), base, cand, spread, higher))
     gated = sum(len(s[5]) > 0 for s in staged)
     z = NormalDist().inv_cdf(1 - alpha / max(gated, 1))
-    rows = tuple(GateRow(metric, group, n, base, cand, z * float(spread.std(ddof=1)) if len(spread) else math.nan,
-                         higher) for metric, group, n, base, cand, spread, higher in staged)
+    rows = tuple(
+        GateRow(metric, group, n, base, cand, z * float(spread.std(ddof=1)) if len(spread) else math.nan, higher)
+        for metric, group, n, base, cand, spread, higher in staged
+    )
     return GateResult(rows, z, resamples)
 
 

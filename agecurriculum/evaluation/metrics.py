@@ -21,7 +21,7 @@ Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +80,14 @@ def fit_representative_ages(age_probs: np.ndarray, exact_ages: np.ndarray, bins:
 
     age_probs, exact_ages = np.asarray(age_probs, dtype=float), np.asarray(exact_ages, dtype=float)
     if age_probs.ndim != 2 or age_probs.shape[1] != len(bins) or exact_ages.shape != (len(age_probs),):
-        raise ValueError(f"expected (N, {len(bins)}) probabilities and N exact ages, got {age_probs.shape} and "
-                         f"{exact_ages.shape}")
+        raise ValueError(
+            f"expected (N, {len(bins)}) probabilities and N exact ages, got {age_probs.shape} and {exact_ages.shape}"
+        )
     known = ~np.isnan(exact_ages)
     if not known.any():
-        raise ValueError("no exact ages to fit the representative ages on (age-group labels such as Adience's "
-                         "cannot be used)")
+        raise ValueError(
+            "no exact ages to fit the representative ages on (age-group labels such as Adience's cannot be used)"
+        )
     probs, ages = age_probs[known], exact_ages[known]
     solver = pywraplp.Solver.CreateSolver("GLOP")
     reps = [solver.NumVar(float(lo), float(hi), f"m{k}") for k, (lo, hi) in enumerate(bins.groups)]
@@ -158,8 +160,10 @@ def children_gender_accuracy(pred: Predictions, max_age: float = CHILD_MAX_AGE) 
     """
     children = pred.max_ages <= max_age  # NaN (unknown age) compares False
     known = children & (pred.gender_targets != IGNORE)
-    return {"gender_accuracy": accuracy(pred.gender_probs[children], pred.gender_targets[children]),
-            "n": int(known.sum())}
+    return {
+        "gender_accuracy": accuracy(pred.gender_probs[children], pred.gender_targets[children]),
+        "n": int(known.sum()),
+    }
 
 
 def flip_consistency(pred: Predictions, mirrored: Predictions) -> dict[str, float]:
@@ -177,14 +181,21 @@ def flip_consistency(pred: Predictions, mirrored: Predictions) -> dict[str, floa
     Raises:
         ValueError: the two are not predictions of the same items (their lengths or targets differ).
     """
-    if len(pred) != len(mirrored) or not (np.array_equal(pred.gender_targets, mirrored.gender_targets)
-                                          and np.array_equal(pred.age_targets, mirrored.age_targets)):
-        raise ValueError(f"flip_consistency needs predictions of the same items in the same order; got {len(pred)} "
-                         f"and {len(mirrored)} items" + ("" if len(pred) != len(mirrored) else " with other targets"))
+    if len(pred) != len(mirrored) or not (
+        np.array_equal(pred.gender_targets, mirrored.gender_targets)
+        and np.array_equal(pred.age_targets, mirrored.age_targets)
+    ):
+        raise ValueError(
+            f"flip_consistency needs predictions of the same items in the same order; got {len(pred)} "
+            f"and {len(mirrored)} items" + ("" if len(pred) != len(mirrored) else " with other targets")
+        )
     if not len(pred):
         return {"gender": math.nan, "age_bin": math.nan, "n": 0}
-    return {"gender": float((pred.gender_pred == mirrored.gender_pred).mean()),
-            "age_bin": float((pred.age_pred == mirrored.age_pred).mean()), "n": len(pred)}
+    return {
+        "gender": float((pred.gender_pred == mirrored.gender_pred).mean()),
+        "age_bin": float((pred.age_pred == mirrored.age_pred).mean()),
+        "n": len(pred),
+    }
 
 
 def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -194,8 +205,9 @@ def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, num_classes: in
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "",
-                   axis_name: str = "") -> Path:
+def plot_confusion(
+    matrix: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "", axis_name: str = ""
+) -> Path:
     """Writes a confusion matrix PNG: colour = row-normalised fraction, text = count and row percentage.
 
     Rows are normalised so that classes of very different sizes are comparable (each row shows where that true
@@ -218,8 +230,15 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: str | Path, 
     image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, label="fraction of the true class")
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, f"{count}\n{frac[i, j]:.0%}", ha="center", va="center", fontsize=7,
-                color="white" if frac[i, j] > 0.5 else "black")
+        ax.text(
+            j,
+            i,
+            f"{count}\n{frac[i, j]:.0%}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if frac[i, j] > 0.5 else "black",
+        )
     ticks = np.arange(len(labels))
     ax.set_xticks(ticks, list(labels), rotation=45 if len(labels) > 4 else 0)
     ax.set_yticks(ticks, list(labels))
@@ -245,8 +264,12 @@ def _cell_labels(pred: Predictions, bins: AgeBins, key: str) -> np.ndarray:
     raise ValueError(f"unknown breakdown key {key!r}; use 'gender', 'age_bin' or 'race'")
 
 
-def breakdown(pred: Predictions, bins: AgeBins, rep_ages: np.ndarray | None = None,
-              by: Sequence[str] = ("gender", "age_bin", "race")) -> list[dict[str, Any]]:
+def breakdown(
+    pred: Predictions,
+    bins: AgeBins,
+    rep_ages: np.ndarray | None = None,
+    by: Sequence[str] = ("gender", "age_bin", "race"),
+) -> list[dict[str, Any]]:
     """Metrics per cell of true gender x true age bin x race (or any subset of those keys, in ``by``).
 
     Items with an unknown label fall in an ``"unknown"`` cell of that key, so every item is counted once. A key
@@ -259,16 +282,29 @@ def breakdown(pred: Predictions, bins: AgeBins, rep_ages: np.ndarray | None = No
     columns = {key: _cell_labels(pred, bins, key) for key in by}
     columns = {key: col for key, col in columns.items() if (col != "unknown").any()}
     order = {name: i for i, name in enumerate([*GENDER_LABELS, *bins.labels()])}
-    cells = sorted({tuple(col[i] for col in columns.values()) for i in range(len(pred))},
-                   key=lambda cell: [(order.get(v, len(order)), v) for v in cell])
+    cells = sorted(
+        {tuple(col[i] for col in columns.values()) for i in range(len(pred))},
+        key=lambda cell: [(order.get(v, len(order)), v) for v in cell],
+    )
     rows = []
     for cell in cells:
-        mask = np.logical_and.reduce([col == v for col, v in zip(columns.values(), cell)]) if columns \
+        mask = (
+            np.logical_and.reduce([col == v for col, v in zip(columns.values(), cell)])
+            if columns
             else np.ones(len(pred), bool)
+        )
         m = compute_metrics(pred.select(mask), bins, rep_ages)
-        rows.append({**dict(zip(columns, cell)), "n": m["n"], "age_accuracy": m["age_accuracy"],
-                     "age_one_off": m["age_one_off"], "gender_accuracy": m["gender_accuracy"], "mae": m["mae"],
-                     "n_mae": m["n_mae"]})
+        rows.append(
+            {
+                **dict(zip(columns, cell)),
+                "n": m["n"],
+                "age_accuracy": m["age_accuracy"],
+                "age_one_off": m["age_one_off"],
+                "gender_accuracy": m["gender_accuracy"],
+                "mae": m["mae"],
+                "n_mae": m["n_mae"],
+            }
+        )
     return rows
 
 
@@ -287,8 +323,14 @@ def breakdown_markdown(rows: Sequence[dict[str, Any]]) -> str:
         return "(no items)\n"
     headers = list(rows[0])
     percent = {"age_accuracy", "age_one_off", "gender_accuracy"}
-    titles = {"age_accuracy": "age acc (%)", "age_one_off": "1-off (%)", "gender_accuracy": "gender acc (%)",
-              "mae": "MAE (years)", "n_mae": "n (exact age)", "age_bin": "age bin"}
+    titles = {
+        "age_accuracy": "age acc (%)",
+        "age_one_off": "1-off (%)",
+        "gender_accuracy": "gender acc (%)",
+        "mae": "MAE (years)",
+        "n_mae": "n (exact age)",
+        "age_bin": "age bin",
+    }
     lines = ["| " + " | ".join(titles.get(h, h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(format_number(row[h], h in percent) for h in headers) + " |" for row in rows]
     return "\n".join(lines) + "\n"

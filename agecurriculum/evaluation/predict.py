@@ -55,8 +55,10 @@ class Predictions:
         self.gender_probs = np.asarray(self.gender_probs, dtype=np.float64)
         n = len(self.age_probs)
         if self.age_probs.ndim != 2 or self.gender_probs.shape != (n, 2):
-            raise ValueError(f"age_probs must be (N, K) and gender_probs (N, 2), got {self.age_probs.shape} and "
-                             f"{self.gender_probs.shape}")
+            raise ValueError(
+                f"age_probs must be (N, K) and gender_probs (N, 2), got {self.age_probs.shape} and "
+                f"{self.gender_probs.shape}"
+            )
         self.age_targets = np.asarray(self.age_targets, dtype=np.int64)
         self.gender_targets = np.asarray(self.gender_targets, dtype=np.int64)
         self.exact_ages = np.full(n, np.nan) if self.exact_ages is None else np.asarray(self.exact_ages, float)
@@ -70,8 +72,10 @@ class Predictions:
         k = self.age_probs.shape[1]
         bad = (self.age_targets != IGNORE) & ((self.age_targets < 0) | (self.age_targets >= k))
         if bad.any():
-            raise ValueError(f"age target {self.age_targets[bad][0]} at item {np.flatnonzero(bad)[0]} is outside "
-                             f"0..{k - 1} and not IGNORE ({IGNORE})")
+            raise ValueError(
+                f"age target {self.age_targets[bad][0]} at item {np.flatnonzero(bad)[0]} is outside "
+                f"0..{k - 1} and not IGNORE ({IGNORE})"
+            )
         if not np.isin(self.gender_targets, (0, 1, IGNORE)).all():
             raise ValueError(f"gender targets must be 0, 1 or IGNORE ({IGNORE})")
 
@@ -127,8 +131,14 @@ def flip_averaged(run: Callable[[Batch], Sequence[Batch]], images: Batch) -> tup
 
 
 @torch.no_grad()
-def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, device: str | torch.device = "cpu",
-                    flip: bool = False, mirror: bool = False) -> Predictions:
+def predict_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    flip: bool = False,
+    mirror: bool = False,
+) -> Predictions:
     """Runs ``model`` in eval mode over ``dataset`` in order and collects softmax probabilities and targets.
 
     Args:
@@ -172,8 +182,16 @@ def predict_dataset(model: nn.Module, dataset: Dataset, batch_size: int = 64, de
     records = records_of(dataset)
     meta = {}
     if records is not None:
-        meta = {"exact_ages": [np.nan if r.exact_age is None else r.exact_age for r in records],
-                "races": [r.race for r in records], "datasets": [r.dataset for r in records],
-                "max_ages": [r.age_max for r in records]}
-    return Predictions(np.concatenate(age_probs), np.concatenate(gender_probs), np.concatenate(age_targets),
-                       np.concatenate(gender_targets), **meta)
+        meta = {
+            "exact_ages": [np.nan if r.exact_age is None else r.exact_age for r in records],
+            "races": [r.race for r in records],
+            "datasets": [r.dataset for r in records],
+            "max_ages": [r.age_max for r in records],
+        }
+    return Predictions(
+        np.concatenate(age_probs),
+        np.concatenate(gender_probs),
+        np.concatenate(age_targets),
+        np.concatenate(gender_targets),
+        **meta,
+    )

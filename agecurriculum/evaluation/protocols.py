@@ -58,8 +58,10 @@ def _check_groups(groups: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...
         raise ValueError("at least one target group is needed")
     for i, (lo, hi) in enumerate(groups):
         if not 0 <= lo <= hi or (i and lo <= groups[i - 1][1]):
-            raise ValueError(f"target groups must be sorted, non-overlapping (lo, hi) pairs with 0 <= lo <= hi; "
-                             f"got {lo}-{hi} at position {i}")
+            raise ValueError(
+                f"target groups must be sorted, non-overlapping (lo, hi) pairs with 0 <= lo <= hi; "
+                f"got {lo}-{hi} at position {i}"
+            )
     return groups
 
 
@@ -90,7 +92,7 @@ def convert_probs(age_probs: np.ndarray, bins: AgeBins, groups: Sequence[Sequenc
         raise ValueError(f"age_probs must be (N, {len(bins)}) for {len(bins)} bins, got {age_probs.shape}")
     spread = np.zeros((len(bins), bins.max_age + 1))
     for k, (lo, hi) in enumerate(bins.groups):
-        spread[k, lo:hi + 1] = 1 / (hi - lo + 1)
+        spread[k, lo : hi + 1] = 1 / (hi - lo + 1)
     return age_probs @ (spread @ year_to_group(groups, bins.max_age))
 
 
@@ -109,8 +111,11 @@ def groups_of_ages(ages: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndar
 def group_metrics(group_probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """``accuracy``, ``one_off`` and ``n`` (known labels) of group probabilities against true group labels."""
     labels = np.asarray(labels, dtype=np.int64)
-    return {"accuracy": accuracy(group_probs, labels), "one_off": one_off_accuracy(group_probs, labels),
-            "n": int((labels != IGNORE).sum())}
+    return {
+        "accuracy": accuracy(group_probs, labels),
+        "one_off": one_off_accuracy(group_probs, labels),
+        "n": int((labels != IGNORE).sum()),
+    }
 
 
 def adience_protocol(pred: Predictions, bins: AgeBins, labels: Sequence[int]) -> dict[str, float]:
@@ -131,8 +136,9 @@ def adience_protocol(pred: Predictions, bins: AgeBins, labels: Sequence[int]) ->
     return {**result, "gender_accuracy": accuracy(pred.gender_probs, pred.gender_targets)}
 
 
-def seven_group_protocol(pred: Predictions, bins: AgeBins,
-                         groups: Sequence[Sequence[int]] = SEVEN_GROUPS) -> dict[str, float]:
+def seven_group_protocol(
+    pred: Predictions, bins: AgeBins, groups: Sequence[Sequence[int]] = SEVEN_GROUPS
+) -> dict[str, float]:
     """Scores predictions in the 7 groups, the true group taken from each item's exact age (others are skipped)."""
     return group_metrics(convert_probs(pred.age_probs, bins, groups), groups_of_ages(pred.exact_ages, groups))
 
@@ -146,8 +152,11 @@ def summarize_folds(per_fold_metrics: Sequence[dict[str, Any]]) -> dict[str, dic
     """
     if not per_fold_metrics:
         raise ValueError("no folds to summarize")
-    keys = [key for key, value in per_fold_metrics[0].items()
-            if all(isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool) for m in per_fold_metrics)]
+    keys = [
+        key
+        for key, value in per_fold_metrics[0].items()
+        if all(isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool) for m in per_fold_metrics)
+    ]
     summary = {}
     for key in keys:
         values = np.array([m[key] for m in per_fold_metrics], dtype=float)
@@ -182,11 +191,14 @@ class DatasetProtocol:
 
 
 PROTOCOLS: dict[str, DatasetProtocol] = {
-    "seven_groups": DatasetProtocol("{dataset}, 7 groups (0-3, 4-12, 13-19, 20-30, 31-45, 46-60, 61+)",
-                                    lambda pred, bins, records: seven_group_protocol(pred, bins)),
+    "seven_groups": DatasetProtocol(
+        "{dataset}, 7 groups (0-3, 4-12, 13-19, 20-30, 31-45, 46-60, 61+)",
+        lambda pred, bins, records: seven_group_protocol(pred, bins),
+    ),
     # On a run's own split; the Adience benchmark's 5-fold protocol needs one training per fold
     # (agecurriculum.train.adience_folds runs it).
     "adience_groups": DatasetProtocol(
         "{dataset}, native 8 groups ({part} split)",
-        lambda pred, bins, records: adience_protocol(pred, bins, [adience_group_of(r) for r in records])),
+        lambda pred, bins, records: adience_protocol(pred, bins, [adience_group_of(r) for r in records]),
+    ),
 }

@@ -82,7 +82,7 @@ class DatasetResult:
 # How the representative ages were chosen, as the report says it, by ``rep_ages`` setting (see :mod:`.metrics`).
 REP_AGES_NOTES = {
     "train_mean": "the mean training age in each bin; a bin without training ages uses its midpoint, the open last "
-                  "bin its lower end + 10",
+    "bin its lower end + 10",
     "fit_val": "fitted to the validation parts: the ages, each inside its bin, with the least mean absolute error",
 }
 
@@ -108,15 +108,17 @@ class EvaluationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (NaN becomes None)."""
-        return _jsonable({
-            "bins": self.bins.to_dict(),
-            "bin_labels": self.bins.labels(),
-            "rep_ages": self.rep_ages,
-            "rep_ages_method": self.rep_ages_method,
-            "datasets": [vars(r) for r in self.results],
-            "protocols": self.protocols,
-            "paper_results": {"note": _PAPER_LABEL, "percent": PAPER_RESULTS},
-        })
+        return _jsonable(
+            {
+                "bins": self.bins.to_dict(),
+                "bin_labels": self.bins.labels(),
+                "rep_ages": self.rep_ages,
+                "rep_ages_method": self.rep_ages_method,
+                "datasets": [vars(r) for r in self.results],
+                "protocols": self.protocols,
+                "paper_results": {"note": _PAPER_LABEL, "percent": PAPER_RESULTS},
+            }
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -125,11 +127,14 @@ class EvaluationReport:
         """The report as markdown; ``images=True`` links the confusion PNGs that :func:`write_report` writes."""
         k = len(self.bins)
         lines = [
-            "# Evaluation report", "",
+            "# Evaluation report",
+            "",
             f"Unified age bins: {', '.join(self.bins.labels())}. MAE uses the expected age sum_k p_k * m_k with "
             f"m_k = {', '.join(f'{a:.1f}' for a in self.rep_ages)} "
-            f"({REP_AGES_NOTES.get(self.rep_ages_method, self.rep_ages_method)}).", "",
-            "## Results (Table III form)", "",
+            f"({REP_AGES_NOTES.get(self.rep_ages_method, self.rep_ages_method)}).",
+            "",
+            "## Results (Table III form)",
+            "",
             f"| Dataset | Gender accuracy (%) | Age accuracy (%) ({k} bins) | 1-off (%) | MAE (years) | n |",
             "|---|---|---|---|---|---|",
         ]
@@ -139,8 +144,10 @@ class EvaluationReport:
             accs = " | ".join(format_number(m[key], True) for key in ("gender_accuracy", "age_accuracy", "age_one_off"))
             lines.append(f"| {r.name} | {accs} | {mae} | {m['n']} |")
         for name, paper in PAPER_RESULTS.items():
-            lines.append(f"| {name} ({_PAPER_LABEL}) | {paper['gender_accuracy']:.2f} | {paper['age_accuracy']:.2f}"
-                         " | – | – | – |")
+            lines.append(
+                f"| {name} ({_PAPER_LABEL}) | {paper['gender_accuracy']:.2f} | {paper['age_accuracy']:.2f}"
+                " | – | – | – |"
+            )
         lines += ["", "Rows marked as the paper's numbers are copied from its Table III, not measured here.", ""]
         lines += ["## Gender and calibration", "", _gender_table(self.results)]
         if self.protocols:
@@ -148,32 +155,46 @@ class EvaluationReport:
         for r in self.results:
             lines += [f"## {r.name}", ""]
             if images:
-                lines += [f"![age confusion](confusion_age_{r.slug}.png) "
-                          f"![gender confusion](confusion_gender_{r.slug}.png)", ""]
+                lines += [
+                    f"![age confusion](confusion_age_{r.slug}.png) ![gender confusion](confusion_gender_{r.slug}.png)",
+                    "",
+                ]
             lines += ["Errors by true gender x age bin x race:", "", breakdown_markdown(r.breakdown)]
             groups = [(f"age {row['age_bin']}", row) for row in r.by_age_bin]
             groups += [(f"race {row['race']}", row) for row in r.by_race]
             if groups:
-                lines += ["Gender accuracy by true age bin and by race:", "", "| group | n | gender acc (%) |",
-                          "|---|---|---|"]
-                lines += [f"| {name} | {row['n']} | {format_number(row['gender_accuracy'], True)} |"
-                          for name, row in groups]
+                lines += [
+                    "Gender accuracy by true age bin and by race:",
+                    "",
+                    "| group | n | gender acc (%) |",
+                    "|---|---|---|",
+                ]
+                lines += [
+                    f"| {name} | {row['n']} | {format_number(row['gender_accuracy'], True)} |" for name, row in groups
+                ]
                 lines.append("")
         return "\n".join(lines)
 
 
 def _gender_table(results: list[DatasetResult]) -> str:
     """One row per dataset: the ECE of both heads and the gender accuracy on children."""
-    lines = [f"| Dataset | Gender ECE (%) | Age-bin ECE (%) | Children (0-{CHILD_MAX_AGE}) gender accuracy (%) "
-             "| n children |", "|---|---|---|---|---|"]
+    lines = [
+        f"| Dataset | Gender ECE (%) | Age-bin ECE (%) | Children (0-{CHILD_MAX_AGE}) gender accuracy (%) "
+        "| n children |",
+        "|---|---|---|---|---|",
+    ]
     for r in results:
         cal, kids = r.calibration, r.children
-        lines.append(f"| {r.name} | {format_number(cal.get('gender_ece', math.nan), True)} | "
-                     f"{format_number(cal.get('age_ece', math.nan), True)} | "
-                     f"{format_number(kids.get('gender_accuracy', math.nan), True)} | {kids.get('n', 0)} |")
-    return "\n".join(lines) + ("\n\nECE: expected calibration error of the top class, 15 equal-width confidence "
-                               "bins (0 = calibrated). Children: faces whose label says at most "
-                               f"{CHILD_MAX_AGE} years (an exact age, or a range such as FairFace's 3-9).\n")
+        lines.append(
+            f"| {r.name} | {format_number(cal.get('gender_ece', math.nan), True)} | "
+            f"{format_number(cal.get('age_ece', math.nan), True)} | "
+            f"{format_number(kids.get('gender_accuracy', math.nan), True)} | {kids.get('n', 0)} |"
+        )
+    return "\n".join(lines) + (
+        "\n\nECE: expected calibration error of the top class, 15 equal-width confidence "
+        "bins (0 = calibrated). Children: faces whose label says at most "
+        f"{CHILD_MAX_AGE} years (an exact age, or a range such as FairFace's 3-9).\n"
+    )
 
 
 def _protocol_table(protocols: Mapping[str, Mapping[str, Any]]) -> str:
@@ -190,8 +211,10 @@ def _protocol_table(protocols: Mapping[str, Mapping[str, Any]]) -> str:
     titles = {"accuracy": "age accuracy", "one_off": "1-off", "gender_accuracy": "gender accuracy"}
     header = [titles.get(key, key) + (" (%)" if key in percent else "") for key in keys]
     lines = ["| Protocol | " + " | ".join(header) + " |", "|---|" + "---|" * len(keys)]
-    lines += [f"| {name} | " + " | ".join(cell(metrics.get(key), key) for key in keys) + " |"
-              for name, metrics in protocols.items()]
+    lines += [
+        f"| {name} | " + " | ".join(cell(metrics.get(key), key) for key in keys) + " |"
+        for name, metrics in protocols.items()
+    ]
     return "\n".join(lines) + "\n\nFold summaries are mean ± sample standard deviation (ddof=1) over the folds.\n"
 
 
@@ -207,9 +230,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def build_report(predictions: Mapping[str, Predictions], bins: AgeBins, rep_ages: np.ndarray | None = None,
-                 protocols: Mapping[str, Mapping[str, Any]] | None = None,
-                 rep_ages_method: str = "train_mean") -> EvaluationReport:
+def build_report(
+    predictions: Mapping[str, Predictions],
+    bins: AgeBins,
+    rep_ages: np.ndarray | None = None,
+    protocols: Mapping[str, Mapping[str, Any]] | None = None,
+    rep_ages_method: str = "train_mean",
+) -> EvaluationReport:
     """Computes the metrics, confusion matrices and breakdown of every dataset.
 
     Args:
@@ -222,14 +249,20 @@ def build_report(predictions: Mapping[str, Predictions], bins: AgeBins, rep_ages
     """
     rep_ages = representative_ages(bins) if rep_ages is None else np.asarray(rep_ages, dtype=float)
     results = [
-        DatasetResult(name, compute_metrics(pred, bins, rep_ages),
-                      confusion_matrix(pred.age_targets, pred.age_pred, len(bins)),
-                      confusion_matrix(pred.gender_targets, pred.gender_pred, 2),
-                      breakdown(pred, bins, rep_ages),
-                      {"gender_ece": expected_calibration_error(pred.gender_probs, pred.gender_targets),
-                       "age_ece": expected_calibration_error(pred.age_probs, pred.age_targets)},
-                      children_gender_accuracy(pred),
-                      _breakdown_by(pred, bins, rep_ages, "age_bin"), _breakdown_by(pred, bins, rep_ages, "race"))
+        DatasetResult(
+            name,
+            compute_metrics(pred, bins, rep_ages),
+            confusion_matrix(pred.age_targets, pred.age_pred, len(bins)),
+            confusion_matrix(pred.gender_targets, pred.gender_pred, 2),
+            breakdown(pred, bins, rep_ages),
+            {
+                "gender_ece": expected_calibration_error(pred.gender_probs, pred.gender_targets),
+                "age_ece": expected_calibration_error(pred.age_probs, pred.age_targets),
+            },
+            children_gender_accuracy(pred),
+            _breakdown_by(pred, bins, rep_ages, "age_bin"),
+            _breakdown_by(pred, bins, rep_ages, "race"),
+        )
         for name, pred in predictions.items()
     ]
     return EvaluationReport(bins, [float(a) for a in rep_ages], results, dict(protocols or {}), rep_ages_method)
@@ -252,10 +285,20 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in report.results:
-        paths.append(plot_confusion(r.age_confusion, report.bins.labels(), out / f"confusion_age_{r.slug}.png",
-                                    f"{r.name}: age", "age bin (years)"))
-        paths.append(plot_confusion(r.gender_confusion, GENDER_LABELS, out / f"confusion_gender_{r.slug}.png",
-                                    f"{r.name}: gender"))
+        paths.append(
+            plot_confusion(
+                r.age_confusion,
+                report.bins.labels(),
+                out / f"confusion_age_{r.slug}.png",
+                f"{r.name}: age",
+                "age bin (years)",
+            )
+        )
+        paths.append(
+            plot_confusion(
+                r.gender_confusion, GENDER_LABELS, out / f"confusion_gender_{r.slug}.png", f"{r.name}: gender"
+            )
+        )
     for name, text in (("report.md", report.to_markdown(images=True)), ("report.json", report.to_json())):
         (out / name).write_text(text, encoding="utf-8")
         paths.append(out / name)

@@ -5,7 +5,8 @@
   re-checked by :class:`FaceVerifier`, dlib's CNN detector, so face-like patterns are dropped).
 - :class:`TorchBackend`, :class:`OnnxBackend`: where the network runs.
 - :func:`export_onnx`: a release -> a self-contained ONNX file; :func:`quantize_onnx`: that file in int8.
-- :func:`convert_to_ort`: an exported file -> ONNX Runtime Mobile's ``.ort``; :func:`export_coreml`: a release -> CoreML.
+- :func:`convert_to_ort`: an exported file -> ONNX Runtime Mobile's ``.ort``; :func:`export_coreml`: a release ->
+  CoreML.
 - :func:`ensemble_releases`: several releases -> one release averaging their models.
 - :data:`DEFAULT_RELEASE_DIR`: where the library's own trained model is installed.
 """
@@ -14,8 +15,8 @@ from agecurriculum.inference.annotate import draw_faces, face_label
 from agecurriculum.inference.backends import OnnxBackend, TorchBackend
 from agecurriculum.inference.ensemble import ensemble_releases
 from agecurriculum.inference.export import export_onnx
-from agecurriculum.inference.mobile import convert_to_ort, export_coreml
 from agecurriculum.inference.finder import RETRY_SCALE, UPSAMPLE_MIN_SIDE, VERIFY_BELOW, FaceFinder
+from agecurriculum.inference.mobile import convert_to_ort, export_coreml
 from agecurriculum.inference.predictor import ONNX_FILE, Predictor, default_backend, default_workers
 from agecurriculum.inference.quantize import cpu_has_vnni, quantize_onnx
 from agecurriculum.inference.release import DEFAULT_RELEASE_DIR, resolve_release

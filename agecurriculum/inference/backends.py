@@ -76,8 +76,9 @@ class OnnxBackend:
             available, or ``threads`` is below 1.
     """
 
-    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None,
-                 spin_wait: bool = False) -> None:
+    def __init__(
+        self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None, spin_wait: bool = False
+    ) -> None:
         import onnxruntime as ort  # here: only this backend needs it, and it takes a while to import
 
         path = Path(onnx_path)
@@ -93,8 +94,9 @@ class OnnxBackend:
         dev = parse_device(device)  # not resolve_device: onnxruntime-gpu may see a GPU a CPU-only torch does not
         if dev.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ValueError(f"device {device}: this onnxruntime has no CUDA provider "
-                                 "(pip install onnxruntime-gpu)")
+                raise ValueError(
+                    f"device {device}: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"
+                )
             providers = [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
         elif dev.type != "cpu":
             raise ValueError(f"device {device}: the onnx backend runs on cpu or cuda")

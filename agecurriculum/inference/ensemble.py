@@ -19,8 +19,9 @@ from agecurriculum.release import load_release, save_release
 __all__ = ["ensemble_releases"]
 
 
-def ensemble_releases(release_dirs: Sequence[str | Path], out_dir: str | Path,
-                      weights_dtype: torch.dtype = torch.float16) -> Path:
+def ensemble_releases(
+    release_dirs: Sequence[str | Path], out_dir: str | Path, weights_dtype: torch.dtype = torch.float16
+) -> Path:
     """Writes a release whose model averages the probabilities of the given releases' models.
 
     Args:

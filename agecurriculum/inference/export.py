@@ -61,24 +61,32 @@ def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
     model, info = load_release(release_dir)
     example = torch.zeros(2, 3, info.image_size, info.image_size)
     program = torch.onnx.export(
-        _Probabilities(model).eval(), (example,), dynamo=True, verbose=False, external_data=False,
-        input_names=[ONNX_INPUT], output_names=list(ONNX_OUTPUTS),
+        _Probabilities(model).eval(),
+        (example,),
+        dynamo=True,
+        verbose=False,
+        external_data=False,
+        input_names=[ONNX_INPUT],
+        output_names=list(ONNX_OUTPUTS),
         dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
     )
     proto = program.model_proto
     onnx.helper.set_model_props(proto, {ONNX_RELEASE_KEY: json.dumps(info.config, allow_nan=False)})
-    proto.doc_string = (f"agecurriculum age-group and gender classifier. Input {ONNX_INPUT}: (N, 3, {info.image_size}, "
-                        f"{info.image_size}) float32, RGB in [0, 1] normalised with mean {list(info.mean)} and std "
-                        f"{list(info.std)}. Outputs {ONNX_OUTPUTS[0]} (N, {len(info.bins)}) over the age bins "
-                        f"{info.bins.labels()}, {ONNX_OUTPUTS[1]} (N, 2): 0 male, 1 female. Release config in the "
-                        f"metadata entry {ONNX_RELEASE_KEY}.")
+    proto.doc_string = (
+        f"agecurriculum age-group and gender classifier. Input {ONNX_INPUT}: (N, 3, {info.image_size}, "
+        f"{info.image_size}) float32, RGB in [0, 1] normalised with mean {list(info.mean)} and std "
+        f"{list(info.std)}. Outputs {ONNX_OUTPUTS[0]} (N, {len(info.bins)}) over the age bins "
+        f"{info.bins.labels()}, {ONNX_OUTPUTS[1]} (N, 2): 0 male, 1 female. Release config in the "
+        f"metadata entry {ONNX_RELEASE_KEY}."
+    )
     out_path = Path(out_path)
     atomic_write(out_path, proto.SerializeToString())
     return out_path
 
 
 def default_onnx_cache() -> Path:
-    """``$AGECURRICULUM_CACHE/onnx``, else ``$XDG_CACHE_HOME/agecurriculum/onnx``, else ``~/.cache/agecurriculum/onnx``."""
+    """``$AGECURRICULUM_CACHE/onnx``, else ``$XDG_CACHE_HOME/agecurriculum/onnx``, else
+    ``~/.cache/agecurriculum/onnx``."""
     root = os.environ.get("AGECURRICULUM_CACHE")
     if root:
         return Path(root) / "onnx"
@@ -114,8 +122,11 @@ def cached_onnx(release_dir: str | Path, cache_dir: str | Path | None = None) ->
         return _cached_export(release_dir, default_onnx_cache() / name)
     except OSError as err:
         fallback = Path(tempfile.gettempdir()) / f"agecurriculum-{os.getuid() if hasattr(os, 'getuid') else 0}" / "onnx"
-        warnings.warn(f"cannot write the ONNX cache {default_onnx_cache()} ({err.strerror or err}); using {fallback} "
-                      "instead: set AGECURRICULUM_CACHE to a writable folder to keep the export", stacklevel=2)
+        warnings.warn(
+            f"cannot write the ONNX cache {default_onnx_cache()} ({err.strerror or err}); using {fallback} "
+            "instead: set AGECURRICULUM_CACHE to a writable folder to keep the export",
+            stacklevel=2,
+        )
         return _cached_export(release_dir, fallback / name)
 
 

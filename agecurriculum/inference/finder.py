@@ -89,9 +89,15 @@ class FaceFinder:
         max_detect_side: see :class:`~agecurriculum.data.FaceAligner`.
     """
 
-    def __init__(self, align: AlignConfig | None = None, upsample: int | None = None,
-                 verify: bool | FaceVerifier = True, verify_below: float = VERIFY_BELOW, verify_lone: bool = False,
-                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE) -> None:
+    def __init__(
+        self,
+        align: AlignConfig | None = None,
+        upsample: int | None = None,
+        verify: bool | FaceVerifier = True,
+        verify_below: float = VERIFY_BELOW,
+        verify_lone: bool = False,
+        max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE,
+    ) -> None:
         if upsample is not None and upsample < 0:
             raise ValueError(f"upsample must be >= 0 (or None for the automatic choice), got {upsample}")
         if math.isnan(verify_below):

@@ -64,13 +64,15 @@ def convert_to_ort(onnx_path: str | Path, out_path: str | Path) -> Path:
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if out_path.suffix.lower() != ".ort":
-        raise ValueError(f"{out_path}: an ONNX Runtime mobile model must end in .ort (ONNX Runtime tells the "
-                         "format by the suffix)")
+        raise ValueError(
+            f"{out_path}: an ONNX Runtime mobile model must end in .ort (ONNX Runtime tells the format by the suffix)"
+        )
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
     try:
-        metadata = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]
-                                        ).get_modelmeta().custom_metadata_map
+        metadata = (
+            ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+        )
     except Exception as e:  # onnxruntime raises its own exception types for unreadable models
         raise ValueError(f"{onnx_path}: not a readable ONNX model: {e}") from e
     if ONNX_RELEASE_KEY not in metadata:
@@ -81,9 +83,12 @@ def convert_to_ort(onnx_path: str | Path, out_path: str | Path) -> Path:
         source = Path(tmp) / "model.onnx"
         shutil.copyfile(onnx_path, source)
         with _quiet("ort_format_model.utils"):  # it prints and logs every step
-            convert_onnx_models_to_ort(source, output_dir=Path(tmp) / "ort",
-                                       optimization_styles=[OptimizationStyle.Fixed],
-                                       target_platform=ORT_TARGET_PLATFORM)
+            convert_onnx_models_to_ort(
+                source,
+                output_dir=Path(tmp) / "ort",
+                optimization_styles=[OptimizationStyle.Fixed],
+                target_platform=ORT_TARGET_PLATFORM,
+            )
         atomic_write(out_path, (Path(tmp) / "ort" / "model.ort").read_bytes())
     return out_path
 
@@ -120,21 +125,35 @@ def export_coreml(release_dir: str | Path, out_path: str | Path) -> Path:
     model, info = load_release(release_dir)
     example = torch.zeros(2, 3, info.image_size, info.image_size)
     try:
-        program = torch.export.export(_Probabilities(model).eval(), (example,), dynamic_shapes=(
-            {0: torch.export.Dim("batch", min=1, max=COREML_MAX_BATCH)},)).run_decompositions({})
+        program = torch.export.export(
+            _Probabilities(model).eval(),
+            (example,),
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=COREML_MAX_BATCH)},),
+        ).run_decompositions({})
         _float_clip_bounds(program)
         with _quiet("coremltools"):  # progress bars and its "torch version not tested" warning
             mlmodel = ct.convert(
-                program, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32,
+                program,
+                convert_to="mlprogram",
+                compute_precision=ct.precision.FLOAT32,
                 minimum_deployment_target=getattr(ct.target, COREML_DEPLOYMENT_TARGET),
-                inputs=[ct.TensorType(name=ONNX_INPUT, shape=(ct.RangeDim(1, COREML_MAX_BATCH, default=1), 3,
-                                                              info.image_size, info.image_size))],
-                outputs=[ct.TensorType(name=name) for name in ONNX_OUTPUTS])
+                inputs=[
+                    ct.TensorType(
+                        name=ONNX_INPUT,
+                        shape=(ct.RangeDim(1, COREML_MAX_BATCH, default=1), 3, info.image_size, info.image_size),
+                    )
+                ],
+                outputs=[ct.TensorType(name=name) for name in ONNX_OUTPUTS],
+            )
     except Exception as e:  # coremltools raises plain ValueError/TypeError/... from deep inside its frontend
-        raise RuntimeError(f"coremltools {ct.__version__} could not convert the network of {release_dir} "
-                           f"(torch {torch.__version__}): {type(e).__name__}: {str(e).strip().splitlines()[0]}") from e
-    mlmodel.short_description = (f"agecurriculum age-group and gender classifier: {len(info.bins)} age bins "
-                                  f"{info.bins.labels()}, gender 0 male 1 female")
+        raise RuntimeError(
+            f"coremltools {ct.__version__} could not convert the network of {release_dir} "
+            f"(torch {torch.__version__}): {type(e).__name__}: {str(e).strip().splitlines()[0]}"
+        ) from e
+    mlmodel.short_description = (
+        f"agecurriculum age-group and gender classifier: {len(info.bins)} age bins "
+        f"{info.bins.labels()}, gender 0 male 1 female"
+    )
     mlmodel.user_defined_metadata[ONNX_RELEASE_KEY] = json.dumps(info.config, allow_nan=False)
     _replace_folder(out_path, mlmodel.save)
     return out_path
@@ -187,8 +206,11 @@ def _quiet(*loggers: str) -> Iterator[None]:
     for name in loggers:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        with (contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()),
-              warnings.catch_warnings()):
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            warnings.catch_warnings(),
+        ):
             # coremltools warns about its own deprecated registry hundreds of times per conversion.
             warnings.simplefilter("ignore", DeprecationWarning)
             yield

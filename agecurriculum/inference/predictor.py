@@ -69,13 +69,21 @@ from agecurriculum.evaluation.calibration import apply_temperature
 from agecurriculum.evaluation.predict import flip_averaged
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
 from agecurriculum.inference.export import cached_onnx
-from agecurriculum.inference.release import resolve_release
 from agecurriculum.inference.finder import VERIFY_BELOW, FaceFinder
+from agecurriculum.inference.release import resolve_release
 from agecurriculum.inference.verify import FaceVerifier
 from agecurriculum.release import GENDER_NAMES, ONNX_FILE, ReleaseInfo
 
-__all__ = ["BACKENDS", "FEATURELESS_STD", "MIN_FACE_PIXELS", "ONNX_FILE", "Predictor", "PredictorInput",
-           "default_backend", "default_workers"]
+__all__ = [
+    "BACKENDS",
+    "FEATURELESS_STD",
+    "MIN_FACE_PIXELS",
+    "ONNX_FILE",
+    "Predictor",
+    "PredictorInput",
+    "default_backend",
+    "default_workers",
+]
 
 # What Predictor.from_release(backend=...) and `predict --backend` accept; "auto" is default_backend()'s choice.
 BACKENDS = ("auto", "torch", "onnx")
@@ -120,10 +128,19 @@ class Predictor:
             per CPU core this process may use); 1 does it all in the calling thread. Results keep input order.
     """
 
-    def __init__(self, backend: Backend, batch_size: int = 32, verify: bool | FaceVerifier = True,
-                 upsample: int | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
-                 max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE, flip: bool = True,
-                 verify_below: float = VERIFY_BELOW, verify_lone: bool = False, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        batch_size: int = 32,
+        verify: bool | FaceVerifier = True,
+        upsample: int | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        max_detect_side: int | None = DEFAULT_MAX_DETECT_SIDE,
+        flip: bool = True,
+        verify_below: float = VERIFY_BELOW,
+        verify_lone: bool = False,
+        workers: int | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if workers is not None and workers < 1:
@@ -133,15 +150,27 @@ class Predictor:
         self.batch_size = batch_size
         self.max_bytes = max_bytes
         align = AlignConfig(size=self.release.image_size, padding=self.release.padding)
-        self.finder = FaceFinder(align, upsample=upsample, verify=verify, verify_below=verify_below,
-                                 verify_lone=verify_lone, max_detect_side=max_detect_side)
+        self.finder = FaceFinder(
+            align,
+            upsample=upsample,
+            verify=verify,
+            verify_below=verify_below,
+            verify_lone=verify_lone,
+            max_detect_side=max_detect_side,
+        )
         self.aligner = FaceAligner(align)  # only its align_crop_only, for aligned=True (thread-safe: no dlib)
         self.flip = flip
         self.workers = default_workers() if workers is None else workers
 
     @classmethod
-    def from_release(cls, path: str | Path | None = None, backend: str = "auto", device: str = "cpu",
-                     batch_size: int = 32, **kwargs: Any) -> Predictor:
+    def from_release(
+        cls,
+        path: str | Path | None = None,
+        backend: str = "auto",
+        device: str = "cpu",
+        batch_size: int = 32,
+        **kwargs: Any,
+    ) -> Predictor:
         """A predictor for a release.
 
         Args:
@@ -168,8 +197,10 @@ class Predictor:
             backend = default_backend(device, path)
         if backend == "torch":
             if not path.is_dir():
-                raise ValueError(f"{path}: the torch backend needs a release folder (model.safetensors + config.json); "
-                                 "run an .onnx file with the onnx backend (--backend onnx)")
+                raise ValueError(
+                    f"{path}: the torch backend needs a release folder (model.safetensors + config.json); "
+                    "run an .onnx file with the onnx backend (--backend onnx)"
+                )
             return cls(TorchBackend(path, device), batch_size, **kwargs)
         if backend == "onnx":
             onnx_path = path / ONNX_FILE if path.is_dir() else path
@@ -210,8 +241,9 @@ class Predictor:
             if crops:
                 yield from self._normalise(crops)
 
-    def _found(self, inputs: Iterable[PredictorInput], aligned: bool
-               ) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
+    def _found(
+        self, inputs: Iterable[PredictorInput], aligned: bool
+    ) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
         """:meth:`_find_faces` of every input, in input order, ``workers`` inputs at a time in a thread pool.
 
         At most ``2 * workers`` inputs are in flight, so a long (or endless) input iterable is read as it goes.
@@ -256,7 +288,7 @@ class Predictor:
         if crops:
             age_probs, gender_probs = [], []
             for start in range(0, len(crops), self.batch_size):
-                age, gender = self._probabilities(self._normalise(crops[start:start + self.batch_size]))
+                age, gender = self._probabilities(self._normalise(crops[start : start + self.batch_size]))
                 age_probs.append(age)
                 gender_probs.append(gender)
             faces = iter(zip(np.concatenate(age_probs), np.concatenate(gender_probs)))
@@ -319,4 +351,3 @@ def _featureless_warning(crop: np.ndarray) -> str | None:
     if std >= FEATURELESS_STD:
         return None
     return f"featureless image (pixel std {std:.1f} < {FEATURELESS_STD}): the prediction is meaningless"
-

@@ -45,8 +45,13 @@ CALIBRATION_BATCH = 32  # faces per calibration forward pass
 QUANTIZED_OPS = ("Conv", "Gemm", "Clip", "Relu", "Add", "ReduceMean")
 
 
-def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.ndarray,
-                  percentile: float = 99.99, reduce_range: bool = False) -> Path:
+def quantize_onnx(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    calibration: np.ndarray,
+    percentile: float = 99.99,
+    reduce_range: bool = False,
+) -> Path:
     """Writes an int8 copy of an exported model, atomically (a failed run leaves ``out_path`` as it was).
 
     Args:
@@ -68,8 +73,13 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.n
         ValueError: not an exported model, no calibration faces, crops of the wrong shape, or a bad percentile.
     """
     import onnx  # here: only export and quantization need them
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
@@ -85,31 +95,50 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calibration: np.n
     size = ReleaseInfo.from_config(json.loads(metadata[ONNX_RELEASE_KEY]), str(onnx_path)).image_size
     calibration = np.asarray(calibration, dtype=np.float32)
     if calibration.ndim != 4 or calibration.shape[1:] != (3, size, size):
-        raise ValueError(f"calibration: expected (N, 3, {size}, {size}) face crops for {onnx_path}, "
-                         f"got shape {calibration.shape}")
+        raise ValueError(
+            f"calibration: expected (N, 3, {size}, {size}) face crops for {onnx_path}, got shape {calibration.shape}"
+        )
     if len(calibration) == 0:
         raise ValueError("calibration: no face crops; quantization measures activation ranges on real faces")
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter(np.array_split(calibration, range(CALIBRATION_BATCH, len(calibration),
-                                                                  CALIBRATION_BATCH)))
+            self.batches = iter(
+                np.array_split(calibration, range(CALIBRATION_BATCH, len(calibration), CALIBRATION_BATCH))
+            )
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.batches, None)
             return None if batch is None else {ONNX_INPUT: np.ascontiguousarray(batch)}
 
-    settings = {"weights": f"int{7 if reduce_range else 8} per channel", "activations": "uint8", "format": "QDQ", "ops": list(QUANTIZED_OPS),
-                "calibration": f"percentile {percentile}", "calibration_faces": len(calibration)}
+    settings = {
+        "weights": f"int{7 if reduce_range else 8} per channel",
+        "activations": "uint8",
+        "format": "QDQ",
+        "ops": list(QUANTIZED_OPS),
+        "calibration": f"percentile {percentile}",
+        "calibration_faces": len(calibration),
+    }
     # redirect_stdout: ONNX Runtime's calibrator prints its histogram settings, which would mix with a caller's output.
-    with (tempfile.TemporaryDirectory(prefix="agecurriculum-quantize-") as tmp,
-          contextlib.redirect_stdout(io.StringIO()), _without_preprocessing_advice()):
+    with (
+        tempfile.TemporaryDirectory(prefix="agecurriculum-quantize-") as tmp,
+        contextlib.redirect_stdout(io.StringIO()),
+        _without_preprocessing_advice(),
+    ):
         quantized = Path(tmp) / "int8.onnx"
-        quantize_static(str(onnx_path), str(quantized), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS), reduce_range=reduce_range,
-                        calibrate_method=CalibrationMethod.Percentile,
-                        extra_options={"CalibPercentile": percentile})
+        quantize_static(
+            str(onnx_path),
+            str(quantized),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            reduce_range=reduce_range,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": percentile},
+        )
         proto = onnx.load(str(quantized))
     onnx.helper.set_model_props(proto, {**metadata, ONNX_QUANTIZATION_KEY: json.dumps(settings)})
     proto.doc_string = f"{model.doc_string} Quantized to int8: {json.dumps(settings)}."

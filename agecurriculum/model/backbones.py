@@ -25,9 +25,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 
 import torch
@@ -106,8 +106,10 @@ class Backbone(nn.Module):
         """
         if isinstance(self.net, nn.Sequential):
             return list(self.net)
-        raise NotImplementedError(f"{type(self).__name__} wraps a {type(self.net).__name__}, not an nn.Sequential: "
-                                  "override freeze_groups() to return its stem and blocks in order")
+        raise NotImplementedError(
+            f"{type(self).__name__} wraps a {type(self.net).__name__}, not an nn.Sequential: "
+            "override freeze_groups() to return its stem and blocks in order"
+        )
 
     @property
     def blocks(self) -> list[nn.Module]:
@@ -137,7 +139,7 @@ class Backbone(nn.Module):
             groups = self.freeze_groups()
             if not 0 <= num_blocks <= len(groups) - 1:
                 raise ValueError(f"num_blocks must be in 0..{len(groups) - 1} for {self.spec.name}, got {num_blocks}")
-            parts = groups[:num_blocks + 1]
+            parts = groups[: num_blocks + 1]
         self.unfreeze()
         self._frozen = parts
         for part in parts:

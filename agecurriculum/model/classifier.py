@@ -48,9 +48,18 @@ class DualClassifier(nn.Module):
     Output: :class:`HeadOutput` ``(age_logits (N, age_classes), gender_logits (N, gender_classes))``.
     """
 
-    def __init__(self, age_classes: int = 8, gender_classes: int = 2, backbone: str | nn.Module = "efficientnet-lite0",
-                 pretrained: bool = False, weights_path: str | Path | None = None, bottleneck_dim: int = 512,
-                 dropout: float = 0.3, detach_gender: bool = False, conditioning: str = "soft") -> None:
+    def __init__(
+        self,
+        age_classes: int = 8,
+        gender_classes: int = 2,
+        backbone: str | nn.Module = "efficientnet-lite0",
+        pretrained: bool = False,
+        weights_path: str | Path | None = None,
+        bottleneck_dim: int = 512,
+        dropout: float = 0.3,
+        detach_gender: bool = False,
+        conditioning: str = "soft",
+    ) -> None:
         super().__init__()
         if isinstance(backbone, str):
             self.backbone = create_backbone(backbone, pretrained=pretrained, weights_path=weights_path)
@@ -59,14 +68,23 @@ class DualClassifier(nn.Module):
             if not isinstance(getattr(backbone, "num_features", None), int):
                 raise TypeError(f"custom backbone {type(backbone).__name__} needs an int attribute num_features")
             if pretrained or weights_path is not None:
-                raise ValueError("pretrained/weights_path apply to registered backbone names; load weights into "
-                                 "a custom backbone before passing it")
+                raise ValueError(
+                    "pretrained/weights_path apply to registered backbone names; load weights into "
+                    "a custom backbone before passing it"
+                )
             self.backbone = backbone
             self._backbone_name = None
         else:
             raise TypeError(f"backbone must be a registered name or an nn.Module, got {type(backbone).__name__}")
-        self.head = GenderConditionedHead(self.backbone.num_features, age_classes, gender_classes, bottleneck_dim,
-                                          dropout, detach_gender, conditioning)
+        self.head = GenderConditionedHead(
+            self.backbone.num_features,
+            age_classes,
+            gender_classes,
+            bottleneck_dim,
+            dropout,
+            detach_gender,
+            conditioning,
+        )
         self._config = {
             "age_classes": age_classes,
             "gender_classes": gender_classes,
@@ -124,8 +142,13 @@ class DualClassifier(nn.Module):
             **overrides: constructor arguments replacing the section's, e.g. ``pretrained=False`` when trained
                 weights are loaded next anyway.
         """
-        args = {"backbone": cfg.backbone, "pretrained": cfg.pretrained, "bottleneck_dim": cfg.bottleneck_dim,
-                "dropout": cfg.dropout, "conditioning": cfg.conditioning}
+        args = {
+            "backbone": cfg.backbone,
+            "pretrained": cfg.pretrained,
+            "bottleneck_dim": cfg.bottleneck_dim,
+            "dropout": cfg.dropout,
+            "conditioning": cfg.conditioning,
+        }
         return cls(age_classes=age_classes, **{**args, **overrides})
 
     def config(self) -> dict[str, Any]:
@@ -151,4 +174,3 @@ class DualClassifier(nn.Module):
         if args.get("backbone") is None:
             raise ValueError("config was saved from a custom backbone; pass it again: from_config(cfg, backbone=...)")
         return cls(**args)
-

@@ -110,8 +110,9 @@ def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1
 class MBConvBlock(nn.Module):
     """Inverted residual: 1x1 expand -> depthwise kxk -> 1x1 project, ReLU6, no squeeze-excite."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand_ratio: int,
-                 drop_connect_rate: float = 0.0) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int, expand_ratio: int, drop_connect_rate: float = 0.0
+    ) -> None:
         super().__init__()
         mid = in_ch * expand_ratio
         self.expand = expand_ratio != 1
@@ -152,8 +153,9 @@ class EfficientNetLite(nn.Module):
     Output: ``(N, num_classes)`` logits, or ``(N, 1280)`` pooled features when ``num_classes == 0``.
     """
 
-    def __init__(self, name: str = "efficientnet-lite0", num_classes: int = 1000,
-                 drop_connect_rate: float = 0.2) -> None:
+    def __init__(
+        self, name: str = "efficientnet-lite0", num_classes: int = 1000, drop_connect_rate: float = 0.2
+    ) -> None:
         super().__init__()
         if name not in LITE_CONFIGS:
             raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; choose from {sorted(LITE_CONFIGS)}")

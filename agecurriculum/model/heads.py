@@ -51,13 +51,25 @@ class GenderConditionedHead(nn.Module):
     ``(N, gender_classes)`` logits. BatchNorm1d needs ``N > 1`` in train mode.
     """
 
-    def __init__(self, in_features: int, age_classes: int = 8, gender_classes: int = 2, bottleneck_dim: int = 512,
-                 dropout: float = 0.3, detach_gender: bool = False, conditioning: str = "soft") -> None:
+    def __init__(
+        self,
+        in_features: int,
+        age_classes: int = 8,
+        gender_classes: int = 2,
+        bottleneck_dim: int = 512,
+        dropout: float = 0.3,
+        detach_gender: bool = False,
+        conditioning: str = "soft",
+    ) -> None:
         super().__init__()
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
-        for field, value in [("in_features", in_features), ("age_classes", age_classes),
-                             ("gender_classes", gender_classes), ("bottleneck_dim", bottleneck_dim)]:
+        for field, value in [
+            ("in_features", in_features),
+            ("age_classes", age_classes),
+            ("gender_classes", gender_classes),
+            ("bottleneck_dim", bottleneck_dim),
+        ]:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field} must be a positive int, got {value!r}")
         if not 0.0 <= dropout < 1.0:

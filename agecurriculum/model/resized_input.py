@@ -31,6 +31,7 @@ class ResizedInput(nn.Module):
     def forward(self, images: torch.Tensor):
         if images.shape[-2:] != (self.size, self.size):
             # Antialiasing matters when shrinking: without it, fine texture (wrinkles) aliases into noise.
-            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True,
-                                   align_corners=False)
+            images = F.interpolate(
+                images, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+            )
         return self.model(images)

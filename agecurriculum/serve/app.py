@@ -47,8 +47,10 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 # Sent with every response. The page loads only its own files (no CDN, no inline script) and shows the photos the
 # user chose as blob: URLs; prediction results hold personal data, so no cache keeps them.
 _HEADERS = [
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
-                                 b"base-uri 'none'; frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
@@ -72,8 +74,11 @@ def create_app(predictor: Predictor, release: Path, backend: str, limits: ServeL
     async def predict(request: Request) -> Response:
         if state["active"] >= limits.max_queue:
             state["busy"] += 1
-            return _error(503, f"server busy: {limits.max_queue} request(s) already waiting or running; try again "
-                          "in a moment", headers={"Retry-After": "1"})
+            return _error(
+                503,
+                f"server busy: {limits.max_queue} request(s) already waiting or running; try again in a moment",
+                headers={"Retry-After": "1"},
+            )
         state["active"] += 1
         try:
             body = await _read_body(request, limits)
@@ -96,8 +101,15 @@ def create_app(predictor: Predictor, release: Path, backend: str, limits: ServeL
         return Response(results_json(results), media_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "queue": {"active": state["active"], "limit": limits.max_queue},
-                             "served": dict(batcher.counts), "busy": state["busy"], "refused": state["refused"]})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "queue": {"active": state["active"], "limit": limits.max_queue},
+                "served": dict(batcher.counts),
+                "busy": state["busy"],
+                "refused": state["refused"],
+            }
+        )
 
     async def model(request: Request) -> Response:
         return JSONResponse(about)
@@ -120,8 +132,9 @@ def create_app(predictor: Predictor, release: Path, backend: str, limits: ServeL
         Route("/model", model, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error, Exception: _server_error}
+    )
     app.add_middleware(_SecurityHeaders)
     return app
 
@@ -228,8 +241,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None, **e
 async def _http_error(request: Request, exc: Exception) -> Response:
     # Starlette's own refusals (404 unknown path, 405 wrong method) as JSON like every other error.
     assert isinstance(exc, HTTPException)
-    message = {404: f"not found: {request.url.path}",
-               405: f"method {request.method} not allowed for {request.url.path}"}.get(exc.status_code, exc.detail)
+    message = {
+        404: f"not found: {request.url.path}",
+        405: f"method {request.method} not allowed for {request.url.path}",
+    }.get(exc.status_code, exc.detail)
     return _error(exc.status_code, message, headers=exc.headers)
 
 

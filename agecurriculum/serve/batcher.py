@@ -102,7 +102,7 @@ class Batcher:
             self.counts["batches"] += 1
             start = 0
             for job in jobs:
-                mine = results[start:start + len(job.uploads)]
+                mine = results[start : start + len(job.uploads)]
                 start += len(job.uploads)
                 self.counts["requests"] += 1
                 self.counts["images"] += len(mine)

@@ -63,8 +63,9 @@ def parse_uploads(content_type: str | None, body: bytes, max_images: int) -> lis
             (413), or a content type that is neither ``multipart/form-data`` nor an image (415).
     """
     if not body:
-        raise RequestError(400, "empty request: send an image as the body (Content-Type: image/...) or as "
-                           "multipart/form-data files")
+        raise RequestError(
+            400, "empty request: send an image as the body (Content-Type: image/...) or as multipart/form-data files"
+        )
     mime, options = parse_options_header(content_type or "")
     mime_type = mime.decode("latin-1").lower()
     if mime_type == "multipart/form-data":
@@ -73,14 +74,20 @@ def parse_uploads(content_type: str | None, body: bytes, max_images: int) -> lis
             raise RequestError(400, "multipart/form-data without a boundary")
         uploads = _form_files(boundary, body)
         if not uploads:
-            raise RequestError(400, "the form holds no file: send each image as a form field with a file name "
-                               "(e.g. curl -F file=@photo.jpg)")
+            raise RequestError(
+                400,
+                "the form holds no file: send each image as a form field with a file name "
+                "(e.g. curl -F file=@photo.jpg)",
+            )
     elif mime_type.startswith("image/") or mime_type in RAW_TYPES:
         uploads = [(None, body)]
     else:
         shown = mime_type or "none"
-        raise RequestError(415, f"unsupported Content-Type {shown!r}: send multipart/form-data files or one image "
-                           "as the body (image/jpeg, image/png, ...)")
+        raise RequestError(
+            415,
+            f"unsupported Content-Type {shown!r}: send multipart/form-data files or one image "
+            "as the body (image/jpeg, image/png, ...)",
+        )
     if len(uploads) > max_images:
         raise RequestError(413, f"too many images in one request: {len(uploads)} > limit of {max_images}")
     return [Upload(name, name or f"image {i}", data) for i, (name, data) in enumerate(uploads, 1)]
@@ -108,8 +115,14 @@ def _form_files(boundary: bytes, body: bytes) -> list[tuple[str | None, bytes]]:
     def part_data(data: bytes, start: int, end: int) -> None:
         parts[-1][1].extend(data[start:end])
 
-    callbacks = {"on_part_begin": part_begin, "on_header_field": header_field, "on_header_value": header_value,
-                 "on_header_end": header_end, "on_part_data": part_data, "on_end": lambda: ended.append(True)}
+    callbacks = {
+        "on_part_begin": part_begin,
+        "on_header_field": header_field,
+        "on_header_value": header_value,
+        "on_header_end": header_end,
+        "on_part_data": part_data,
+        "on_end": lambda: ended.append(True),
+    }
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     try:
         parser.write(body)

@@ -36,18 +36,26 @@ from typing import Any
 
 from agecurriculum.bins import PAPER_BINS
 from agecurriculum.config import CONDITIONING_MODES, RunConfig
+from agecurriculum.data.datasets import FilteredDataset
 from agecurriculum.evaluation.metrics import format_number
 from agecurriculum.evaluation.report import EvaluationReport
 from agecurriculum.losses import LOSSES
-from agecurriculum.data.datasets import FilteredDataset
 from agecurriculum.schedule import PRESETS, ScheduleWarning, TrainingSchedule
 from agecurriculum.train.checkpoint import load_checkpoint
 from agecurriculum.train.distributed import is_main_process
 from agecurriculum.train.plan import format_bins
 from agecurriculum.train.run import PreparedData, build_curriculum, evaluate_release, prepare_data, train
 
-__all__ = ["ADAPTIVE_VARIANTS", "CONDITIONINGS", "CURRICULA", "LOSS_VARIANTS", "STUDIES", "AblationResult",
-           "AblationRow", "run_ablation"]
+__all__ = [
+    "ADAPTIVE_VARIANTS",
+    "CONDITIONINGS",
+    "CURRICULA",
+    "LOSS_VARIANTS",
+    "STUDIES",
+    "AblationResult",
+    "AblationRow",
+    "run_ablation",
+]
 
 STUDIES = ("loss", "curriculum", "conditioning")  # what ``study="all"`` runs, in this order
 _TABLES = (*STUDIES, "adaptive")  # every study, in the order of the tables
@@ -55,14 +63,23 @@ ADAPTIVE_VARIANTS = (*PRESETS, "mixed", "adaptive")  # the adaptive study's rows
 LOSS_VARIANTS = tuple(LOSSES)  # uncertainty, sum, fixed
 CURRICULA = tuple(PRESETS)  # original, list1, list2
 CONDITIONINGS = CONDITIONING_MODES  # hard (the paper's), soft
-_LABELS = {"loss": {"uncertainty": "uncertainty (learned weights)", "sum": "plain sum", "fixed": "fixed 0.6 / 0.4"},
-           "conditioning": {"hard": "hard (one-hot predicted gender)", "soft": "soft (gender softmax)"},
-           "adaptive": {"original": "original (the paper's)", "list1": "list 1", "list2": "list 2",
-                        "mixed": "mixed (every dataset and bin from the start)",
-                        "adaptive": "adaptive (learned from the losses)"}}
-_TITLES = {"loss": ("Loss", "Table VII form"), "curriculum": ("Curriculum", "Table VIII form"),
-           "conditioning": ("Conditioning", "Table VII form"),
-           "adaptive": ("Curriculum on one image budget", "Table VIII form")}
+_LABELS = {
+    "loss": {"uncertainty": "uncertainty (learned weights)", "sum": "plain sum", "fixed": "fixed 0.6 / 0.4"},
+    "conditioning": {"hard": "hard (one-hot predicted gender)", "soft": "soft (gender softmax)"},
+    "adaptive": {
+        "original": "original (the paper's)",
+        "list1": "list 1",
+        "list2": "list 2",
+        "mixed": "mixed (every dataset and bin from the start)",
+        "adaptive": "adaptive (learned from the losses)",
+    },
+}
+_TITLES = {
+    "loss": ("Loss", "Table VII form"),
+    "curriculum": ("Curriculum", "Table VIII form"),
+    "conditioning": ("Conditioning", "Table VII form"),
+    "adaptive": ("Curriculum on one image budget", "Table VIII form"),
+}
 _METRICS = ("gender_accuracy", "age_accuracy")
 
 
@@ -99,11 +116,23 @@ class AblationRow:
         return _mean(self.results)
 
     def to_dict(self) -> dict[str, Any]:
-        row = {"variant": self.variant, "run_dir": str(self.run_dir), "epochs_trained": self.epochs_trained,
-               "seconds": self.seconds, "results": self.results, "mean": self.mean}
+        row = {
+            "variant": self.variant,
+            "run_dir": str(self.run_dir),
+            "epochs_trained": self.epochs_trained,
+            "seconds": self.seconds,
+            "results": self.results,
+            "mean": self.mean,
+        }
         if self.study == "adaptive":
-            row.update({"val_results": self.val_results, "val_mean": _mean(self.val_results), "images": self.images,
-                        "schedule": self.schedule})
+            row.update(
+                {
+                    "val_results": self.val_results,
+                    "val_mean": _mean(self.val_results),
+                    "images": self.images,
+                    "schedule": self.schedule,
+                }
+            )
         return row
 
 
@@ -141,20 +170,32 @@ class AblationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: the shared configuration and, per study, what it holds fixed and its rows."""
-        studies = {name: {"fixed": self._fixed(name), "rows": [row.to_dict() for row in self.study(name)]}
-                   for name in _TABLES if self.study(name)}
-        return _jsonable({"out_dir": str(self.out_dir), "config": self.config.to_dict(),
-                          "bin_labels": self.bin_labels, "datasets": self.datasets(), "studies": studies})
+        studies = {
+            name: {"fixed": self._fixed(name), "rows": [row.to_dict() for row in self.study(name)]}
+            for name in _TABLES
+            if self.study(name)
+        }
+        return _jsonable(
+            {
+                "out_dir": str(self.out_dir),
+                "config": self.config.to_dict(),
+                "bin_labels": self.bin_labels,
+                "datasets": self.datasets(),
+                "studies": studies,
+            }
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def to_markdown(self) -> str:
         """The tables, one per study: a row per variant, gender and age accuracy (%) per test dataset and mean."""
-        intro = (f"Test-split accuracy (%) of each variant: gender, and age over the {len(self.bin_labels)} unified "
-                 f"bins ({', '.join(self.bin_labels)}), per dataset and as the unweighted mean over the datasets. "
-                 "All runs share the data, splits, bins, model, trainer settings and seed; only the varied setting "
-                 "differs.")
+        intro = (
+            f"Test-split accuracy (%) of each variant: gender, and age over the {len(self.bin_labels)} unified "
+            f"bins ({', '.join(self.bin_labels)}), per dataset and as the unweighted mean over the datasets. "
+            "All runs share the data, splits, bins, model, trainer settings and seed; only the varied setting "
+            "differs."
+        )
         lines = ["# Ablation", "", intro, ""]
         datasets = self.datasets()
         for name in _TABLES:
@@ -172,16 +213,24 @@ class AblationResult:
             lines += [f"- {_LABELS[name].get(row.variant, row.variant)}: {row.schedule}" for row in rows] + [""]
         return "\n".join(lines)
 
-    def _table(self, title: str, rows: list[AblationRow], datasets: list[str], attr: str,
-               images: bool = False) -> list[str]:
-        header = [title, *(f"{d} {part} (%)" for d in datasets for part in ("gender", "age")),
-                  "mean gender (%)", "mean age (%)", *(["images seen"] if images else []), "run"]
+    def _table(
+        self, title: str, rows: list[AblationRow], datasets: list[str], attr: str, images: bool = False
+    ) -> list[str]:
+        header = [
+            title,
+            *(f"{d} {part} (%)" for d in datasets for part in ("gender", "age")),
+            "mean gender (%)",
+            "mean age (%)",
+            *(["images seen"] if images else []),
+            "run",
+        ]
         lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         for row in rows:
             label = _LABELS.get(row.study, {}).get(row.variant, row.variant)
             results = getattr(row, attr)
-            cells = [format_number(results[d][key], True) if d in results else "–"
-                     for d in datasets for key in _METRICS]
+            cells = [
+                format_number(results[d][key], True) if d in results else "–" for d in datasets for key in _METRICS
+            ]
             cells += [format_number(_mean(results)[key], True) for key in _METRICS]
             cells += [f"{row.images:,}" if row.images is not None else "–"] if images else []
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {_relative(row.run_dir, self.out_dir)} |")
@@ -202,18 +251,31 @@ class AblationResult:
     def _fixed(self, study: str) -> dict[str, Any]:
         # What a study holds fixed while it varies the other setting.
         if study == "loss":
-            return {"schedule": self.config.schedule, "epochs_per_stage": self.config.epochs_per_stage,
-                    "conditioning": self.config.model.conditioning}
+            return {
+                "schedule": self.config.schedule,
+                "epochs_per_stage": self.config.epochs_per_stage,
+                "conditioning": self.config.model.conditioning,
+            }
         if study == "curriculum":
-            return {"loss": self.config.loss, "epochs_per_stage": self.config.epochs_per_stage,
-                    "conditioning": self.config.model.conditioning}
+            return {
+                "loss": self.config.loss,
+                "epochs_per_stage": self.config.epochs_per_stage,
+                "conditioning": self.config.model.conditioning,
+            }
         if study == "adaptive":
             budget = next((row.images for row in self.study("adaptive") if row.variant == ADAPTIVE_VARIANTS[0]), None)
-            return {"loss": self.config.loss, "conditioning": self.config.model.conditioning, "seed":
-                    self.config.trainer.seed, "image budget": "the original curriculum's images" + (
-                        f" ({budget:,})" if budget is not None else ""), "early stopping": "off"}
-        return {"loss": self.config.loss, "schedule": self.config.schedule,
-                "epochs_per_stage": self.config.epochs_per_stage}
+            return {
+                "loss": self.config.loss,
+                "conditioning": self.config.model.conditioning,
+                "seed": self.config.trainer.seed,
+                "image budget": "the original curriculum's images" + (f" ({budget:,})" if budget is not None else ""),
+                "early stopping": "off",
+            }
+        return {
+            "loss": self.config.loss,
+            "schedule": self.config.schedule,
+            "epochs_per_stage": self.config.epochs_per_stage,
+        }
 
 
 def _describe(fixed: dict[str, Any]) -> str:
@@ -245,9 +307,14 @@ def _jsonable(value: Any) -> Any:
 def _results(report: EvaluationReport | None) -> dict[str, dict[str, float]]:
     if report is None:  # ranks other than 0 of a distributed run do not evaluate
         return {}
-    return {r.name: {"gender_accuracy": float(r.metrics["gender_accuracy"]),
-                     "age_accuracy": float(r.metrics["age_accuracy"]), "n": int(r.metrics["n"])}
-            for r in report.results}
+    return {
+        r.name: {
+            "gender_accuracy": float(r.metrics["gender_accuracy"]),
+            "age_accuracy": float(r.metrics["age_accuracy"]),
+            "n": int(r.metrics["n"]),
+        }
+        for r in report.results
+    }
 
 
 def _choose(names: Iterable[str], known: Sequence[str], what: str) -> list[str]:
@@ -258,9 +325,14 @@ def _choose(names: Iterable[str], known: Sequence[str], what: str) -> list[str]:
     return names
 
 
-def _variants(config: RunConfig, study: str, losses: Sequence[str], curricula: Sequence[str],
-              conditionings: Sequence[str] = CONDITIONINGS,
-              adaptive_variants: Sequence[str] = ADAPTIVE_VARIANTS) -> list[tuple[str, str, RunConfig]]:
+def _variants(
+    config: RunConfig,
+    study: str,
+    losses: Sequence[str],
+    curricula: Sequence[str],
+    conditionings: Sequence[str] = CONDITIONINGS,
+    adaptive_variants: Sequence[str] = ADAPTIVE_VARIANTS,
+) -> list[tuple[str, str, RunConfig]]:
     """``(study, variant, run config)`` of every run, each config a copy with its own ``out_dir``; the adaptive
     study's get their image budget in :func:`_on_budget`, once the data is prepared."""
     if study not in (*_TABLES, "all"):
@@ -294,8 +366,9 @@ def _variants(config: RunConfig, study: str, losses: Sequence[str], curricula: S
     return variants
 
 
-def _check_datasets(variants: list[tuple[str, str, RunConfig]], available: Sequence[str], num_bins: int,
-                    where: str) -> None:
+def _check_datasets(
+    variants: list[tuple[str, str, RunConfig]], available: Sequence[str], num_bins: int, where: str
+) -> None:
     """Raises one ValueError naming every variant whose curriculum uses a dataset not in ``available``."""
     problems = []
     for study, name, run in variants:
@@ -310,8 +383,11 @@ def _check_datasets(variants: list[tuple[str, str, RunConfig]], available: Seque
     if problems:
         hint = "add the missing datasets"
         if any(problem.startswith(("curriculum-", "adaptive-")) for problem in problems):
-            hint = ("the paper's curricula (original, list1, list2) each use utkface, adience and morph2: " + hint
-                    + ", or run only the loss study (--study loss)")
+            hint = (
+                "the paper's curricula (original, list1, list2) each use utkface, adience and morph2: "
+                + hint
+                + ", or run only the loss study (--study loss)"
+            )
         raise ValueError(f"ablation: {'; '.join(problems)}, but {where} has only {list(available)}; {hint}")
 
 
@@ -323,8 +399,9 @@ def _planned_images(schedule: TrainingSchedule, prepared: PreparedData, run: Run
         for name in stage.datasets:
             n = len(FilteredDataset(prepared.train_sets[name], stage.bins, keep_unknown=stage.bins == every_bin))
             n -= n % t.batch_size == 1
-            total += stage.epochs * (n if t.max_steps_per_epoch is None else min(n, t.max_steps_per_epoch
-                                                                                * t.batch_size))
+            total += stage.epochs * (
+                n if t.max_steps_per_epoch is None else min(n, t.max_steps_per_epoch * t.batch_size)
+            )
     return total
 
 
@@ -373,11 +450,16 @@ def _trained(row_variant: str, run: RunConfig, run_dir: Path) -> tuple[int, str]
     return images, f"the preset, {run.epochs_per_stage} epoch(s) per stage and dataset,{cut}"
 
 
-def run_ablation(config: RunConfig, study: str = "all", losses: Sequence[str] = LOSS_VARIANTS,
-                 curricula: Sequence[str] = CURRICULA, resume: bool = False,
-                 on_run: Callable[[AblationRow], None] | None = None,
-                 conditionings: Sequence[str] = CONDITIONINGS,
-                 adaptive_variants: Sequence[str] = ADAPTIVE_VARIANTS) -> AblationResult:
+def run_ablation(
+    config: RunConfig,
+    study: str = "all",
+    losses: Sequence[str] = LOSS_VARIANTS,
+    curricula: Sequence[str] = CURRICULA,
+    resume: bool = False,
+    on_run: Callable[[AblationRow], None] | None = None,
+    conditionings: Sequence[str] = CONDITIONINGS,
+    adaptive_variants: Sequence[str] = ADAPTIVE_VARIANTS,
+) -> AblationResult:
     """Trains and evaluates every variant of the chosen studies, then writes ``ablation.md`` and ``ablation.json``.
 
     The loss study keeps ``config.schedule`` and sets ``loss`` to each of ``losses``; the curriculum study keeps
@@ -415,7 +497,9 @@ def run_ablation(config: RunConfig, study: str = "all", losses: Sequence[str] = 
     variants = _variants(config, study, losses, curricula, conditionings, adaptive_variants)
     # The presets are checked against the configured dataset names first, so that a curriculum study that cannot
     # run fails before face detection; then every variant against the datasets that have training images.
-    presets = [v for v in variants if v[0] == "curriculum" or isinstance(v[2].schedule, str) and v[2].schedule in PRESETS]
+    presets = [
+        v for v in variants if v[0] == "curriculum" or isinstance(v[2].schedule, str) and v[2].schedule in PRESETS
+    ]
     _check_datasets(presets, config.data.datasets, len(PAPER_BINS), "data.datasets")
     prepared: PreparedData = prepare_data(config)
     found = [name for name, ds in prepared.train_sets.items() if len(ds)]
@@ -431,8 +515,9 @@ def run_ablation(config: RunConfig, study: str = "all", losses: Sequence[str] = 
             row = AblationRow(study_name, name, same.run_dir, 0, 0.0, same.results)
         else:
             done = train(run, resume=resume, prepared=prepared)
-            row = AblationRow(study_name, name, done.run_dir, len(done.history), time.perf_counter() - start,
-                              _results(done.report))
+            row = AblationRow(
+                study_name, name, done.run_dir, len(done.history), time.perf_counter() - start, _results(done.report)
+            )
             if study_name == "adaptive" and is_main_process():
                 row.val_results = _results(evaluate_release(done.release_dir, prepared, run, part="val"))
                 row.images, row.schedule = _trained(name, run, done.run_dir)

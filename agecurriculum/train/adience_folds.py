@@ -65,8 +65,14 @@ FOLD_RESULT = "adience_fold.json"  # in each fold's run folder, written once the
 LISTS = tuple(f"{task}_{part}" for task in ("age", "gender") for part in PARTS)  # age_train ... gender_test
 _METRICS = ("age_accuracy", "one_off", "gender_accuracy")
 # Settings that do not change what a finished fold measured, so a resume may differ in them.
-_RUNTIME = ("out_dir", "data.cache", "data.preprocess_workers", "trainer.device", "trainer.num_workers",
-            "trainer.progress")
+_RUNTIME = (
+    "out_dir",
+    "data.cache",
+    "data.preprocess_workers",
+    "trainer.device",
+    "trainer.num_workers",
+    "trainer.progress",
+)
 
 
 @dataclass
@@ -101,9 +107,17 @@ class FoldResult:
         return bool(self.metrics)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fold": self.fold, "run_dir": str(self.run_dir), "scored": self.scored, "note": self.note,
-                "metrics": self.metrics, "coverage": self.coverage, "epochs_trained": self.epochs_trained,
-                "seconds": self.seconds, "resumed": self.resumed}
+        return {
+            "fold": self.fold,
+            "run_dir": str(self.run_dir),
+            "scored": self.scored,
+            "note": self.note,
+            "metrics": self.metrics,
+            "coverage": self.coverage,
+            "epochs_trained": self.epochs_trained,
+            "seconds": self.seconds,
+            "resumed": self.resumed,
+        }
 
 
 @dataclass
@@ -131,10 +145,17 @@ class AdienceFoldsResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: per fold its numbers, coverage and note; the summary; the configuration."""
-        return _jsonable({"protocol": "adience-5fold", "out_dir": str(self.out_dir),
-                          "groups": [f"{lo}-{hi}" for lo, hi in ADIENCE_GROUPS],
-                          "folds": [f.to_dict() for f in self.folds], "scored_folds": [f.fold for f in self.scored()],
-                          "summary": self.summary(), "config": self.config.to_dict()})
+        return _jsonable(
+            {
+                "protocol": "adience-5fold",
+                "out_dir": str(self.out_dir),
+                "groups": [f"{lo}-{hi}" for lo, hi in ADIENCE_GROUPS],
+                "folds": [f.to_dict() for f in self.folds],
+                "scored_folds": [f.fold for f in self.scored()],
+                "summary": self.summary(),
+                "config": self.config.to_dict(),
+            }
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -143,13 +164,19 @@ class AdienceFoldsResult:
         """The table in the paper's Table III form (a row per fold, mean ± std, the paper's number), list coverage
         and the per-fold notes."""
         groups = ", ".join(f"{lo}-{hi}" for lo, hi in ADIENCE_GROUPS)
-        lines = ["# Adience 5-fold protocol", "",
-                 (f"Age accuracy and 1-off in Adience's native 8 groups ({groups}) against each fold's "
-                  "age_test.txt, gender accuracy against its gender_test.txt, in %. Each fold's model was trained "
-                  "on the fold's train lists (levi_folds/test_fold_is_K). n: test entries scored (in the mean row, "
-                  "all scored folds together). Mean ± sample standard deviation over the scored folds."), "",
-                 "| Fold | age accuracy (%) | 1-off (%) | gender accuracy (%) | n (age) | n (gender) | run |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = [
+            "# Adience 5-fold protocol",
+            "",
+            (
+                f"Age accuracy and 1-off in Adience's native 8 groups ({groups}) against each fold's "
+                "age_test.txt, gender accuracy against its gender_test.txt, in %. Each fold's model was trained "
+                "on the fold's train lists (levi_folds/test_fold_is_K). n: test entries scored (in the mean row, "
+                "all scored folds together). Mean ± sample standard deviation over the scored folds."
+            ),
+            "",
+            "| Fold | age accuracy (%) | 1-off (%) | gender accuracy (%) | n (age) | n (gender) | run |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for f in self.folds:
             cells = [format_number(f.metrics.get(key, float("nan")), True) for key in _METRICS]
             counts = [str(f.metrics.get(key, 0)) for key in ("n_age", "n_gender")]
@@ -159,18 +186,27 @@ class AdienceFoldsResult:
         if scored:
             cells = [_mean_std(summary[key]) for key in _METRICS]
             counts = [str(sum(f.metrics[key] for f in scored)) for key in ("n_age", "n_gender")]
-            lines.append(f"| mean ± std ({len(scored)} fold{'s' * (len(scored) != 1)}) | "
-                         + " | ".join(cells + counts) + " |  |")
+            lines.append(
+                f"| mean ± std ({len(scored)} fold{'s' * (len(scored) != 1)}) | " + " | ".join(cells + counts) + " |  |"
+            )
         else:
             lines.append("| mean ± std (no fold scored) | – | – | – | 0 | 0 |  |")
         paper = PAPER_RESULTS["Adience"]
-        lines += [(f"| Adience (paper's number, EfficientNet-B4 on GPU) | {paper['age_accuracy']:.2f} | – | "
-                   f"{paper['gender_accuracy']:.2f} | – | – |  |"), "",
-                  "The paper's row is copied from its Table III (its 8-bin age accuracy), not measured here.", "",
-                  "## List entries", "",
-                  "Entries used / entries in the list (found in the data, before the face pipeline).", "",
-                  "| Fold | " + " | ".join(name.replace("_", " ") for name in LISTS) + " |",
-                  "|---" * (len(LISTS) + 1) + "|"]
+        lines += [
+            (
+                f"| Adience (paper's number, EfficientNet-B4 on GPU) | {paper['age_accuracy']:.2f} | – | "
+                f"{paper['gender_accuracy']:.2f} | – | – |  |"
+            ),
+            "",
+            "The paper's row is copied from its Table III (its 8-bin age accuracy), not measured here.",
+            "",
+            "## List entries",
+            "",
+            "Entries used / entries in the list (found in the data, before the face pipeline).",
+            "",
+            "| Fold | " + " | ".join(name.replace("_", " ") for name in LISTS) + " |",
+            "|---" * (len(LISTS) + 1) + "|",
+        ]
         for f in self.folds:
             cells = [f"{c['used']}/{c['entries']} ({c['found']})" for c in (f.coverage[name] for name in LISTS)]
             lines.append(f"| {f.fold} | " + " | ".join(cells) + " |")
@@ -218,15 +254,18 @@ def _config_key(config: RunConfig) -> dict[str, Any]:
 def _check_config(config: RunConfig, folds: Sequence[int]) -> None:
     """Raises before any data is prepared when the configuration cannot run the protocol."""
     if "adience" not in config.data.datasets:
-        raise ValueError(f"data.datasets: the Adience protocol trains and scores on adience; add it (now: "
-                         f"{config.data.datasets})")
+        raise ValueError(
+            f"data.datasets: the Adience protocol trains and scores on adience; add it (now: {config.data.datasets})"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)  # train() warns about a preset that breaks Eq. 7
         num_bins = len(config.bins) + 1 if isinstance(config.bins, list) else len(PAPER_BINS)
         datasets = build_schedule(config, num_bins).datasets
     if "adience" not in datasets:
-        raise ValueError(f"schedule: uses {list(datasets)}; the Adience protocol trains on each fold's Adience "
-                         "train lists, so a stage must use adience")
+        raise ValueError(
+            f"schedule: uses {list(datasets)}; the Adience protocol trains on each fold's Adience "
+            "train lists, so a stage must use adience"
+        )
     bad = [k for k in folds if k not in FOLDS]
     if bad or not folds or len(set(folds)) != len(folds):
         raise ValueError(f"folds: expected distinct folds among {list(FOLDS)}, got {list(folds)}")
@@ -234,8 +273,11 @@ def _check_config(config: RunConfig, folds: Sequence[int]) -> None:
 
 def _fold_split(records: list[FaceRecord], split: AdienceSplit) -> tuple[Split, dict[str, ResolvedSplit]]:
     """Adience's split for one round: per part the age list's faces, then the gender list's other faces."""
-    resolved = {f"{task}_{part}": resolve_split(records, getattr(split, task)[part])
-                for task in ("age", "gender") for part in PARTS}
+    resolved = {
+        f"{task}_{part}": resolve_split(records, getattr(split, task)[part])
+        for task in ("age", "gender")
+        for part in PARTS
+    }
     parts = {}
     for part in PARTS:
         age = resolved[f"age_{part}"].records
@@ -245,8 +287,14 @@ def _fold_split(records: list[FaceRecord], split: AdienceSplit) -> tuple[Split, 
 
 
 def _coverage(split: AdienceSplit, resolved: dict[str, ResolvedSplit]) -> dict[str, dict[str, int]]:
-    return {name: {"entries": len(getattr(split, name.split("_")[0])[name.split("_")[1]]),
-                   "found": resolved[name].resolved, "used": 0} for name in LISTS}
+    return {
+        name: {
+            "entries": len(getattr(split, name.split("_")[0])[name.split("_")[1]]),
+            "found": resolved[name].resolved,
+            "used": 0,
+        }
+        for name in LISTS
+    }
 
 
 def _shortfall(coverage: dict[str, dict[str, int]]) -> str:
@@ -266,8 +314,9 @@ def _unusable(coverage: dict[str, dict[str, int]], key: str, where: str) -> str 
     return None
 
 
-def _score(release_dir: Path, test_set: FaceDataset, resolved: dict[str, ResolvedSplit], batch_size: int,
-           device: str) -> dict[str, float]:
+def _score(
+    release_dir: Path, test_set: FaceDataset, resolved: dict[str, ResolvedSplit], batch_size: int, device: str
+) -> dict[str, float]:
     """The fold's metrics on its test lists, from the released model."""
     model, info = load_release(release_dir)
     pred = predict_dataset(model, test_set, batch_size=batch_size, device=device)
@@ -281,8 +330,13 @@ def _score(release_dir: Path, test_set: FaceDataset, resolved: dict[str, Resolve
     age = adience_protocol(pred.select(age_index), info.bins, age_labels)
     gender_index, gender_labels = picked["gender"]
     gender = accuracy(pred.gender_probs[gender_index], np.array(gender_labels, dtype=np.int64))
-    return {"age_accuracy": age["accuracy"], "one_off": age["one_off"], "gender_accuracy": gender,
-            "n_age": age["n"], "n_gender": len(gender_labels)}
+    return {
+        "age_accuracy": age["accuracy"],
+        "one_off": age["one_off"],
+        "gender_accuracy": gender,
+        "n_age": age["n"],
+        "n_gender": len(gender_labels),
+    }
 
 
 def _finished(run_dir: Path, config: RunConfig) -> FoldResult | None:
@@ -299,9 +353,11 @@ def _finished(run_dir: Path, config: RunConfig) -> FoldResult | None:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: unreadable fold result ({err}); delete it to score the fold again") from None
     if differs:
-        raise ValueError(f"{path}: this fold was finished with another configuration (differs in: "
-                         f"{', '.join(differs)}); resume with the same --config and --set values, use another "
-                         "out_dir, or leave out --resume to train again")
+        raise ValueError(
+            f"{path}: this fold was finished with another configuration (differs in: "
+            f"{', '.join(differs)}); resume with the same --config and --set values, use another "
+            "out_dir, or leave out --resume to train again"
+        )
     return result
 
 
@@ -329,18 +385,30 @@ def _run_fold(config: RunConfig, split: AdienceSplit, records: list[FaceRecord],
     if note:
         return FoldResult(split.test_fold, run_dir, coverage, note=note, seconds=time.perf_counter() - start)
     done = train(config, resume=resume, prepared=prepared)
-    metrics = _score(done.release_dir, prepared.test_sets["adience"], resolved, config.trainer.batch_size,
-                     config.trainer.device)
-    result = FoldResult(split.test_fold, run_dir, coverage, metrics, _shortfall(coverage), len(done.history),
-                        time.perf_counter() - start)
+    metrics = _score(
+        done.release_dir, prepared.test_sets["adience"], resolved, config.trainer.batch_size, config.trainer.device
+    )
+    result = FoldResult(
+        split.test_fold,
+        run_dir,
+        coverage,
+        metrics,
+        _shortfall(coverage),
+        len(done.history),
+        time.perf_counter() - start,
+    )
     if is_main_process():
         saved = {**result.to_dict(), "config": _config_key(config)}
         atomic_write(run_dir / FOLD_RESULT, json.dumps(_jsonable(saved), indent=2).encode("utf-8"))
     return result
 
 
-def run_adience_folds(config: RunConfig, folds: Iterable[int] = FOLDS, resume: bool = False,
-                      on_fold: Callable[[FoldResult], None] | None = None) -> AdienceFoldsResult:
+def run_adience_folds(
+    config: RunConfig,
+    folds: Iterable[int] = FOLDS,
+    resume: bool = False,
+    on_fold: Callable[[FoldResult], None] | None = None,
+) -> AdienceFoldsResult:
     """Trains and scores each fold of the Adience protocol, then writes ``adience_5fold.md`` and ``.json``.
 
     Args:

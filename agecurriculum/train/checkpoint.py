@@ -8,7 +8,8 @@ references; see :meth:`CurriculumTrainer.state_dict` for what each key holds::
     format, version, library_version    # "agecurriculum-checkpoint", CHECKPOINT_VERSION, agecurriculum.__version__
     model, optimizer, lr_scheduler, scaler, loss_fn                     # state dicts (model unwrapped from DDP)
     position        # the NEXT epoch to run: {"stage", "dataset_index", "epoch", "global_epoch"}
-    early_stopping  # {"best_val", "stale_epochs"} of early stopping's scope; {"best_selection", "best_epoch"}: best.pt's
+    early_stopping  # {"best_val", "stale_epochs"} of early stopping's scope;
+                    # {"best_selection", "best_epoch"}: best.pt's
     history         # [dataclasses.asdict(EpochRecord), ...]
     rng             # one capture_rng_state() per rank: {"torch", "cuda" (its device's, or None), "numpy", "python"}
     config, schedule, dataset_sizes, world_size   # what the run was; resuming checks them
@@ -44,8 +45,18 @@ __all__ = [
 CHECKPOINT_FORMAT = "agecurriculum-checkpoint"
 CHECKPOINT_VERSION = 1  # bump when a key changes meaning; load_checkpoint refuses other versions
 _REQUIRED_KEYS = frozenset(
-    {"model", "optimizer", "lr_scheduler", "loss_fn", "position", "early_stopping", "history", "rng", "config",
-     "schedule"}
+    {
+        "model",
+        "optimizer",
+        "lr_scheduler",
+        "loss_fn",
+        "position",
+        "early_stopping",
+        "history",
+        "rng",
+        "config",
+        "schedule",
+    }
 )
 
 
@@ -120,4 +131,3 @@ def restore_rng_state(state: Mapping[str, Any], cuda_device: torch.device | str 
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
-

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import warnings
 
+from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.bins import PAPER_BINS, AgeBins
 from agecurriculum.config import RunConfig, check_config
 from agecurriculum.data.balance import BALANCE_RULES
 from agecurriculum.losses import create_loss
 from agecurriculum.model.classifier import DualClassifier
-from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.schedule import ScheduleWarning, TrainingSchedule
 from agecurriculum.train.run import build_curriculum
 
@@ -33,9 +33,9 @@ _CONDITIONING = {
 }
 _BALANCE = {
     "paper": "bins above the median cut to it, every bin below it augmented towards it, at most "
-             f"{BALANCE_RULES['paper']} copy per image: the paper's rule",
+    f"{BALANCE_RULES['paper']} copy per image: the paper's rule",
     "ratio": f"bins above the median cut to it, bins below median / 3.5 augmented up to that, at most "
-             f"{BALANCE_RULES['ratio']} copies per image",
+    f"{BALANCE_RULES['ratio']} copies per image",
     "sampler": "no copies: every age bin of a stage drawn equally often",
     "none": "the training sets as they are",
 }
@@ -93,9 +93,12 @@ def describe_run(config: RunConfig) -> list[str]:
         f"{m.bottleneck_dim}, dropout {m.dropout}, {_CONDITIONING[m.conditioning]}; {params / 1e6:.1f} M parameters"
         + ("; ImageNet weights loaded when training starts" if m.pretrained else "")
         + (f"; initial weights from {m.init_from}" if m.init_from else ""),
-        "age bins: " + ("auto (fitted by AgeBinOptimizer on the training labels when the data is prepared)"
-                        if bins is None else f"{config.bins if isinstance(config.bins, str) else 'explicit'}: "
-                        f"{', '.join(bins.labels())}"),
+        "age bins: "
+        + (
+            "auto (fitted by AgeBinOptimizer on the training labels when the data is prepared)"
+            if bins is None
+            else f"{config.bins if isinstance(config.bins, str) else 'explicit'}: {', '.join(bins.labels())}"
+        ),
     ]
     labels = None if bins is None else bins.labels()
     if isinstance(schedule, AdaptiveCurriculum):
@@ -103,8 +106,10 @@ def describe_run(config: RunConfig) -> list[str]:
     else:
         lines += _static_lines(config, schedule, labels)
     lines += [f"  breaks Eq. 7: {message}" for message in broken]
-    lines.append("image budget: " + ("none" if t.image_budget is None else
-                                     f"{t.image_budget} training images, then the run ends"))
+    lines.append(
+        "image budget: "
+        + ("none" if t.image_budget is None else f"{t.image_budget} training images, then the run ends")
+    )
     patience = t.early_stopping_patience
     lines += [
         f"loss: {_LOSSES[config.loss]}"
@@ -113,8 +118,9 @@ def describe_run(config: RunConfig) -> list[str]:
         f"optimiser: AdamW, lr {t.lr:g}, weight decay {t.weight_decay:g}, batch {t.batch_size}, seed {t.seed}",
         f"LR: ReduceLROnPlateau x {t.plateau_factor:g} after {t.plateau_patience} epoch(s) without improvement of "
         f"{_SCOPE[t.plateau_scope]}",
-        "early stopping: off" if patience is None else
-        f"early stopping: after {patience} epoch(s) without improvement of {_SCOPE[t.early_stopping_scope]}; "
+        "early stopping: off"
+        if patience is None
+        else f"early stopping: after {patience} epoch(s) without improvement of {_SCOPE[t.early_stopping_scope]}; "
         f"{_STOPS[t.early_stopping_scope]}",
         "release: release/ = the epoch with the lowest selection score (validation loss over every validation set "
         "and bin; best.pt), release-last/ = the last epoch (checkpoint.pt); report/ evaluates release/",
@@ -134,12 +140,16 @@ def _ages(labels: list[str] | None, bins: frozenset[int]) -> str:
 
 def _static_lines(config: RunConfig, schedule: TrainingSchedule, labels: list[str] | None) -> list[str]:
     pairs = sum(len(stage.datasets) for stage in schedule)
-    lines = [f"curriculum: {schedule_name(config)}, {len(schedule)} stage(s), {pairs} (stage, dataset) pair(s), "
-             f"{schedule.total_epochs} epochs in all"]
+    lines = [
+        f"curriculum: {schedule_name(config)}, {len(schedule)} stage(s), {pairs} (stage, dataset) pair(s), "
+        f"{schedule.total_epochs} epochs in all"
+    ]
     for index, stage in enumerate(schedule):
         score = "" if stage.score is None else f", score {stage.score:g}"
-        lines.append(f"  stage {index}: {', '.join(stage.datasets)}; bins {format_bins(stage.bins)}"
-                     f"{_ages(labels, stage.bins)}; {stage.epochs} epoch(s) per dataset{score}")
+        lines.append(
+            f"  stage {index}: {', '.join(stage.datasets)}; bins {format_bins(stage.bins)}"
+            f"{_ages(labels, stage.bins)}; {stage.epochs} epoch(s) per dataset{score}"
+        )
     return lines
 
 
@@ -148,9 +158,12 @@ def _adaptive_lines(policy: AdaptiveCurriculum, labels: list[str] | None, budget
     s = policy.settings
     first = policy.next_stage()  # no losses needed for the first stage: it comes from the settings
     assert first is not None
-    end = (f"until the image budget ({budget}) is spent; every dataset and bin joins once no more than "
-           f"{s.final_share:.0%} of it (or one complete stage) is left" if budget is not None else
-           f"until the complete set (every dataset and bin) stops improving, at most {s.max_stages} stages")
+    end = (
+        f"until the image budget ({budget}) is spent; every dataset and bin joins once no more than "
+        f"{s.final_share:.0%} of it (or one complete stage) is left"
+        if budget is not None
+        else f"until the complete set (every dataset and bin) stops improving, at most {s.max_stages} stages"
+    )
     return [
         f"curriculum: adaptive (decided while training from per-(dataset, bin) validation losses) over "
         f"{', '.join(policy.datasets)}; {s.epochs} epoch(s) per dataset and stage",
@@ -158,8 +171,11 @@ def _adaptive_lines(policy: AdaptiveCurriculum, labels: list[str] | None, budget
         f"  then, after each stage: widen when it lowered the set's validation loss by less than "
         f"{s.min_improvement:.0%} or after {s.max_stages_per_set} stage(s) on a set (the easiest neighbouring bin "
         f"or new dataset by loss joins)"
-        + (f"; revisit a dataset whose loss rose {s.forget_tolerance:.0%} above its best (once per set)"
-           if s.revisit else "; no revisits (every rule of Eq. 7 kept)"),
+        + (
+            f"; revisit a dataset whose loss rose {s.forget_tolerance:.0%} above its best (once per set)"
+            if s.revisit
+            else "; no revisits (every rule of Eq. 7 kept)"
+        ),
         f"  {end}; the stages go to learned_schedule.json, the decisions to adaptive.json",
     ]
 

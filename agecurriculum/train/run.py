@@ -32,8 +32,6 @@ from torch.utils.data import Dataset
 from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.bins import PAPER_BINS, AgeBins, representative_ages
 from agecurriculum.config import RunConfig, check_config
-from agecurriculum.devices import resolve_device
-from agecurriculum.fileio import ensure_writable_folder
 from agecurriculum.data.balance import BalancedDataset, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
 from agecurriculum.data.datasets import IGNORE, MIXED, FaceDataset, MixedDataset, age_bins_of
@@ -43,12 +41,14 @@ from agecurriculum.data.sources import DATASETS, alignment_record, discover, his
 from agecurriculum.data.splits import PARTS, Split, split_records
 from agecurriculum.data.summary import age_distribution, fit_age_bins
 from agecurriculum.data.transforms import eval_transform, train_transform
+from agecurriculum.devices import resolve_device
 from agecurriculum.evaluation.calibration import apply_temperature, expected_calibration_error, fit_temperature
 from agecurriculum.evaluation.gate import GATE_RESAMPLES, GateModel, GateResult, aligned, gate_rows
 from agecurriculum.evaluation.metrics import fit_representative_ages
 from agecurriculum.evaluation.predict import Predictions, predict_dataset
 from agecurriculum.evaluation.protocols import PROTOCOLS
 from agecurriculum.evaluation.report import REP_AGES_NOTES, EvaluationReport, build_report, write_report
+from agecurriculum.fileio import ensure_writable_folder
 from agecurriculum.losses import create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
@@ -65,9 +65,21 @@ from agecurriculum.train.run_logs import (
 )
 from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
 
-__all__ = ["EVALUATION_PARTS", "RUN_CONFIG_FILE", "PreparedData", "TrainResult", "add_mixed", "build_curriculum", "build_schedule",
-           "compare_releases",
-           "evaluate_release", "evaluate_run", "prepare_data", "train", "train_sizes"]
+__all__ = [
+    "EVALUATION_PARTS",
+    "RUN_CONFIG_FILE",
+    "PreparedData",
+    "TrainResult",
+    "add_mixed",
+    "build_curriculum",
+    "build_schedule",
+    "compare_releases",
+    "evaluate_release",
+    "evaluate_run",
+    "prepare_data",
+    "train",
+    "train_sizes",
+]
 
 RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
 
@@ -139,8 +151,10 @@ def _fit_bins(splits: dict[str, Split]) -> AgeBins:
     counted = histogram_datasets()
     records = [r for name, split in splits.items() if name in counted for r in split.train]
     if not records:
-        raise ValueError(f"bins: auto fits the bins on {list(counted)} training labels; none was "
-                         "prepared; set bins to paper or to explicit boundaries")
+        raise ValueError(
+            f"bins: auto fits the bins on {list(counted)} training labels; none was "
+            "prepared; set bins to paper or to explicit boundaries"
+        )
     return fit_age_bins(age_distribution(records)).bins
 
 
@@ -154,8 +168,9 @@ def _resolve_bins(config: RunConfig, splits: dict[str, Split]) -> AgeBins:
     raise ValueError(f"bins: expected auto, paper or a list of boundaries, got {config.bins!r}")
 
 
-def prepare_data(config: RunConfig, bins: AgeBins | None = None,
-                 splits_override: Mapping[str, Split] | None = None) -> PreparedData:
+def prepare_data(
+    config: RunConfig, bins: AgeBins | None = None, splits_override: Mapping[str, Split] | None = None
+) -> PreparedData:
     """Loads, subsamples, splits and crops the datasets of ``config.data``, and builds the torch datasets.
 
     Per dataset under ``config.data.root``: a seeded subsample of at most ``max_images`` images (seed
@@ -187,8 +202,10 @@ def prepare_data(config: RunConfig, bins: AgeBins | None = None,
     given = dict(splits_override or {})
     unknown = [name for name in given if name not in loaded]
     if unknown:
-        raise ValueError(f"splits_override: dataset(s) {unknown} not found under {data.root} (found: {list(loaded)};"
-                         f" data.datasets: {data.datasets})")
+        raise ValueError(
+            f"splits_override: dataset(s) {unknown} not found under {data.root} (found: {list(loaded)};"
+            f" data.datasets: {data.datasets})"
+        )
     for name, result in loaded.items():
         mode = DATASETS[name].framing
         if name in given:
@@ -257,20 +274,26 @@ def build_schedule(config: RunConfig, num_bins: int) -> TrainingSchedule:
         except (OSError, ValueError) as err:
             raise ValueError(f"schedule: {err}") from None
     if isinstance(schedule, str):
-        raise ValueError(f"schedule: expected a preset ({', '.join(PRESETS)}), adaptive, a .json file or a list of "
-                         f"stages, got {schedule!r}" + ("; adaptive is built by build_curriculum"
-                                                        if schedule == "adaptive" else ""))
+        raise ValueError(
+            f"schedule: expected a preset ({', '.join(PRESETS)}), adaptive, a .json file or a list of "
+            f"stages, got {schedule!r}" + ("; adaptive is built by build_curriculum" if schedule == "adaptive" else "")
+        )
     return TrainingSchedule.from_dicts(schedule, num_bins=num_bins)
 
 
 def train_sizes(train_sets: Mapping[str, Dataset]) -> dict[str, dict[int, int]]:
     """Dataset -> age bin -> training images (images of unknown age left out), for the adaptive policy's budget."""
-    return {name: {b: n for b, n in sorted(Counter(age_bins_of(ds)).items()) if b >= 0}
-            for name, ds in train_sets.items()}
+    return {
+        name: {b: n for b, n in sorted(Counter(age_bins_of(ds)).items()) if b >= 0} for name, ds in train_sets.items()
+    }
 
 
-def build_curriculum(config: RunConfig, num_bins: int, datasets: list[str] | None = None,
-                     sizes: Mapping[str, Mapping[int, int]] | None = None) -> TrainingSchedule | AdaptiveCurriculum:
+def build_curriculum(
+    config: RunConfig,
+    num_bins: int,
+    datasets: list[str] | None = None,
+    sizes: Mapping[str, Mapping[int, int]] | None = None,
+) -> TrainingSchedule | AdaptiveCurriculum:
     """:func:`build_schedule`, or for ``schedule: adaptive`` a fresh
     :class:`~agecurriculum.adaptive.AdaptiveCurriculum` over ``datasets`` with ``config.adaptive``'s settings and
     ``trainer.image_budget`` as its budget.
@@ -287,8 +310,13 @@ def build_curriculum(config: RunConfig, num_bins: int, datasets: list[str] | Non
     if config.schedule != "adaptive":
         return build_schedule(config, num_bins)
     try:
-        return AdaptiveCurriculum(datasets or config.data.datasets, num_bins, config.adaptive,
-                                  budget=config.trainer.image_budget, train_sizes=sizes)
+        return AdaptiveCurriculum(
+            datasets or config.data.datasets,
+            num_bins,
+            config.adaptive,
+            budget=config.trainer.image_budget,
+            train_sizes=sizes,
+        )
     except ValueError as err:
         raise ValueError(f"adaptive.{err}") from None
 
@@ -296,12 +324,22 @@ def build_curriculum(config: RunConfig, num_bins: int, datasets: list[str] | Non
 EVALUATION_PARTS = ("test", "val")  # the parts evaluate_run can score: test for reports, val to choose models
 
 
-def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[float], batch_size: int,
-              device: str, rep_ages_method: str = "train_mean", part: str = "test",
-              flip: bool = False) -> EvaluationReport:
+def _evaluate(
+    model: DualClassifier,
+    prepared: PreparedData,
+    rep_ages: list[float],
+    batch_size: int,
+    device: str,
+    rep_ages_method: str = "train_mean",
+    part: str = "test",
+    flip: bool = False,
+) -> EvaluationReport:
     sets = prepared.test_sets if part == "test" else prepared.val_sets
-    predictions = {name: predict_dataset(model, ds, batch_size=batch_size, device=device, flip=flip)
-                   for name, ds in sets.items() if len(ds) and name in prepared.splits}
+    predictions = {
+        name: predict_dataset(model, ds, batch_size=batch_size, device=device, flip=flip)
+        for name, ds in sets.items()
+        if len(ds) and name in prepared.splits
+    }
     # The comparison protocols each dataset asks for (DatasetSource.protocols), on this run's split.
     protocols = {}
     for name, pred in predictions.items():
@@ -313,8 +351,9 @@ def _evaluate(model: DualClassifier, prepared: PreparedData, rep_ages: list[floa
     return build_report(predictions, prepared.bins, rep_ages, protocols, rep_ages_method)
 
 
-def evaluate_release(release_dir: str | Path, prepared: PreparedData, config: RunConfig,
-                     part: str = "test") -> EvaluationReport:
+def evaluate_release(
+    release_dir: str | Path, prepared: PreparedData, config: RunConfig, part: str = "test"
+) -> EvaluationReport:
     """Evaluates a release on the ``part`` splits of data already prepared (as :func:`evaluate_run` does, without
     preparing the data again): e.g. the validation numbers of the runs of an ablation, which share their data.
 
@@ -324,8 +363,15 @@ def evaluate_release(release_dir: str | Path, prepared: PreparedData, config: Ru
     if part not in EVALUATION_PARTS:
         raise ValueError(f"part: expected one of {', '.join(EVALUATION_PARTS)}, got {part!r}")
     model, info = load_release(release_dir)
-    return _evaluate(model, prepared, list(info.rep_ages), config.trainer.batch_size, config.trainer.device,
-                     info.rep_ages_method, part)
+    return _evaluate(
+        model,
+        prepared,
+        list(info.rep_ages),
+        config.trainer.batch_size,
+        config.trainer.device,
+        info.rep_ages_method,
+        part,
+    )
 
 
 def _prepare_on_rank0_first(config: RunConfig) -> PreparedData:
@@ -381,8 +427,10 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
         add_mixed(prepared)
     missing = [name for name in schedule.datasets if name not in prepared.train_sets]
     if missing:
-        raise ValueError(f"schedule: uses dataset(s) {missing}, but only {list(prepared.train_sets)} were found "
-                         f"under {config.data.root} (data.datasets: {config.data.datasets})")
+        raise ValueError(
+            f"schedule: uses dataset(s) {missing}, but only {list(prepared.train_sets)} were found "
+            f"under {config.data.root} (data.datasets: {config.data.datasets})"
+        )
     empty = [name for name in schedule.datasets if not len(prepared.train_sets[name])]
     if empty:
         raise ValueError(f"schedule: dataset(s) {empty} have no training images left after preprocessing")
@@ -396,15 +444,25 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-        save_resolved_config({"run": config, "bins": prepared.bins.to_dict(), "schedule": schedule},
-                             out / "resolved_config.json", seed=config.trainer.seed)
+        save_resolved_config(
+            {"run": config, "bins": prepared.bins.to_dict(), "schedule": schedule},
+            out / "resolved_config.json",
+            seed=config.trainer.seed,
+        )
     history: list[EpochRecord] = []  # the epochs this call runs (the trainer's history also holds resumed ones)
     # balance: sampler leaves the datasets as they are and has the trainer draw every age bin equally often.
-    trainer_config = replace(config.trainer, sampling="balanced") if config.data.balance == "sampler" \
-        else config.trainer
+    trainer_config = (
+        replace(config.trainer, sampling="balanced") if config.data.balance == "sampler" else config.trainer
+    )
     trainer = CurriculumTrainer(
-        model, schedule, prepared.train_sets, prepared.val_sets, loss=loss_fn,
-        config=trainer_config, callbacks=[*default_loggers(out), PlotCallback(out), history.append], run_dir=out,
+        model,
+        schedule,
+        prepared.train_sets,
+        prepared.val_sets,
+        loss=loss_fn,
+        config=trainer_config,
+        callbacks=[*default_loggers(out), PlotCallback(out), history.append],
+        run_dir=out,
         teacher=teacher,
     )
     trainer.fit(resume=resume)
@@ -420,10 +478,19 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
             epoch = trainer.best_epoch if weights == "best" else trainer.global_epoch - 1
             rep_ages = _rep_ages(config, model, prepared, str(trainer.device))
             calibration = _calibration(config, model, prepared, str(trainer.device)) if config.calibrate else {}
-            release = save_release(model, out / name, prepared.bins, preprocessing,
-                                   extra={"rep_ages": rep_ages, "rep_ages_method": config.rep_ages,
-                                          "datasets": list(prepared.splits),
-                                          "weights": {"epoch": epoch, "chosen": weights}, **calibration})
+            release = save_release(
+                model,
+                out / name,
+                prepared.bins,
+                preprocessing,
+                extra={
+                    "rep_ages": rep_ages,
+                    "rep_ages_method": config.rep_ages,
+                    "datasets": list(prepared.splits),
+                    "weights": {"epoch": epoch, "chosen": weights},
+                    **calibration,
+                },
+            )
         report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device), config.rep_ages)
         write_report(report, out / "report")
     ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
@@ -435,36 +502,54 @@ def _rep_ages(config: RunConfig, model: DualClassifier, prepared: PreparedData, 
         return [float(a) for a in representative_ages(prepared.bins, prepared.train_ages)]
     # fit_val: the validation parts of the run's datasets (not views of them such as a mixture, which would count
     # faces twice); those without exact ages (Adience, FairFace) drop out in the fit.
-    parts = [predict_dataset(model, prepared.val_sets[name], batch_size=config.trainer.batch_size, device=device)
-             for name in prepared.splits if name in prepared.val_sets and len(prepared.val_sets[name])]
+    parts = [
+        predict_dataset(model, prepared.val_sets[name], batch_size=config.trainer.batch_size, device=device)
+        for name in prepared.splits
+        if name in prepared.val_sets and len(prepared.val_sets[name])
+    ]
     if not any((~np.isnan(p.exact_ages)).any() for p in parts):
-        raise ValueError("rep_ages: fit_val needs exact ages in a validation part (UTKFace, MORPH-II, ...); none "
-                         "has them: use rep_ages: train_mean")
-    fitted = fit_representative_ages(np.concatenate([p.age_probs for p in parts]),
-                                     np.concatenate([p.exact_ages for p in parts]), prepared.bins)
+        raise ValueError(
+            "rep_ages: fit_val needs exact ages in a validation part (UTKFace, MORPH-II, ...); none "
+            "has them: use rep_ages: train_mean"
+        )
+    fitted = fit_representative_ages(
+        np.concatenate([p.age_probs for p in parts]), np.concatenate([p.exact_ages for p in parts]), prepared.bins
+    )
     return [float(a) for a in fitted]
 
 
 def _calibration(config: RunConfig, model: DualClassifier, prepared: PreparedData, device: str) -> dict[str, Any]:
     """A release's ``temperature`` (each head's, fitted on the validation parts with flip averaging, as predict
     runs) and ``calibration``: the validation gender and age ECE before and after, and how many faces each saw."""
-    parts = [predict_dataset(model, prepared.val_sets[name], batch_size=config.trainer.batch_size, device=device,
-                             flip=True)
-             for name in prepared.splits if name in prepared.val_sets and len(prepared.val_sets[name])]
+    parts = [
+        predict_dataset(model, prepared.val_sets[name], batch_size=config.trainer.batch_size, device=device, flip=True)
+        for name in prepared.splits
+        if name in prepared.val_sets and len(prepared.val_sets[name])
+    ]
     if not parts:
-        raise ValueError("calibrate: the temperatures are fitted on the validation parts, and this run has none "
-                         "(data.split gives them no images)")
-    probs = {"gender": np.concatenate([p.gender_probs for p in parts]),
-             "age": np.concatenate([p.age_probs for p in parts])}
-    targets = {"gender": np.concatenate([p.gender_targets for p in parts]),
-               "age": np.concatenate([p.age_targets for p in parts])}
+        raise ValueError(
+            "calibrate: the temperatures are fitted on the validation parts, and this run has none "
+            "(data.split gives them no images)"
+        )
+    probs = {
+        "gender": np.concatenate([p.gender_probs for p in parts]),
+        "age": np.concatenate([p.age_probs for p in parts]),
+    }
+    targets = {
+        "gender": np.concatenate([p.gender_targets for p in parts]),
+        "age": np.concatenate([p.age_targets for p in parts]),
+    }
     temperature, report = {}, {}
     for head in ("gender", "age"):
         temperature[head] = fit_temperature(probs[head], targets[head])
         scaled = apply_temperature(probs[head], temperature[head])
-        report[head] = {"ece_before": expected_calibration_error(probs[head], targets[head]),
-                        "ece_after": expected_calibration_error(scaled, targets[head]),
-                        "n": int((targets[head] != IGNORE).sum()), "flip": True, "part": "val"}
+        report[head] = {
+            "ece_before": expected_calibration_error(probs[head], targets[head]),
+            "ece_after": expected_calibration_error(scaled, targets[head]),
+            "n": int((targets[head] != IGNORE).sum()),
+            "flip": True,
+            "part": "val",
+        }
     return {"temperature": temperature, "calibration": report}
 
 
@@ -473,18 +558,25 @@ def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> N
     if path.is_dir():
         trained, info = load_release(path)
         if isinstance(trained, EnsembleClassifier):
-            raise ValueError(f"model.init_from: {path} is an ensemble release; start from one of the releases it "
-                             "was made of")
-        info.check_compatible(bins, source=f"model.init_from: {path}", against="this run uses",
-                              hint=f"; set bins to the release's boundaries {list(info.bins.boundaries)}")
+            raise ValueError(
+                f"model.init_from: {path} is an ensemble release; start from one of the releases it was made of"
+            )
+        info.check_compatible(
+            bins,
+            source=f"model.init_from: {path}",
+            against="this run uses",
+            hint=f"; set bins to the release's boundaries {list(info.bins.boundaries)}",
+        )
         state = trained.state_dict()
     else:
         state = load_checkpoint(path)["model"]
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"model.init_from: {path}: its weights do not fit the model of this configuration "
-                              f"(model: {model.config}): {err}") from None
+        raise CheckpointError(
+            f"model.init_from: {path}: its weights do not fit the model of this configuration "
+            f"(model: {model.config}): {err}"
+        ) from None
 
 
 def _load_teacher(path: Path, bins: AgeBins, preprocessing: Preprocessing) -> torch.nn.Module:
@@ -495,9 +587,14 @@ def _load_teacher(path: Path, bins: AgeBins, preprocessing: Preprocessing) -> to
         raise ValueError(f"teacher: {e}") from e
     # The image size may differ: crops of one face at two sizes show the same region, so the teacher gets the
     # student's batches resized to its own size. Padding, alignment and normalisation cannot be undone that way.
-    info.check_compatible(bins, preprocessing, source=f"teacher: {path}", against="this run (data.padding, the "
-                          "backbone's mean/std, alignment)", any_image_size=True,
-                          hint=f"; set bins to the teacher's boundaries {list(info.bins.boundaries)}")
+    info.check_compatible(
+        bins,
+        preprocessing,
+        source=f"teacher: {path}",
+        against="this run (data.padding, the backbone's mean/std, alignment)",
+        any_image_size=True,
+        hint=f"; set bins to the teacher's boundaries {list(info.bins.boundaries)}",
+    )
     if info.image_size != preprocessing.image_size:
         teacher = ResizedInput(teacher, info.image_size).eval()
     return teacher
@@ -510,8 +607,9 @@ def _model_from_checkpoint(path: Path, config: RunConfig, num_bins: int) -> Dual
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: its weights do not fit the model of this configuration "
-                              f"(model: {config.model}): {err}") from None
+        raise CheckpointError(
+            f"{path}: its weights do not fit the model of this configuration (model: {config.model}): {err}"
+        ) from None
     return model
 
 
@@ -520,12 +618,20 @@ def _run_bins(run_dir: Path) -> AgeBins:
     try:
         return AgeBins.from_dict(json.loads(resolved.read_text(encoding="utf-8"))["config"]["bins"])
     except (OSError, ValueError, KeyError) as err:
-        raise FileNotFoundError(f"{resolved}: cannot read the run's age bins ({err}); evaluating a checkpoint "
-                                "needs the run folder that train() wrote") from None
+        raise FileNotFoundError(
+            f"{resolved}: cannot read the run's age bins ({err}); evaluating a checkpoint "
+            "needs the run folder that train() wrote"
+        ) from None
 
 
-def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str | Path | None = None,
-                 checkpoint: str | Path | None = None, part: str = "test", flip: bool = False) -> EvaluationReport:
+def evaluate_run(
+    run_dir_or_release: str | Path,
+    config: RunConfig,
+    out_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    part: str = "test",
+    flip: bool = False,
+) -> EvaluationReport:
     """Reloads a run's weights and evaluates them on the test splits of ``config``'s data, as :func:`train` did.
 
     By default the release is read: it holds the weights of the epoch with the best selection score, the bins and
@@ -560,20 +666,25 @@ def evaluate_run(run_dir_or_release: str | Path, config: RunConfig, out_dir: str
     else:
         release = path / "release" if (path / "release" / RELEASE_CONFIG).is_file() else path
         if not (release / RELEASE_CONFIG).is_file():
-            raise FileNotFoundError(f"{path}: no release (config.json and model.safetensors) in it or in its "
-                                    "release/")
+            raise FileNotFoundError(f"{path}: no release (config.json and model.safetensors) in it or in its release/")
         model, info = load_release(release)
         prepared = prepare_data(config, bins=info.bins)
         rep_ages, method = list(info.rep_ages), info.rep_ages_method
-    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part,
-                       flip)
+    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part, flip)
     if out_dir is not None:
         write_report(report, out_dir)
     return report
 
 
-def compare_releases(candidate: str | Path, baseline: str | Path, config: RunConfig, part: str = "test",
-                     flip: bool = True, resamples: int = GATE_RESAMPLES, seed: int = 0) -> GateResult:
+def compare_releases(
+    candidate: str | Path,
+    baseline: str | Path,
+    config: RunConfig,
+    part: str = "test",
+    flip: bool = True,
+    resamples: int = GATE_RESAMPLES,
+    seed: int = 0,
+) -> GateResult:
     """The release gate: scores ``candidate`` and ``baseline`` on the same ``part`` faces of ``config``'s data and
     compares them metric by metric (:func:`~agecurriculum.evaluation.gate.gate_rows`).
 
@@ -611,17 +722,27 @@ def compare_releases(candidate: str | Path, baseline: str | Path, config: RunCon
         prepared = prepared_by_framing[framing]
         # What this preparation gives (the backbone's normalisation, the alignment) must be what the release reads.
         ours = prepared.preprocessing
-        info.check_compatible(prepared.bins, replace(ours, image_size=pre.image_size, padding=pre.padding),
-                              source=str(path), against="the gate's data (model.backbone sets mean/std)")
+        info.check_compatible(
+            prepared.bins,
+            replace(ours, image_size=pre.image_size, padding=pre.padding),
+            source=str(path),
+            against="the gate's data (model.backbone sets mean/std)",
+        )
         sets = prepared.test_sets if part == "test" else prepared.val_sets
         names = [n for n in prepared.splits if n in sets and len(sets[n])]
-        preds = [predict_dataset(model, sets[n], batch_size=config.trainer.batch_size, device=config.trainer.device,
-                                 flip=flip) for n in names]
+        preds = [
+            predict_dataset(
+                model, sets[n], batch_size=config.trainer.batch_size, device=config.trainer.device, flip=flip
+            )
+            for n in names
+        ]
         keys = [str(r.path) for n in names for r in sets[n].records]
         pred = Predictions(*(np.concatenate([getattr(p, f.name) for p in preds]) for f in fields(Predictions)))
         infos.append(info)
         keyed.append((keys, pred))
     preds = aligned(keyed)
-    base, cand = (GateModel(pred, info.rep_ages, info.temperature.get("gender", 1.0))
-                  for pred, info in zip(preds, infos, strict=True))
+    base, cand = (
+        GateModel(pred, info.rep_ages, info.temperature.get("gender", 1.0))
+        for pred, info in zip(preds, infos, strict=True)
+    )
     return gate_rows(base, cand, resamples=resamples, seed=seed)

@@ -336,15 +336,24 @@ def _mark_curriculum(strip: Axes, axes: Sequence[Axes], segments: list[tuple[int
                 ax.axvline(first - 0.5, color="0.35", lw=1.0 if new_stage else 0.6, ls="-" if new_stage else ":")
         label = f"S{stage} {dataset}"
         fits = 0.6 * 7 * len(label) < strip_pt * (last - first + 1) / span  # 7 pt text is ~0.6 pt wide per pt
-        strip.text((first + last) / 2, 0.5, label, rotation=0 if fits else 90, ha="center", va="center",
-                   fontsize=7 if fits else 5.5, clip_on=True)
+        strip.text(
+            (first + last) / 2,
+            0.5,
+            label,
+            rotation=0 if fits else 90,
+            ha="center",
+            va="center",
+            fontsize=7 if fits else 5.5,
+            clip_on=True,
+        )
     strip.set_ylim(0, 1)
     strip.set_yticks([])
     strip.set_ylabel("stage", rotation=0, ha="right", va="center")
 
 
-def _plot_setup(csv_path: str | os.PathLike[str],
-                figsize: tuple[float, float]) -> tuple[list[dict[str, Any]], np.ndarray, Figure]:
+def _plot_setup(
+    csv_path: str | os.PathLike[str], figsize: tuple[float, float]
+) -> tuple[list[dict[str, Any]], np.ndarray, Figure]:
     """The metrics rows, their global epochs (the x axis) and an empty figure on the Agg canvas (no pyplot)."""
     rows = read_metrics(csv_path)
     if not rows:

@@ -85,8 +85,8 @@ from tqdm.auto import tqdm
 
 from agecurriculum._version import __version__
 from agecurriculum.adaptive import AdaptiveCurriculum
-from agecurriculum.config import TrainerConfig, check_config
 from agecurriculum.bins import AgeBins
+from agecurriculum.config import TrainerConfig, check_config
 from agecurriculum.data.balance import age_gender_weights, balanced_weights
 from agecurriculum.data.datasets import FilteredDataset, age_bins_of, records_of
 from agecurriculum.devices import resolve_device
@@ -175,8 +175,13 @@ class _ModelWithLoss(nn.Module):
         self.model = model
         self.loss_fn = loss_fn
 
-    def forward(self, images: torch.Tensor, age_target: torch.Tensor, gender_target: torch.Tensor,
-                teacher: tuple[torch.Tensor, torch.Tensor] | None = None) -> LossParts:
+    def forward(
+        self,
+        images: torch.Tensor,
+        age_target: torch.Tensor,
+        gender_target: torch.Tensor,
+        teacher: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> LossParts:
         age_logits, gender_logits = self.model(images)
         if teacher is None:  # a loss of the user's own may not take a teacher argument
             return self.loss_fn(age_logits, gender_logits, age_target, gender_target)
@@ -337,14 +342,20 @@ class CurriculumTrainer:
         else:
             # The order depends only on (seed, global epoch): repeatable runs, and the same permutation on every
             # rank; rank r takes positions r::world of it, padded so that every rank runs the same number of steps.
-            sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=True,
-                                         seed=self.config.seed * 1_000_003)
+            sampler = DistributedSampler(
+                dataset, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=self.config.seed * 1_000_003
+            )
             sampler.set_epoch(self.global_epoch)
         # A last batch of one image cannot train: batch norm needs two values per channel. Skip that one image
         # (and a view of a single image trains nothing).
         drop_last = len(sampler) % self.config.batch_size == 1  # type: ignore[arg-type]
-        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler, drop_last=drop_last,
-                          num_workers=self.config.num_workers)
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.config.num_workers,
+        )
 
     def _balanced_draws(self, dataset: Dataset) -> list[int]:
         # Drawn on the stage's filtered view, so that the bins of this stage are the ones made equal. The draws depend
@@ -354,15 +365,17 @@ class CurriculumTrainer:
         draws = torch.multinomial(weights, len(weights), replacement=True, generator=generator).tolist()
         per_rank = math.ceil(len(draws) / self.world_size)
         draws += draws[: per_rank * self.world_size - len(draws)]  # equal steps on every rank
-        return draws[self.rank::self.world_size]
+        return draws[self.rank :: self.world_size]
 
     def _draw_weights(self, dataset: Dataset) -> np.ndarray | list[float]:
         if self.config.sampling == "balanced":
             return balanced_weights(age_bins_of(dataset))
         records, bins = records_of(dataset), getattr(_base_dataset(dataset), "bins", None)
         if records is None or not isinstance(bins, AgeBins):
-            raise ValueError(f"trainer.sampling: age_gender needs datasets of face records (FaceDataset, "
-                             f"MixedDataset), got {type(_base_dataset(dataset)).__name__}")
+            raise ValueError(
+                f"trainer.sampling: age_gender needs datasets of face records (FaceDataset, "
+                f"MixedDataset), got {type(_base_dataset(dataset)).__name__}"
+            )
         c = self.config
         return age_gender_weights(records, bins, c.sampling_power, c.child_max_age, c.child_weight)
 
@@ -401,8 +414,9 @@ class CurriculumTrainer:
         self.scaler.update()
         return parts, images.shape[0]
 
-    def train_one_epoch(self, dataset: Dataset, desc: str | None = None,
-                        max_images: int | None = None) -> tuple[float, float, float, int]:
+    def train_one_epoch(
+        self, dataset: Dataset, desc: str | None = None, max_images: int | None = None
+    ) -> tuple[float, float, float, int]:
         """Trains one pass over ``dataset`` (or ``config.max_steps_per_epoch`` batches of it).
 
         In a distributed run each rank trains on its share and the returned numbers cover all ranks.
@@ -430,10 +444,15 @@ class CurriculumTrainer:
                 sums += torch.tensor([*losses, 1.0], dtype=torch.float64) * n
                 elapsed = time.perf_counter() - start
                 if self._eta_due and elapsed >= ETA_AFTER_S:
-                    self._print_eta(sums[3].item() * self.world_size / elapsed, (steps - step - 1) * n * self.world_size)
+                    self._print_eta(
+                        sums[3].item() * self.world_size / elapsed, (steps - step - 1) * n * self.world_size
+                    )
                 bar.update(1)
-                bar.set_postfix(loss=f"{losses[0]:.4f}", img_s=f"{sums[3].item() / (time.perf_counter() - start):.0f}",
-                                refresh=False)
+                bar.set_postfix(
+                    loss=f"{losses[0]:.4f}",
+                    img_s=f"{sums[3].item() / (time.perf_counter() - start):.0f}",
+                    refresh=False,
+                )
         sums = ddp.all_reduce_sum(sums)
         seen = int(sums[3].item())
         means = (sums[:3] / max(seen, 1)).tolist()
@@ -472,8 +491,14 @@ class CurriculumTrainer:
         return total
 
     def _progress_bar(self, steps: int, desc: str | None) -> tqdm:
-        return tqdm(total=steps, desc=desc, unit="step", leave=False, dynamic_ncols=True,
-                    disable=not (self.config.progress and self.rank == 0))
+        return tqdm(
+            total=steps,
+            desc=desc,
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+            disable=not (self.config.progress and self.rank == 0),
+        )
 
     def evaluate(self, dataset: Dataset) -> EvalResult:
         """Loss and accuracies of the model on ``dataset`` (eval mode, no gradient).
@@ -505,19 +530,23 @@ class CurriculumTrainer:
             known = gender_target != self.loss_fn.ignore_index
             if per_bin and bool(age_known.any()):
                 ignore = self.loss_fn.ignore_index
-                ce = (F.cross_entropy(age_logits.float(), age_target, reduction="none", ignore_index=ignore)
-                      + F.cross_entropy(gender_logits.float(), gender_target, reduction="none", ignore_index=ignore))
+                ce = F.cross_entropy(
+                    age_logits.float(), age_target, reduction="none", ignore_index=ignore
+                ) + F.cross_entropy(gender_logits.float(), gender_target, reduction="none", ignore_index=ignore)
                 target = age_target[age_known].cpu()
                 bin_sums[0].index_add_(0, target, ce[age_known].double().cpu())
                 bin_sums[1].index_add_(0, target, torch.ones(len(target), dtype=torch.float64))
-            sums += torch.tensor([
-                loss.item() * len(images),
-                int((age_logits.argmax(1) == age_target)[age_known].sum()),
-                int(age_known.sum()),
-                int((gender_logits.argmax(1) == gender_target)[known].sum()),
-                int(known.sum()),
-                len(images),
-            ], dtype=torch.float64)
+            sums += torch.tensor(
+                [
+                    loss.item() * len(images),
+                    int((age_logits.argmax(1) == age_target)[age_known].sum()),
+                    int(age_known.sum()),
+                    int((gender_logits.argmax(1) == gender_target)[known].sum()),
+                    int(known.sum()),
+                    len(images),
+                ],
+                dtype=torch.float64,
+            )
         loss_sum, age_right, age_known, gender_right, gender_known, seen = ddp.all_reduce_sum(sums).tolist()
         result = EvalResult(
             loss=loss_sum / seen if seen else math.nan,
@@ -583,9 +612,19 @@ class CurriculumTrainer:
         if self.curriculum is not None:
             self.curriculum.observe(self._cell_losses(evaluated), images=seen)
         record = EpochRecord(
-            stage=pos.stage, dataset=name, epoch=pos.epoch, global_epoch=self.global_epoch, train_loss=loss,
-            train_age_loss=age_loss, train_gender_loss=gender_loss, images=seen, seconds=seconds, lr=lr,
-            task_weights=self.loss_fn.task_weights(), val=val, selection_loss=watched["run"],
+            stage=pos.stage,
+            dataset=name,
+            epoch=pos.epoch,
+            global_epoch=self.global_epoch,
+            train_loss=loss,
+            train_age_loss=age_loss,
+            train_gender_loss=gender_loss,
+            images=seen,
+            seconds=seconds,
+            lr=lr,
+            task_weights=self.loss_fn.task_weights(),
+            val=val,
+            selection_loss=watched["run"],
         )
         self.global_epoch += 1
         self.history.append(record)
@@ -638,14 +677,18 @@ class CurriculumTrainer:
 
     def _pooled_loss(self, views: Iterable[tuple[str, frozenset[int]]], evaluated: _EpochEval) -> float | None:
         # The mean loss per image over several views (each weighted by its images), as if they were one set.
-        results = [r for r in (self._evaluate_view(name, bins, evaluated) for name, bins in views)
-                   if r is not None and r.images]
+        results = [
+            r
+            for r in (self._evaluate_view(name, bins, evaluated) for name, bins in views)
+            if r is not None and r.images
+        ]
         if not results:
             return None
         return sum(r.loss * r.images for r in results) / sum(r.images for r in results)
 
-    def _watched_losses(self, stage_index: int, val: EvalResult | None,
-                        evaluated: _EpochEval) -> dict[str, float | None]:
+    def _watched_losses(
+        self, stage_index: int, val: EvalResult | None, evaluated: _EpochEval
+    ) -> dict[str, float | None]:
         """The validation loss of each scope this run watches: ``"run"`` (the selection score, always), ``"stage"``
         and ``"pair"`` when the plateau or early stopping watch them."""
         every_bin = frozenset(range(self.schedule.num_bins))
@@ -682,8 +725,11 @@ class CurriculumTrainer:
         spent = budget is not None and self.images_seen >= budget
         if stop and scope == "run" or spent:
             if self.curriculum is not None:
-                self.curriculum.stop(f"the image budget ({budget}) is spent ({self.images_seen} seen)" if spent
-                                     else "early stopping over the run")
+                self.curriculum.stop(
+                    f"the image budget ({budget}) is spent ({self.images_seen} seen)"
+                    if spent
+                    else "early stopping over the run"
+                )
             pos.stage, pos.dataset_index, pos.epoch = self._stage_count(), 0, 0
             return
         if not stop and pos.epoch + 1 < stage.epochs:
@@ -730,8 +776,11 @@ class CurriculumTrainer:
         # are what it learned, restored from the checkpoint's "adaptive" state).
         if self.curriculum is not None:
             return self.curriculum.to_dict()
-        return {"stages": self.schedule.to_dicts(), "num_bins": self.schedule.num_bins,
-                "datasets": list(self.schedule.datasets)}
+        return {
+            "stages": self.schedule.to_dicts(),
+            "num_bins": self.schedule.num_bins,
+            "datasets": list(self.schedule.datasets),
+        }
 
     def state_dict(self, rng: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """Everything needed to continue this run: the checkpoint dict (see :mod:`agecurriculum.train.checkpoint`).
@@ -749,8 +798,12 @@ class CurriculumTrainer:
             "scaler": self.scaler.state_dict(),
             "loss_fn": self.loss_fn.state_dict(),
             "position": {**asdict(self.position), "global_epoch": self.global_epoch},
-            "early_stopping": {"best_val": self._best_val, "stale_epochs": self._stale_epochs,
-                               "best_selection": self._best_selection, "best_epoch": self._best_epoch},
+            "early_stopping": {
+                "best_val": self._best_val,
+                "stale_epochs": self._stale_epochs,
+                "best_selection": self._best_selection,
+                "best_epoch": self._best_epoch,
+            },
             "history": [asdict(record) for record in self.history],
             "rng": list(rng) if rng is not None else [ckpt.capture_rng_state(self._cuda_device)],
             "config": asdict(self.config),
@@ -795,8 +848,11 @@ class CurriculumTrainer:
 
     def _restore_rng(self, rng: Sequence[Mapping[str, Any]], source: str) -> None:
         if len(rng) != self.world_size:
-            warnings.warn(f"{source} was written by {len(rng)} process(es), this run has {self.world_size}: "
-                          "every rank takes rank 0's random state, so the run is not bit-identical", stacklevel=3)
+            warnings.warn(
+                f"{source} was written by {len(rng)} process(es), this run has {self.world_size}: "
+                "every rank takes rank 0's random state, so the run is not bit-identical",
+                stacklevel=3,
+            )
         ckpt.restore_rng_state(rng[self.rank] if len(rng) == self.world_size else rng[0], self._cuda_device)
 
     def _check_same_run(self, state: Mapping[str, Any], source: str) -> None:

@@ -132,17 +132,26 @@ def _fairface(folder: Path, require_images: bool) -> LoadResult | None:
 # decades that do fit the constraint groups (0-2, 60+) are left out of the bin fit too: counting them and not the
 # rest would weigh the first and last bins with FairFace's images and the middle ones without, which skews the fit.
 DATASETS: dict[str, DatasetSource] = {
-    "utkface": DatasetSource("UTKFace/ with images named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg", _utkface,
-                             framing="aligned", title="UTKFace", protocols=("seven_groups",)),
-    "adience": DatasetSource("fold_{0..4}_data.txt and faces/", _adience, title="Adience",
-                             protocols=("adience_groups",)),
+    "utkface": DatasetSource(
+        "UTKFace/ with images named AGE_GENDER_RACE_DATETIME.jpg.chip.jpg",
+        _utkface,
+        framing="aligned",
+        title="UTKFace",
+        protocols=("seven_groups",),
+    ),
+    "adience": DatasetSource(
+        "fold_{0..4}_data.txt and faces/", _adience, title="Adience", protocols=("adience_groups",)
+    ),
     "morph2": DatasetSource("images/ and/or morph2_*.csv", _morph2, title="MORPH-II"),
     "fairface": DatasetSource(
-        "fairface_label_val.csv and/or fairface_label_train.csv, with val/ and train/", _fairface, framing="aligned",
+        "fairface_label_val.csv and/or fairface_label_train.csv, with val/ and train/",
+        _fairface,
+        framing="aligned",
         title="FairFace",
         not_in_histogram="its age labels are decades, not exact ages, so they cannot fix bin boundaries: a decade "
         "that straddles the constraint groups has no bin until the boundaries exist, and one inside a group has that "
-        "group's bin whatever they are"),
+        "group's bin whatever they are",
+    ),
 }
 
 

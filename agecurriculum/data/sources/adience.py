@@ -223,8 +223,10 @@ def _read_split_list(path: Path, classes: int) -> list[tuple[AdienceKey, int]]:
             if name.count("/") != 1 or not 0 <= int(label) < classes:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"{path}:{number}: expected 'user/{FACE_PREFIXES[1]}.FACEID.IMAGE CLASS' with CLASS in "
-                             f"0..{classes - 1}, got {line.strip()!r}") from None
+            raise ValueError(
+                f"{path}:{number}: expected 'user/{FACE_PREFIXES[1]}.FACEID.IMAGE CLASS' with CLASS in "
+                f"0..{classes - 1}, got {line.strip()!r}"
+            ) from None
         entries.append((key, int(label)))
     return entries
 
@@ -249,11 +251,13 @@ def load_adience_protocol(root: str | Path, folds: Iterable[int] = range(5)) -> 
         folder = base / f"test_fold_is_{k}"
         if not folder.is_dir():
             raise ValueError(f"{folder}: missing (expected levi_folds/test_fold_is_0 ... test_fold_is_4)")
-        splits.append(AdienceSplit(
-            k,
-            {part: _read_split_list(folder / f"age_{part}.txt", len(ADIENCE_GROUPS)) for part in _PARTS},
-            {part: _read_split_list(folder / f"gender_{part}.txt", 2) for part in _PARTS},
-        ))
+        splits.append(
+            AdienceSplit(
+                k,
+                {part: _read_split_list(folder / f"age_{part}.txt", len(ADIENCE_GROUPS)) for part in _PARTS},
+                {part: _read_split_list(folder / f"gender_{part}.txt", 2) for part in _PARTS},
+            )
+        )
     return splits
 
 

@@ -11,8 +11,15 @@ from pathlib import Path
 from agecurriculum.data.images import IMAGE_SUFFIXES, is_image_name  # re-exported: the loaders' helpers
 from agecurriculum.data.records import CleaningReport
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PLAUSIBLE_AGE", "folder_files", "is_image_name", "read_table", "table_rows",
-           "ImageIndex"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_PLAUSIBLE_AGE",
+    "folder_files",
+    "is_image_name",
+    "read_table",
+    "table_rows",
+    "ImageIndex",
+]
 
 # No verified human age exceeds 122; anything above this is a typo, not an old face.
 MAX_PLAUSIBLE_AGE = 120
@@ -60,9 +67,9 @@ def read_table(
     return header, rows
 
 
-
-def table_rows(path: Path, rows: Iterable[tuple[int, dict[str, str] | None]], column: str, report: CleaningReport,
-               missing: str) -> Iterator[tuple[str, dict[str, str]]]:
+def table_rows(
+    path: Path, rows: Iterable[tuple[int, dict[str, str] | None]], column: str, report: CleaningReport, missing: str
+) -> Iterator[tuple[str, dict[str, str]]]:
     """The rows of a label table (:func:`read_table`'s) that are whole and name something in ``column``.
 
     Every row counts in ``report.total``; one with another number of fields than the header is dropped as
@@ -94,6 +101,7 @@ def folder_files(folder: str | Path, report: CleaningReport, expected: str) -> l
     paths = [folder / name for name in sorted(entry.name for entry in os.scandir(folder) if entry.is_file())]
     report.total += len(paths)
     return paths
+
 
 class ImageIndex:
     """Answers "does this image exist?" by listing each folder once, instead of one stat per label row.

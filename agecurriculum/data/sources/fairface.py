@@ -18,8 +18,15 @@ __all__ = ["FAIRFACE_AGES", "FAIRFACE_TABLES", "load_fairface"]
 FAIRFACE_TABLES = ("fairface_label_val.csv", "fairface_label_train.csv")  # the published label tables
 
 FAIRFACE_AGES = {
-    "0-2": (0, 2), "3-9": (3, 9), "10-19": (10, 19), "20-29": (20, 29), "30-39": (30, 39), "40-49": (40, 49),
-    "50-59": (50, 59), "60-69": (60, 69), "more than 70": (70, MAX_AGE),
+    "0-2": (0, 2),
+    "3-9": (3, 9),
+    "10-19": (10, 19),
+    "20-29": (20, 29),
+    "30-39": (30, 39),
+    "40-49": (40, 49),
+    "50-59": (50, 59),
+    "60-69": (60, 69),
+    "more than 70": (70, MAX_AGE),
 }
 _GENDERS = {"male": MALE, "female": FEMALE}
 
@@ -51,8 +58,13 @@ def load_fairface(root: str | Path, csv: str = "fairface_label_val.csv", require
             if image is None and require_images:
                 report.drop(item, "image file missing")
                 continue
-            records.append(FaceRecord(
-                image or root / row["file"], "fairface", *FAIRFACE_AGES[row["age"]],
-                _GENDERS[row["gender"].lower()], row["race"] or None,
-            ))
+            records.append(
+                FaceRecord(
+                    image or root / row["file"],
+                    "fairface",
+                    *FAIRFACE_AGES[row["age"]],
+                    _GENDERS[row["gender"].lower()],
+                    row["race"] or None,
+                )
+            )
     return LoadResult(records, report)

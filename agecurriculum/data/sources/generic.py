@@ -91,6 +91,7 @@ def load_csv(
         if image is None and require_images:
             report.drop(item, "image file missing")
             continue
-        records.append(FaceRecord(image or path, dataset, *ages, gender, row.get("race") or None,
-                                  row.get("subject") or None))
+        records.append(
+            FaceRecord(image or path, dataset, *ages, gender, row.get("race") or None, row.get("subject") or None)
+        )
     return LoadResult(records, report)
