@@ -55,8 +55,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from agecurriculum.checks import as_int
@@ -290,6 +291,22 @@ class AdaptiveCurriculum:
         self._stages.append(stage)
         self._at_stage_start = dict(self._latest)
         return stage
+
+    # The rest of the trainer's Curriculum protocol (agecurriculum.train.trainer), besides observe, next_stage, stop.
+
+    decides_stages = True  # the trainer collects the per-(dataset, bin) losses for it
+
+    def start(self, losses: Callable[[], Mapping[Cell, float]]) -> None:
+        """Decides the first stage from ``losses()`` (the losses of the model before it trains), unless a stage was
+        decided already or the curriculum is over (a resumed run): ``losses`` is then not called."""
+        if not self._stages and not self._done:
+            self.next_stage(losses())
+
+    def save_run_files(self, run_dir: str | os.PathLike[str]) -> None:
+        """Writes a run's ``learned_schedule.json`` (:meth:`save`) and ``adaptive.json`` (:meth:`save_log`) into
+        ``run_dir``."""
+        self.save(Path(run_dir) / "learned_schedule.json")
+        self.save_log(Path(run_dir) / "adaptive.json")
 
     def stop(self, reason: str) -> None:
         """Ends the curriculum from outside (e.g. the trainer's budget or early stopping), recording ``reason``."""

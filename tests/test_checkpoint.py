@@ -186,6 +186,25 @@ def test_resume_with_another_config_or_schedule_is_refused(tmp_path):
     )
 
 
+def test_check_same_run_names_every_difference_and_reads_old_checkpoints_as_they_ran():
+    from agecurriculum.train.checkpoint import check_same_run
+
+    schedule = {"stages": two_stage_schedule(1).to_dicts(), "num_bins": 8, "datasets": ["a", "b"]}
+    saved = {"config": asdict(TrainerConfig()), "schedule": schedule, "dataset_sizes": {"a": 96}}
+    check_same_run(saved, TrainerConfig(device="cpu", num_workers=3, progress=True), schedule, {"a": 96})
+    with pytest.raises(
+        CheckpointError,
+        match=r"^old\.pt belongs to a different run: config\.batch_size is 32 there, 8 here; schedule is .*; "
+        r"training-set sizes are \{'a': 96\} there, \{'a': 95\} here$",
+    ):
+        check_same_run(saved, TrainerConfig(batch_size=8), {**schedule, "num_bins": 7}, {"a": 95}, "old.pt")
+    # A checkpoint from before the scopes ran them at "pair"; one from before the sizes were kept is not checked.
+    old = {"config": {k: v for k, v in saved["config"].items() if not k.endswith("_scope")}, "schedule": schedule}
+    check_same_run(old, TrainerConfig(plateau_scope="pair", early_stopping_scope="pair"), schedule, {"a": 1})
+    with pytest.raises(CheckpointError, match="config.early_stopping_scope is 'pair' there, 'stage' here"):
+        check_same_run(old, TrainerConfig(), schedule, {"a": 1})
+
+
 def test_missing_or_corrupt_checkpoint_errors_name_the_file(tmp_path):
     trainer = build_trainer(tmp_path, epochs=1, max_steps_per_epoch=1)
     missing = tmp_path / "nope.pt"

@@ -1,12 +1,13 @@
 """Issue 19, the paper's run: LR plateau and early stopping that act, the best epoch released, the paper's plan.
 
 The trainer tests use test_trainer's tiny model and data: every scope of the LR plateau and of early stopping is
-shown firing (or, for ``pair`` with few epochs per pair, shown unable to), and ``best.pt`` is shown to be the epoch
-with the lowest selection score even when later epochs are worse.
+shown firing on its own loss (``pair`` also shown unable to with few epochs per pair), and ``best.pt`` is shown to
+be the epoch with the lowest selection score even when later epochs are worse.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -75,6 +76,48 @@ def test_early_stopping_fires_in_its_scope(scope, expected):
     history = trainer.fit()
     assert [(r.stage, r.dataset, r.epoch) for r in history] == expected
     assert trainer.position.stage == len(trainer.schedule)  # the run is over
+
+
+class BlindToMarked(TinyDual):
+    """TinyDual that answers uniformly (zero logits) on images marked by a large pixel: their loss never moves."""
+
+    def forward(self, x):
+        age_logits, gender_logits = super().forward(x)
+        marked = (x[:, 2, 3, 3] > 100).unsqueeze(1)
+        return age_logits.masked_fill(marked, 0.0), gender_logits.masked_fill(marked, 0.0)
+
+
+def pair_stalls_trainer(**config):
+    # Dataset a's validation images are marked: the pair (stage, a) validates at exactly log 8 + log 2 every epoch,
+    # while training lowers b's validation loss, and so the stage's and the run's (which pool a's and b's), every
+    # epoch. Only the pair scope sees a stall, and only in a's pairs.
+    torch.manual_seed(0)
+    sets = {"a": learnable_dataset(32, 1), "b": learnable_dataset(32, 2)}
+    vals = {"a": learnable_dataset(32, 3), "b": learnable_dataset(32, 4)}
+    vals["a"].images[:, 2, 3, 3] = 1000.0
+    cfg = TrainerConfig(batch_size=8, lr=1e-2, **config)
+    return CurriculumTrainer(BlindToMarked(), paired_schedule(epochs=4), sets, vals, loss=SumLoss(), config=cfg)
+
+
+@pytest.mark.parametrize("scope", ["pair", "stage", "run"])
+def test_the_pair_scope_acts_on_the_pairs_own_loss_and_starts_afresh_at_the_next_pair(scope):
+    history = pair_stalls_trainer(early_stopping_patience=2, early_stopping_scope=scope).fit()
+    (a_loss,) = {r.val.loss for r in history if r.dataset == "a"}  # exactly the same at every epoch
+    assert a_loss == pytest.approx(math.log(16), rel=1e-6)
+    scores = [r.selection_loss for r in history]
+    assert all(later < earlier for earlier, later in zip(scores, scores[1:]))  # the run's loss always falls
+    epochs = [(r.stage, r.dataset, r.epoch) for r in history]
+    lrs = [r.lr for r in pair_stalls_trainer(plateau_patience=1, plateau_factor=0.5, plateau_scope=scope).fit()]
+    if scope == "pair":
+        # Early stopping ends each a-pair after 1 + 2 stale epochs; the pair after it starts afresh (with the best
+        # kept from the pair before, stage 1's a-pair would stop after 2). b's pairs improve and run in full.
+        assert epochs == [(s, d, e) for s in (0, 1) for d, n in (("a", 3), ("b", 4)) for e in range(n)]
+        # The plateau cuts the learning rate after each a-pair's third epoch, never in b's.
+        assert lrs == pytest.approx([1e-2] * 3 + [5e-3] * 8 + [2.5e-3] * 5, rel=1e-9)
+    else:
+        # The stage's and the run's losses fall every epoch: neither acts.
+        assert epochs == [(s, d, e) for s in (0, 1) for d in "ab" for e in range(4)]
+        assert lrs == [1e-2] * 16
 
 
 def test_with_one_epoch_per_pair_only_the_run_scope_acts():

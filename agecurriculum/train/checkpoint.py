@@ -12,7 +12,8 @@ references; see :meth:`CurriculumTrainer.state_dict` for what each key holds::
                     # {"best_selection", "best_epoch"}: best.pt's
     history         # [dataclasses.asdict(EpochRecord), ...]
     rng             # one capture_rng_state() per rank: {"torch", "cuda" (its device's, or None), "numpy", "python"}
-    config, schedule, dataset_sizes, world_size   # what the run was; resuming checks them
+    config, schedule, dataset_sizes, world_size   # what the run was; resuming checks them (check_same_run)
+    adaptive        # what the curriculum learned (AdaptiveCurriculum.state_dict); None for a static schedule
 
 It loads with ``torch.load(path, weights_only=True)``: no pickled code, so opening a checkpoint runs nothing.
 
@@ -24,12 +25,14 @@ from __future__ import annotations
 import io
 import random
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from agecurriculum.config import TrainerConfig
 from agecurriculum.fileio import atomic_write
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    "check_same_run",
     "capture_rng_state",
     "restore_rng_state",
 ]
@@ -58,6 +62,11 @@ _REQUIRED_KEYS = frozenset(
         "schedule",
     }
 )
+# Config fields that say where/how fast a run executes, not what it computes: a resume may change them.
+_RUNTIME_ONLY_FIELDS = frozenset({"device", "num_workers", "progress"})
+# What a checkpoint written before a setting existed ran with, where that differs from today's default: resuming it
+# under the new default would change the run, so check_same_run must compare with the old value.
+_LEGACY_CONFIG = {"plateau_scope": "pair", "early_stopping_scope": "pair"}
 
 
 class CheckpointError(ValueError):
@@ -103,6 +112,43 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks the key(s) {missing}")
     return checkpoint
+
+
+def check_same_run(
+    checkpoint: Mapping[str, Any],
+    config: TrainerConfig,
+    schedule: Mapping[str, Any],
+    dataset_sizes: Mapping[str, int],
+    source: str = "checkpoint",
+) -> None:
+    """Checks that a checkpoint belongs to the run that resumes from it.
+
+    Args:
+        checkpoint: the checkpoint dict (as :func:`load_checkpoint` returns it).
+        config: the resuming run's trainer settings; ``device``, ``num_workers`` and ``progress`` may differ, as they
+            change where and how fast the run executes, not what it computes. A setting the checkpoint lacks (it
+            was written before the setting existed) reads as the value such runs had.
+        schedule: the resuming run's curriculum as the checkpoint's ``schedule`` holds it (what the curriculum is:
+            a static schedule's stages, an adaptive curriculum's datasets, bins and settings).
+        dataset_sizes: training-set name -> images, of the resuming run.
+        source: how to name the checkpoint in the error (its path).
+
+    Raises:
+        CheckpointError: ``"SOURCE belongs to a different run: "`` followed by every difference.
+    """
+    problems = []
+    saved = {**asdict(TrainerConfig()), **_LEGACY_CONFIG, **checkpoint["config"]}
+    current = asdict(config)
+    for key in sorted(set(saved) | set(current)):
+        if key not in _RUNTIME_ONLY_FIELDS and saved.get(key) != current.get(key):
+            problems.append(f"config.{key} is {saved.get(key)!r} there, {current.get(key)!r} here")
+    if checkpoint["schedule"] != schedule:
+        problems.append(f"schedule is {checkpoint['schedule']} there, {schedule} here")
+    sizes = dict(dataset_sizes)
+    if checkpoint.get("dataset_sizes", sizes) != sizes:  # checkpoints from before the sizes were kept pass
+        problems.append(f"training-set sizes are {checkpoint['dataset_sizes']} there, {sizes} here")
+    if problems:
+        raise CheckpointError(f"{source} belongs to a different run: " + "; ".join(problems))
 
 
 def capture_rng_state(cuda_device: torch.device | str = "cuda") -> dict[str, Any]:

@@ -31,13 +31,15 @@ bin, and are left out of the others.
 The trainer walks these loops one epoch at a time from a :class:`SchedulePosition`, so a run can stop after any
 epoch and go on later from exactly there.
 
-The schedule may also be an :class:`~agecurriculum.adaptive.AdaptiveCurriculum` (``schedule: adaptive``): the
-trainer then shows it the loss of every (dataset, bin) cell of the validation sets after every epoch (the mean of
-both tasks' plain cross-entropies over the cell's images, taken from the pass that computes the selection score,
-so it costs nothing more; the learned task weights are left out so that a cell's loss keeps its scale as they
-move), asks it for the next stage whenever a stage ends (and for the first one, after one validation pass of the
-untrained model), and keeps its state in the checkpoint. ``run_dir/learned_schedule.json`` holds the stages decided
-so far (replayable as a static schedule) and ``run_dir/adaptive.json`` every decision with its reason.
+The trainer runs any :class:`Curriculum`: a static :class:`~agecurriculum.schedule.TrainingSchedule` (which it wraps
+in :class:`StaticCurriculum`) or an :class:`~agecurriculum.adaptive.AdaptiveCurriculum` (``schedule: adaptive``),
+through the same hooks, which do nothing for a static schedule. The trainer shows an adaptive curriculum the loss of
+every (dataset, bin) cell of the validation sets after every epoch (the mean of both tasks' plain cross-entropies
+over the cell's images, taken from the pass that computes the selection score, so it costs nothing more; the learned
+task weights are left out so that a cell's loss keeps its scale as they move), asks it for the next stage whenever a
+stage ends (and for the first one, after one validation pass of the untrained model), and keeps its state in the
+checkpoint. ``run_dir/learned_schedule.json`` holds the stages decided so far (replayable as a static schedule) and
+``run_dir/adaptive.json`` every decision with its reason.
 
 ``TrainerConfig.image_budget`` ends the run once that many training images were seen: the epoch that reaches it
 stops at the first batch that does, so a run sees at most a batch more than the budget.
@@ -73,7 +75,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -84,7 +86,6 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from tqdm.auto import tqdm
 
 from agecurriculum._version import __version__
-from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.bins import AgeBins
 from agecurriculum.config import TrainerConfig, check_config
 from agecurriculum.data.balance import age_gender_weights, balanced_weights
@@ -95,14 +96,19 @@ from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule
 from agecurriculum.train import checkpoint as ckpt
 from agecurriculum.train import distributed as ddp
 
-__all__ = ["TrainerConfig", "EpochRecord", "EvalResult", "SchedulePosition", "CurriculumTrainer"]
+__all__ = [
+    "TrainerConfig",
+    "EpochRecord",
+    "EvalResult",
+    "SchedulePosition",
+    "Curriculum",
+    "StaticCurriculum",
+    "ScopeMonitor",
+    "CurriculumTrainer",
+]
 
-# Config fields that say where/how fast a run executes, not what it computes: a resume may change them.
 ETA_AFTER_S = 60.0  # seconds of training after which fit() prints the measured images/s and the time left
-_RUNTIME_ONLY_FIELDS = frozenset({"device", "num_workers", "progress"})
-# What a checkpoint written before a setting existed ran with, where that differs from today's default: resuming it
-# under the new default would change the run, so the comparison in _check_same_run must see the old value.
-_LEGACY_CONFIG = {"plateau_scope": "pair", "early_stopping_scope": "pair"}
+Cell = tuple[str, int]  # (dataset name, age bin): what a curriculum's losses are keyed by
 
 
 @dataclass
@@ -164,7 +170,203 @@ class _EpochEval:
     """What one epoch has validated: each view once, and the per-(dataset, bin) losses when the curriculum uses them."""
 
     views: dict[tuple[str, frozenset[int]], EvalResult | None] = field(default_factory=dict)
-    cells: dict[tuple[str, int], float] | None = None  # None: not collected (a static schedule)
+    cells: dict[Cell, float] | None = None  # None: not collected (a curriculum that does not decide its stages)
+
+
+class Curriculum(Protocol):
+    """What :class:`CurriculumTrainer` needs of a curriculum: the stages to train, and hooks where it may decide.
+
+    :class:`~agecurriculum.adaptive.AdaptiveCurriculum` decides its stages while training; a static
+    :class:`~agecurriculum.schedule.TrainingSchedule` runs as :class:`StaticCurriculum`, whose hooks do nothing. The
+    trainer calls every hook on either, in this order: :meth:`start` once per :meth:`CurriculumTrainer.fit`, then
+    after every epoch :meth:`observe`, :meth:`next_stage` when the epoch ended a stage, or :meth:`stop` when it ended
+    the run, and :meth:`save_run_files` after the epoch's checkpoint.
+    """
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Every dataset the curriculum may train on."""
+
+    @property
+    def num_bins(self) -> int:
+        """Number of age bins; the selection score is over bins ``0 .. num_bins - 1``."""
+
+    @property
+    def stages(self) -> Sequence[MultiDatasetSample]:
+        """The stages decided so far; the run is over once the trainer's position is past the last one."""
+
+    @property
+    def decides_stages(self) -> bool:
+        """Whether the stages are decided while training (from the per-(dataset, bin) validation losses that
+        :meth:`start` and :meth:`observe` are given, which the trainer then collects); False: :attr:`stages` holds
+        every stage from the start."""
+
+    def start(self, losses: Callable[[], Mapping[Cell, float]]) -> None:
+        """Before the first epoch that :meth:`CurriculumTrainer.fit` runs (a resumed run's too).
+
+        Args:
+            losses: evaluates the model as it is now: ``(dataset, bin) -> loss``; it costs a validation pass, so
+                call it only to decide from it (e.g. the first stage).
+        """
+
+    def observe(self, losses: Mapping[Cell, float], images: int) -> None:
+        """After every epoch: the validation loss of every (dataset, bin) cell (empty unless :attr:`decides_stages`)
+        and the training images the epoch saw."""
+
+    def next_stage(self) -> MultiDatasetSample | None:
+        """After the last epoch of a stage, before that epoch's checkpoint is written (so it holds the decision):
+        a curriculum that decides its stages appends the next one to :attr:`stages`, or none to end the run."""
+
+    def stop(self, reason: str) -> None:
+        """The trainer ended the run for ``reason`` (its image budget, or early stopping over the run)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the curriculum is, in plain types (the checkpoint's ``schedule``): a resume needs the same."""
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What it has decided or learned, in plain types (the checkpoint's ``adaptive``); None when nothing."""
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Restores :meth:`state_dict`'s output."""
+
+    def save_run_files(self, run_dir: Path) -> None:
+        """Writes its own files into the run's folder, after each checkpoint (a resume rewrites them from it)."""
+
+
+class StaticCurriculum:
+    """A :class:`~agecurriculum.schedule.TrainingSchedule` as a :class:`Curriculum`: its stages are fixed, so the
+    hooks where a curriculum could decide do nothing (and the trainer collects no per-bin losses for them).
+
+    Args:
+        schedule: the stages to run.
+    """
+
+    decides_stages = False
+
+    def __init__(self, schedule: TrainingSchedule) -> None:
+        self.schedule = schedule
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The schedule's datasets."""
+        return self.schedule.datasets
+
+    @property
+    def num_bins(self) -> int:
+        """The schedule's number of age bins."""
+        return self.schedule.num_bins
+
+    @property
+    def stages(self) -> tuple[MultiDatasetSample, ...]:
+        """Every stage of the schedule."""
+        return self.schedule.stages
+
+    def start(self, losses: Callable[[], Mapping[Cell, float]]) -> None:
+        """Does nothing: ``losses`` is never evaluated, so a static run validates nothing before it trains."""
+
+    def observe(self, losses: Mapping[Cell, float], images: int) -> None:
+        """Does nothing."""
+
+    def next_stage(self) -> None:
+        """Does nothing: the next stage is in :attr:`stages` already."""
+
+    def stop(self, reason: str) -> None:
+        """Does nothing."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stages, bins and datasets of the schedule."""
+        return {
+            "stages": self.schedule.to_dicts(),
+            "num_bins": self.schedule.num_bins,
+            "datasets": list(self.schedule.datasets),
+        }
+
+    def state_dict(self) -> None:
+        """None: a static schedule learns nothing."""
+        return None
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Does nothing."""
+
+    def save_run_files(self, run_dir: Path) -> None:
+        """Writes nothing: the run's configuration already names the schedule."""
+
+
+class ScopeMonitor:
+    """The LR plateau and early stopping, each watching the validation loss of its scope.
+
+    A scope is ``"run"`` (the selection score, never reset), ``"stage"`` (the stage's loss, started afresh when a
+    stage begins) or ``"pair"`` (the (stage, dataset)'s loss, started afresh at every pair); see the module
+    docstring. The plateau's own counters are ``lr_scheduler``'s (the checkpoint's ``lr_scheduler``); early
+    stopping's are :meth:`state_dict`'s (in the checkpoint's ``early_stopping``).
+
+    Args:
+        lr_scheduler: the plateau, stepped on the loss of ``plateau_scope``.
+        plateau_scope: ``"run"``, ``"stage"`` or ``"pair"``.
+        early_stopping_scope: the same choices, for early stopping.
+        patience: epochs without a lower loss after which early stopping ends its scope; None: it never does.
+
+    Attributes:
+        best_val: the lowest loss of early stopping's scope since the scope began.
+        stale_epochs: epochs since that loss, without a lower one.
+    """
+
+    def __init__(
+        self,
+        lr_scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau,
+        plateau_scope: str,
+        early_stopping_scope: str,
+        patience: int | None,
+    ) -> None:
+        self.lr_scheduler = lr_scheduler
+        self.plateau_scope, self.early_stopping_scope, self.patience = plateau_scope, early_stopping_scope, patience
+        self.best_val, self.stale_epochs = math.inf, 0
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The scopes whose loss :meth:`step` reads."""
+        return frozenset({self.plateau_scope, self.early_stopping_scope})
+
+    def step(self, losses: Mapping[str, float | None]) -> str | None:
+        """Steps the plateau and early stopping after an epoch.
+
+        Args:
+            losses: scope -> this epoch's validation loss of it (None: not measured, e.g. no validation set), for
+                at least :attr:`scopes`.
+
+        Returns:
+            The scope that early stopping ends now, or None.
+        """
+        plateau_loss = losses[self.plateau_scope]
+        if plateau_loss is not None:
+            self.lr_scheduler.step(plateau_loss)
+        loss = losses[self.early_stopping_scope]
+        if loss is None:
+            return None
+        if loss < self.best_val:
+            self.best_val, self.stale_epochs = loss, 0
+        else:
+            self.stale_epochs += 1
+        stop = self.patience is not None and self.stale_epochs >= self.patience
+        return self.early_stopping_scope if stop else None
+
+    def scopes_ended(self, ended: Iterable[str]) -> None:
+        """Starts the watch of each scope in ``ended`` afresh (the learning rate keeps its value): the next pair, or
+        stage, is validated on other images and bins, so its losses do not compare with the best one so far."""
+        ended = set(ended)
+        if self.early_stopping_scope in ended:
+            self.best_val, self.stale_epochs = math.inf, 0
+        if self.plateau_scope in ended:
+            plateau = self.lr_scheduler
+            plateau.best, plateau.num_bad_epochs, plateau.cooldown_counter = plateau.mode_worse, 0, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Early stopping's counters: ``{"best_val", "stale_epochs"}``."""
+        return {"best_val": self.best_val, "stale_epochs": self.stale_epochs}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s output (extra keys are ignored)."""
+        self.best_val, self.stale_epochs = float(state["best_val"]), int(state["stale_epochs"])
 
 
 class _ModelWithLoss(nn.Module):
@@ -217,9 +419,10 @@ class CurriculumTrainer:
     Args:
         model: any ``nn.Module`` whose forward returns ``(age_logits, gender_logits)``, such as
             :class:`~agecurriculum.model.DualClassifier`.
-        schedule: the curriculum; every dataset it names must be in ``train_sets``. An
-            :class:`~agecurriculum.adaptive.AdaptiveCurriculum` decides it while training (see the module
-            docstring); a fresh one, or one restored with the checkpoint.
+        schedule: the curriculum; every dataset it names must be in ``train_sets``. A static
+            :class:`~agecurriculum.schedule.TrainingSchedule`, or any :class:`Curriculum`, such as an
+            :class:`~agecurriculum.adaptive.AdaptiveCurriculum`, which decides it while training (see the module
+            docstring): a fresh one, or one restored with the checkpoint.
         train_sets: dataset name -> dataset of ``(image, age_bin, gender)`` items.
         val_sets: dataset name -> validation dataset; datasets without one are trained without validation
             (and so without LR plateau, early stopping or best checkpoint when none has one).
@@ -237,6 +440,10 @@ class CurriculumTrainer:
 
     Attributes:
         model: the model (never the DDP wrapper).
+        schedule: the ``schedule`` argument, as given.
+        curriculum: the :class:`Curriculum` the trainer runs: ``schedule`` itself, or a static schedule wrapped in
+            :class:`StaticCurriculum`.
+        monitor: the LR plateau and early stopping over their scopes (:class:`ScopeMonitor`).
         position: the next epoch to run.
         global_epoch: epochs completed so far.
         history: one :class:`EpochRecord` per completed epoch.
@@ -245,7 +452,7 @@ class CurriculumTrainer:
     def __init__(
         self,
         model: nn.Module,
-        schedule: TrainingSchedule | AdaptiveCurriculum,
+        schedule: TrainingSchedule | Curriculum,
         train_sets: Mapping[str, Dataset],
         val_sets: Mapping[str, Dataset] | None = None,
         loss: MultiTaskLoss | None = None,
@@ -267,12 +474,16 @@ class CurriculumTrainer:
         self.teacher = None if teacher is None else teacher.to(self.device).eval().requires_grad_(False)
         self.schedule = schedule
         self._eta_due = False  # fit() sets it: print the measured speed and the time left once, a minute in
-        self.curriculum = schedule if isinstance(schedule, AdaptiveCurriculum) else None
+        self.curriculum: Curriculum = StaticCurriculum(schedule) if isinstance(schedule, TrainingSchedule) else schedule
         self.train_sets = dict(train_sets)
         self.val_sets = dict(val_sets or {})
         self.optimizer = optimizer or self._default_optimizer()
         self.lr_scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=self.config.plateau_factor, patience=self.config.plateau_patience
+        )
+        c = self.config
+        self.monitor = ScopeMonitor(
+            self.lr_scheduler, c.plateau_scope, c.early_stopping_scope, c.early_stopping_patience
         )
         self.amp_dtype = resolve_amp(self.config.amp, self.device)
         # Loss scaling only for fp16, whose small range underflows gradients; a disabled scaler is a pass-through.
@@ -286,7 +497,6 @@ class CurriculumTrainer:
         self.position = SchedulePosition()
         self.global_epoch = 0
         self.history: list[EpochRecord] = []
-        self._best_val, self._stale_epochs = math.inf, 0  # early stopping, over its scope
         self._best_selection = math.inf  # the lowest selection score so far: best.pt's
         self._best_epoch: int | None = None  # the global epoch that scored it
         self._views: tuple[tuple[int, str], FilteredDataset] | None = None
@@ -298,11 +508,11 @@ class CurriculumTrainer:
         return sum(record.images for record in self.history)
 
     def _stage(self, index: int) -> MultiDatasetSample:
-        return self.schedule.stages[index]
+        return self.curriculum.stages[index]
 
     def _stage_count(self) -> int:
         # An adaptive curriculum's stages grow as it decides them; the run is over when the position reaches the end.
-        return len(self.schedule.stages)
+        return len(self.curriculum.stages)
 
     @property
     def best_epoch(self) -> int | None:
@@ -470,13 +680,13 @@ class CurriculumTrainer:
         print(line, flush=True)
 
     def _planned_images_after_this_epoch(self) -> int | None:
-        # The training images of every epoch after the current one, for a static schedule (None: adaptive, which
-        # plans as it goes); within trainer.image_budget when there is one.
-        if self.curriculum is not None:
+        # The training images of every epoch after the current one, for a static schedule (None: a curriculum that
+        # decides its stages as it goes); within trainer.image_budget when there is one.
+        if self.curriculum.decides_stages:
             return None
-        pos, total = self.position, 0
-        for index in range(pos.stage, len(self.schedule)):
-            stage = self.schedule[index]
+        pos, total, stages = self.position, 0, self.curriculum.stages
+        for index in range(pos.stage, len(stages)):
+            stage = stages[index]
             for d, name in enumerate(stage.datasets):
                 epochs = stage.epochs
                 if index == pos.stage:
@@ -519,7 +729,7 @@ class CurriculumTrainer:
         self.model.eval()
         # loss times images, age right, age known, gender right, gender known, images
         sums = torch.zeros(6, dtype=torch.float64)
-        bins = self.schedule.num_bins
+        bins = self.curriculum.num_bins
         bin_sums = torch.zeros(2, bins, dtype=torch.float64)  # per bin: summed cross-entropies, images
         for batch in self._loader(dataset, shuffle=False):
             images, age_target, gender_target = self._to_device(batch)
@@ -578,18 +788,19 @@ class CurriculumTrainer:
                 raise ValueError("fit(resume=True) needs the trainer's run_dir")
             if (self.run_dir / "checkpoint.pt").is_file():
                 self.load_checkpoint()
-        if self.curriculum is not None and not self.curriculum.stages and not self.curriculum.done:
-            # The first stage: the policy sees the untrained model's losses (it reads them to measure what the stage
-            # gains). The random generators are put back afterwards (a DataLoader draws a seed from them), so the
-            # run trains as a replay of its learned schedule does, and a run killed before its first checkpoint
-            # decides the same again.
-            rng = ckpt.capture_rng_state(self._cuda_device)
-            evaluated = _EpochEval(cells={})
-            self.curriculum.next_stage(self._cell_losses(evaluated))
-            ckpt.restore_rng_state(rng, self._cuda_device)
+        self.curriculum.start(self._losses_before_training)
         while self.position.stage < self._stage_count():
             self._run_next_epoch()
         return self.history
+
+    def _losses_before_training(self) -> dict[Cell, float]:
+        # What an adaptive curriculum decides its first stage from (it reads them to measure what the stage gains).
+        # The random generators are put back afterwards (a DataLoader draws a seed from them), so the run trains as a
+        # replay of its learned schedule does, and a run killed before its first checkpoint decides the same again.
+        rng = ckpt.capture_rng_state(self._cuda_device)
+        losses = self._cell_losses(_EpochEval(cells={}))
+        ckpt.restore_rng_state(rng, self._cuda_device)
+        return losses
 
     def _run_next_epoch(self) -> None:
         pos = self.position
@@ -606,11 +817,11 @@ class CurriculumTrainer:
         left = None if budget is None else budget - self.images_seen
         loss, age_loss, gender_loss, seen = self.train_one_epoch(train_view, desc=desc, max_images=left)
         seconds = time.perf_counter() - start
-        evaluated = _EpochEval(cells=None if self.curriculum is None else {})  # this epoch's views, each once
+        # This epoch's views, each evaluated once; the per-bin losses only for a curriculum that decides from them.
+        evaluated = _EpochEval(cells={} if self.curriculum.decides_stages else None)
         val = self._evaluate_view(name, stage.bins, evaluated)
         watched = self._watched_losses(pos.stage, val, evaluated)
-        if self.curriculum is not None:
-            self.curriculum.observe(self._cell_losses(evaluated), images=seen)
+        self.curriculum.observe(self._cell_losses(evaluated), images=seen)
         record = EpochRecord(
             stage=pos.stage,
             dataset=name,
@@ -631,8 +842,7 @@ class CurriculumTrainer:
         best = watched["run"] is not None and watched["run"] < self._best_selection
         if best:
             self._best_selection, self._best_epoch = watched["run"], record.global_epoch
-        stop = self._update_plateau_and_early_stopping(watched)
-        self._advance(stop)
+        self._advance(self.monitor.step(watched))
         self._end_epoch(record, best)
 
     def _train_view(self, stage_index: int, name: str) -> FilteredDataset:
@@ -645,7 +855,7 @@ class CurriculumTrainer:
         return self._views[1]
 
     def _every_bin(self, bins: frozenset[int]) -> bool:
-        return set(bins) == set(range(self.schedule.num_bins))
+        return set(bins) == set(range(self.curriculum.num_bins))
 
     def _evaluate_view(self, name: str, bins: frozenset[int], evaluated: _EpochEval) -> EvalResult | None:
         """The validation result of dataset ``name`` on ``bins`` (None: no validation set, or an empty view); each
@@ -667,13 +877,15 @@ class CurriculumTrainer:
                 evaluated.views[key] = self.evaluate(view)
         return evaluated.views[key]
 
-    def _cell_losses(self, evaluated: _EpochEval) -> dict[tuple[str, int], float]:
+    def _cell_losses(self, evaluated: _EpochEval) -> dict[Cell, float]:
         """The per-(dataset, bin) validation losses of every dataset (from the views of every bin, which the selection
-        score evaluates anyway)."""
-        every_bin = frozenset(range(self.schedule.num_bins))
-        for name in self.schedule.datasets:
+        score evaluates anyway); empty when ``evaluated`` does not collect them."""
+        if evaluated.cells is None:  # evaluates nothing: every evaluation draws from the random generators
+            return {}
+        every_bin = frozenset(range(self.curriculum.num_bins))
+        for name in self.curriculum.datasets:
             self._evaluate_view(name, every_bin, evaluated)
-        return dict(evaluated.cells or {})
+        return dict(evaluated.cells)
 
     def _pooled_loss(self, views: Iterable[tuple[str, frozenset[int]]], evaluated: _EpochEval) -> float | None:
         # The mean loss per image over several views (each weighted by its images), as if they were one set.
@@ -691,9 +903,9 @@ class CurriculumTrainer:
     ) -> dict[str, float | None]:
         """The validation loss of each scope this run watches: ``"run"`` (the selection score, always), ``"stage"``
         and ``"pair"`` when the plateau or early stopping watch them."""
-        every_bin = frozenset(range(self.schedule.num_bins))
-        watched = {"run": self._pooled_loss([(name, every_bin) for name in self.schedule.datasets], evaluated)}
-        scopes = {self.config.plateau_scope, self.config.early_stopping_scope}
+        every_bin = frozenset(range(self.curriculum.num_bins))
+        watched = {"run": self._pooled_loss([(name, every_bin) for name in self.curriculum.datasets], evaluated)}
+        scopes = self.monitor.scopes
         if "stage" in scopes:
             stage = self._stage(stage_index)
             watched["stage"] = self._pooled_loss([(name, stage.bins) for name in stage.datasets], evaluated)
@@ -701,56 +913,32 @@ class CurriculumTrainer:
             watched["pair"] = None if val is None else val.loss
         return watched
 
-    def _update_plateau_and_early_stopping(self, watched: Mapping[str, float | None]) -> bool:
-        """Steps the LR plateau on its scope's loss; returns whether early stopping ends its scope now."""
-        plateau_loss = watched[self.config.plateau_scope]
-        if plateau_loss is not None:
-            self.lr_scheduler.step(plateau_loss)
-        loss = watched[self.config.early_stopping_scope]
-        if loss is None:
-            return False
-        if loss < self._best_val:
-            self._best_val, self._stale_epochs = loss, 0
-        else:
-            self._stale_epochs += 1
-        patience = self.config.early_stopping_patience
-        return patience is not None and self._stale_epochs >= patience
-
-    def _advance(self, stop: bool) -> None:
-        """Moves :attr:`position` to the next epoch; ``stop``: early stopping ends its scope now."""
+    def _advance(self, ends: str | None) -> None:
+        """Moves :attr:`position` to the next epoch; ``ends``: the scope that early stopping ends now (None: none)."""
         pos = self.position
         stage = self._stage(pos.stage)
-        scope = self.config.early_stopping_scope
         budget = self.config.image_budget
         spent = budget is not None and self.images_seen >= budget
-        if stop and scope == "run" or spent:
-            if self.curriculum is not None:
-                self.curriculum.stop(
-                    f"the image budget ({budget}) is spent ({self.images_seen} seen)"
-                    if spent
-                    else "early stopping over the run"
-                )
+        if ends == "run" or spent:
+            self.curriculum.stop(
+                f"the image budget ({budget}) is spent ({self.images_seen} seen)"
+                if spent
+                else "early stopping over the run"
+            )
             pos.stage, pos.dataset_index, pos.epoch = self._stage_count(), 0, 0
             return
-        if not stop and pos.epoch + 1 < stage.epochs:
+        if ends is None and pos.epoch + 1 < stage.epochs:
             pos.epoch += 1
             return
         pos.epoch, pos.dataset_index = 0, pos.dataset_index + 1
-        if stop and scope == "stage":
+        if ends == "stage":
             pos.dataset_index = len(stage.datasets)
         ended = {"pair"}
         if pos.dataset_index >= len(stage.datasets):
             pos.stage, pos.dataset_index = pos.stage + 1, 0
             ended.add("stage")
-            if self.curriculum is not None:
-                self.curriculum.next_stage()  # decided now, so the checkpoint of this epoch holds the decision
-        # A scope that ends starts afresh: the next (stage, dataset), or stage, is validated on other images and bins,
-        # so its losses do not compare with the best one so far (the learning rate keeps its value).
-        if scope in ended:
-            self._best_val, self._stale_epochs = math.inf, 0
-        if self.config.plateau_scope in ended:
-            plateau = self.lr_scheduler
-            plateau.best, plateau.num_bad_epochs, plateau.cooldown_counter = plateau.mode_worse, 0, 0
+            self.curriculum.next_stage()  # decided now, so the checkpoint of this epoch holds the decision
+        self.monitor.scopes_ended(ended)
 
     def _end_epoch(self, record: EpochRecord, best: bool) -> None:
         rng = ckpt.capture_rng_state(self._cuda_device)
@@ -761,9 +949,7 @@ class CurriculumTrainer:
                 ckpt.save_checkpoint(state, self.run_dir / "checkpoint.pt")
                 if best:
                     ckpt.save_checkpoint(state, self.run_dir / "best.pt")
-                if self.curriculum is not None:  # after the checkpoint: a resume rewrites them from it
-                    self.curriculum.save(self.run_dir / "learned_schedule.json")
-                    self.curriculum.save_log(self.run_dir / "adaptive.json")
+                self.curriculum.save_run_files(self.run_dir)  # after the checkpoint: a resume rewrites them from it
             for callback in self.callbacks:
                 callback(record)
         # Whatever the callbacks drew, training goes on as if they had not run.
@@ -771,16 +957,8 @@ class CurriculumTrainer:
 
     # ----------------------------------------------------------------------------------------- checkpoints
 
-    def _schedule_state(self) -> dict[str, Any]:
-        # What must match for a resume: a static schedule's stages, or what an adaptive curriculum is (its stages
-        # are what it learned, restored from the checkpoint's "adaptive" state).
-        if self.curriculum is not None:
-            return self.curriculum.to_dict()
-        return {
-            "stages": self.schedule.to_dicts(),
-            "num_bins": self.schedule.num_bins,
-            "datasets": list(self.schedule.datasets),
-        }
+    def _dataset_sizes(self) -> dict[str, int]:
+        return {name: len(data) for name, data in self.train_sets.items()}  # type: ignore[arg-type]
 
     def state_dict(self, rng: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """Everything needed to continue this run: the checkpoint dict (see :mod:`agecurriculum.train.checkpoint`).
@@ -799,17 +977,17 @@ class CurriculumTrainer:
             "loss_fn": self.loss_fn.state_dict(),
             "position": {**asdict(self.position), "global_epoch": self.global_epoch},
             "early_stopping": {
-                "best_val": self._best_val,
-                "stale_epochs": self._stale_epochs,
+                **self.monitor.state_dict(),
                 "best_selection": self._best_selection,
                 "best_epoch": self._best_epoch,
             },
             "history": [asdict(record) for record in self.history],
             "rng": list(rng) if rng is not None else [ckpt.capture_rng_state(self._cuda_device)],
             "config": asdict(self.config),
-            "schedule": self._schedule_state(),
-            "adaptive": None if self.curriculum is None else self.curriculum.state_dict(),
-            "dataset_sizes": {name: len(data) for name, data in self.train_sets.items()},  # type: ignore[arg-type]
+            # What the curriculum is (a resume must find the same) and what it learned (an adaptive one's stages).
+            "schedule": self.curriculum.to_dict(),
+            "adaptive": self.curriculum.state_dict(),
+            "dataset_sizes": self._dataset_sizes(),
             "world_size": self.world_size,
         }
 
@@ -824,7 +1002,7 @@ class CurriculumTrainer:
             CheckpointError: its config (apart from device, workers, progress), schedule or training-set sizes
                 differ from this trainer's, or its model state does not fit the model.
         """
-        self._check_same_run(state, source)
+        ckpt.check_same_run(state, self.config, self.curriculum.to_dict(), self._dataset_sizes(), source)
         try:
             self.model.load_state_dict(state["model"])
             self.loss_fn.load_state_dict(state["loss_fn"])
@@ -837,13 +1015,11 @@ class CurriculumTrainer:
         position = dict(state["position"])
         self.global_epoch = int(position.pop("global_epoch"))
         self.position = SchedulePosition(**position)
-        self._best_val = float(state["early_stopping"]["best_val"])
-        self._stale_epochs = int(state["early_stopping"]["stale_epochs"])
+        self.monitor.load_state_dict(state["early_stopping"])
         self._best_selection = float(state["early_stopping"].get("best_selection", math.inf))
         self._best_epoch = state["early_stopping"].get("best_epoch")
         self.history = [EpochRecord.from_state(row) for row in state["history"]]
-        if self.curriculum is not None:
-            self.curriculum.load_state_dict(state["adaptive"])
+        self.curriculum.load_state_dict(state.get("adaptive"))  # absent from checkpoints older than adaptive runs
         self._restore_rng(state["rng"], source)
 
     def _restore_rng(self, rng: Sequence[Mapping[str, Any]], source: str) -> None:
@@ -854,21 +1030,6 @@ class CurriculumTrainer:
                 stacklevel=3,
             )
         ckpt.restore_rng_state(rng[self.rank] if len(rng) == self.world_size else rng[0], self._cuda_device)
-
-    def _check_same_run(self, state: Mapping[str, Any], source: str) -> None:
-        problems = []
-        # A setting added after the checkpoint was written reads as its default there, or as _LEGACY_CONFIG says.
-        saved, current = {**asdict(TrainerConfig()), **_LEGACY_CONFIG, **state["config"]}, asdict(self.config)
-        for key in sorted(set(saved) | set(current)):
-            if key not in _RUNTIME_ONLY_FIELDS and saved.get(key) != current.get(key):
-                problems.append(f"config.{key} is {saved.get(key)!r} there, {current.get(key)!r} here")
-        if state["schedule"] != self._schedule_state():
-            problems.append(f"schedule is {state['schedule']} there, {self._schedule_state()} here")
-        sizes = {name: len(data) for name, data in self.train_sets.items()}  # type: ignore[arg-type]
-        if state.get("dataset_sizes", sizes) != sizes:
-            problems.append(f"training-set sizes are {state['dataset_sizes']} there, {sizes} here")
-        if problems:
-            raise ckpt.CheckpointError(f"{source} belongs to a different run: " + "; ".join(problems))
 
     def _checkpoint_path(self, path: str | Path | None) -> Path:
         if path is not None:
