@@ -52,4 +52,4 @@ docs: $(STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) docs/_build build *.egg-info demo-output test-artifacts
+	rm -rf $(VENV) docs/_build build dist *.egg-info agecurriculum.egg-info demo-output test-artifacts
