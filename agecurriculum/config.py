@@ -71,6 +71,8 @@ class TrainerConfig:
     amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
     # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
     progress: bool = False  # show a per-step progress bar (loss, images/s) on rank 0
+    verbose: bool = True  # print on rank 0 a line per stage, one per epoch (losses, validation, images/s, time
+    # left) and the measured speed a minute in; False keeps fit() silent
     sampling: str = "shuffle"  # shuffle: each item once per epoch | balanced: draws with replacement so that every
     # age bin of the stage's view is seen equally often (the weighted-sampler alternative to the paper's balancing)
     # | age_gender: draws with replacement weighted over (age group, gender) cells and children (the settings below)

@@ -63,7 +63,7 @@ _REQUIRED_KEYS = frozenset(
     }
 )
 # Config fields that say where/how fast a run executes, not what it computes: a resume may change them.
-_RUNTIME_ONLY_FIELDS = frozenset({"device", "num_workers", "progress"})
+_RUNTIME_ONLY_FIELDS = frozenset({"device", "num_workers", "progress", "verbose"})
 # What a checkpoint written before a setting existed ran with, where that differs from today's default: resuming it
 # under the new default would change the run, so check_same_run must compare with the old value.
 _LEGACY_CONFIG = {"plateau_scope": "pair", "early_stopping_scope": "pair"}

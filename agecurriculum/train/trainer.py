@@ -671,13 +671,41 @@ class CurriculumTrainer:
     def _print_eta(self, rate: float, left_in_epoch: int) -> None:
         # Once per fit(), after the first minute of training: a run that will not fit its time says so at once.
         self._eta_due = False
-        if self.rank != 0:
+        if self.rank != 0 or not self.config.verbose:
             return
         later = self._planned_images_after_this_epoch()
         line = f"measured {rate:.1f} images/s: this epoch ends in {left_in_epoch / rate / 60:.1f} min"
         if later is not None:
             line += f", the run's training in {(left_in_epoch + later) / rate / 60:.1f} min (validation not included)"
         print(line, flush=True)
+
+    def _say(self, line: str) -> None:
+        # What fit() tells the user: rank 0 only, and nothing with verbose=False.
+        if self.config.verbose and self.rank == 0:
+            print(line, flush=True)
+
+    def _stage_line(self, index: int, stage: MultiDatasetSample) -> str:
+        total = "?" if self.curriculum.decides_stages else str(self._stage_count())
+        every = self._every_bin(stage.bins)
+        bins = "every bin" if every else "bins " + ", ".join(str(b) for b in sorted(stage.bins))
+        return f"stage {index + 1}/{total}: {', '.join(stage.datasets)}; {bins}; {stage.epochs} epoch(s) per dataset"
+
+    @staticmethod
+    def _epoch_line(record: EpochRecord, later: int | None) -> str:
+        rate = record.images / record.seconds if record.seconds > 0 else math.nan
+        line = (
+            f"epoch {record.global_epoch + 1} (stage {record.stage + 1}, {record.dataset}, epoch {record.epoch + 1}):"
+            f" train loss {record.train_loss:.4f} (age {record.train_age_loss:.4f}, gender "
+            f"{record.train_gender_loss:.4f}), {record.images} images at {rate:.1f}/s, lr {record.lr:.3g}"
+        )
+        if record.val is not None:
+            val = record.val
+            line += (
+                f"; val loss {val.loss:.4f}, gender {100 * val.gender_accuracy:.2f}%, age {100 * val.age_accuracy:.2f}%"
+            )
+        if later is not None and rate > 0:
+            line += f"; training left about {later / rate / 60:.1f} min"
+        return line
 
     def _planned_images_after_this_epoch(self) -> int | None:
         # The training images of every epoch after the current one, for a static schedule (None: a curriculum that
@@ -806,6 +834,8 @@ class CurriculumTrainer:
         pos = self.position
         stage = self._stage(pos.stage)
         name = stage.datasets[pos.dataset_index]
+        if pos.dataset_index == 0 and pos.epoch == 0:
+            self._say(self._stage_line(pos.stage, stage))
         train_view = self._train_view(pos.stage, name)
         set_epoch = getattr(self.train_sets[name], "set_epoch", None)
         if set_epoch is not None:  # e.g. BalancedDataset: fresh augmented copies every epoch, still seeded
@@ -842,6 +872,8 @@ class CurriculumTrainer:
         best = watched["run"] is not None and watched["run"] < self._best_selection
         if best:
             self._best_selection, self._best_epoch = watched["run"], record.global_epoch
+        if self.config.verbose and self.rank == 0:  # before _advance moves the position past this epoch
+            self._say(self._epoch_line(record, self._planned_images_after_this_epoch()))
         self._advance(self.monitor.step(watched))
         self._end_epoch(record, best)
 
