@@ -63,6 +63,7 @@ __all__ = [
     "preprocessing_mismatch",
     "read_release_config",
     "save_release",
+    "update_release_extra",
     "write_release_temperature",
 ]
 
@@ -468,17 +469,36 @@ def write_release_temperature(release_dir: str | Path, temperature: Mapping[str,
         ValueError: the config is not a release config, or a temperature is not a positive finite number of a
             known head; the file is then left as it was.
     """
+    temperature = dict(temperature)
+    path = Path(release_dir) / RELEASE_CONFIG
+    _temperature({"extra": {"temperature": temperature}}, f"{path} (new temperature)")  # nothing invalid is written
+    return update_release_extra(release_dir, {"temperature": {h: float(t) for h, t in temperature.items()}})
+
+
+def update_release_extra(release_dir: str | Path, entries: Mapping[str, Any]) -> Path:
+    """Replaces entries of an existing release's ``extra`` (e.g. ``rep_ages``, ``temperature``), keeping the others.
+
+    The whole ``config.json`` is rewritten atomically, in the format :func:`save_release` writes; the weights are not
+    touched, and the new config must still read as a release (:meth:`ReleaseInfo.from_config`) or nothing is
+    written. A ``model.onnx`` already in the folder holds the old config: a warning says to export it again.
+
+    Returns:
+        The path of the rewritten ``config.json``.
+
+    Raises:
+        FileNotFoundError: the release has no ``config.json``.
+        ValueError: the config is not a release config, or the new entries make it unreadable.
+    """
     release_dir = Path(release_dir)
     config = read_release_config(release_dir)
     path = release_dir / RELEASE_CONFIG
-    temperature = dict(temperature)
-    _temperature({"extra": {"temperature": temperature}}, f"{path} (new temperature)")  # nothing invalid is written
-    config["extra"] = {**(config.get("extra") or {}), "temperature": {h: float(t) for h, t in temperature.items()}}
+    config["extra"] = {**(config.get("extra") or {}), **entries}
+    ReleaseInfo.from_config(config, f"{path} (new extra {sorted(entries)})")
     atomic_write(path, (json.dumps(config, indent=2, allow_nan=False) + "\n").encode("utf-8"))
     if (release_dir / ONNX_FILE).is_file():
         warnings.warn(
-            f"{release_dir / ONNX_FILE} holds the release config it was exported with, without the new "
-            "temperature; export it again (agecurriculum export) for the onnx backend to apply it",
+            f"{release_dir / ONNX_FILE} holds the release config it was exported with, not the new "
+            f"{', '.join(sorted(entries))}; export it again (agecurriculum export) for the onnx backend to use them",
             stacklevel=2,
         )
     return path

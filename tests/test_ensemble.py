@@ -154,3 +154,46 @@ def test_ensemble_exports_to_onnx_with_the_same_outputs(two_releases, tmp_path):
     images = np.random.default_rng(1).normal(size=(3, 3, 64, 64)).astype(np.float32)
     for expected, got in zip(TorchBackend(release)(images), OnnxBackend(onnx_path)(images)):
         np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_interpolated_release_lies_between_its_ends(two_releases, tmp_path):
+    from agecurriculum.inference import interpolate_releases
+    from agecurriculum.release import update_release_extra
+
+    start, end = two_releases
+    update_release_extra(end, {"rep_ages": [1.0, 4.0, 10.0, 19.0, 29.0, 40.0, 52.0, 70.0], "note": "kept"})
+    ends = [safetensors.torch.load_file(p / "model.safetensors") for p in (start, end)]
+    for weight in (0.0, 0.25, 1.0):
+        out = interpolate_releases(start, end, weight, tmp_path / f"w{weight}")
+        got = safetensors.torch.load_file(out / "model.safetensors")
+        for key, value in got.items():
+            a, b = ends[0][key], ends[1][key]
+            expected = a + weight * (b - a) if value.is_floating_point() else b
+            torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
+        extra = json.loads((out / "config.json").read_text())["extra"]
+        # The bin ages and temperatures of the network in between are nobody's: left for refit_release.
+        assert extra["interpolated"] == {"start": str(start), "end": str(end), "weight": weight}
+        assert "rep_ages" not in extra and extra["note"] == "kept"
+    with pytest.raises(ValueError, match="weight must be in"):
+        interpolate_releases(start, end, 1.5, tmp_path / "bad")
+    other_size = make_release(tmp_path / "size96", image_size=96)
+    with pytest.raises(ValueError, match="preprocessing.image_size is 96"):
+        interpolate_releases(start, other_size, 0.5, tmp_path / "bad")
+    ensemble = ensemble_releases(two_releases, tmp_path / "ens")
+    with pytest.raises(ValueError, match="is an ensemble"):
+        interpolate_releases(start, ensemble, 0.5, tmp_path / "bad")
+
+
+def test_update_release_extra_keeps_the_rest_and_refuses_what_would_not_load(two_releases, tmp_path):
+    import shutil
+
+    from agecurriculum.release import read_release_config, update_release_extra
+
+    copy = shutil.copytree(two_releases[0], tmp_path / "copy")
+    before = read_release_config(copy)
+    update_release_extra(copy, {"datasets": ["utkface"]})
+    after = read_release_config(copy)
+    assert after["extra"] == {**before["extra"], "datasets": ["utkface"]} and after["model"] == before["model"]
+    with pytest.raises(ValueError, match="extra.rep_ages has 2 values for 8 age bins"):
+        update_release_extra(copy, {"rep_ages": [1.0, 2.0]})
+    assert read_release_config(copy) == after  # nothing written

@@ -23,6 +23,7 @@ from agecurriculum.cli import (
     describe_error,
     ensemble,
     export,
+    interpolate,
     predict,
     protocol,
     serve,
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Each sub-command module exposes register(subparsers), which sets a `func(args) -> int` default.
-    for module in (bins, data, train, ablate, protocol, predict, export, ensemble, serve):
+    for module in (bins, data, train, ablate, protocol, predict, export, ensemble, interpolate, serve):
         module.register(subparsers)
     return parser
 

@@ -7,13 +7,14 @@
 - :func:`export_onnx`: a release -> a self-contained ONNX file; :func:`quantize_onnx`: that file in int8.
 - :func:`convert_to_ort`: an exported file -> ONNX Runtime Mobile's ``.ort``; :func:`export_coreml`: a release ->
   CoreML.
-- :func:`ensemble_releases`: several releases -> one release averaging their models.
+- :func:`ensemble_releases`: several releases -> one release averaging their models; :func:`interpolate_releases`:
+  two releases -> one network with weights in between.
 - :data:`DEFAULT_RELEASE_DIR`: where the library's own trained model is installed.
 """
 
 from agecurriculum.inference.annotate import draw_faces, face_label
 from agecurriculum.inference.backends import OnnxBackend, TorchBackend
-from agecurriculum.inference.ensemble import ensemble_releases
+from agecurriculum.inference.ensemble import ensemble_releases, interpolate_releases
 from agecurriculum.inference.export import export_onnx
 from agecurriculum.inference.finder import RETRY_SCALE, UPSAMPLE_MIN_SIDE, VERIFY_BELOW, FaceFinder
 from agecurriculum.inference.mobile import convert_to_ort, export_coreml
@@ -39,6 +40,7 @@ __all__ = [
     "convert_to_ort",
     "draw_faces",
     "ensemble_releases",
+    "interpolate_releases",
     "export_coreml",
     "export_onnx",
     "face_label",

@@ -54,7 +54,7 @@ from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.ensemble import EnsembleClassifier
 from agecurriculum.model.resized_input import ResizedInput
-from agecurriculum.release import RELEASE_CONFIG, Preprocessing, load_release, save_release
+from agecurriculum.release import RELEASE_CONFIG, Preprocessing, load_release, save_release, update_release_extra
 from agecurriculum.schedule import PRESETS, TrainingSchedule, preset
 from agecurriculum.train import distributed as ddp
 from agecurriculum.train.checkpoint import CheckpointError, load_checkpoint
@@ -746,3 +746,33 @@ def compare_releases(
         for pred, info in zip(preds, infos, strict=True)
     )
     return gate_rows(base, cand, resamples=resamples, seed=seed)
+
+
+def refit_release(release_dir: str | Path, config: RunConfig, rep_ages: bool = True, calibrate: bool = True) -> Path:
+    """Fits a release's representative bin ages (``rep_ages: fit_val``) and calibration temperatures again, on the
+    validation parts of ``config``'s data, and stores them in the release (``extra``).
+
+    For a release whose weights no run fitted them for, e.g. one made by
+    :func:`~agecurriculum.inference.interpolate_releases`. The data is prepared at the release's image size and
+    padding; ``config``'s split must be the one it was trained with (its validation parts unseen in training).
+
+    Returns:
+        The path of the rewritten ``config.json``.
+
+    Raises:
+        ValueError: the data has no validation part with exact ages (for ``rep_ages``) or none at all.
+        FileNotFoundError: the release is missing.
+    """
+    model, info = load_release(release_dir)
+    pre = info.preprocessing
+    data = replace(config.data, image_size=pre.image_size, padding=pre.padding)
+    refit = replace(config, data=data, rep_ages="fit_val")
+    prepared = prepare_data(refit, bins=info.bins)
+    info.check_compatible(prepared.bins, prepared.preprocessing, source=str(release_dir), against="the data")
+    entries: dict[str, Any] = {}
+    if rep_ages:
+        entries["rep_ages"] = _rep_ages(refit, model, prepared, config.trainer.device)
+        entries["rep_ages_method"] = "fit_val"
+    if calibrate:
+        entries.update(_calibration(refit, model, prepared, config.trainer.device))
+    return update_release_extra(release_dir, entries)

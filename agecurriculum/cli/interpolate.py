@@ -1,0 +1,54 @@
+"""``agecurriculum interpolate``: one network between a release and its fine-tuned successor, refitted on validation."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from agecurriculum.config import apply_overrides, load_config
+from agecurriculum.inference.ensemble import interpolate_releases
+from agecurriculum.train.run import refit_release
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``interpolate`` sub-command."""
+    parser = subparsers.add_parser(
+        "interpolate",
+        help="weights between a release and one fine-tuned from it, with bin ages and temperatures refitted",
+        description="Writes a release whose weights are (1 - W) * START + W * END (weight-space ensembling: the "
+        "network part of the way from a release to one fine-tuned from it keeps much of the gain and loses less of "
+        "the rest), then fits its representative bin ages and calibration temperatures on the validation parts of "
+        "--config's data. Choose W on validation numbers (agecurriculum evaluate --compare DIR --part val).",
+    )
+    parser.add_argument("start", type=Path, metavar="START", help="the release fine-tuning started from")
+    parser.add_argument("end", type=Path, metavar="END", help="the fine-tuned release")
+    parser.add_argument("--weight", type=float, required=True, metavar="W", help="0 gives START, 1 gives END")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the new release folder")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the data and its split (the run's run_config.yaml, or examples/configs/release.yaml)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config value (e.g. --set data.root=DIR); repeatable",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the sub-command; returns the exit status."""
+    config = apply_overrides(load_config(args.config), args.overrides)
+    out = interpolate_releases(args.start, args.end, args.weight, args.out)
+    refit_release(out, config)
+    print(
+        f"wrote {out}: {1 - args.weight:g} x {args.start} + {args.weight:g} x {args.end}, bin ages and "
+        "temperatures fitted on the validation parts"
+    )
+    return 0
