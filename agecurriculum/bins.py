@@ -27,12 +27,15 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ortools.sat.python import cp_model
 
 from agecurriculum.checks import as_int, is_int
+
+if TYPE_CHECKING:  # CP-SAT is imported where it runs (AgeBinOptimizer._solve): it takes 0.3 s to load, and the
+    # constants and label parsers here, which every dataset loader and CLI command reads, do not need it
+    from ortools.sat.python import cp_model
 
 MAX_AGE = 100
 ADIENCE_GROUPS: tuple[tuple[int, int], ...] = (
@@ -601,6 +604,8 @@ class AgeBinOptimizer:
         domains = self.domains
         if not domains:
             return ()
+        from ortools.sat.python import cp_model  # here, not at the top: see the imports of this module
+
         model = cp_model.CpModel()
         cuts = [model.new_int_var(d.start, d.stop - 1, f"c{i + 1}") for i, d in enumerate(domains)]
         # ends[i] = number of exact-age images with age <= c_{i+1}, read from the cumulative table.
@@ -634,6 +639,8 @@ class AgeBinOptimizer:
 
     @staticmethod
     def _run(model: cp_model.CpModel, deadline: float | None, phase: str) -> cp_model.CpSolver:
+        from ortools.sat.python import cp_model  # loaded by _solve already
+
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = 1
         solver.parameters.random_seed = _SEED

@@ -20,7 +20,7 @@ import yaml
 from agecurriculum.adaptive import AdaptiveSettings
 from agecurriculum.data.sources import DATASETS
 from agecurriculum.data.splits import check_fractions
-from agecurriculum.model.classifier import ModelConfig  # the model section lives with the model it builds
+from agecurriculum.model.config import ModelConfig  # the model section: DualClassifier's settings, without torch
 
 __all__ = [
     "AdaptiveSettings",

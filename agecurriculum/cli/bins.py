@@ -24,10 +24,10 @@ from agecurriculum.bins import (
     parse_groups,
 )
 from agecurriculum.cli import CLIError
-from agecurriculum.cli.data import add_source_arguments, load_sources
+from agecurriculum.cli.sources import add_source_arguments, load_sources, paused_cyclic_gc
+from agecurriculum.data.distribution import age_distribution
 from agecurriculum.data.sources import DATASETS, discover, histogram_datasets, load_dataset, why_not_histogram
 from agecurriculum.data.sources.common import read_table
-from agecurriculum.data.summary import age_distribution
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,6 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the sub-command; returns the exit status."""
+    # The records of every labelled image live until the bins are fitted: the cycle collector, left on, would walk
+    # them over and over while CP-SAT loads, and they hold no cycles for it to free.
+    with paused_cyclic_gc():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     optimizer = _optimizer(args)
     dataset_flags = [f"--{name}" for name in DATASETS if getattr(args, name) is not None]
     if (args.ages or args.csv) and dataset_flags:

@@ -6,49 +6,47 @@
   decoding, detection + 5-point alignment, and the on-disk crop cache.
 - :mod:`~agecurriculum.data.datasets`: :class:`FaceDataset`, :class:`FilteredDataset` and the age-bin rule.
 - :mod:`~agecurriculum.data.balance`, :mod:`~agecurriculum.data.splits`: the paper's balancing; splits.
+- :mod:`~agecurriculum.data.distribution`: the age distribution of records that the bin optimizer fits.
 - :mod:`~agecurriculum.data.summary`, :mod:`~agecurriculum.data.plots`: counts, the bins over datasets, plots.
+
+The names are imported on first use (PEP 562), as in :mod:`agecurriculum`: ``import agecurriculum.data.sources``
+loads the loaders alone, not torch or dlib.
 """
 
-from agecurriculum.data.balance import (
-    BalancedDataset,
-    BalancePlan,
-    balance_plan,
-    balanced_weights,
-    weighted_sampler,
-)
-from agecurriculum.data.cache import (
-    CachedCrops,
-    CropCache,
-    NoFaceError,
-    PreprocessResult,
-    preprocess,
-)
-from agecurriculum.data.datasets import (
-    IGNORE,
-    STRADDLE_RULES,
-    FaceDataset,
-    FilteredDataset,
-    TensorFaceDataset,
-    age_bins_of,
-    assign_age_bin,
-)
-from agecurriculum.data.faces import AlignConfig, DetectedFace, FaceAligner
-from agecurriculum.data.images import ImageLoadError, load_image
-from agecurriculum.data.records import (
-    FEMALE,
-    MALE,
-    CleaningReport,
-    FaceRecord,
-    LoadResult,
-)
-from agecurriculum.data.splits import Split, split_records
-from agecurriculum.data.summary import (
-    DataReport,
-    age_distribution,
-    build_data_report,
-    fit_age_bins,
-)
-from agecurriculum.data.transforms import eval_transform, normalise_crops, train_transform
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        ("BalancedDataset", "BalancePlan", "balance_plan", "balanced_weights", "weighted_sampler"),
+        "agecurriculum.data.balance",
+    ),
+    **dict.fromkeys(
+        ("CachedCrops", "CropCache", "NoFaceError", "PreprocessResult", "preprocess"), "agecurriculum.data.cache"
+    ),
+    **dict.fromkeys(
+        (
+            "IGNORE",
+            "STRADDLE_RULES",
+            "FaceDataset",
+            "FilteredDataset",
+            "TensorFaceDataset",
+            "age_bins_of",
+            "assign_age_bin",
+        ),
+        "agecurriculum.data.datasets",
+    ),
+    **dict.fromkeys(("AlignConfig", "DetectedFace", "FaceAligner"), "agecurriculum.data.faces"),
+    **dict.fromkeys(("ImageLoadError", "load_image"), "agecurriculum.data.images"),
+    **dict.fromkeys(("FEMALE", "MALE", "CleaningReport", "FaceRecord", "LoadResult"), "agecurriculum.data.records"),
+    **dict.fromkeys(("Split", "split_records"), "agecurriculum.data.splits"),
+    **dict.fromkeys(("age_distribution", "fit_age_bins"), "agecurriculum.data.distribution"),
+    **dict.fromkeys(("DataReport", "build_data_report"), "agecurriculum.data.summary"),
+    **dict.fromkeys(("eval_transform", "normalise_crops", "train_transform"), "agecurriculum.data.transforms"),
+}
 
 __all__ = [
     "BalancedDataset",
@@ -88,3 +86,16 @@ __all__ = [
     "normalise_crops",
     "train_transform",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup does not come here again
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

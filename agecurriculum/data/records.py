@@ -45,7 +45,8 @@ class FaceRecord:
     box: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
+        if not isinstance(self.path, Path):  # Path(a Path) parses it again: a third of loading a dataset's labels
+            object.__setattr__(self, "path", Path(self.path))
         if not 0 <= self.age_min <= self.age_max:
             raise ValueError(f"{self.path}: age range [{self.age_min}, {self.age_max}] is not 0 <= min <= max")
         if self.gender not in (None, MALE, FEMALE):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,21 +10,8 @@ import torch
 from torch import nn
 
 from agecurriculum.model.backbones import create_backbone
+from agecurriculum.model.config import ModelConfig  # re-exported: the settings of the model this module builds
 from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
-
-
-@dataclass
-class ModelConfig:
-    """A run's ``model`` section: the DualClassifier to build (:meth:`DualClassifier.from_model_config`) and where
-    its first weights come from."""
-
-    backbone: str = "efficientnet-lite0"  # any name from agecurriculum.list_backbones()
-    pretrained: bool = True  # start from ImageNet weights (offline for Lite0-2, downloaded for B0-B7)
-    bottleneck_dim: int = 512  # width of the shared bottleneck layer
-    dropout: float = 0.3  # dropout after the bottleneck
-    conditioning: str = "soft"  # how the age head sees the gender: hard (the paper's: one-hot of the predicted
-    # gender, no gradient into the gender head from the age loss) | soft (the gender softmax, as the shipped model)
-    init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
 
 
 class DualClassifier(nn.Module):

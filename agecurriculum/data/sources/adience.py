@@ -144,6 +144,7 @@ def load_adience(root: str | Path, require_images: bool = True) -> LoadResult:
     root = Path(root)
     report = CleaningReport("adience")
     images = ImageIndex()
+    folders: dict[str, Path] = {}  # user id -> its faces folder, one Path each rather than one per row
     records = []
     for k, path in _fold_files(root):
         for line, row in read_table(path, _COLUMNS, delimiter="\t")[1]:
@@ -160,7 +161,7 @@ def load_adience(root: str | Path, require_images: bool = True) -> LoadResult:
             if row["gender"].lower() not in _GENDERS:
                 report.drop(item, "gender unreadable")
                 continue
-            folder = root / "faces" / key.user_id
+            folder = folders.get(key.user_id) or folders.setdefault(key.user_id, root / "faces" / key.user_id)
             tail = f"{key.face_id}.{key.original_image}"
             image = next(filter(None, (images.find(folder, f"{prefix}.{tail}") for prefix in FACE_PREFIXES)), None)
             if image is None and require_images:

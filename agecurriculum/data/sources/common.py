@@ -60,9 +60,10 @@ def read_table(
             raise ValueError(f"{path}: missing column {column!r} (header has {header})")
     rows = []
     for fields in reader:
-        if not any(field.strip() for field in fields):
+        cells = [field.strip() for field in fields]
+        if not any(cells):
             continue  # blank lines (often a trailing one) carry no label
-        row = dict(zip(header, (f.strip() for f in fields))) if len(fields) == len(header) else None
+        row = dict(zip(header, cells)) if len(cells) == len(header) else None
         rows.append((reader.line_num, row))
     return header, rows
 

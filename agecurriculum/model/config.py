@@ -1,0 +1,27 @@
+"""The ``model`` section of a run: :class:`ModelConfig`, a plain dataclass without torch.
+
+It is :class:`~agecurriculum.model.classifier.DualClassifier`'s own settings (``DualClassifier.from_model_config``
+builds one), re-exported by :mod:`agecurriculum.model.classifier`, :mod:`agecurriculum.model` and
+:mod:`agecurriculum.config`; it sits in a module of its own so that reading a run configuration (and every
+``agecurriculum`` command's start) does not load torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass
+class ModelConfig:
+    """A run's ``model`` section: the DualClassifier to build (:meth:`DualClassifier.from_model_config`) and where
+    its first weights come from."""
+
+    backbone: str = "efficientnet-lite0"  # any name from agecurriculum.list_backbones()
+    pretrained: bool = True  # start from ImageNet weights (offline for Lite0-2, downloaded for B0-B7)
+    bottleneck_dim: int = 512  # width of the shared bottleneck layer
+    dropout: float = 0.3  # dropout after the bottleneck
+    conditioning: str = "soft"  # how the age head sees the gender: hard (the paper's: one-hot of the predicted
+    # gender, no gradient into the gender head from the age loss) | soft (the gender softmax, as the shipped model)
+    init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
