@@ -8,6 +8,7 @@
 - :mod:`~agecurriculum.data.balance`, :mod:`~agecurriculum.data.splits`: the paper's balancing; splits.
 - :mod:`~agecurriculum.data.distribution`: the age distribution of records that the bin optimizer fits.
 - :mod:`~agecurriculum.data.summary`, :mod:`~agecurriculum.data.plots`: counts, the bins over datasets, plots.
+- :mod:`~agecurriculum.data.sample`: :func:`write_sample_data`, a tiny data root of generated faces for trying the API.
 
 The names are imported on first use (PEP 562), as in :mod:`agecurriculum`: ``import agecurriculum.data.sources``
 loads the loaders alone, not torch or dlib.
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Split", "split_records"), "agecurriculum.data.splits"),
     **dict.fromkeys(("age_distribution", "fit_age_bins"), "agecurriculum.data.distribution"),
     **dict.fromkeys(("DataReport", "build_data_report"), "agecurriculum.data.summary"),
+    "write_sample_data": "agecurriculum.data.sample",
     **dict.fromkeys(("eval_transform", "normalise_crops", "train_transform"), "agecurriculum.data.transforms"),
 }
 
@@ -85,6 +87,7 @@ __all__ = [
     "eval_transform",
     "normalise_crops",
     "train_transform",
+    "write_sample_data",
 ]
 
 
