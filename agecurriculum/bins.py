@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # CP-SAT is imported where it runs (AgeBinOptimizer._solve): 
     from ortools.sat.python import cp_model
 
 MAX_AGE = 100
+#: Adience's eight age groups as ``(first, last)`` years, both included, which are the constraint groups of
+#: :class:`AgeBinOptimizer` (unified bin ``k`` must contain group ``k``).
 ADIENCE_GROUPS: tuple[tuple[int, int], ...] = (
     (0, 2),
     (4, 6),
@@ -132,7 +134,8 @@ class AgeBins:
         return cls(tuple(data["boundaries"]), data.get("max_age", MAX_AGE))
 
 
-# The paper's bins, found by the optimizer on the age histogram of its training datasets.
+#: The paper's bins 0-2, 3-6, 7-14, 15-23, 24-34, 35-45, 46-59 and 60-100, found by the optimizer on the age
+#: histogram of its training datasets.
 PAPER_BINS = AgeBins((2, 6, 14, 23, 34, 45, 59))
 # Years above its lower end that stand for the open last bin when no training ages are given.
 OPEN_BIN_OFFSET = 10

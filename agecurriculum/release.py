@@ -70,7 +70,8 @@ __all__ = [
 RELEASE_FORMAT = "agecurriculum-release"
 RELEASE_WEIGHTS = "model.safetensors"
 RELEASE_CONFIG = "config.json"
-ONNX_FILE = "model.onnx"  # where the onnx backend looks for the exported model inside a release folder
+#: Where the onnx backend looks for the exported model inside a release folder.
+ONNX_FILE = "model.onnx"
 # The preprocessing entries of a release that decide what crop its model sees: two models can share input batches
 # (ensemble members, a teacher and its student) only when these agree.
 SHARED_PREPROCESSING = ("image_size", "mean", "std", "padding", "alignment")

@@ -37,8 +37,11 @@ __all__ = [
     "MIXED",
 ]
 
-IGNORE = -100  # label of an unknown age bin or gender; the losses' ignore_index
+#: The label of an unknown age bin or gender; the losses' ``ignore_index``.
+IGNORE = -100
 Straddle = Literal["ignore", "overlap", "drop", "error"]
+#: The rules for age ranges that straddle bins, the values of ``straddle`` in :func:`assign_age_bin` and
+#: :class:`FaceDataset`.
 STRADDLE_RULES: tuple[str, ...] = ("ignore", "overlap", "drop", "error")
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 __all__ = ["MALE", "FEMALE", "FaceRecord", "CleaningReport", "LoadResult", "merge_results"]
 
+#: The ``gender`` of a man's :class:`FaceRecord` (0, as in UTKFace's file names).
 MALE = 0
+#: The ``gender`` of a woman's :class:`FaceRecord`.
 FEMALE = 1
 
 

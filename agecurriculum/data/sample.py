@@ -18,7 +18,7 @@ from skimage import data as skdata
 
 __all__ = ["SAMPLE_MORPH2_AGES", "SAMPLE_UTKFACE_AGES", "write_sample_data"]
 
-#: The ages the UTKFace-style images cycle through: two or more in each of the paper's eight bins.
+#: The ages the UTKFace-style images cycle through, two or more in each of the paper's eight bins.
 SAMPLE_UTKFACE_AGES = (1, 2, 4, 5, 9, 12, 16, 20, 26, 30, 37, 42, 48, 55, 63, 75)
 #: The ages of the MORPH-II-style subjects at their first picture (MORPH-II's people are 16 to 77).
 SAMPLE_MORPH2_AGES = (16, 19, 23, 28, 33, 41, 52, 64)

@@ -60,14 +60,14 @@ from agecurriculum.inference.verify import FaceVerifier
 
 __all__ = ["RETRY_SCALE", "UPSAMPLE_MIN_SIDE", "VERIFY_BELOW", "FaceFinder"]
 
-# HOG score below which a box is re-checked by the CNN: above the best false box seen (0.348; module docstring).
+#: HOG score below which a box is re-checked by the CNN, above the best false box seen (0.348; module docstring).
 VERIFY_BELOW = 0.5
-# Longer side (pixels) from which a photo is searched at upsample 1 from the start: large enough to hold faces of
-# 40-80 px beside bigger ones (group photos); below it the faces worth predicting fill enough of the photo for
-# upsample 0 (80 px).
+#: Longer side (pixels) from which a photo is searched at upsample 1 from the start. Such photos are large enough to
+#: hold faces of 40-80 px beside bigger ones (group photos); in smaller ones the faces worth predicting fill enough
+#: of the photo for upsample 0 (80 px).
 UPSAMPLE_MIN_SIDE = 800
-# A photo where upsample 0 finds nothing is searched again enlarged by this factor: about half of the 6/5 step
-# between the face sizes dlib's HOG pyramid looks at (sqrt(6/5) = 1.095), so the retry sees the sizes in between.
+#: A photo where upsample 0 finds nothing is searched again enlarged by this factor, about half of the 6/5 step
+#: between the face sizes dlib's HOG pyramid looks at (sqrt(6/5) = 1.095), so the retry sees the sizes in between.
 RETRY_SCALE = 1.1
 
 

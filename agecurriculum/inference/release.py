@@ -15,7 +15,10 @@ from agecurriculum.release import RELEASE_CONFIG
 
 __all__ = ["DEFAULT_RELEASE_DIR", "resolve_release"]
 
-# The trained default model: a release folder shipped with the package (model.safetensors + config.json).
+#: The folder of the trained default model, a release shipped with the package (model.safetensors + config.json) in
+#: ``agecurriculum/weights/default`` of the installed package.
+#:
+#: :meta hide-value:
 DEFAULT_RELEASE_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
 
 
