@@ -71,6 +71,7 @@ def main() -> None:
     config.data.image_size, config.data.split, config.data.preprocess_workers = 32, [0.6, 0.2, 0.2], 0
     config.model.pretrained, config.model.bottleneck_dim = False, 16
     config.trainer.batch_size, config.trainer.max_steps_per_epoch = 8, 2
+    config.trainer.verbose = False  # the lines per epoch hold timings: this page shows only what does not vary
     result = train(config)
 
     release = json.loads((result.release_dir / "config.json").read_text(encoding="utf-8"))
