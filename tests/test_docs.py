@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,23 @@ def test_the_commits_the_docs_name_exist_with_the_dates_they_give():
             if date is not None and date != date_of[dates[h]]
         ]
     assert not problems, "\n".join(problems)
+
+
+def test_the_readme_quotes_what_make_demo_prints():
+    # The demo paragraph quotes the line `make demo` prints for the astronaut; a change of the shipped model (or of
+    # how predict frames, flips or calibrates) must update the README, or this fails.
+    from skimage import data as skdata
+
+    from agecurriculum.inference import DEFAULT_RELEASE_DIR
+
+    if not (DEFAULT_RELEASE_DIR / "model.safetensors").is_file():
+        pytest.skip("no shipped model")
+    photo = Path(skdata.__file__).parent / "astronaut.png"
+    run = subprocess.run(
+        [sys.executable, "-m", "agecurriculum", "predict", str(photo)], capture_output=True, text=True, check=True
+    )
+    printed = [line.replace(str(photo), "astronaut.png") for line in run.stdout.splitlines() if line.strip()]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"`make demo` prints:\n\n```text\n(.*?)\n```", readme, re.S)
+    assert block, "README.md: no ```text block after '`make demo` prints:'"
+    assert block.group(1).splitlines() == printed

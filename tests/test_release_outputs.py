@@ -1,8 +1,8 @@
 """The shipped model answers exactly as it did when ``tests/data/release_outputs.json`` was written.
 
-The stored values were computed from the release in ``agecurriculum/weights/default`` before the release format
-moved into :mod:`agecurriculum.release`; any change to how a release is read (its preprocessing, bins,
-representative ages) or to the network shows up here as a difference. The crops are generated in this file from
+The stored values were computed from the release in ``agecurriculum/weights/default`` when it was shipped (and
+written again, with the command below, whenever it is replaced); any change to how a release is read (its
+preprocessing, bins, representative ages) or to the network shows up here as a difference. The crops are generated in this file from
 scikit-image's sample photos and a seeded generator, so the test needs no data folder.
 
 To write the file again after a deliberate change of the shipped model::
