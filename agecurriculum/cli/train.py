@@ -248,8 +248,9 @@ def run_gate(args: argparse.Namespace) -> int:
     table = result.to_markdown(
         baseline=baseline.name if args.baseline is not None else "shipped", candidate=args.compare.name
     )
+    against = args.baseline if args.baseline is not None else "the shipped model"
     header = (
-        f"# Release gate: {args.compare} against {baseline}\n\nFaces: the {args.part} parts of {config_file}'s "
+        f"# Release gate: {args.compare} against {against}\n\nFaces: the {args.part} parts of {config_file}'s "
         f"data ({'with' if args.gate_flip else 'without'} flip averaging).\n\n"
     )
     atomic_write(out / "gate.md", (header + table + "\n").encode())
