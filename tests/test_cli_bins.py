@@ -256,6 +256,10 @@ N3 = ["--n-bins", "3"]
         ("age\n1\n", ["--min-width", "3"], "--min-width needs --n-bins"),
         ("age\n1\n", ["--allow-left-out"], "--allow-left-out needs --n-bins"),
         ("age\n20-29\n", [], "labels.csv: group_counts key (20, 29) names no constraint group"),
+        # Issue 30.3: a field over csv.field_size_limit() (131,072 characters) was a _csv.Error traceback.
+        ("age\n" + "x" * 200_000 + "\n", [], "labels.csv, line 2: field larger than field limit"),
+        ("age\n1\n" + "x" * 200_000 + "\n", N3, "labels.csv, line 3: field larger than field limit"),
+        ("x" * 200_000 + "\n1\n", N3, "labels.csv, line 1: field larger than field limit"),
     ],
 )
 def test_csv_errors_are_one_line_naming_the_file(tmp_path, capsys, content, argv, message):

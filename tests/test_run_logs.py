@@ -143,6 +143,18 @@ def test_read_metrics_names_a_file_that_is_not_a_metrics_log(tmp_path):
         read_metrics(path)
 
 
+def test_metrics_logs_with_a_huge_field_are_named_with_their_line(tmp_path):
+    # Issue 30.3: a field over csv.field_size_limit() raised _csv.Error, which the command line showed as a traceback.
+    path = tmp_path / "metrics.csv"
+    path.write_text(",".join(METRICS_COLUMNS) + "\n" + "x" * 200_000 + "\n")
+    with pytest.raises(ValueError, match=r"metrics.csv, line 2: field larger than field limit"):
+        read_metrics(path)
+    path.write_text("x" * 200_000 + "\n")
+    with pytest.raises(ValueError, match=r"metrics.csv, line 1: not a metrics log: field larger than field limit"):
+        CSVLogger(path)
+    assert path.read_text() == "x" * 200_000 + "\n"  # left alone
+
+
 @dataclass
 class DataConfig:
     root: Path = Path("/data/utkface")  # a Path inside a dataclass

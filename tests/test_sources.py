@@ -593,6 +593,13 @@ def test_load_csv_bad_encoding_and_empty(tmp_path: Path) -> None:
         load_csv(tmp_path / "e.csv")
 
 
+def test_load_csv_names_the_line_of_a_field_over_the_csv_limit(tmp_path: Path) -> None:
+    # Issue 30.3: csv.Error ("field larger than field limit (131072)") escaped read_table as a traceback.
+    (tmp_path / "l.csv").write_text("path,age\na.jpg,30\n" + "x" * 200_000 + ",1\n")
+    with pytest.raises(ValueError, match=r"l\.csv, line 3: field larger than field limit"):
+        load_csv(tmp_path / "l.csv")
+
+
 # ---------------------------------------------------------------------------------------------------------- discover
 
 

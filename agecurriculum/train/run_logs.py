@@ -93,7 +93,11 @@ class CSVLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_file() and self.path.stat().st_size:
             with self.path.open(newline="", encoding="utf-8") as f:
-                header = next(csv.reader(f), [])
+                reader = csv.reader(f)
+                try:
+                    header = next(reader, [])
+                except csv.Error as err:  # e.g. a field over csv.field_size_limit()
+                    raise ValueError(f"{self.path}, line {reader.line_num}: not a metrics log: {err}") from None
             if tuple(header) != METRICS_COLUMNS:
                 raise ValueError(
                     f"{self.path}: existing header {header} differs from this version's {list(METRICS_COLUMNS)}; "
@@ -137,23 +141,31 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file lacks a column the logs need, or a cell is not a number; the message names the file.
+        ValueError: the file lacks a column the logs need, a cell is not a number, or the csv module gives up on
+            a line (a field over ``csv.field_size_limit()``); the message names the file.
     """
     path = Path(path)
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in ("stage", "dataset", "global_epoch") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: not a metrics log, missing columns {missing}")
-        rows: list[dict[str, Any]] = []
-        for line, raw in enumerate(reader, start=2):
-            try:
-                row = {k: _parse_cell(k, v) for k, v in raw.items() if k is not None}
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"{path}, line {line}: {e}") from e
-            while rows and rows[-1]["global_epoch"] >= row["global_epoch"]:
-                rows.pop()
-            rows.append(row)
+        try:
+            return _metrics_rows(path, reader)
+        except csv.Error as err:  # e.g. a field over csv.field_size_limit(): name the file and line, no traceback
+            raise ValueError(f"{path}, line {reader.reader.line_num}: {err}") from None  # DictReader.line_num lags
+
+
+def _metrics_rows(path: Path, reader: csv.DictReader) -> list[dict[str, Any]]:
+    missing = [c for c in ("stage", "dataset", "global_epoch") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}: not a metrics log, missing columns {missing}")
+    rows: list[dict[str, Any]] = []
+    for line, raw in enumerate(reader, start=2):
+        try:
+            row = {k: _parse_cell(k, v) for k, v in raw.items() if k is not None}
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}, line {line}: {e}") from e
+        while rows and rows[-1]["global_epoch"] >= row["global_epoch"]:
+            rows.pop()
+        rows.append(row)
     return rows
 
 

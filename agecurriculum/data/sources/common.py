@@ -41,7 +41,8 @@ def read_table(
         with a reason instead of failing the whole file).
 
     Raises:
-        ValueError: naming the file when it cannot be read, is not UTF-8, is empty, or lacks a required column.
+        ValueError: naming the file when it cannot be read, is not UTF-8, is empty, or lacks a required column;
+            naming the file and line where the csv module gives up (a field over ``csv.field_size_limit()``).
     """
     path = Path(path)
     try:
@@ -52,19 +53,22 @@ def read_table(
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [name.strip() for name in next(reader, [])]
-    if not header:
-        raise ValueError(f"{path}: empty file, expected a header row")
-    for column in required:
-        if column not in header:
-            raise ValueError(f"{path}: missing column {column!r} (header has {header})")
-    rows = []
-    for fields in reader:
-        cells = [field.strip() for field in fields]
-        if not any(cells):
-            continue  # blank lines (often a trailing one) carry no label
-        row = dict(zip(header, cells)) if len(cells) == len(header) else None
-        rows.append((reader.line_num, row))
+    try:
+        header = [name.strip() for name in next(reader, [])]
+        if not header:
+            raise ValueError(f"{path}: empty file, expected a header row")
+        for column in required:
+            if column not in header:
+                raise ValueError(f"{path}: missing column {column!r} (header has {header})")
+        rows = []
+        for fields in reader:
+            cells = [field.strip() for field in fields]
+            if not any(cells):
+                continue  # blank lines (often a trailing one) carry no label
+            row = dict(zip(header, cells)) if len(cells) == len(header) else None
+            rows.append((reader.line_num, row))
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit(): no table of labels, and not a traceback
+        raise ValueError(f"{path}, line {reader.line_num}: {err}") from None
     return header, rows
 
 
