@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -92,6 +94,56 @@ def test_globs_and_files_expand(photos):
         str(photos / "astronaut.png"),
         str(photos / "sub" / "gray.png"),
     ]
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Fails the test when its body runs longer than ``seconds``, rather than hanging the suite."""
+
+    def expire(*_):
+        # pytest.fail's exception is a BaseException: glob swallows OSError (TimeoutError is one) and would go on.
+        pytest.fail(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("links", [("self",), ("self", "back")])
+def test_double_star_does_not_follow_folder_links(tmp_path, capsys, release_dir, links):
+    # Issue 30.4: glob's ** followed loop/self -> . forty levels deep (41 inputs, one file), and with loop/back ->
+    # ../loop as well it walked 2**40 paths and never finished. Like a folder argument, ** now skips folder links.
+    loop = tmp_path / "loop"
+    (loop / "sub").mkdir(parents=True)
+    Image.fromarray(astronaut()).save(loop / "face.png")
+    Image.new("RGB", (40, 30)).save(loop / "sub" / "gray.png")
+    targets = {"self": ".", "back": "../loop"}
+    for name in links:
+        (loop / name).symlink_to(targets[name], target_is_directory=True)
+    images = [str(loop / "face.png"), str(loop / "sub" / "gray.png")]
+    with time_limit(20):
+        assert expand_paths([str(loop / "**" / "*.png")]) == (images, [])
+        assert expand_paths([str(loop / "**")]) == (images, [])
+        assert expand_paths([str(loop)]) == (images, [])
+        # Through a link named in the pattern, its files are still found, and a file met under two names is kept once.
+        assert expand_paths([str(loop / "self" / "*.png"), str(loop / "**" / "*.png")]) == (
+            [str(loop / "self" / "face.png"), images[1]],
+            [],
+        )
+        status, results, _ = run_json(capsys, loop / "**" / "*.png", "--model", release_dir)
+    assert status == 0 and [r["path"] for r in results] == images
+
+
+def test_a_file_named_twice_through_a_link_is_read_once(tmp_path):
+    (tmp_path / "face.png").write_bytes(b"")
+    (tmp_path / "alias.png").symlink_to("face.png")
+    (tmp_path / "hard.png").hardlink_to(tmp_path / "face.png")
+    names = [str(tmp_path / n) for n in ("face.png", "alias.png", "hard.png", "missing.png")]
+    assert expand_paths(names) == ([names[0], names[3]], [names[3]])
 
 
 def test_aligned_json_and_missing_file(capsys, release_dir, photos):

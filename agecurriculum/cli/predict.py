@@ -148,17 +148,20 @@ def expand_paths(patterns: list[str]) -> tuple[list[str], list[str]]:
     """The input files the PATH arguments name, in order, without duplicates; and the arguments matching nothing.
 
     A folder gives its image files (recursively, sorted); a pattern with glob characters its matches (sorted,
-    ``**`` crosses folders); anything else is taken as a file name, so a missing file is reported as that input's
-    error. A missing file, a pattern with no match and a folder without images all count as matching nothing.
+    ``**`` crosses folders but, like a folder, not through links to folders, so that a link cycle neither hangs nor
+    repeats files); anything else is taken as a file name, so a missing file is reported as that input's error.
+    A file reached under several names (links) is kept once, under the first. A missing file, a pattern with no
+    match and a folder without images all count as matching nothing.
     """
     files: dict[str, None] = {}
+    seen: set[object] = set()  # the files kept: (st_dev, st_ino), or the real path where a file system has no inodes
     unmatched: list[str] = []
     for pattern in patterns:
         if os.path.isdir(pattern):
             found = _images_in(pattern)
         elif any(c in pattern for c in "*?[") and not os.path.exists(pattern):
             found = []
-            for match in sorted(glob.glob(pattern, recursive=True)):
+            for match in sorted(set(_glob(pattern))):
                 found += _images_in(match) if os.path.isdir(match) else [match]
         else:
             found = [pattern]
@@ -166,8 +169,56 @@ def expand_paths(patterns: list[str]) -> tuple[list[str], list[str]]:
                 unmatched.append(pattern)
         if not found:
             unmatched.append(pattern)
-        files.update(dict.fromkeys(found))
+        for path in found:
+            try:
+                status = os.stat(path)
+            except OSError:  # missing or unreadable: kept by name, to be reported as that input's error
+                files[path] = None
+                continue
+            identity = (status.st_dev, status.st_ino) if status.st_ino else os.path.realpath(path)
+            if identity not in seen:
+                seen.add(identity)
+                files.setdefault(path)
     return list(files), unmatched
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, except that ``**`` does not enter links to folders.
+
+    ``glob`` follows them: a link to ``.`` repeats every file until the path is too long to resolve (40 levels),
+    and two such links make 2**40 paths, which never finish.
+    """
+    parts = pattern.replace(os.altsep, os.sep).split(os.sep) if os.altsep else pattern.split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    at = parts.index("**")
+    prefix, rest = os.sep.join(parts[:at]), os.sep.join(parts[at + 1 :])
+    if at and not prefix:  # the pattern starts at the root: "/**/..."
+        prefix = os.sep
+    tops = [top for top in glob.glob(prefix) if os.path.isdir(top)] if prefix else [""]
+    matches = []
+    for top in tops:
+        for folder in _folders_under(top):
+            if rest:
+                matches += _glob(os.path.join(glob.escape(folder), rest))
+            else:  # a trailing "**": the folders themselves and what they hold
+                matches += [folder or os.curdir, *glob.glob(os.path.join(glob.escape(folder), "*"))]
+    return matches
+
+
+def _folders_under(top: str) -> list[str]:
+    """``top`` and the folders below it, as ``**`` matches them: no hidden ones, and none through a link."""
+    folders, stack = [], [top]
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        try:
+            with os.scandir(folder or os.curdir) as entries:
+                names = [e.name for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+        except OSError:  # unreadable: holds nothing, as for glob
+            continue
+        stack += [os.path.join(folder, name) for name in sorted(names, reverse=True)]
+    return folders
 
 
 def _upsample(text: str) -> int | None:
