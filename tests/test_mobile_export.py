@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fs_faults import tmpfs
 from inference_helpers import ASTRONAUT_FACE, astronaut, make_release
 from PIL import Image
 from torch import nn
@@ -16,6 +19,7 @@ from torch import nn
 from agecurriculum.cli.main import main
 from agecurriculum.data.faces import AlignConfig, FaceAligner
 from agecurriculum.data.transforms import normalise_crops
+from agecurriculum.errors import describe_error
 from agecurriculum.inference import (
     DEFAULT_RELEASE_DIR,
     OnnxBackend,
@@ -254,5 +258,72 @@ def test_a_package_is_replaced_whole_or_not_at_all(tmp_path):
         _replace_folder(out, fail)
     assert [p.name for p in out.iterdir()] == ["new"] and [p.name for p in tmp_path.iterdir()] == ["model.mlpackage"]
     (tmp_path / "file.mlpackage").write_bytes(b"x")
-    with pytest.raises(NotADirectoryError, match="file.mlpackage is a file"):
+    with pytest.raises(NotADirectoryError) as caught:
         _replace_folder(tmp_path / "file.mlpackage", write)
+    assert describe_error(caught.value).endswith("file.mlpackage: is a file, not a folder (a .mlpackage is a folder)")
+
+
+def full_disk_copytree(source, destination, *args, **kwargs):
+    """shutil.copytree on a full disk: it copies what it can and raises one shutil.Error listing the failures."""
+    Path(destination, "Data").mkdir(parents=True)
+    failed = f"{destination}/Data/weight.bin"
+    raise shutil.Error([(f"{source}/Data/weight.bin", failed, f"[Errno 28] No space left on device: '{failed}'")])
+
+
+def test_package_write_errors_name_the_package_not_temporary_files(tmp_path):
+    # Issue 30.5: a full disk gave str() of shutil.Error, a Python list of tuples naming temporary files.
+    out = tmp_path / "model.mlpackage"
+    (out / "old").mkdir(parents=True)
+    with pytest.raises(OSError) as caught:
+        _replace_folder(out, lambda folder: full_disk_copytree("/tmp/tmpab12.mlpackage", folder))
+    assert describe_error(caught.value) == f"{out}: No space left on device"
+    assert [p.name for p in out.iterdir()] == ["old"] and [p.name for p in tmp_path.iterdir()] == ["model.mlpackage"]
+
+    def unreadable(folder):
+        raise shutil.Error([("/tmp/a", f"{folder}/a", "some other trouble"), ("/tmp/b", f"{folder}/b", "more")])
+
+    with pytest.raises(OSError) as caught:
+        _replace_folder(out, unreadable)
+    assert describe_error(caught.value) == f"{out}: could not copy 2 file(s) of the package"
+    # A file where a folder should be: ONNX's message ("afile is a file, not a folder"), not "afile: File exists".
+    (tmp_path / "afile").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError) as caught:
+        _replace_folder(tmp_path / "afile" / "m.mlpackage", lambda folder: None)
+    afile = tmp_path / "afile"
+    assert describe_error(caught.value) == f"{afile / 'm.mlpackage'}: {afile} is a file, not a folder"
+
+
+def test_coreml_write_errors_read_as_the_other_formats(release, tmp_path, capsys, monkeypatch):
+    # Issue 30.5: --out afile/m.mlpackage said "afile: File exists", and a full disk printed shutil.Error's list.
+    pytest.importorskip("coremltools", reason="coremltools not installed (pip install 'agecurriculum[coreml]')")
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    Path("afile").write_bytes(b"x")
+
+    def error(*argv):
+        assert main(["export", "--model", str(release), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        return err.strip().removeprefix("agecurriculum export: error: ")
+
+    assert error("--out", "afile/m.onnx") == "afile/m.onnx: afile is a file, not a folder"
+    coreml = ["--format", "coreml", "--out"]
+    assert error(*coreml, "afile/m.mlpackage") == "afile/m.mlpackage: afile is a file, not a folder"
+
+    def full_temporary_folder(*args, **kwargs):  # coremltools writes its package to the temporary folder first
+        raise OSError(28, "No space left on device", "/tmp/tmpab12.mlpackage/Data/weight.bin")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.export, "export", full_temporary_folder)
+        assert error(*coreml, "m.mlpackage") == f"{tempfile.gettempdir()}: No space left on device"
+    Path("m.mlpackage", "old").mkdir(parents=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "copytree", full_disk_copytree)  # how coremltools saves a package
+        assert error(*coreml, "m.mlpackage") == "m.mlpackage: No space left on device"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.mlpackage"]
+    assert [p.name for p in Path("m.mlpackage").iterdir()] == ["old"]
+    with tmpfs(tmp_path / "small", size="64k"):  # a real full disk: the same line as ONNX's
+        assert error(*coreml, "small/m.mlpackage") == "small/m.mlpackage: No space left on device"
+        assert error("--out", "small/m.onnx") == "small/m.onnx: No space left on device"
+        assert list(Path("small").iterdir()) == []

@@ -15,10 +15,12 @@ numbers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from agecurriculum.fileio import atomic_write
+from agecurriculum.fileio import atomic_write, ensure_writable_folder
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
 from agecurriculum.inference.export import _Probabilities
 from agecurriculum.release import load_release
@@ -112,6 +114,8 @@ def export_coreml(release_dir: str | Path, out_path: str | Path) -> Path:
         ImportError: coremltools is not installed.
         FileNotFoundError, ValueError: the release is missing or broken, or ``out_path`` does not end in
             ``.mlpackage``.
+        OSError: the package cannot be written (a file in the way, a full or read-only disk), naming ``out_path``
+            (or the temporary folder where coremltools writes first), never a temporary file.
         RuntimeError: coremltools failed to convert the network (the message names both versions).
     """
     out_path = Path(out_path)
@@ -123,6 +127,7 @@ def export_coreml(release_dir: str | Path, out_path: str | Path) -> Path:
         except ImportError as e:
             raise ImportError(f"CoreML export needs coremltools ({e}): pip install 'agecurriculum[coreml]'") from e
     model, info = load_release(release_dir)
+    _check_package_path(out_path)  # a file in the way or a read-only disk fails now, not after the conversion
     example = torch.zeros(2, 3, info.image_size, info.image_size)
     try:
         program = torch.export.export(
@@ -145,6 +150,8 @@ def export_coreml(release_dir: str | Path, out_path: str | Path) -> Path:
                 ],
                 outputs=[ct.TensorType(name=name) for name in ONNX_OUTPUTS],
             )
+    except OSError as e:  # it writes the package to the temporary folder first: e.g. that disk is full
+        raise _user_error(e, Path(tempfile.gettempdir())) from e
     except Exception as e:  # coremltools raises plain ValueError/TypeError/... from deep inside its frontend
         raise RuntimeError(
             f"coremltools {ct.__version__} could not convert the network of {release_dir} "
@@ -177,10 +184,45 @@ def _float_clip_bounds(program: torch.export.ExportedProgram) -> None:
 
 def _replace_folder(path: Path, write) -> None:
     """Has ``write(folder)`` fill a new folder beside ``path``, then renames it to ``path`` (an old one is moved
-    aside first and removed last, and put back if the rename fails)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    aside first and removed last, and put back if the rename fails).
+
+    Raises:
+        OSError: naming ``path``, never the temporary folder, with the reason as the other formats give it
+            (``afile is a file, not a folder``, ``No space left on device``); ``shutil.copytree``'s list of
+            failed copies (coremltools saves with it) becomes the first failure's reason.
+    """
+    try:
+        _replace_folder_at(path, write)
+    except OSError as err:
+        if err.filename == str(path) and err.filename2 is None:
+            raise
+        raise _user_error(err, path) from err
+
+
+def _user_error(err: OSError, path: Path) -> OSError:
+    """``err`` as an OSError about ``path``: ``"PATH: reason"`` for :func:`~agecurriculum.errors.describe_error`."""
+    if isinstance(err, shutil.Error) and err.args and isinstance(err.args[0], list) and err.args[0]:
+        # [(source, destination, "[Errno 28] No space left on device: 'destination'"), ...]
+        why = str(err.args[0][0][-1])
+        found = re.match(r"\[Errno (\d+)\] ([^:]+)", why)
+        if found:
+            return OSError(int(found[1]), found[2], str(path))
+        return OSError(errno.EIO, f"could not copy {len(err.args[0])} file(s) of the package", str(path))
+    return type(err)(err.errno, err.strerror or str(err), str(path))
+
+
+def _check_package_path(path: Path) -> None:
+    """Creates ``path``'s folder; raises the OSError :func:`_replace_folder` would when it cannot write there."""
+    try:
+        ensure_writable_folder(path.parent)  # "afile is a file, not a folder" where a file stands in its way
+    except OSError as err:
+        raise _user_error(err, path) from err
     if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{path} is a file; a .mlpackage is a folder")
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder (a .mlpackage is a folder)", str(path))
+
+
+def _replace_folder_at(path: Path, write) -> None:
+    _check_package_path(path)
     work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     aside = work.with_suffix(".old")
     try:
