@@ -33,6 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: any free port)")
     parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients may reach the server by, besides localhost and IP addresses (repeatable; '*': "
+        "any). Requests that name another host are refused, against DNS rebinding; on a non-loopback address "
+        "they are only checked once a name is given",
+    )
+    parser.add_argument(
         "--model",
         metavar="DIR",
         help="release folder, or with --backend onnx an .onnx file (default: the installed model, "
@@ -89,6 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default: {_DEFAULTS.max_queue})",
     )
     parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=_DEFAULTS.max_connections,
+        metavar="N",
+        help=f"most connections open at once; one more gets 503 and is closed (default: {_DEFAULTS.max_connections})",
+    )
+    parser.add_argument(
         "--batch-images",
         type=int,
         default=_DEFAULTS.batch_images,
@@ -126,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             max_queue=args.max_queue,
             batch_images=args.batch_images,
             batch_wait_ms=args.batch_wait_ms,
+            max_connections=args.max_connections,
         )
     except ValueError as err:
         raise CLIError(f"--{str(err).replace('_', '-')}") from None
@@ -137,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         predictor = Predictor.from_release(
             release, backend=backend, device=args.device, workers=args.workers, flip=args.flip
         )
-        app = create_app(predictor, release, backend, limits)
+        app = create_app(predictor, release, backend, limits, allowed_hosts=args.allowed_host)
         print(
             f"agecurriculum serve: {predictor.release.architecture} ({backend}) loaded in "
             f"{time.perf_counter() - start:.1f} s; open {base_url(sock)}/ (Ctrl-C stops)",

@@ -11,15 +11,18 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-__all__ = ["RAW_TYPES", "RequestError", "Upload", "parse_uploads"]
+__all__ = ["MAX_BOUNDARY", "RAW_TYPES", "RequestError", "Upload", "parse_uploads"]
 
 # Content types taken as one raw image body besides image/*: curl and most HTTP libraries label bytes this way.
 RAW_TYPES = frozenset({"application/octet-stream"})
 # Longest file name echoed back as a result's path; a client-chosen name is only a label.
 _MAX_NAME = 255
+#: Longest multipart boundary accepted, in bytes (400 beyond): python-multipart's own limit; RFC 2046 asks for at
+#: most 70 characters.
+MAX_BOUNDARY = 256
 
 
 class RequestError(Exception):
@@ -42,25 +45,26 @@ class Upload:
     Attributes:
         path: the file name the client gave (the result's ``path``), or None.
         label: what errors call the image: its file name, else ``"image N"`` (1-based, in request order).
-        data: the file's bytes.
+        data: the file's bytes (a bytearray: the request body itself, or the form part's bytes, never a second copy).
     """
 
     path: str | None
     label: str
-    data: bytes
+    data: bytes | bytearray
 
 
-def parse_uploads(content_type: str | None, body: bytes, max_images: int) -> list[Upload]:
+def parse_uploads(content_type: str | None, body: bytes | bytearray, max_images: int) -> list[Upload]:
     """The images of a request body, in order.
 
     Args:
         content_type: the request's ``Content-Type`` header.
-        body: the whole body.
+        body: the whole body. A raw image body becomes the upload's data as it is (no copy); a form's files are
+            copied out of it, so the caller can drop the body once this returns.
         max_images: most images accepted.
 
     Raises:
-        RequestError: an empty body (400), a form without a file or a malformed one (400), too many images
-            (413), or a content type that is neither ``multipart/form-data`` nor an image (415).
+        RequestError: an empty body (400), a form without a file or a malformed one, its boundary included (400),
+            too many images (413), or a content type that is neither ``multipart/form-data`` nor an image (415).
     """
     if not body:
         raise RequestError(
@@ -72,6 +76,10 @@ def parse_uploads(content_type: str | None, body: bytes, max_images: int) -> lis
         boundary = options.get(b"boundary")
         if not boundary:
             raise RequestError(400, "multipart/form-data without a boundary")
+        if len(boundary) > MAX_BOUNDARY:
+            raise RequestError(
+                400, f"multipart/form-data boundary too long: {len(boundary)} bytes > limit of {MAX_BOUNDARY}"
+            )
         uploads = _form_files(boundary, body)
         if not uploads:
             raise RequestError(
@@ -93,7 +101,7 @@ def parse_uploads(content_type: str | None, body: bytes, max_images: int) -> lis
     return [Upload(name, name or f"image {i}", data) for i, (name, data) in enumerate(uploads, 1)]
 
 
-def _form_files(boundary: bytes, body: bytes) -> list[tuple[str | None, bytes]]:
+def _form_files(boundary: bytes, body: bytes | bytearray) -> list[tuple[str | None, bytearray]]:
     """``(file name, bytes)`` of every part of a multipart body that has a file name; other fields are ignored."""
     parts: list[tuple[dict[str, str], bytearray]] = []
     header = {"field": b"", "value": b""}
@@ -123,19 +131,21 @@ def _form_files(boundary: bytes, body: bytes) -> list[tuple[str | None, bytes]]:
         "on_part_data": part_data,
         "on_end": lambda: ended.append(True),
     }
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     try:
+        # Inside the try: the parser refuses some boundaries itself (FormParserError, a ValueError), a client's
+        # mistake like any other.
+        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as err:
-        raise RequestError(400, f"malformed multipart/form-data body: {err}") from None
+    except FormParserError as err:
+        raise RequestError(400, f"malformed multipart/form-data body: {' '.join(str(err).split())}") from None
     if not ended:  # the closing boundary never came: a truncated upload
         raise RequestError(400, "malformed multipart/form-data body: it ends before the closing boundary")
     files = []
     for headers, data in parts:
         _, disposition = parse_options_header(headers.get("content-disposition", ""))
         if b"filename" in disposition:
-            files.append((_clean_name(disposition[b"filename"]), bytes(data)))
+            files.append((_clean_name(disposition[b"filename"]), data))  # no bytes() copy: half the memory
     return files
 
 
