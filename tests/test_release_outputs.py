@@ -2,8 +2,8 @@
 
 The stored values were computed from the release in ``agecurriculum/weights/default`` when it was shipped (and
 written again, with the command below, whenever it is replaced); any change to how a release is read (its
-preprocessing, bins, representative ages) or to the network shows up here as a difference. The crops are generated in this file from
-scikit-image's sample photos and a seeded generator, so the test needs no data folder.
+preprocessing, bins, representative ages) or to the network shows up here as a difference. The crops are generated
+in this file from scikit-image's sample photos and a seeded generator, so the test needs no data folder.
 
 To write the file again after a deliberate change of the shipped model::
 

@@ -453,20 +453,60 @@ def test_interpolate_command_writes_a_refitted_release_between_two(tmp_path, dat
     common = ["--config", str(config), "--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
     parent, child = tmp_path / "parent", tmp_path / "child"
     assert main(["train", *common, "--set", f"out_dir={parent}"]) == 0
-    assert main(["train", *common, "--set", f"out_dir={child}", "--set", f"model.init_from={parent / 'release'}",
-                 "--set", "trainer.lr=0.01"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--set",
+                f"out_dir={child}",
+                "--set",
+                f"model.init_from={parent / 'release'}",
+                "--set",
+                "trainer.lr=0.01",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     out = tmp_path / "half"
-    assert main(["interpolate", str(parent / "release"), str(child / "release"), "--weight", "0.5", "--out", str(out),
-                 *common]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                str(parent / "release"),
+                str(child / "release"),
+                "--weight",
+                "0.5",
+                "--out",
+                str(out),
+                *common,
+            ]
+        )
+        == 0
+    )
     assert "bin ages and temperatures fitted on the validation parts" in capsys.readouterr().out
     extra = json.loads((out / "config.json").read_text())["extra"]
     assert extra["interpolated"]["weight"] == 0.5 and extra["rep_ages_method"] == "fit_val"
     assert len(extra["rep_ages"]) == 8 and set(extra["temperature"]) == {"gender", "age"}
-    a, b, mid = (safetensors.torch.load_file(p / "model.safetensors")
-                 for p in (parent / "release", child / "release", out))
+    a, b, mid = (
+        safetensors.torch.load_file(p / "model.safetensors") for p in (parent / "release", child / "release", out)
+    )
     key = "head.gender.weight"
     torch.testing.assert_close(mid[key], (a[key] + b[key]) / 2, rtol=0, atol=1e-6)
-    assert main(["interpolate", str(parent / "release"), str(child / "release"), "--weight", "2", "--out",
-                 str(tmp_path / "bad"), *common]) == 2
+    assert (
+        main(
+            [
+                "interpolate",
+                str(parent / "release"),
+                str(child / "release"),
+                "--weight",
+                "2",
+                "--out",
+                str(tmp_path / "bad"),
+                *common,
+            ]
+        )
+        == 2
+    )
     assert "weight must be in [0, 1]" in capsys.readouterr().err

@@ -470,8 +470,10 @@ def test_fit_says_what_it_does_by_default_and_verbose_false_silences_it(capsys):
     lines = capsys.readouterr().out.splitlines()
     stages = [line for line in lines if line.startswith("stage ")]
     epochs = [line for line in lines if line.startswith("epoch ")]
-    assert stages == ["stage 1/2: a; bins 3, 4, 5; 1 epoch(s) per dataset",
-                      "stage 2/2: a, b; every bin; 1 epoch(s) per dataset"]
+    assert stages == [
+        "stage 1/2: a; bins 3, 4, 5; 1 epoch(s) per dataset",
+        "stage 2/2: a, b; every bin; 1 epoch(s) per dataset",
+    ]
     assert len(epochs) == 3 and epochs[0].startswith("epoch 1 (stage 1, a, epoch 1): train loss ")
     assert all(" images at " in line and "; val loss " in line and "%, age " in line for line in epochs)
     assert "training left about" in epochs[0] and "training left about 0.0 min" in epochs[-1]
