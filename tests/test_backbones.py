@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from urllib.error import URLError
 
 import efficientnet_pytorch.utils as ep_utils
@@ -191,6 +192,14 @@ def test_weight_loading_errors(tmp_path):
         create_backbone("efficientnet-lite1", weights_path=lite_weights_path("efficientnet-lite2"))
     with pytest.raises(ValueError, match="not both"):
         create_backbone("efficientnet-lite0", pretrained=True, weights_path=lite_weights_path("efficientnet-lite0"))
+    # Issue 30.6: a file torch's safe loader refuses was torch's six lines advising weights_only=False.
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x80\x04" + bytes(range(256)) * 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as caught:
+            create_backbone("efficientnet-lite0", weights_path=corrupt)
+    assert str(caught.value) == f"{corrupt}: not a weights file (truncated, corrupt, or another kind of file)"
 
 
 def _bn_stats(module: nn.Module) -> list[torch.Tensor]:

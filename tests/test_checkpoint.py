@@ -1,7 +1,11 @@
+import collections
 import json
+import pickle
+import random
 import signal
 import subprocess
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -220,6 +224,30 @@ def test_missing_or_corrupt_checkpoint_errors_name_the_file(tmp_path):
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(CheckpointError, match="other.pt: not an agecurriculum training checkpoint"):
         trainer.load_checkpoint(other)
+
+
+# Files the safe loader refuses: random bytes (one starting as a protocol-4 pickle, which also drew torch's
+# "Detected pickle protocol" warning) and a pickle of a class that is not plain data.
+NOT_CHECKPOINTS = {
+    "random.pt": random.Random(0).randbytes(100_000),
+    "protocol4.pt": b"\x80\x04" + random.Random(1).randbytes(100_000),
+    "counter.pt": pickle.dumps(collections.Counter(a=1)),
+    "empty.pt": b"",
+    "text.pt": b"hello\n",
+}
+
+
+@pytest.mark.parametrize("name", NOT_CHECKPOINTS)
+def test_a_file_that_is_not_a_checkpoint_is_one_line_without_unsafe_advice(tmp_path, name):
+    # Issue 30.6: torch's text was six lines ending in the advice to load with weights_only=False (arbitrary code).
+    path = tmp_path / name
+    path.write_bytes(NOT_CHECKPOINTS[name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning besides the error: it would be a second line
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(path)
+    assert str(caught.value) == f"{path}: not a checkpoint (truncated, corrupt, or another kind of file)"
+    assert path.read_bytes() == NOT_CHECKPOINTS[name]  # left as it was
 
 
 def test_checkpoint_is_a_plain_dict_with_the_documented_keys(tmp_path):

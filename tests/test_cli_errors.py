@@ -363,6 +363,21 @@ def test_train_with_a_read_only_crop_cache_names_it(capsys, tmp_path, data_root)
         assert str(ro / "cache") in line and "Read-only file system" in line
 
 
+def test_resume_from_a_file_that_is_not_a_checkpoint_says_so_in_one_line(capsys, tmp_path, data_root):
+    # Issue 30.6: `head -c 1000000 /dev/urandom > RUN/checkpoint.pt; train --resume` printed torch's six lines,
+    # ending in the advice to load with weights_only=False, which runs any code the file holds.
+    run = tmp_path / "run"
+    run.mkdir()
+    garbage = os.urandom(1_000_000)
+    (run / "checkpoint.pt").write_bytes(garbage)
+    sets = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}", "--set", f"out_dir={run}"]
+    assert main(["train", "--config", str(tiny_config(tmp_path)), *sets, "--resume"]) == 2
+    line = one_error_line(capsys.readouterr().err, "train")
+    assert line.endswith(f"{run / 'checkpoint.pt'}: not a checkpoint (truncated, corrupt, or another kind of file)")
+    assert "weights_only" not in line
+    assert (run / "checkpoint.pt").read_bytes() == garbage  # nothing overwritten
+
+
 @pytest.mark.slow
 def test_train_on_a_full_disk_keeps_the_last_checkpoint_and_resumes(capsys, tmp_path, data_root):
     # Each checkpoint of the tiny model is about 41 MB, and best.pt as much: 100 MB hold the first epoch's two

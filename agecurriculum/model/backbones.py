@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,12 +241,24 @@ def load_weights(backbone: Backbone, weights_path: str | Path) -> None:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: Its keys or shapes do not match ``backbone.spec.name``.
+        ValueError: It is not a state-dict file that torch loads with ``weights_only=True`` (one line, never torch's
+            advice to load it unsafely), or its keys or shapes do not match ``backbone.spec.name``.
     """
     path = Path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    with path.open("rb") as file:  # a file that cannot be opened: the OSError names it and says why
+        try:
+            with warnings.catch_warnings():
+                # A foreign pickle draws torch's "Detected pickle protocol N" warning: a second line on the same file.
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                state = torch.load(file, map_location="cpu", weights_only=True)
+        except MemoryError:
+            raise
+        except Exception as e:  # torch raises several types (OSError too) for truncated/garbled zip files and pickles
+            # Not torch's text: for a file its safe loader refuses, six lines that end in the advice to load it with
+            # weights_only=False, which would run any code the file holds.
+            raise ValueError(f"{path}: not a weights file (truncated, corrupt, or another kind of file)") from e
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
