@@ -315,8 +315,11 @@ def serving(app: Starlette, host: str = "127.0.0.1", port: int = 0, timeout: flo
 async def _uploads(request: Request, limits: ServeLimits, received: list[int]) -> list[Upload]:
     """The request's images; the body itself is dropped here, once the form's files are copied out of it.
 
-    ``received[0]`` is set to the body's size.
+    ``received[0]`` is set to the body's declared size before it is read (its buffer is allocated then; a client may
+    still go away half-way), then to its size.
     """
+    declared = request.headers.get("content-length", "")
+    received[0] = int(declared) if declared.isdigit() and int(declared) <= limits.max_request_bytes else 0
     body = await _read_body(request, limits)
     received[0] = len(body)
     return parse_uploads(request.headers.get("content-type"), body, limits.max_images)
@@ -332,15 +335,14 @@ async def _read_body(request: Request, limits: ServeLimits) -> bytearray:
     if declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"request too large: {declared} bytes > limit of {limit} bytes")
 
-    async def read() -> bytearray:
+    async def read(body: bytearray) -> bytearray:
         if not declared.isdigit():  # chunked: no Content-Length to check first, so the body is counted as it comes
-            body = bytearray()
             async for chunk in request.stream():
                 if len(body) + len(chunk) > limit:
                     raise RequestError(413, f"request too large: more than the limit of {limit} bytes")
                 body += chunk
             return body
-        body, size = bytearray(int(declared)), 0
+        size = 0
         with memoryview(body) as view:
             async for chunk in request.stream():  # uvicorn holds the client to its Content-Length; others may not
                 if size + len(chunk) > len(body):
@@ -350,10 +352,17 @@ async def _read_body(request: Request, limits: ServeLimits) -> bytearray:
         del body[size:]
         return body
 
+    body = bytearray(int(declared) if declared.isdigit() else 0)
     try:
-        return await asyncio.wait_for(read(), limits.body_timeout_s)
-    except asyncio.TimeoutError:
-        raise RequestError(408, f"request body not received within {limits.body_timeout_s:g} s") from None
+        return await asyncio.wait_for(read(body), limits.body_timeout_s)
+    except BaseException as err:
+        # Refused, timed out or the client gone: the buffer is freed now. The exception's traceback holds it, in a
+        # reference cycle through wait_for's task that only the garbage collector would break.
+        with contextlib.suppress(BufferError):
+            body.clear()
+        if isinstance(err, asyncio.TimeoutError):
+            raise RequestError(408, f"request body not received within {limits.body_timeout_s:g} s") from None
+        raise
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
