@@ -14,7 +14,9 @@ default ``--max-pixels`` (forms of two zero-filled 6300 x 6300 RGB PNGs, and of 
 PNGs and 32-bit TIFFs, the costliest formats to decode), malformed requests (not an image, a 257-byte boundary, a
 truncated form, a wrong content type, ``Content-Length: -5``, a foreign ``Host``), refused sizes (a declared 33 MiB
 body) and abandoned uploads (the whole body sent and the connection closed at once; or closed half-way through a
-20 MiB body). The table gives each kind's answers; "closed" is an abandoned one (no answer read).
+20 MiB body). The table gives each kind's answers; "closed" is an abandoned one (no answer read). A request
+answered 503 (the queue full: an abandoned request holds its place until the server sees its connection close) is
+sent again after the ``Retry-After`` second, as a client should; the last column counts those 503s.
 
 ``--root DIR`` serves another checkout of the package (e.g. ``git archive`` of an older commit unpacked there): the
 server runs with that folder first on ``PYTHONPATH`` and as its working directory, and the bound is still this
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -194,6 +197,7 @@ def main() -> int:
     random.Random(args.seed).shuffle(kinds)
     kinds = [LARGE] * (1 if args.quick else 8) + kinds
     answers: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    busy: collections.Counter = collections.Counter()  # 503s (queue full), each sent again 1 s later
 
     with tempfile.TemporaryFile("w+") as log:
         process, port = start_server(args.root.resolve(), args.workers, args.backend, log)
@@ -216,6 +220,11 @@ def main() -> int:
                             return
                         kind = queue.pop()
                     answer = send(address, kind, data[kind])
+                    while answer == "503":  # the queue is full: sent again after its Retry-After, as a client should
+                        with lock:
+                            busy[kind] += 1
+                        time.sleep(1)
+                        answer = send(address, kind, data[kind])
                     with lock:
                         answers[kind][answer] += 1
 
@@ -228,6 +237,7 @@ def main() -> int:
             seconds = time.perf_counter() - began
             time.sleep(3)
             final = memory(process.pid)
+            health = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30).read().decode()
         finally:
             process.terminate()
             process.wait(30)
@@ -235,16 +245,17 @@ def main() -> int:
         lines = log.read().splitlines()
 
     print(f"{len(kinds)} requests in {seconds:.0f} s, {args.clients} at a time\n")
-    print("| requests | kind | answers |")
-    print("|---:|---|---|")
+    print("| requests | kind | answers | 503 first |")
+    print("|---:|---|---|---:|")
     for kind in [LARGE, *(kind for kind, _ in MIX)]:
         shown = ", ".join(f"{status} x{n}" for status, n in sorted(answers[kind].items()))
-        print(f"| {sum(answers[kind].values())} | {kind} | {shown} |")
+        print(f"| {sum(answers[kind].values())} | {kind} | {shown} | {busy[kind]} |")
     bound = ServeLimits().memory_bound(args.workers) / MiB
     peak = final["VmHWM"]
     print(f"\nserver log ({len(lines)} lines, {sum('Traceback' in line for line in lines)} tracebacks):")
     for line, n in collections.Counter(lines).most_common():
         print(f"    {n} x {line}")
+    print(f"GET /health afterwards: {health}")
     print(f"memory of the server (MiB): after the warm-up {baseline:.0f}, peak {peak:.0f}, final {final['VmRSS']:.0f}")
     verdict = "within it" if peak <= baseline + bound else "ABOVE IT"
     print(
