@@ -16,9 +16,7 @@ training code, and ``from agecurriculum import Predictor`` loads inference witho
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from agecurriculum._lazy import lazy_exports
 from agecurriculum._version import __version__
 
 # Public name -> the module that defines it.
@@ -77,14 +75,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup does not come here again
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -6,11 +6,12 @@ import contextlib
 import errno
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-__all__ = ["atomic_write", "ensure_writable_folder"]
+__all__ = ["atomic_write", "ensure_writable_folder", "safe_torch_load"]
 
 
 def _read_umask() -> int:
@@ -67,6 +68,36 @@ def ensure_writable_folder(path: str | Path) -> Path:
     except OSError as err:
         raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
     return path
+
+
+def safe_torch_load(path: Path, what: str, error: type[Exception] = ValueError) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one line for a file it refuses.
+
+    A checkpoint or a weights file is data: loading one must never run pickled code. For a file its safe loader
+    refuses, torch prints six lines that end in the advice to load it with ``weights_only=False``, which would run any
+    code the file holds; here it is one line instead, ``"{path}: not a {what} (truncated, corrupt, ...)"``, and torch's
+    text stays on the exception's ``__cause__`` (``AGECURRICULUM_TRACEBACK=1`` shows it).
+
+    Args:
+        path: the file; one that cannot be opened raises the ``OSError`` that names it and says why.
+        what: what the file should be, for the message ("checkpoint", "weights file").
+        error: the exception type raised for a file torch refuses.
+
+    Raises:
+        error: the file is truncated, corrupt or of another kind.
+    """
+    import torch  # here, not above: the command line's light commands import this module without torch
+
+    with path.open("rb") as file:
+        try:
+            with warnings.catch_warnings():
+                # A foreign pickle draws torch's "Detected pickle protocol N" warning: a second line on the same file.
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                return torch.load(file, map_location="cpu", weights_only=True)
+        except MemoryError:
+            raise
+        except Exception as e:  # torch raises several types (OSError too) for truncated/garbled zip files and pickles
+            raise error(f"{path}: not a {what} (truncated, corrupt, or another kind of file)") from e
 
 
 def _write(path: Path, content: bytes | memoryview | Callable[[IO[bytes]], None], durable: bool) -> None:

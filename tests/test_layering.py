@@ -21,7 +21,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "agecurriculum"
 
 # Lowest first. "__init__" is the package's own __init__.py (its lazy exports name every layer).
 LAYERS: list[set[str]] = [
-    {"_version", "errors", "checks", "fileio", "devices", "bins"},  # foundations: no package imports but each other's
+    # foundations: no package imports but each other's
+    {"_version", "_lazy", "errors", "checks", "fileio", "devices", "bins"},
     {"model", "losses", "schedule"},  # the network, its losses, the curriculum: torch and the foundations only
     {"adaptive"},  # the adaptive curriculum's policy: on schedule, without torch
     {"data"},  # datasets, faces, crops
@@ -33,7 +34,7 @@ LAYERS: list[set[str]] = [
     {"__init__", "__main__"},  # the package's entry points
 ]
 # Inside the foundation layer a part may use the parts before it (bins uses checks).
-_FOUNDATION_ORDER = ["_version", "errors", "checks", "fileio", "devices", "bins"]
+_FOUNDATION_ORDER = ["_version", "_lazy", "errors", "checks", "fileio", "devices", "bins"]
 
 # (importing module, imported module) -> why the import sits inside a function. Only for optional dependencies.
 LAZY_PACKAGE_IMPORTS: dict[tuple[str, str], str] = {

@@ -16,8 +16,7 @@ loads the loaders alone, not torch or dlib.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agecurriculum._lazy import lazy_exports
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -50,55 +49,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("eval_transform", "normalise_crops", "train_transform"), "agecurriculum.data.transforms"),
 }
 
-__all__ = [
-    "BalancedDataset",
-    "BalancePlan",
-    "balance_plan",
-    "balanced_weights",
-    "weighted_sampler",
-    "CachedCrops",
-    "CropCache",
-    "NoFaceError",
-    "PreprocessResult",
-    "preprocess",
-    "IGNORE",
-    "STRADDLE_RULES",
-    "FaceDataset",
-    "FilteredDataset",
-    "TensorFaceDataset",
-    "age_bins_of",
-    "assign_age_bin",
-    "AlignConfig",
-    "DetectedFace",
-    "FaceAligner",
-    "ImageLoadError",
-    "load_image",
-    "FEMALE",
-    "MALE",
-    "CleaningReport",
-    "FaceRecord",
-    "LoadResult",
-    "Split",
-    "split_records",
-    "DataReport",
-    "age_distribution",
-    "build_data_report",
-    "fit_age_bins",
-    "eval_transform",
-    "normalise_crops",
-    "train_transform",
-    "write_sample_data",
-]
+__all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup does not come here again
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

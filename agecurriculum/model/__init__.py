@@ -7,8 +7,7 @@ The names are imported on first use (PEP 562), as in :mod:`agecurriculum`: ``imp
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agecurriculum._lazy import lazy_exports
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -31,33 +30,7 @@ _EXPORTS: dict[str, str] = {
     "ResizedInput": "agecurriculum.model.resized_input",
 }
 
-__all__ = [
-    "Backbone",
-    "BackboneSpec",
-    "DualClassifier",
-    "EfficientNetLite",
-    "EnsembleClassifier",
-    "GenderConditionedHead",
-    "HeadOutput",
-    "ModelConfig",
-    "ResizedInput",
-    "classifier_from_config",
-    "create_backbone",
-    "list_backbones",
-    "member_configs",
-    "lite_weights_path",
-    "register_backbone",
-]
+__all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup does not come here again
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from efficientnet_pytorch import EfficientNet
 from torch import nn
 
+from agecurriculum.fileio import safe_torch_load
 from agecurriculum.model.efficientnet_lite import (
     HEAD_CHANNELS,
     LITE_CONFIGS,
@@ -247,18 +247,7 @@ def load_weights(backbone: Backbone, weights_path: str | Path) -> None:
     path = Path(weights_path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    with path.open("rb") as file:  # a file that cannot be opened: the OSError names it and says why
-        try:
-            with warnings.catch_warnings():
-                # A foreign pickle draws torch's "Detected pickle protocol N" warning: a second line on the same file.
-                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-                state = torch.load(file, map_location="cpu", weights_only=True)
-        except MemoryError:
-            raise
-        except Exception as e:  # torch raises several types (OSError too) for truncated/garbled zip files and pickles
-            # Not torch's text: for a file its safe loader refuses, six lines that end in the advice to load it with
-            # weights_only=False, which would run any code the file holds.
-            raise ValueError(f"{path}: not a weights file (truncated, corrupt, or another kind of file)") from e
+    state = safe_torch_load(path, "weights file")
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     state = {k: v for k, v in state.items() if not k.startswith("_fc.")}

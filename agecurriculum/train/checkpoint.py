@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import random
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from agecurriculum.config import TrainerConfig
-from agecurriculum.fileio import atomic_write
+from agecurriculum.fileio import atomic_write, safe_torch_load
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -100,19 +99,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    with path.open("rb") as file:  # a file that cannot be opened: the OSError names it and says why
-        try:
-            with warnings.catch_warnings():
-                # A foreign pickle draws torch's "Detected pickle protocol N" warning: a second line on the same file.
-                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-                # weights_only: a checkpoint is data; loading one must never run pickled code.
-                checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-        except MemoryError:
-            raise
-        except Exception as e:  # torch raises several types (OSError too) for truncated/garbled zip files and pickles
-            # Not torch's text: for a file its safe loader refuses, six lines that end in the advice to load it with
-            # weights_only=False, which would run any code the file holds. AGECURRICULUM_TRACEBACK=1 shows it.
-            raise CheckpointError(f"{path}: not a checkpoint (truncated, corrupt, or another kind of file)") from e
+    checkpoint = safe_torch_load(path, "checkpoint", CheckpointError)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an agecurriculum training checkpoint")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
