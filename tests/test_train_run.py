@@ -469,22 +469,23 @@ def test_interpolate_command_writes_a_refitted_release_between_two(tmp_path, dat
         == 0
     )
     capsys.readouterr()
-    out = tmp_path / "half"
-    assert (
-        main(
+
+    def interpolate(weight: str, out: Path) -> int:
+        return main(
             [
                 "interpolate",
                 str(parent / "release"),
                 str(child / "release"),
                 "--weight",
-                "0.5",
+                weight,
                 "--out",
                 str(out),
                 *common,
             ]
         )
-        == 0
-    )
+
+    out = tmp_path / "half"
+    assert interpolate("0.5", out) == 0
     assert "bin ages and temperatures fitted on the validation parts" in capsys.readouterr().out
     extra = json.loads((out / "config.json").read_text())["extra"]
     assert extra["interpolated"]["weight"] == 0.5 and extra["rep_ages_method"] == "fit_val"
@@ -494,19 +495,5 @@ def test_interpolate_command_writes_a_refitted_release_between_two(tmp_path, dat
     )
     key = "head.gender.weight"
     torch.testing.assert_close(mid[key], (a[key] + b[key]) / 2, rtol=0, atol=1e-6)
-    assert (
-        main(
-            [
-                "interpolate",
-                str(parent / "release"),
-                str(child / "release"),
-                "--weight",
-                "2",
-                "--out",
-                str(tmp_path / "bad"),
-                *common,
-            ]
-        )
-        == 2
-    )
+    assert interpolate("2", tmp_path / "bad") == 2
     assert "weight must be in [0, 1]" in capsys.readouterr().err
