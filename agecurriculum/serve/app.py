@@ -318,11 +318,17 @@ async def _uploads(request: Request, limits: ServeLimits, received: list[int]) -
     ``received[0]`` is set to the body's declared size before it is read (its buffer is allocated then; a client may
     still go away half-way), then to its size.
     """
-    declared = request.headers.get("content-length", "")
-    received[0] = int(declared) if declared.isdigit() and int(declared) <= limits.max_request_bytes else 0
+    declared = _content_length(request)
+    received[0] = declared if declared is not None and declared <= limits.max_request_bytes else 0
     body = await _read_body(request, limits)
     received[0] = len(body)
     return parse_uploads(request.headers.get("content-type"), body, limits.max_images)
+
+
+def _content_length(request: Request) -> int | None:
+    """The body's size that the ``Content-Length`` header declares, or None without one (a chunked body)."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
 
 
 async def _read_body(request: Request, limits: ServeLimits) -> bytearray:
@@ -331,12 +337,12 @@ async def _read_body(request: Request, limits: ServeLimits) -> bytearray:
     Read into one buffer, of the declared size when there is a ``Content-Length``: no second copy of the body.
     """
     limit = limits.max_request_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    declared = _content_length(request)
+    if declared is not None and declared > limit:
         raise RequestError(413, f"request too large: {declared} bytes > limit of {limit} bytes")
 
     async def read(body: bytearray) -> bytearray:
-        if not declared.isdigit():  # chunked: no Content-Length to check first, so the body is counted as it comes
+        if declared is None:  # chunked: no Content-Length to check first, so the body is counted as it comes
             async for chunk in request.stream():
                 if len(body) + len(chunk) > limit:
                     raise RequestError(413, f"request too large: more than the limit of {limit} bytes")
@@ -352,7 +358,7 @@ async def _read_body(request: Request, limits: ServeLimits) -> bytearray:
         del body[size:]
         return body
 
-    body = bytearray(int(declared) if declared.isdigit() else 0)
+    body = bytearray(declared or 0)
     try:
         return await asyncio.wait_for(read(body), limits.body_timeout_s)
     except BaseException as err:
