@@ -6,8 +6,6 @@ import json
 import math
 import os
 import shutil
-import threading
-import time
 import warnings
 
 import numpy as np
@@ -142,60 +140,6 @@ class FixedBackend:
     def __call__(self, images):
         n = len(images)
         return np.tile(self.age, (n, 1)), np.tile(self.gender, (n, 1))
-
-
-class SlowRecordingBackend:
-    """Answers each face with its mean grey level (so the order of the results is checkable), slowly, and records
-    which thread ran each batch and how many photos had been searched when the first batch ended."""
-
-    def __init__(self, config, predictor_ref):
-        self.config, self.ref, self.threads, self.searched_after_first = config, predictor_ref, [], None
-
-    def __call__(self, images):
-        self.threads.append(threading.current_thread().name)
-        time.sleep(0.3 if len(self.threads) == 1 else 0.0)
-        if self.searched_after_first is None:
-            self.searched_after_first = self.ref["searched"]
-        level = images.mean(axis=(1, 2, 3))
-        age = np.zeros((len(images), 8))
-        age[:, 0] = level
-        return age, np.tile([0.5, 0.5], (len(images), 1))
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_the_network_runs_beside_the_face_search_and_results_keep_their_order(release_dir, workers):
-    ref = {"searched": 0}
-    backend = SlowRecordingBackend(read_release_config(release_dir), ref)
-    predictor = Predictor(backend, batch_size=2, verify=False, flip=False, workers=workers)
-    find_faces = predictor._find_faces
-
-    def counting(*args):
-        found = find_faces(*args)
-        ref["searched"] += 1
-        return found
-
-    predictor._find_faces = counting
-    inputs = [np.full((40, 40, 3), 5 * i, np.uint8) for i in range(40)]
-    results = predictor.predict(inputs, aligned=True)
-    levels = [r["faces"][0]["age_probs"][0] for r in results]
-    assert levels == sorted(levels) and len(set(levels)) == 40  # one answer per input, in input order
-    if workers == 1:  # everything in the calling thread, one batch after the other
-        assert set(backend.threads) == {threading.current_thread().name}
-        assert backend.searched_after_first == 2
-    else:  # the finders went on while the first batch ran: more photos searched than one batch and the look-ahead
-        assert set(backend.threads) == {"agecurriculum-network_0"}
-        assert backend.searched_after_first >= 10
-
-
-def test_an_error_of_the_network_reaches_the_caller(release_dir):
-    class Broken(FixedBackend):
-        def __call__(self, images):
-            raise RuntimeError("the network broke")
-
-    backend = Broken(read_release_config(release_dir), np.full(8, 1 / 8), [0.5, 0.5])
-    inputs = [np.full((40, 40, 3), i, np.uint8) for i in range(5)]
-    with pytest.raises(RuntimeError, match="the network broke"):
-        Predictor(backend, batch_size=2, verify=False, workers=2).predict(inputs, aligned=True)
 
 
 @pytest.mark.parametrize("index, name", [(FEMALE, "female"), (MALE, "male")])

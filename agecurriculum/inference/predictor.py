@@ -13,8 +13,7 @@ For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
    face is aligned on its five landmarks at the release's ``image_size`` and ``padding``, as training did
    (:class:`~agecurriculum.data.FaceAligner`). With ``aligned=True`` the input is taken as one already aligned face
    crop instead, made square and resized as training did for UTKFace's crops. Photos are decoded and searched in
-   ``workers`` threads while the network runs in a thread of its own (dlib, ONNX Runtime and torch release Python's
-   GIL), results still in input order;
+   ``workers`` threads while the network runs (dlib releases Python's GIL), results still in input order;
 3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
    ``batch_size`` faces (faces of several inputs share a batch); with ``flip=True`` (the default) each batch runs with
    its mirror image (``2 * batch_size`` crops) and the two views' probabilities are averaged
@@ -126,8 +125,7 @@ class Predictor:
             finding dominates: docs/benchmarks.md measures the cost); the output has the same fields either way.
             False runs each face once.
         workers: threads that decode photos and find faces at the same time (None: :func:`default_workers`, one
-            per CPU core this process may use), the network running meanwhile in one more thread; 1 does it all in
-            the calling thread. Results keep input order.
+            per CPU core this process may use); 1 does it all in the calling thread. Results keep input order.
     """
 
     def __init__(
@@ -222,36 +220,15 @@ class Predictor:
 
     def iter_predict(self, inputs: Iterable[PredictorInput], aligned: bool = False) -> Iterator[dict[str, Any]]:
         """Like :meth:`predict`, but yields each result as soon as its batch has run (for long input lists)."""
-        if self.workers == 1:  # everything in the calling thread
-            for batch in self._batches(inputs, aligned):
-                yield from self._run(batch)
-            return
-        # The network runs in a thread of its own, so the finders go on with the next photos while it runs a batch
-        # (ONNX Runtime, torch and dlib release the GIL); before, a flip-averaged batch left them idle. At most two
-        # batches wait for it or run in it, so a long input list is still read as it goes.
-        with ThreadPoolExecutor(1, thread_name_prefix="agecurriculum-network") as network:
-            running: deque[Future] = deque()
-            for batch in self._batches(inputs, aligned):
-                running.append(network.submit(lambda batch=batch: list(self._run(batch))))
-                while running and (running[0].done() or len(running) > 2):
-                    yield from running.popleft().result()
-            while running:
-                yield from running.popleft().result()
-
-    def _batches(
-        self, inputs: Iterable[PredictorInput], aligned: bool
-    ) -> Iterator[list[tuple[dict[str, Any], list[np.ndarray]]]]:
-        """The found inputs (:meth:`_found`) in input order, in runs holding at least ``batch_size`` faces."""
         pending: list[tuple[dict[str, Any], list[np.ndarray]]] = []
         waiting = 0
         for result, crops in self._found(inputs, aligned):
             pending.append((result, crops))
             waiting += len(crops)
             if waiting >= self.batch_size:
-                yield pending
+                yield from self._run(pending)
                 pending, waiting = [], 0
-        if pending:
-            yield pending
+        yield from self._run(pending)
 
     def network_inputs(self, inputs: Iterable[PredictorInput], aligned: bool = False) -> Iterator[np.ndarray]:
         """The network's input for every face found in ``inputs``, in order: ``(3, S, S)`` float32 arrays.
@@ -269,10 +246,7 @@ class Predictor:
     ) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
         """:meth:`_find_faces` of every input, in input order, ``workers`` inputs at a time in a thread pool.
 
-        At most ``2 * workers + batch_size`` inputs are in flight, so a long (or endless) input iterable is read as
-        it goes. Only ``workers`` of them are decoded at a time; the others wait as they were given (a path, or the
-        caller's array) or are done and hold their crops. The ``batch_size`` of look-ahead keeps the finders busy
-        while the network runs a batch.
+        At most ``2 * workers`` inputs are in flight, so a long (or endless) input iterable is read as it goes.
         """
         items = enumerate(inputs)
         if self.workers == 1:
@@ -282,7 +256,7 @@ class Predictor:
             flight: deque[Future] = deque()
             for index, item in items:
                 flight.append(pool.submit(self._find_faces, index, item, aligned))
-                if len(flight) >= 2 * self.workers + self.batch_size:
+                if len(flight) >= 2 * self.workers:
                     yield flight.popleft().result()
             while flight:
                 yield flight.popleft().result()
