@@ -32,7 +32,8 @@ serve: $(STAMP)
 # The shipped model's recipe (docs/gate.rst): a candidate in runs/release, warm-started from the shipped release,
 # trained on DATA in about 100 minutes on 2 CPU cores (RESUME=--resume continues a killed run); the network WEIGHT of
 # the way from the shipped release to it (runs/release-wise; chosen on validation for each release: 0.7 for the
-# first of 2026-12-06, 0.5 for the second, shipped), its bin ages and temperatures fitted on validation; then the release gate against the shipped model
+# first of 2026-12-06, 0.5 for the second and the third, shipped), its bin ages and temperatures fitted on
+# validation; then the release gate against the shipped model
 # (exit status 1 when a metric fell). Replacing agecurriculum/weights/default stays a deliberate step.
 DATA ?= ../shared/data
 RESUME ?=
