@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,9 @@ out = {out!r}
 calls = []
 trainer = build_trainer(f"{{out}}/run{{info.rank}}", batch_size=8, callbacks=[calls.append])
 history = trainer.fit()
+# A finished fit holds no DDP wrapper, whose reducer would keep the process group (and its Gloo threads) alive
+# past destroy_distributed, into the interpreter's shutdown, where a rank could abort after a finished run.
+assert not any(isinstance(v, torch.nn.parallel.DistributedDataParallel) for v in vars(trainer).values())
 result = {{"model": trainer.model.state_dict(), "loss": trainer.loss_fn.state_dict(), "calls": len(calls),
           "val": [r.val.loss for r in history], "images": [r.images for r in history]}}
 torch.save(result, f"{{out}}/rank{{info.rank}}.pt")
@@ -92,3 +96,45 @@ def test_bad_torchrun_variable_is_named(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="RANK must be an integer, got 'zero'"):
         ddp.init_distributed()
+
+
+def _torchrun_env_of_one(monkeypatch):
+    # What torchrun sets for a single process: a real group of one, so joining and leaving can be observed.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_PORT", str(port))
+
+
+def test_a_session_joins_torchruns_group_and_leaves_it_before_the_command_ends(monkeypatch):
+    _torchrun_env_of_one(monkeypatch)
+    with ddp.distributed_session() as info:
+        assert info == ddp.DistributedInfo(rank=0, world_size=1, local_rank=0) and ddp.group_joined()
+    assert not ddp.group_joined()  # left while the interpreter is whole, not at its shutdown
+
+
+def test_a_session_keeps_a_group_joined_before_it_and_one_left_by_an_error(monkeypatch):
+    _torchrun_env_of_one(monkeypatch)
+    ddp.init_distributed()
+    try:
+        with ddp.distributed_session():
+            pass
+        assert ddp.group_joined()  # the caller joined it: the caller leaves it
+    finally:
+        ddp.destroy_distributed()
+    # A failing block leaves the group as it is: the other ranks may be inside a collective.
+    with pytest.raises(RuntimeError, match="boom"), ddp.distributed_session():
+        raise RuntimeError("boom")
+    assert ddp.group_joined()
+    ddp.destroy_distributed()
+    assert not ddp.group_joined()
+
+
+def test_without_torchrun_a_session_is_a_no_op(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with ddp.distributed_session() as info:
+        assert info.world_size == 1 and not ddp.group_joined()
+    assert not ddp.group_joined()

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from agecurriculum.cli import run_tabulated
-from agecurriculum.cli.train import _CONFIG_HELP, _add_set, settings_epilog
+from agecurriculum.cli.train import _CONFIG_HELP, _add_set, in_distributed_session, settings_epilog
 from agecurriculum.train.ablation import (
     ADAPTIVE_VARIANTS,
     CONDITIONINGS,
@@ -79,6 +79,8 @@ def run_ablate(args: argparse.Namespace) -> int:
     """Runs ``ablate``; returns the exit status."""
     return run_tabulated(
         args,
-        lambda config: run_ablation(config, study=args.study, resume=args.resume, on_run=_progress),
+        lambda config: in_distributed_session(
+            lambda: run_ablation(config, study=args.study, resume=args.resume, on_run=_progress)
+        ),
         ("ablation.md", "ablation.json"),
     )

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from agecurriculum.cli import run_tabulated
-from agecurriculum.cli.train import _CONFIG_HELP, _add_set, settings_epilog
+from agecurriculum.cli.train import _CONFIG_HELP, _add_set, in_distributed_session, settings_epilog
 from agecurriculum.evaluation.metrics import format_number
 from agecurriculum.train.adience_folds import FOLD_RESULT, FOLDS, LISTS, FoldResult, run_adience_folds
 
@@ -92,6 +92,8 @@ def run_protocol(args: argparse.Namespace) -> int:
     """Runs ``protocol adience``; returns the exit status."""
     return run_tabulated(
         args,
-        lambda config: run_adience_folds(config, folds=args.folds, resume=args.resume, on_fold=_progress),
+        lambda config: in_distributed_session(
+            lambda: run_adience_folds(config, folds=args.folds, resume=args.resume, on_fold=_progress)
+        ),
         ("adience_5fold.md", "adience_5fold.json"),
     )

@@ -6,15 +6,20 @@ import argparse
 import json
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from agecurriculum.cli import CLIError, describe_error
 from agecurriculum.config import apply_overrides, load_config, settings_help
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference.release import DEFAULT_RELEASE_DIR
 from agecurriculum.release import RELEASE_CONFIG
+from agecurriculum.train.distributed import distributed_session
 from agecurriculum.train.plan import describe_run
 from agecurriculum.train.run import EVALUATION_PARTS, RUN_CONFIG_FILE, compare_releases, evaluate_run, train
+
+T = TypeVar("T")
 
 _CONFIG_HELP = (
     "The config file (YAML or TOML) sets any of the settings listed below; --set overrides them. Ready-made files: "
@@ -164,6 +169,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eval_parser.set_defaults(func=run_evaluate)
 
 
+def in_distributed_session(study: Callable[[], T]) -> T:
+    """Runs ``study()``; under torchrun inside the process group, left before the command exits (see
+    :func:`~agecurriculum.train.distributed.distributed_session`)."""
+    with distributed_session():
+        return study()
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Runs ``train``; returns the exit status."""
     config = apply_overrides(load_config(args.config), args.overrides)
@@ -178,7 +190,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     start = time.perf_counter()
     try:
-        result = train(config, resume=args.resume)
+        result = in_distributed_session(lambda: train(config, resume=args.resume))
     except OSError as err:  # a full disk, a read-only folder: the files written before are intact
         raise CLIError(
             f"{describe_error(err)} (what was written before is kept: once the cause is fixed, rerun "

@@ -14,7 +14,9 @@ rank 0 write checkpoints and call callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,8 @@ __all__ = [
     "DistributedInfo",
     "init_distributed",
     "destroy_distributed",
+    "distributed_session",
+    "group_joined",
     "is_distributed",
     "get_rank",
     "get_world_size",
@@ -86,6 +90,30 @@ def destroy_distributed(barrier: bool = True) -> None:
         if barrier and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_session() -> Iterator[DistributedInfo]:
+    """Joins torchrun's process group for the ``with`` block and leaves it after (a no-op without torchrun).
+
+    A script that trains under ``torchrun`` should leave the group before it exits: a group still alive when the
+    interpreter shuts down is torn down with it, and a rank can then abort after a finished run. A group joined
+    before the block is left as it is (its owner leaves it). If the block raises, the group is not left: the other
+    ranks may be inside a collective that would never end, and torchrun stops them once this rank exits.
+
+    Yields:
+        This process's rank, world size and local rank.
+    """
+    joined_before = group_joined()
+    info = init_distributed()
+    yield info
+    if not joined_before:
+        destroy_distributed()
+
+
+def group_joined() -> bool:
+    """Whether this process has joined a process group (of any size), e.g. by :func:`init_distributed`."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def is_distributed() -> bool:

@@ -68,6 +68,7 @@ split every epoch's order across the ranks.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import math
 import time
@@ -488,10 +489,8 @@ class CurriculumTrainer:
         self.amp_dtype = resolve_amp(self.config.amp, self.device)
         # Loss scaling only for fp16, whose small range underflows gradients; a disabled scaler is a pass-through.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self._train_module: nn.Module = _ModelWithLoss(self.model, self.loss_fn)
-        if self.world_size > 1:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self._train_module = DistributedDataParallel(self._train_module, device_ids=device_ids)
+        self._model_with_loss = _ModelWithLoss(self.model, self.loss_fn)
+        self._ddp: DistributedDataParallel | None = None  # built by the first training step, dropped by fit's end
         self.callbacks = list(callbacks)
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.position = SchedulePosition()
@@ -610,6 +609,26 @@ class CurriculumTrainer:
         with self._autocast():
             age_logits, gender_logits = self.teacher(images)[:2]
         return age_logits.float().softmax(1), gender_logits.float().softmax(1)
+
+    @property
+    def _train_module(self) -> nn.Module:
+        # The model and loss as trained: in a distributed run inside DistributedDataParallel, built on first use
+        # (every rank trains together, so every rank builds it together: its constructor broadcasts rank 0's weights).
+        if self.world_size == 1:
+            return self._model_with_loss
+        if self._ddp is None:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self._model_with_loss, device_ids=device_ids)
+        return self._ddp
+
+    def _release_ddp(self) -> None:
+        # DDP's reducer holds the process group: while the trainer holds the wrapper, destroy_process_group cannot
+        # free the group, which then dies with the interpreter, its Gloo threads still holding tensors; a rank
+        # could abort there ("terminate called without an active exception") after a finished run. Dropped here,
+        # the group goes when the script destroys it; the next training step builds a new wrapper.
+        if self._ddp is not None:
+            self._ddp = None
+            gc.collect()  # the wrapper's hooks form reference cycles
 
     def _train_step(self, batch: Sequence[torch.Tensor], step: int) -> tuple[LossParts, int]:
         images, age_target, gender_target = self._to_device(batch)
@@ -817,8 +836,11 @@ class CurriculumTrainer:
             if (self.run_dir / "checkpoint.pt").is_file():
                 self.load_checkpoint()
         self.curriculum.start(self._losses_before_training)
-        while self.position.stage < self._stage_count():
-            self._run_next_epoch()
+        try:
+            while self.position.stage < self._stage_count():
+                self._run_next_epoch()
+        finally:
+            self._release_ddp()
         return self.history
 
     def _losses_before_training(self) -> dict[Cell, float]:
