@@ -311,6 +311,47 @@ def test_fine_tune_from_a_release(tmp_path, data_root, capsys):
     assert "is an ensemble release" in capsys.readouterr().err
 
 
+def test_fine_tune_with_frozen_blocks_keeps_them_as_the_parent_has_them(tmp_path, data_root, capsys):
+    from agecurriculum.release import load_release
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    common = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    first = tmp_path / "first"
+    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={first}"]) == 0
+    tuned = tmp_path / "tuned"
+    frozen = ["--set", f"model.init_from={first / 'release'}", "--set", "model.freeze_blocks=8"]
+    assert main(["train", "--config", str(config), *common, *frozen, "--set", f"out_dir={tuned}"]) == 0
+
+    # The stem and the first 8 blocks come out exactly as the parent has them, BatchNorm statistics included (frozen
+    # BatchNorm stays in eval mode); the blocks after them trained.
+    model, _ = load_release(first / "release")
+    model.freeze_backbone(8)
+    modules = dict(model.named_modules())
+    frozen_modules = [n for n, m in modules.items() if not any(p.requires_grad for p in m.parameters())]
+    frozen_names = {n for n, p in model.named_parameters() if not p.requires_grad} | {
+        f"{n}.{b}" for n in frozen_modules for b, _ in modules[n].named_buffers(recurse=False)
+    }
+    before = safetensors.torch.load_file(first / "release" / "model.safetensors")
+    after = safetensors.torch.load_file(tuned / "release" / "model.safetensors")
+    assert frozen_names and frozen_names <= set(before)
+    assert all(torch.equal(before[k], after[k]) for k in frozen_names)
+    trained = [
+        k for k in before if k not in frozen_names and k.endswith("weight") and not torch.equal(before[k], after[k])
+    ]
+    assert any(k.startswith("backbone") for k in trained) and any(not k.startswith("backbone") for k in trained)
+    assert load_config(tuned / "run_config.yaml").model.freeze_blocks == 8
+
+    capsys.readouterr()
+    too_many = ["--set", "model.freeze_blocks=17", "--set", f"out_dir={tmp_path / 'x'}"]
+    assert main(["train", "--config", str(config), *common, *too_many]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("model.freeze_blocks: num_blocks must be in 0..16 for efficientnet-lite0, got 17")
+    )
+
+
 def test_distil_from_a_release(tmp_path, data_root, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")

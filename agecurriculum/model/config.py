@@ -25,3 +25,5 @@ class ModelConfig:
     conditioning: str = "soft"  # how the age head sees the gender: hard (the paper's: one-hot of the predicted
     # gender, no gradient into the gender head from the age loss) | soft (the gender softmax, as the shipped model)
     init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
+    freeze_blocks: int | None = None  # fine-tune: keep the backbone's stem and first N blocks frozen (their
+    # BatchNorm statistics too): fewer weights to train, 1.5-2x the images/s (docs/benchmarks.md); None trains all

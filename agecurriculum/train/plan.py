@@ -18,7 +18,7 @@ from agecurriculum.data.balance import BALANCE_RULES
 from agecurriculum.losses import create_loss
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.schedule import ScheduleWarning, TrainingSchedule
-from agecurriculum.train.run import build_curriculum
+from agecurriculum.train.run import build_curriculum, freeze_backbone_blocks
 
 __all__ = ["describe_run", "format_bins"]
 
@@ -88,11 +88,17 @@ def describe_run(config: RunConfig) -> list[str]:
     model = DualClassifier.from_model_config(config.model, num_bins, pretrained=False)
     params = sum(p.numel() for p in model.parameters())
     m, d, t = config.model, config.data, config.trainer
+    frozen = ""
+    if m.freeze_blocks is not None:
+        freeze_backbone_blocks(model, m.freeze_blocks)  # a bad count fails the dry run as it would fail the run
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        frozen = f"; stem and first {m.freeze_blocks} backbone block(s) frozen: {trainable / 1e6:.1f} M trained"
     lines = [
         f"model: DualClassifier, {m.backbone} backbone at {d.image_size} x {d.image_size} px, bottleneck "
         f"{m.bottleneck_dim}, dropout {m.dropout}, {_CONDITIONING[m.conditioning]}; {params / 1e6:.1f} M parameters"
         + ("; ImageNet weights loaded when training starts" if m.pretrained else "")
-        + (f"; initial weights from {m.init_from}" if m.init_from else ""),
+        + (f"; initial weights from {m.init_from}" if m.init_from else "")
+        + frozen,
         "age bins: "
         + (
             "auto (fitted by AgeBinOptimizer on the training labels when the data is prepared)"

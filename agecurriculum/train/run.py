@@ -439,6 +439,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     model = DualClassifier.from_model_config(config.model, len(prepared.bins))
     if config.model.init_from:  # a resumed run's checkpoint replaces these weights again in trainer.fit
         _load_initial_weights(model, Path(config.model.init_from), prepared.bins)
+    freeze_backbone_blocks(model, config.model.freeze_blocks)
     preprocessing = prepared.preprocessing  # the one the data went through: the release records it
     teacher = _load_teacher(Path(config.teacher), prepared.bins, preprocessing) if config.teacher else None
     if main:
@@ -551,6 +552,25 @@ def _calibration(config: RunConfig, model: DualClassifier, prepared: PreparedDat
             "part": "val",
         }
     return {"temperature": temperature, "calibration": report}
+
+
+def freeze_backbone_blocks(model: DualClassifier, blocks: int | None) -> None:
+    """Applies a run's ``model.freeze_blocks`` to ``model`` (nothing for ``None``).
+
+    The blocks stay frozen for the whole run: the optimizer skips weights without gradients, and a resumed run
+    freezes them again from its config.
+
+    Raises:
+        ValueError: not a whole number, or more blocks than the backbone has, naming ``model.freeze_blocks``.
+    """
+    if blocks is None:
+        return
+    if isinstance(blocks, bool) or not isinstance(blocks, int):
+        raise ValueError(f"model.freeze_blocks: expected a whole number of blocks, got {blocks!r}")
+    try:
+        model.freeze_backbone(blocks)
+    except ValueError as err:
+        raise ValueError(f"model.freeze_blocks: {err}") from None
 
 
 def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> None:
