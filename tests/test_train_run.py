@@ -49,6 +49,17 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny_release(data_root, tmp_path_factory) -> Path:
+    """A release trained once with CONFIG on the tiny data: the parent or teacher of the tests that start from one."""
+    root = tmp_path_factory.mktemp("tiny-release")
+    config = root / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    common = ["--set", f"data.root={data_root}", "--set", f"data.cache={root / 'cache'}"]
+    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={root / 'run'}"]) == 0
+    return root / "run" / "release"
+
+
 def _metrics(run: Path) -> list[dict]:
     return read_metrics(run / "metrics.csv")
 
@@ -228,14 +239,13 @@ def test_train_under_torchrun_two_gloo_processes(tmp_path, data_root):
     assert [(r["stage"], r["dataset"]) for r in _metrics(run)] == [(0, "utkface"), (1, "utkface"), (1, "morph2")]
 
 
-def test_fine_tune_from_a_release(tmp_path, data_root, capsys):
+def test_fine_tune_from_a_release(tmp_path, data_root, tiny_release, capsys):
     import safetensors.torch
 
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     common = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
-    first = tmp_path / "first"
-    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={first}"]) == 0
+    first = tiny_release.parent
 
     # With a learning rate of 0 only BatchNorm statistics move: every trained parameter comes from the release.
     tuned = tmp_path / "tuned"
@@ -311,14 +321,13 @@ def test_fine_tune_from_a_release(tmp_path, data_root, capsys):
     assert "is an ensemble release" in capsys.readouterr().err
 
 
-def test_fine_tune_with_frozen_blocks_keeps_them_as_the_parent_has_them(tmp_path, data_root, capsys):
+def test_fine_tune_with_frozen_blocks_keeps_them_as_the_parent_has_them(tmp_path, data_root, tiny_release, capsys):
     from agecurriculum.release import load_release
 
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     common = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
-    first = tmp_path / "first"
-    assert main(["train", "--config", str(config), *common, "--set", f"out_dir={first}"]) == 0
+    first = tiny_release.parent
     tuned = tmp_path / "tuned"
     frozen = ["--set", f"model.init_from={first / 'release'}", "--set", "model.freeze_blocks=8"]
     assert main(["train", "--config", str(config), *common, *frozen, "--set", f"out_dir={tuned}"]) == 0
@@ -352,12 +361,11 @@ def test_fine_tune_with_frozen_blocks_keeps_them_as_the_parent_has_them(tmp_path
     )
 
 
-def test_distil_from_a_release(tmp_path, data_root, capsys):
+def test_distil_from_a_release(tmp_path, data_root, tiny_release, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     common = ["--config", str(config), "--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
-    teacher = tmp_path / "teacher"
-    assert main(["train", *common, "--set", f"out_dir={teacher}"]) == 0
+    teacher = tiny_release.parent
 
     student = tmp_path / "student"
     assert (
