@@ -86,7 +86,7 @@ def destroy_distributed(barrier: bool = True) -> None:
             exception", seen once on a loaded 2-core machine); pass False on an error path, where the other ranks
             may never come.
     """
-    if dist.is_available() and dist.is_initialized():
+    if group_joined():
         if barrier and dist.get_world_size() > 1:
             dist.barrier()
         dist.destroy_process_group()
@@ -118,7 +118,7 @@ def group_joined() -> bool:
 
 def is_distributed() -> bool:
     """Whether this process is one of several in an initialised process group."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return group_joined() and dist.get_world_size() > 1
 
 
 def get_rank() -> int:
