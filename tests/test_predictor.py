@@ -28,8 +28,8 @@ from agecurriculum.inference import (
     release,
 )
 from agecurriculum.inference.backends import OnnxBackend
+from agecurriculum.inference.defaults import DEFAULT_RELEASE_DIR
 from agecurriculum.inference.predictor import FEATURELESS_STD, MIN_FACE_PIXELS
-from agecurriculum.inference.release import DEFAULT_RELEASE_DIR
 from agecurriculum.release import write_release_temperature
 
 FACE_KEYS = ["box", "score", "gender", "gender_prob", "age_bin", "age_range", "age_probs", "age", "warning"]

@@ -484,7 +484,7 @@ def test_release_recipe_mixed_sampling_calibration_and_the_gate(tmp_path, data_r
     from agecurriculum.evaluation.gate import gate_rows
 
     monkeypatch.setattr(
-        "agecurriculum.cli.train.compare_releases",
+        "agecurriculum.cli.runners.train.compare_releases",
         lambda *a, **k: gate_rows(model(0.9, 0.7, seed=1), model(0.7, 0.7, seed=2)),
     )
     assert main(["evaluate", "--compare", str(run / "release"), "--out", str(tmp_path / "g")]) == 1

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from agecurriculum.inference.ensemble import ensemble_releases
+from agecurriculum.cli import Runner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,12 +27,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="store the weights in float32 (default: float16, half the size; probabilities move by up to about 0.01)",
     )
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Runs the sub-command; returns the exit status."""
-    out = ensemble_releases(args.releases, args.out, torch.float32 if args.float32 else torch.float16)
-    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    print(f"wrote {out}: ensemble of {len(args.releases)} releases ({size / 2**20:.1f} MiB)")
-    return 0
+    parser.set_defaults(func=Runner("agecurriculum.cli.runners.ensemble", "run"))

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agecurriculum.config import apply_overrides, load_config
-from agecurriculum.inference.ensemble import interpolate_releases
-from agecurriculum.train.run import refit_release
+from agecurriculum.cli import Runner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,16 +37,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECTION.FIELD=VALUE",
         help="override one config value (e.g. --set data.root=DIR); repeatable",
     )
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Runs the sub-command; returns the exit status."""
-    config = apply_overrides(load_config(args.config), args.overrides)
-    out = interpolate_releases(args.start, args.end, args.weight, args.out)
-    refit_release(out, config)
-    print(
-        f"wrote {out}: {1 - args.weight:g} x {args.start} + {args.weight:g} x {args.end}, bin ages and "
-        "temperatures fitted on the validation parts"
-    )
-    return 0
+    parser.set_defaults(func=Runner("agecurriculum.cli.runners.interpolate", "run"))

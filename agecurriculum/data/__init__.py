@@ -30,7 +30,6 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         (
             "IGNORE",
-            "STRADDLE_RULES",
             "FaceDataset",
             "FilteredDataset",
             "TensorFaceDataset",
@@ -41,7 +40,9 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(("AlignConfig", "DetectedFace", "FaceAligner"), "agecurriculum.data.faces"),
     **dict.fromkeys(("ImageLoadError", "load_image"), "agecurriculum.data.images"),
-    **dict.fromkeys(("FEMALE", "MALE", "CleaningReport", "FaceRecord", "LoadResult"), "agecurriculum.data.records"),
+    **dict.fromkeys(
+        ("FEMALE", "MALE", "STRADDLE_RULES", "CleaningReport", "FaceRecord", "LoadResult"), "agecurriculum.data.records"
+    ),
     **dict.fromkeys(("Split", "split_records"), "agecurriculum.data.splits"),
     **dict.fromkeys(("age_distribution", "fit_age_bins"), "agecurriculum.data.distribution"),
     **dict.fromkeys(("DataReport", "build_data_report"), "agecurriculum.data.summary"),

@@ -12,7 +12,6 @@ rule instead of silently landing in a wrong bin. Unknown labels are :data:`IGNOR
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Literal
 
 import numpy as np
 import torch
@@ -20,12 +19,10 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
 
 from agecurriculum.bins import AgeBins
-from agecurriculum.data.records import FaceRecord
+from agecurriculum.data.records import STRADDLE_RULES, FaceRecord, Straddle
 
 __all__ = [
     "IGNORE",
-    "STRADDLE_RULES",
-    "Straddle",
     "assign_age_bin",
     "to_float_tensor",
     "FaceDataset",
@@ -39,10 +36,6 @@ __all__ = [
 
 #: The label of an unknown age bin or gender; the losses' ``ignore_index``.
 IGNORE = -100
-Straddle = Literal["ignore", "overlap", "drop", "error"]
-#: The rules for age ranges that straddle bins, the values of ``straddle`` in :func:`assign_age_bin` and
-#: :class:`FaceDataset`.
-STRADDLE_RULES: tuple[str, ...] = ("ignore", "overlap", "drop", "error")
 
 
 def assign_age_bin(record: FaceRecord, bins: AgeBins, straddle: Straddle = "ignore") -> int | None:

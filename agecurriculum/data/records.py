@@ -13,13 +13,29 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["MALE", "FEMALE", "FaceRecord", "CleaningReport", "LoadResult", "merge_results"]
+__all__ = [
+    "MALE",
+    "FEMALE",
+    "STRADDLE_RULES",
+    "Straddle",
+    "FaceRecord",
+    "CleaningReport",
+    "LoadResult",
+    "merge_results",
+]
 
 #: The ``gender`` of a man's :class:`FaceRecord` (0, as in UTKFace's file names).
 MALE = 0
 #: The ``gender`` of a woman's :class:`FaceRecord`.
 FEMALE = 1
+
+Straddle = Literal["ignore", "overlap", "drop", "error"]
+#: The rules for age ranges that straddle bins, the values of ``straddle`` in
+#: :func:`~agecurriculum.data.datasets.assign_age_bin` and :class:`~agecurriculum.data.datasets.FaceDataset` (here,
+#: with the labels, so that the command line's help names them without loading torch).
+STRADDLE_RULES: tuple[str, ...] = ("ignore", "overlap", "drop", "error")
 
 
 @dataclass(frozen=True)

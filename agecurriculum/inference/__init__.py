@@ -10,44 +10,37 @@
 - :func:`ensemble_releases`: several releases -> one release averaging their models; :func:`interpolate_releases`:
   two releases -> one network with weights in between.
 - :data:`DEFAULT_RELEASE_DIR`: where the library's own trained model is installed.
+
+The names are imported on first use (PEP 562), as in :mod:`agecurriculum`: ``agecurriculum predict --help`` reads
+:mod:`~agecurriculum.inference.defaults` alone, not torch, ONNX Runtime or dlib.
 """
 
-from agecurriculum.inference.annotate import draw_faces, face_label
-from agecurriculum.inference.backends import OnnxBackend, TorchBackend
-from agecurriculum.inference.ensemble import ensemble_releases, interpolate_releases
-from agecurriculum.inference.export import export_onnx
-from agecurriculum.inference.finder import RETRY_SCALE, UPSAMPLE_MIN_SIDE, VERIFY_BELOW, FaceFinder
-from agecurriculum.inference.mobile import convert_to_ort, export_coreml
-from agecurriculum.inference.predictor import ONNX_FILE, Predictor, default_backend, default_workers
-from agecurriculum.inference.quantize import cpu_has_vnni, quantize_onnx
-from agecurriculum.inference.release import DEFAULT_RELEASE_DIR, resolve_release
-from agecurriculum.inference.verify import FaceVerifier, VerifyConfig
-from agecurriculum.release import ReleaseInfo, read_release_config
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_RELEASE_DIR",
-    "ONNX_FILE",
-    "RETRY_SCALE",
-    "UPSAMPLE_MIN_SIDE",
-    "VERIFY_BELOW",
-    "FaceFinder",
-    "FaceVerifier",
-    "OnnxBackend",
-    "Predictor",
-    "ReleaseInfo",
-    "TorchBackend",
-    "VerifyConfig",
-    "convert_to_ort",
-    "draw_faces",
-    "ensemble_releases",
-    "interpolate_releases",
-    "export_coreml",
-    "export_onnx",
-    "face_label",
-    "cpu_has_vnni",
-    "quantize_onnx",
-    "read_release_config",
-    "resolve_release",
-    "default_backend",
-    "default_workers",
-]
+from agecurriculum._lazy import lazy_exports
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("draw_faces", "face_label"), "agecurriculum.inference.annotate"),
+    **dict.fromkeys(("OnnxBackend", "TorchBackend"), "agecurriculum.inference.backends"),
+    **dict.fromkeys(
+        ("BACKENDS", "DEFAULT_RELEASE_DIR", "RETRY_SCALE", "UPSAMPLE_MIN_SIDE", "VERIFY_BELOW"),
+        "agecurriculum.inference.defaults",
+    ),
+    **dict.fromkeys(("ensemble_releases", "interpolate_releases"), "agecurriculum.inference.ensemble"),
+    "export_onnx": "agecurriculum.inference.export",
+    "FaceFinder": "agecurriculum.inference.finder",
+    **dict.fromkeys(("convert_to_ort", "export_coreml"), "agecurriculum.inference.mobile"),
+    **dict.fromkeys(
+        ("ONNX_FILE", "Predictor", "default_backend", "default_workers"), "agecurriculum.inference.predictor"
+    ),
+    **dict.fromkeys(("cpu_has_vnni", "quantize_onnx"), "agecurriculum.inference.quantize"),
+    "resolve_release": "agecurriculum.inference.release",
+    **dict.fromkeys(("FaceVerifier", "VerifyConfig"), "agecurriculum.inference.verify"),
+    **dict.fromkeys(("ReleaseInfo", "read_release_config"), "agecurriculum.release"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -7,19 +7,19 @@ and costs about 4x the time. Its boxes are nearly always faces, but face-like pa
 than the HOG search of a small photo. So by default :class:`FaceFinder`:
 
 1. searches at ``upsample=0``, or at 1 from the start in photos whose longer side is at least
-   :data:`UPSAMPLE_MIN_SIDE` pixels, which are large enough to hold faces of 40-80 px beside bigger ones (group
+   :data:`.UPSAMPLE_MIN_SIDE` pixels, which are large enough to hold faces of 40-80 px beside bigger ones (group
    photos);
-2. has the CNN re-check the *doubtful* boxes, those scoring below :data:`VERIFY_BELOW`, of photos where the HOG
+2. has the CNN re-check the *doubtful* boxes, those scoring below :data:`.VERIFY_BELOW`, of photos where the HOG
    search found *several* boxes, and drops the boxes it does not confirm; a box alone in its photo is kept
    (``verify_lone=True`` checks it too);
-3. searches again when nothing is found, on the photo enlarged by :data:`RETRY_SCALE` (1.1x, at ``upsample=0``):
+3. searches again when nothing is found, on the photo enlarged by :data:`.RETRY_SCALE` (1.1x, at ``upsample=0``):
    dlib's search looks at face sizes 6/5 apart (80, 96, 115, ... px), and a face between two of them is often
    missed; the enlarged copy searches the sizes halfway between (73, 87, 105, ... px).
 
 Why that retry, and not ``upsample=1`` as up to 0.2: of the photos where ``upsample=0`` found no face, the 1.1x
 search finds a face in more of them than ``upsample=1`` does (34 against 32 of 255 FairFace test photos, 12 against
 6 of 54 Adience photos) at about a third of the time (``upsample=1`` searches 4x the pixels). What it does not find
-are faces under about 73 px in photos under :data:`UPSAMPLE_MIN_SIDE` whose faces are all that small (the
+are faces under about 73 px in photos under :data:`.UPSAMPLE_MIN_SIDE` whose faces are all that small (the
 astronaut's photo shrunk to 282 px, face 50 px); ``upsample=1`` finds those, at 4x the search time.
 
 Why a lone box is not checked: the false boxes the HOG detector gives come beside a real face, and the CNN's
@@ -33,7 +33,7 @@ photos keeps the default at the speed of a plain HOG search on photos of one per
 this takes (a face-like print in a photo with no face); ``verify_lone=True`` (``--verify-lone``) or the careful
 mode (``--upsample 1 --verify-below inf --verify-lone``) closes it at the CNN's cost.
 
-Why :data:`VERIFY_BELOW` = 0.5: on scikit-image's 22 sample photos, each as it is and mirrored, scaled from 0.4x to
+Why :data:`.VERIFY_BELOW` = 0.5: on scikit-image's 22 sample photos, each as it is and mirrored, scaled from 0.4x to
 1.6x in steps of 0.1 and searched at upsample 0 and 1, the HOG detector's false boxes (all of them on the
 astronaut's suit and patch; every one rejected by the CNN) scored up to 0.181 at upsample 0 and 0.348 at upsample
 1; 0.5 leaves a margin above them. About a quarter of the real faces in FairFace's photos score below it, which is
@@ -56,19 +56,10 @@ import threading
 import numpy as np
 
 from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE, AlignConfig, DetectedFace, FaceAligner, check_image
+from agecurriculum.inference.defaults import RETRY_SCALE, UPSAMPLE_MIN_SIDE, VERIFY_BELOW
 from agecurriculum.inference.verify import FaceVerifier
 
-__all__ = ["RETRY_SCALE", "UPSAMPLE_MIN_SIDE", "VERIFY_BELOW", "FaceFinder"]
-
-#: HOG score below which a box is re-checked by the CNN, above the best false box seen (0.348; module docstring).
-VERIFY_BELOW = 0.5
-#: Longer side (pixels) from which a photo is searched at upsample 1 from the start. Such photos are large enough to
-#: hold faces of 40-80 px beside bigger ones (group photos); in smaller ones the faces worth predicting fill enough
-#: of the photo for upsample 0 (80 px).
-UPSAMPLE_MIN_SIDE = 800
-#: A photo where upsample 0 finds nothing is searched again enlarged by this factor, about half of the 6/5 step
-#: between the face sizes dlib's HOG pyramid looks at (sqrt(6/5) = 1.095), so the retry sees the sizes in between.
-RETRY_SCALE = 1.1
+__all__ = ["FaceFinder"]
 
 
 class FaceFinder:
@@ -82,7 +73,7 @@ class FaceFinder:
             photo at that many upsamplings, with no retry.
         verify: re-check boxes with dlib's CNN detector: True uses a :class:`FaceVerifier` with its default
             settings, or pass your own; False keeps every HOG box.
-        verify_below: only boxes whose HOG score is below this are re-checked (default :data:`VERIFY_BELOW`);
+        verify_below: only boxes whose HOG score is below this are re-checked (default :data:`.VERIFY_BELOW`);
             ``math.inf`` re-checks every box.
         verify_lone: also re-check a doubtful box that is the only one the search found in the photo (default
             False: see the module docstring).

@@ -68,14 +68,14 @@ from agecurriculum.errors import describe_error
 from agecurriculum.evaluation.calibration import apply_temperature
 from agecurriculum.evaluation.predict import flip_averaged
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
+from agecurriculum.inference.defaults import BACKENDS, VERIFY_BELOW
 from agecurriculum.inference.export import cached_onnx
-from agecurriculum.inference.finder import VERIFY_BELOW, FaceFinder
+from agecurriculum.inference.finder import FaceFinder
 from agecurriculum.inference.release import resolve_release
 from agecurriculum.inference.verify import FaceVerifier
 from agecurriculum.release import GENDER_NAMES, ONNX_FILE, ReleaseInfo
 
 __all__ = [
-    "BACKENDS",
     "FEATURELESS_STD",
     "MIN_FACE_PIXELS",
     "ONNX_FILE",
@@ -84,9 +84,6 @@ __all__ = [
     "default_backend",
     "default_workers",
 ]
-
-# What Predictor.from_release(backend=...) and `predict --backend` accept; "auto" is default_backend()'s choice.
-BACKENDS = ("auto", "torch", "onnx")
 
 # Shortest side an input may have, in pixels: below it a crop holds too little of a face to mean anything (dlib's
 # landmarks need a few pixels per eye), and with aligned=True a 1x1 image would otherwise get a confident answer.

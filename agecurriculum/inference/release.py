@@ -3,7 +3,7 @@
 A release is the folder :func:`~agecurriculum.release.save_release` writes (``model.safetensors`` + ``config.json``;
 the format, :class:`~agecurriculum.release.ReleaseInfo` and the calibration temperatures are in
 :mod:`agecurriculum.release`); ``agecurriculum train`` leaves one in ``RUN/release``. The library's own trained model
-is meant to ship as a release inside the package, at :data:`DEFAULT_RELEASE_DIR`; every inference entry point takes
+is meant to ship as a release inside the package, at :data:`.DEFAULT_RELEASE_DIR`; every inference entry point takes
 a release path and falls back to that folder when given none.
 """
 
@@ -11,19 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agecurriculum.inference.defaults import DEFAULT_RELEASE_DIR
 from agecurriculum.release import RELEASE_CONFIG
 
-__all__ = ["DEFAULT_RELEASE_DIR", "resolve_release"]
-
-#: The folder of the trained default model, a release shipped with the package (model.safetensors + config.json) in
-#: ``agecurriculum/weights/default`` of the installed package.
-#:
-#: :meta hide-value:
-DEFAULT_RELEASE_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
+__all__ = ["resolve_release"]
 
 
 def resolve_release(path: str | Path | None) -> Path:
-    """The release folder or file to use: ``path``, or :data:`DEFAULT_RELEASE_DIR` when it is None.
+    """The release folder or file to use: ``path``, or :data:`.DEFAULT_RELEASE_DIR` when it is None.
 
     Raises:
         FileNotFoundError: ``path`` is None and no default model is installed (the message says so), or

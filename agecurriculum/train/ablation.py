@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from agecurriculum.bins import PAPER_BINS
-from agecurriculum.config import CONDITIONING_MODES, RunConfig
+from agecurriculum.config import CONDITIONING_MODES, LOSS_NAMES, RunConfig
 from agecurriculum.data.datasets import FilteredDataset
 from agecurriculum.evaluation.metrics import format_number
 from agecurriculum.evaluation.report import EvaluationReport
-from agecurriculum.losses import LOSSES
 from agecurriculum.schedule import PRESETS, ScheduleWarning, TrainingSchedule
 from agecurriculum.train.checkpoint import load_checkpoint
 from agecurriculum.train.distributed import is_main_process
@@ -60,7 +59,7 @@ __all__ = [
 STUDIES = ("loss", "curriculum", "conditioning")  # what ``study="all"`` runs, in this order
 _TABLES = (*STUDIES, "adaptive")  # every study, in the order of the tables
 ADAPTIVE_VARIANTS = (*PRESETS, "mixed", "adaptive")  # the adaptive study's rows; the first sets the image budget
-LOSS_VARIANTS = tuple(LOSSES)  # uncertainty, sum, fixed
+LOSS_VARIANTS = LOSS_NAMES  # uncertainty, sum, fixed
 CURRICULA = tuple(PRESETS)  # original, list1, list2
 CONDITIONINGS = CONDITIONING_MODES  # hard (the paper's), soft
 _LABELS = {
@@ -479,7 +478,7 @@ def run_ablation(
         config: the configuration every run derives from; ``out_dir`` is the ablation folder.
         study: ``"all"`` (loss, curriculum, then conditioning study), ``"loss"``, ``"curriculum"``,
             ``"conditioning"`` or ``"adaptive"``.
-        losses: the loss variants of the loss study (names of :data:`~agecurriculum.losses.LOSSES`).
+        losses: the loss variants of the loss study (:data:`~agecurriculum.config.LOSS_NAMES`).
         curricula: the presets of the curriculum study (names of :data:`~agecurriculum.schedule.PRESETS`).
         resume: go on from each run's checkpoint; finished runs train no more epochs (they are re-evaluated).
         on_run: called with each row as soon as its run is done (e.g. to print progress).

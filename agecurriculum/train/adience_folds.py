@@ -46,6 +46,7 @@ from agecurriculum.config import RunConfig
 from agecurriculum.data.datasets import FaceDataset
 from agecurriculum.data.records import FaceRecord
 from agecurriculum.data.sources import AdienceSplit, ResolvedSplit, discover, load_adience_protocol, resolve_split
+from agecurriculum.data.sources.adience import FOLD_RESULT, FOLDS
 from agecurriculum.data.splits import PARTS, Split
 from agecurriculum.evaluation.metrics import accuracy, format_number
 from agecurriculum.evaluation.predict import predict_dataset
@@ -60,8 +61,6 @@ from agecurriculum.train.run import build_schedule, prepare_data, train
 
 __all__ = ["FOLDS", "FOLD_RESULT", "LISTS", "AdienceFoldsResult", "FoldResult", "run_adience_folds"]
 
-FOLDS = (0, 1, 2, 3, 4)
-FOLD_RESULT = "adience_fold.json"  # in each fold's run folder, written once the fold is scored
 LISTS = tuple(f"{task}_{part}" for task in ("age", "gender") for part in PARTS)  # age_train ... gender_test
 _METRICS = ("age_accuracy", "one_off", "gender_accuracy")
 # Settings that do not change what a finished fold measured, so a resume may differ in them.

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.bins import PAPER_BINS, AgeBins, representative_ages
-from agecurriculum.config import RunConfig, check_config
+from agecurriculum.config import EVALUATION_PARTS, RUN_CONFIG_FILE, RunConfig, check_config
 from agecurriculum.data.balance import BalancedDataset, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
 from agecurriculum.data.datasets import IGNORE, MIXED, FaceDataset, MixedDataset, age_bins_of
@@ -66,8 +66,6 @@ from agecurriculum.train.run_logs import (
 from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
 
 __all__ = [
-    "EVALUATION_PARTS",
-    "RUN_CONFIG_FILE",
     "PreparedData",
     "TrainResult",
     "add_mixed",
@@ -80,8 +78,6 @@ __all__ = [
     "train",
     "train_sizes",
 ]
-
-RUN_CONFIG_FILE = "run_config.yaml"  # the RunConfig of a run, as written by train(); evaluate_run() reads it
 
 
 @dataclass
@@ -321,9 +317,6 @@ def build_curriculum(
         raise ValueError(f"adaptive.{err}") from None
 
 
-EVALUATION_PARTS = ("test", "val")  # the parts evaluate_run can score: test for reports, val to choose models
-
-
 def _evaluate(
     model: DualClassifier,
     prepared: PreparedData,
@@ -358,7 +351,7 @@ def evaluate_release(
     preparing the data again): e.g. the validation numbers of the runs of an ablation, which share their data.
 
     Raises:
-        ValueError: ``part`` is not one of :data:`EVALUATION_PARTS`.
+        ValueError: ``part`` is not one of :data:`~agecurriculum.config.EVALUATION_PARTS`.
     """
     if part not in EVALUATION_PARTS:
         raise ValueError(f"part: expected one of {', '.join(EVALUATION_PARTS)}, got {part!r}")
@@ -561,12 +554,11 @@ def freeze_backbone_blocks(model: DualClassifier, blocks: int | None) -> None:
     freezes them again from its config.
 
     Raises:
-        ValueError: not a whole number, or more blocks than the backbone has, naming ``model.freeze_blocks``.
+        ValueError: more blocks than the backbone has, naming ``model.freeze_blocks`` (a count that is not a whole
+            number is :func:`~agecurriculum.config.check_config`'s to refuse).
     """
     if blocks is None:
         return
-    if isinstance(blocks, bool) or not isinstance(blocks, int):
-        raise ValueError(f"model.freeze_blocks: expected a whole number of blocks, got {blocks!r}")
     try:
         model.freeze_backbone(blocks)
     except ValueError as err:
@@ -671,7 +663,7 @@ def evaluate_run(
             (:func:`~agecurriculum.evaluation.predict.flip_averaged`).
 
     Raises:
-        ValueError: ``part`` is not one of :data:`EVALUATION_PARTS`.
+        ValueError: ``part`` is not one of :data:`~agecurriculum.config.EVALUATION_PARTS`.
         FileNotFoundError: no release there (or, with ``checkpoint``, no checkpoint or resolved config).
         CheckpointError: the checkpoint is corrupt or does not fit the configured model.
     """
@@ -722,8 +714,8 @@ def compare_releases(
         seed: seed of the resampling.
 
     Raises:
-        ValueError: ``part`` is not one of :data:`EVALUATION_PARTS`; the releases predict different bins or read
-            faces in a way this data preparation cannot (normalisation, alignment).
+        ValueError: ``part`` is not one of :data:`~agecurriculum.config.EVALUATION_PARTS`; the releases predict
+            different bins or read faces in a way this data preparation cannot (normalisation, alignment).
         FileNotFoundError: a release folder is missing a file.
     """
     if part not in EVALUATION_PARTS:

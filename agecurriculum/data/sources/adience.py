@@ -33,6 +33,8 @@ from agecurriculum.data.sources.common import ImageIndex, read_table
 
 __all__ = [
     "AdienceKey",
+    "FOLDS",
+    "FOLD_RESULT",
     "AdienceSplit",
     "ResolvedSplit",
     "adience_key",
@@ -43,6 +45,11 @@ __all__ = [
     "resolve_split",
 ]
 
+#: The benchmark's five folds, as its files number them (``fold_0_data.txt`` ... ``fold_4_data.txt``).
+FOLDS = (0, 1, 2, 3, 4)
+#: What :func:`~agecurriculum.train.adience_folds.run_adience_folds` writes into each fold's run folder once the fold
+#: is scored (a resumed protocol skips the folds that have it).
+FOLD_RESULT = "adience_fold.json"
 FACE_PREFIXES = ("coarse_tilt_aligned_face", "landmark_aligned_face")
 _COLUMNS = ("user_id", "original_image", "face_id", "age", "gender", "x", "y", "dx", "dy")
 _AGE = re.compile(r"\(?\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)?")
@@ -107,7 +114,7 @@ def adience_age(text: str) -> tuple[tuple[int, int] | None, str | None]:
 
 
 def _fold_files(root: Path) -> list[tuple[int, Path]]:
-    files = [(k, root / f"fold_{k}_data.txt") for k in range(5)]
+    files = [(k, root / f"fold_{k}_data.txt") for k in FOLDS]
     files = [(k, f) for k, f in files if f.is_file()]
     if not files:
         raise ValueError(f"{root}: no Adience fold files (expected fold_0_data.txt ... fold_4_data.txt)")
@@ -232,7 +239,7 @@ def _read_split_list(path: Path, classes: int) -> list[tuple[AdienceKey, int]]:
     return entries
 
 
-def load_adience_protocol(root: str | Path, folds: Iterable[int] = range(5)) -> list[AdienceSplit]:
+def load_adience_protocol(root: str | Path, folds: Iterable[int] = FOLDS) -> list[AdienceSplit]:
     """Reads ``levi_folds/test_fold_is_{0..4}/{age,gender}_{train,val,test}.txt`` under ``root``.
 
     The ``*_train_subset.txt`` lists are not read: they are a convenience subset of the train lists.
@@ -247,7 +254,7 @@ def load_adience_protocol(root: str | Path, folds: Iterable[int] = range(5)) -> 
     base = Path(root) / "levi_folds"
     splits = []
     for k in folds:
-        if k not in range(5):
+        if k not in FOLDS:
             raise ValueError(f"Adience fold {k!r}: expected 0, 1, 2, 3 or 4")
         folder = base / f"test_fold_is_{k}"
         if not folder.is_dir():
