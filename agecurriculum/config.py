@@ -305,14 +305,14 @@ def check_config(config: Any, prefix: str = "") -> None:
         elif f.name in ranges and value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name}: expected a number, got {value!r}")
-            if _whole(f) and not isinstance(value, int):  # the file and --set readers convert 3.0; Python code must not
-                raise ValueError(f"{name}: expected a whole number, got {value!r}")
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(f"{name}: must be a finite number, got {value!r}")
             for bound in ranges[f.name].split(", "):
                 op, limit = bound.split(" ")
                 if not _COMPARE[op](float(value), float(limit)):
                     raise ValueError(f"{name}: must be {ranges[f.name]}, got {value!r}")
+            if _whole(f) and not isinstance(value, int):  # the file and --set readers convert 3.0; Python code must not
+                raise ValueError(f"{name}: expected a whole number, got {value!r}")
     if isinstance(config, DataConfig):
         try:
             check_fractions(config.split)

@@ -8,15 +8,24 @@ data-parallel wrapper runs on several devices.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
+import re
+from typing import TYPE_CHECKING
 
-__all__ = ["available_devices", "parse_device", "resolve_device", "unwrap_model"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["available_devices", "device_kind", "parse_device", "resolve_device", "unwrap_model"]
+
+# torch is imported by each function that needs it, not here: ONNX Runtime's inference asks device_kind() alone,
+# and importing torch costs about 2 s and 650 MB.
+_PLAIN = re.compile(r"(cpu|cuda)(?::(\d+))?")
 
 
 def available_devices() -> list[str]:
     """The devices this machine can run on: ``cpu``, then ``cuda:0`` ... for every visible GPU, then ``mps``."""
+    import torch
+
     names = ["cpu"]
     if torch.cuda.is_available():
         names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -32,6 +41,8 @@ def parse_device(name: str | torch.device) -> torch.device:
     Raises:
         ValueError: the name is not a device; the message lists the devices this machine has.
     """
+    import torch
+
     try:
         return torch.device(name)
     except (RuntimeError, TypeError):
@@ -49,6 +60,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
     Raises:
         ValueError: the name is not a device, or this machine has no such device; the message lists those it has.
     """
+    import torch
+
     device = parse_device(name)
     if device.type == "cpu":
         return device
@@ -61,6 +74,24 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+def device_kind(name: str | torch.device) -> tuple[str, int | None]:
+    """``(type, index)`` of a device, e.g. ``("cuda", 1)`` for ``"cuda:1"``, ``("cpu", None)`` for ``"cpu"``.
+
+    Plain ``cpu`` and ``cuda[:N]`` names are read without loading torch; anything else goes through
+    :func:`parse_device`.
+
+    Raises:
+        ValueError: as :func:`parse_device`.
+    """
+    plain = _PLAIN.fullmatch(name) if isinstance(name, str) else None
+    if plain is not None:
+        return plain[1], None if plain[2] is None else int(plain[2])
+    device = parse_device(name)
+    return device.type, device.index
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (``model`` itself otherwise)."""
+    from torch.nn.parallel import DistributedDataParallel
+
     return model.module if isinstance(model, DistributedDataParallel) else model

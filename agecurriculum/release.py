@@ -33,20 +33,22 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import safetensors.torch
-import torch
-from torch import nn
 
 from agecurriculum._version import __version__
 from agecurriculum.bins import AgeBins, representative_ages
 from agecurriculum.checks import as_int
 from agecurriculum.data.records import FEMALE, MALE
-from agecurriculum.devices import unwrap_model
 from agecurriculum.fileio import atomic_write
-from agecurriculum.model import DualClassifier, EnsembleClassifier, classifier_from_config, member_configs
+from agecurriculum.model.config import member_configs
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from agecurriculum.model import DualClassifier, EnsembleClassifier
 
 __all__ = [
     "GENDER_NAMES",
@@ -187,7 +189,7 @@ def save_release(
     bins: AgeBins,
     preprocessing: Preprocessing | Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
-    weights_dtype: torch.dtype = torch.float32,
+    weights_dtype: torch.dtype | None = None,
 ) -> Path:
     """Writes trained weights for inference: ``path_dir/model.safetensors`` and ``path_dir/config.json``.
 
@@ -201,8 +203,9 @@ def save_release(
         preprocessing: what an input image must go through: a :class:`Preprocessing`, or a mapping, stored as
             given (JSON-able; inference needs at least ``image_size``, ``mean`` and ``std``).
         extra: anything else to keep (training data, metrics, licence); JSON-able.
-        weights_dtype: the floating-point type the weights are stored in; ``torch.float16`` halves the file
-            (integer buffers stay as they are). :func:`load_release` loads them into a float32 model either way.
+        weights_dtype: the floating-point type the weights are stored in (default ``torch.float32``);
+            ``torch.float16`` halves the file (integer buffers stay as they are). :func:`load_release` loads them
+            into a float32 model either way.
 
     Returns:
         ``path_dir`` as a Path.
@@ -212,6 +215,13 @@ def save_release(
         ValueError: the model's age classes differ from ``len(bins)``, ``preprocessing``/``extra`` is not JSON-able,
             or ``weights_dtype`` is not a floating-point type.
     """
+    # Here, not at the top: reading a release (its config, for ONNX Runtime) runs without torch.
+    import safetensors.torch
+    import torch
+
+    from agecurriculum.devices import unwrap_model
+
+    weights_dtype = torch.float32 if weights_dtype is None else weights_dtype
     model = unwrap_model(model)
     if not callable(getattr(model, "config", None)):
         raise TypeError(f"{type(model).__name__} has no config(); save_release needs a DualClassifier")
@@ -290,6 +300,11 @@ def load_release(path_dir: str | Path, **overrides: Any) -> tuple[DualClassifier
     for path in (config_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"release file not found: {path}")
+    # Here, not at the top: reading a release's config (for ONNX Runtime) runs without torch.
+    import safetensors.torch
+
+    from agecurriculum.model.ensemble import classifier_from_config
+
     config = read_release_config(path_dir)
     info = ReleaseInfo.from_config(config, str(config_path))  # a malformed config fails before the weights load
     # The weights come from the release: never download or read the backbone's original ones.

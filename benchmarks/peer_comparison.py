@@ -65,9 +65,9 @@ import torch
 from agecurriculum.bins import AgeBins
 from agecurriculum.config import RUN_CONFIG_FILE, RunConfig, load_config
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
-from agecurriculum.data.datasets import IGNORE, FaceDataset, assign_age_bin
+from agecurriculum.data.datasets import FaceDataset, assign_age_bin
 from agecurriculum.data.faces import AlignConfig, FaceAligner
-from agecurriculum.data.records import FEMALE, MALE, FaceRecord
+from agecurriculum.data.records import FEMALE, IGNORE, MALE, FaceRecord
 from agecurriculum.data.sources import DATASETS, discover
 from agecurriculum.data.splits import split_records
 from agecurriculum.data.transforms import eval_transform

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agecurriculum.data.balance import BalancedDataset, balance_plan, weighted_sampler
-from agecurriculum.data.datasets import IGNORE, FilteredDataset, TensorFaceDataset
+from agecurriculum.data.datasets import FilteredDataset, TensorFaceDataset
+from agecurriculum.data.records import IGNORE
 
 
 def labels_from_counts(counts):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agecurriculum.data.datasets import IGNORE
+from agecurriculum.data.records import IGNORE
 from agecurriculum.evaluation import (
     apply_temperature,
     expected_calibration_error,

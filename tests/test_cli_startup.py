@@ -81,8 +81,29 @@ def test_every_commands_help_loads_no_torch(argv):
 
 def test_a_command_still_runs_through_its_runner(tmp_path):
     # The parse stays light, and the run is the real one: predict on a missing file fails in one line from the runner.
-    status, heavy, _ = loaded_by("predict", str(tmp_path / "missing.jpg"))
-    assert status == 2 and "torch" in heavy
+    done = subprocess.run(
+        [sys.executable, "-m", "agecurriculum", "predict", str(tmp_path / "missing.jpg")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr == f"agecurriculum predict: error: no input matches {tmp_path / 'missing.jpg'}\n"
+
+
+def test_predict_with_onnx_runtime_loads_no_torch(tmp_path):
+    # The default backend on a CPU: an exported model (or the release's cached export) runs without torch.
+    from inference_helpers import astronaut, make_release
+    from PIL import Image
+
+    from agecurriculum.inference import export_onnx
+
+    model = export_onnx(make_release(tmp_path / "release"), tmp_path / "model.onnx")
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(photo)
+    status, heavy, out = loaded_by("predict", "--json", "--model", str(model), str(photo))
+    assert status == 0 and json.loads(out.splitlines()[-1])["faces"], out
+    assert [m for m in heavy if m in ("torch", "torchvision", "matplotlib")] == [], f"predict loads {heavy}"
+    assert "onnxruntime" in heavy  # the test would pass vacuously if predict ran nothing
 
 
 def test_bins_loads_nothing_heavy(tiny_data):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from agecurriculum.bins import PAPER_BINS, representative_ages
-from agecurriculum.data.datasets import IGNORE
+from agecurriculum.data.records import IGNORE
 from agecurriculum.evaluation import Predictions, expected_calibration_error
 from agecurriculum.evaluation.gate import GateModel, aligned, gate_rows
 

@@ -41,6 +41,10 @@ LAZY_PACKAGE_IMPORTS: dict[tuple[str, str], str] = {
     ("agecurriculum.cli.runners.serve", "agecurriculum.serve.app"): (
         "starlette and uvicorn are the optional serve extra"
     ),
+    # torch is no optional dependency, but inference with ONNX Runtime never needs it (predict starts in 0.8 s and
+    # 150 MB instead of 5 s and 950 MB): the release format reads configs without it, and loads torch to touch weights.
+    ("agecurriculum.release", "agecurriculum.devices"): "torch: only writing a release's weights needs it",
+    ("agecurriculum.release", "agecurriculum.model.ensemble"): "torch: only loading a release's weights needs it",
 }
 
 

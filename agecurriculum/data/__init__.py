@@ -29,7 +29,6 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
-            "IGNORE",
             "FaceDataset",
             "FilteredDataset",
             "TensorFaceDataset",
@@ -41,7 +40,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("AlignConfig", "DetectedFace", "FaceAligner"), "agecurriculum.data.faces"),
     **dict.fromkeys(("ImageLoadError", "load_image"), "agecurriculum.data.images"),
     **dict.fromkeys(
-        ("FEMALE", "MALE", "STRADDLE_RULES", "CleaningReport", "FaceRecord", "LoadResult"), "agecurriculum.data.records"
+        ("IGNORE", "FEMALE", "MALE", "STRADDLE_RULES", "CleaningReport", "FaceRecord", "LoadResult"),
+        "agecurriculum.data.records",
     ),
     **dict.fromkeys(("Split", "split_records"), "agecurriculum.data.splits"),
     **dict.fromkeys(("age_distribution", "fit_age_bins"), "agecurriculum.data.distribution"),

@@ -39,8 +39,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, WeightedRandomSampler
 
 from agecurriculum.bins import AgeBins
-from agecurriculum.data.datasets import IGNORE, age_bins_of, records_of
-from agecurriculum.data.records import FaceRecord
+from agecurriculum.data.datasets import age_bins_of, records_of
+from agecurriculum.data.records import IGNORE, FaceRecord
 from agecurriculum.data.transforms import augment_transform
 
 __all__ = [

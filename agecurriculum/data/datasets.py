@@ -19,10 +19,9 @@ from torch import Tensor
 from torch.utils.data import ConcatDataset, Dataset
 
 from agecurriculum.bins import AgeBins
-from agecurriculum.data.records import STRADDLE_RULES, FaceRecord, Straddle
+from agecurriculum.data.records import IGNORE, STRADDLE_RULES, FaceRecord, Straddle
 
 __all__ = [
-    "IGNORE",
     "assign_age_bin",
     "to_float_tensor",
     "FaceDataset",
@@ -33,9 +32,6 @@ __all__ = [
     "records_of",
     "MIXED",
 ]
-
-#: The label of an unknown age bin or gender; the losses' ``ignore_index``.
-IGNORE = -100
 
 
 def assign_age_bin(record: FaceRecord, bins: AgeBins, straddle: Straddle = "ignore") -> int | None:

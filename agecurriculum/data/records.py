@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "IGNORE",
     "MALE",
     "FEMALE",
     "STRADDLE_RULES",
@@ -30,6 +31,9 @@ __all__ = [
 MALE = 0
 #: The ``gender`` of a woman's :class:`FaceRecord`.
 FEMALE = 1
+
+#: The label of an unknown age bin or gender; the losses' ``ignore_index``.
+IGNORE = -100
 
 Straddle = Literal["ignore", "overlap", "drop", "error"]
 #: The rules for age ranges that straddle bins, the values of ``straddle`` in

@@ -19,11 +19,12 @@ from agecurriculum.bins import (
     BinSolution,
 )
 from agecurriculum.data.balance import BalancePlan, balance_plan
-from agecurriculum.data.datasets import IGNORE, assign_age_bin
+from agecurriculum.data.datasets import assign_age_bin
 from agecurriculum.data.distribution import AgeDistribution, age_distribution, fit_age_bins
 from agecurriculum.data.plots import plot_age_histograms, plot_counts_by_gender
 from agecurriculum.data.records import (
     FEMALE,
+    IGNORE,
     MALE,
     CleaningReport,
     FaceRecord,

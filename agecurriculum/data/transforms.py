@@ -8,10 +8,15 @@ input statistics match what its pretrained weights saw.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+# torch and torchvision are imported by the functions that build transforms, not here: normalise_crops is what
+# inference needs, and ONNX Runtime's inference runs without torch (importing both costs about 3 s).
 
 __all__ = ["train_transform", "eval_transform", "normalise_crops", "augment_transform"]
 
@@ -26,6 +31,9 @@ def _size(size: Size) -> list[int]:
 
 
 def _to_normalised(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    import torch
+    from torchvision.transforms import v2
+
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std)), v2.ToPureTensor()]
 
 
@@ -43,6 +51,8 @@ def train_transform(size: Size, mean: Sequence[float], std: Sequence[float]) -> 
         mean: per-channel mean of the backbone's [0, 1] RGB input.
         std: per-channel std of the backbone's input.
     """
+    from torchvision.transforms import v2
+
     return v2.Compose(
         [
             v2.ToImage(),  # (H, W, 3) ndarray or PIL -> (3, H, W) uint8 image tensor
@@ -58,6 +68,8 @@ def train_transform(size: Size, mean: Sequence[float], std: Sequence[float]) -> 
 def eval_transform(size: Size, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
     """Evaluation transform: resize and normalise only, so results are deterministic. Arguments as in
     :func:`train_transform`."""
+    from torchvision.transforms import v2
+
     return v2.Compose([v2.ToImage(), v2.Resize(_size(size), antialias=True), *_to_normalised(mean, std)])
 
 
@@ -110,6 +122,8 @@ def augment_transform(
         distortion: ``RandomPerspective`` distortion scale in [0, 1].
         elastic_alpha: ``ElasticTransform`` displacement strength, in pixels.
     """
+    from torchvision.transforms import v2
+
     return v2.Compose(
         [
             v2.RandomRotation(degrees),

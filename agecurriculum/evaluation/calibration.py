@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from agecurriculum.data.datasets import IGNORE
+from agecurriculum.data.records import IGNORE
 
 __all__ = [
     "MAX_TEMPERATURE",

@@ -27,7 +27,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from agecurriculum.data.datasets import IGNORE
+from agecurriculum.data.records import IGNORE
 from agecurriculum.evaluation.calibration import apply_temperature
 from agecurriculum.evaluation.metrics import CHILD_MAX_AGE, expected_ages
 from agecurriculum.evaluation.predict import Predictions

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 # representative_ages lives with the bins (a release reads it without evaluation); re-exported here.
 from agecurriculum.bins import OPEN_BIN_OFFSET, AgeBins, representative_ages
-from agecurriculum.data.datasets import IGNORE
+from agecurriculum.data.records import IGNORE
 from agecurriculum.evaluation.predict import Predictions
 
 __all__ = [

@@ -6,20 +6,19 @@ without a model and a test set is passed through the network only once however m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from agecurriculum.data.datasets import IGNORE, records_of
+from agecurriculum.data.datasets import records_of
+from agecurriculum.data.records import IGNORE
+from agecurriculum.evaluation.flip import flip_averaged
 
-__all__ = ["Predictions", "flip_averaged", "predict_dataset"]
-
-Batch = TypeVar("Batch", np.ndarray, torch.Tensor)  # a batch of images, or of probabilities, of either library
+__all__ = ["Predictions", "predict_dataset"]
 
 
 @dataclass
@@ -101,33 +100,6 @@ class Predictions:
         """The items of every named dataset, in order of first appearance (items without a name are left out)."""
         names = dict.fromkeys(d for d in self.datasets if d is not None)
         return {name: self.select(self.datasets == name) for name in names}
-
-
-def flip_averaged(run: Callable[[Batch], Sequence[Batch]], images: Batch) -> tuple[Batch, ...]:
-    """``run``'s probabilities for ``images``, averaged with its probabilities for their mirror images.
-
-    Test-time flip averaging: a face and its left-right mirror are the same person at the same age, so a model
-    whose answer changes with the mirror is unsure, and the average of the two answers is the better estimate.
-    The two views run as one batch of ``2N`` (one call instead of two: the network's cost per image falls with
-    the batch size). *Probabilities* are averaged, not logits: their mean is the mixture of the two answers, so
-    where the views disagree the disagreement shows as uncertainty; averaging logits gives the normalised
-    geometric mean instead, in which the more confident view's larger logits dominate. It also works where only
-    probabilities exist (the ONNX backend's outputs).
-
-    Args:
-        run: maps an ``(M, C, H, W)`` batch to per-class probabilities, e.g. ``(age_probs, gender_probs)``, each
-            ``(M, K)``; a torch function for a tensor batch, a numpy one for an array batch.
-        images: ``(N, C, H, W)`` torch tensor or numpy array; mirrored on its last (width) axis.
-
-    Returns:
-        One ``(N, K)`` average per output of ``run``, of ``run``'s type.
-    """
-    n = len(images)
-    if isinstance(images, torch.Tensor):
-        both = torch.cat([images, images.flip(-1)])
-    else:  # numpy: concatenate copies the negative-stride mirror view into one contiguous batch
-        both = np.concatenate([images, images[..., ::-1]])
-    return tuple((out[:n] + out[n:]) / 2 for out in run(both))
 
 
 @torch.no_grad()

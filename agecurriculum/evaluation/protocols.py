@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from agecurriculum.bins import ADIENCE_GROUPS, MAX_AGE, AgeBins
-from agecurriculum.data.datasets import IGNORE
-from agecurriculum.data.records import FaceRecord
+from agecurriculum.data.records import IGNORE, FaceRecord
 from agecurriculum.evaluation.metrics import accuracy, one_off_accuracy
 from agecurriculum.evaluation.predict import Predictions
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
-from agecurriculum.devices import parse_device, resolve_device
+from agecurriculum.devices import device_kind, resolve_device
 from agecurriculum.release import check_release_config, load_release
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["ONNX_INPUT", "ONNX_OUTPUTS", "ONNX_RELEASE_KEY", "Backend", "OnnxBackend", "TorchBackend"]
 
@@ -46,9 +48,11 @@ class TorchBackend:
         self.config = dict(info.config)
         self.model.to(self.device)
 
-    @torch.no_grad()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        age_logits, gender_logits = self.model(torch.from_numpy(images).to(self.device))[:2]
+        import torch  # here, as onnxruntime is in OnnxBackend: a process that runs ONNX Runtime never loads torch
+
+        with torch.no_grad():
+            age_logits, gender_logits = self.model(torch.from_numpy(images).to(self.device))[:2]
         # Softmax in float64, as evaluation does: the expected age sums probabilities over the bins.
         return (age_logits.double().softmax(1).cpu().numpy(), gender_logits.double().softmax(1).cpu().numpy())
 
@@ -91,14 +95,15 @@ class OnnxBackend:
             options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
         providers: list[Any] = ["CPUExecutionProvider"]
-        dev = parse_device(device)  # not resolve_device: onnxruntime-gpu may see a GPU a CPU-only torch does not
-        if dev.type == "cuda":
+        # Not resolve_device: onnxruntime-gpu may see a GPU that a CPU-only torch does not.
+        kind, index = device_kind(device)
+        if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise ValueError(
                     f"device {device}: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"
                 )
-            providers = [("CUDAExecutionProvider", {"device_id": dev.index or 0}), "CPUExecutionProvider"]
-        elif dev.type != "cpu":
+            providers = [("CUDAExecutionProvider", {"device_id": index or 0}), "CPUExecutionProvider"]
+        elif kind != "cpu":
             raise ValueError(f"device {device}: the onnx backend runs on cpu or cuda")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)

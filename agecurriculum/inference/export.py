@@ -19,27 +19,32 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
 from agecurriculum.release import RELEASE_CONFIG, RELEASE_WEIGHTS, load_release
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = ["cached_onnx", "default_onnx_cache", "export_onnx"]
 
 
-class _Probabilities(nn.Module):
+def _with_softmax(model: nn.Module) -> nn.Module:
     """The release's model with softmax on both heads: the function the ONNX file computes."""
+    import torch  # here: a cached export is found (cached_onnx, for predict) without loading torch
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    class Probabilities(torch.nn.Module):
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        age_logits, gender_logits = self.model(images)[:2]
-        return age_logits.softmax(1), gender_logits.softmax(1)
+        def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            age_logits, gender_logits = self.model(images)[:2]
+            return age_logits.softmax(1), gender_logits.softmax(1)
+
+    return Probabilities(model)
 
 
 def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
@@ -57,11 +62,12 @@ def export_onnx(release_dir: str | Path, out_path: str | Path) -> Path:
             :func:`~agecurriculum.release.load_release`).
     """
     import onnx  # here: only export needs it
+    import torch  # here too: finding a cached export (cached_onnx) runs without torch
 
     model, info = load_release(release_dir)
     example = torch.zeros(2, 3, info.image_size, info.image_size)
     program = torch.onnx.export(
-        _Probabilities(model).eval(),
+        _with_softmax(model).eval(),
         (example,),
         dynamo=True,
         verbose=False,

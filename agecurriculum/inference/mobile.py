@@ -31,7 +31,7 @@ import torch
 
 from agecurriculum.fileio import atomic_write, ensure_writable_folder
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
-from agecurriculum.inference.export import _Probabilities
+from agecurriculum.inference.export import _with_softmax
 from agecurriculum.release import load_release
 
 __all__ = ["COREML_MAX_BATCH", "ORT_TARGET_PLATFORM", "convert_to_ort", "export_coreml", "model_bytes"]
@@ -131,7 +131,7 @@ def export_coreml(release_dir: str | Path, out_path: str | Path) -> Path:
     example = torch.zeros(2, 3, info.image_size, info.image_size)
     try:
         program = torch.export.export(
-            _Probabilities(model).eval(),
+            _with_softmax(model).eval(),
             (example,),
             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=COREML_MAX_BATCH)},),
         ).run_decompositions({})

@@ -17,7 +17,7 @@ For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
 3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
    ``batch_size`` faces (faces of several inputs share a batch); with ``flip=True`` (the default) each batch runs with
    its mirror image (``2 * batch_size`` crops) and the two views' probabilities are averaged
-   (:func:`~agecurriculum.evaluation.predict.flip_averaged`);
+   (:func:`~agecurriculum.evaluation.flip.flip_averaged`);
 4. scales the probabilities by the release's calibration temperatures, if it has any
    (:attr:`~agecurriculum.inference.ReleaseInfo.temperature`; ``p ** (1 / T)`` renormalised, after the flip
    average). A release without them gives the network's probabilities as they are.
@@ -63,10 +63,10 @@ import numpy as np
 from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE, AlignConfig, FaceAligner, check_image
 from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image
 from agecurriculum.data.transforms import normalise_crops
-from agecurriculum.devices import parse_device
+from agecurriculum.devices import device_kind
 from agecurriculum.errors import describe_error
 from agecurriculum.evaluation.calibration import apply_temperature
-from agecurriculum.evaluation.predict import flip_averaged
+from agecurriculum.evaluation.flip import flip_averaged
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
 from agecurriculum.inference.defaults import BACKENDS, VERIFY_BELOW
 from agecurriculum.inference.export import cached_onnx
@@ -327,7 +327,7 @@ def default_backend(device: str = "cpu", release: str | Path | None = None) -> s
     """
     if release is not None and Path(release).is_file():
         return "onnx"
-    if parse_device(device).type != "cpu" or importlib.util.find_spec("onnxruntime") is None:
+    if device_kind(device)[0] != "cpu" or importlib.util.find_spec("onnxruntime") is None:
         return "torch"
     return "onnx"
 

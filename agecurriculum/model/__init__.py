@@ -23,9 +23,9 @@ _EXPORTS: dict[str, str] = {
         "agecurriculum.model.backbones",
     ),
     "DualClassifier": "agecurriculum.model.classifier",
-    "ModelConfig": "agecurriculum.model.config",
+    **dict.fromkeys(("ModelConfig", "member_configs"), "agecurriculum.model.config"),
     "EfficientNetLite": "agecurriculum.model.efficientnet_lite",
-    **dict.fromkeys(("EnsembleClassifier", "classifier_from_config", "member_configs"), "agecurriculum.model.ensemble"),
+    **dict.fromkeys(("EnsembleClassifier", "classifier_from_config"), "agecurriculum.model.ensemble"),
     **dict.fromkeys(("GenderConditionedHead", "HeadOutput"), "agecurriculum.model.heads"),
     "ResizedInput": "agecurriculum.model.resized_input",
 }

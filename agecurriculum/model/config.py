@@ -9,8 +9,9 @@ builds one), re-exported by :mod:`agecurriculum.model.classifier`, :mod:`agecurr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ModelConfig"]
+__all__ = ["ModelConfig", "member_configs"]
 
 
 @dataclass
@@ -27,3 +28,9 @@ class ModelConfig:
     init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
     freeze_blocks: int | None = None  # fine-tune: keep the backbone's stem and first N blocks frozen (their
     # BatchNorm statistics too): fewer weights to train, 1.5-2x the images/s (docs/benchmarks.md); None trains all
+
+
+def member_configs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configs of the single networks in a model config (as a release's ``config.json`` stores it under
+    ``model``): an ensemble's members, else ``[cfg]`` itself."""
+    return cfg.get("members", [cfg])

@@ -12,7 +12,7 @@ from torch import nn
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.heads import HeadOutput
 
-__all__ = ["EnsembleClassifier", "classifier_from_config", "member_configs"]
+__all__ = ["EnsembleClassifier", "classifier_from_config"]
 
 
 class EnsembleClassifier(nn.Module):
@@ -71,12 +71,6 @@ class EnsembleClassifier(nn.Module):
         if not isinstance(members, list) or not members or set(cfg) != {"members"}:
             raise ValueError(f"an ensemble config is {{'members': [member configs]}}, got keys {sorted(cfg)}")
         return cls([DualClassifier.from_config(member, **overrides) for member in members])
-
-
-def member_configs(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """The configs of the single networks in a model config (as a release's ``config.json`` stores it under
-    ``model``): an ensemble's members, else ``[cfg]`` itself."""
-    return cfg.get("members", [cfg])
 
 
 def classifier_from_config(cfg: dict[str, Any], **overrides: Any) -> DualClassifier | EnsembleClassifier:

@@ -34,9 +34,9 @@ from agecurriculum.bins import PAPER_BINS, AgeBins, representative_ages
 from agecurriculum.config import EVALUATION_PARTS, RUN_CONFIG_FILE, RunConfig, check_config
 from agecurriculum.data.balance import BalancedDataset, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
-from agecurriculum.data.datasets import IGNORE, MIXED, FaceDataset, MixedDataset, age_bins_of
+from agecurriculum.data.datasets import MIXED, FaceDataset, MixedDataset, age_bins_of
 from agecurriculum.data.faces import AlignConfig, FaceAligner
-from agecurriculum.data.records import FaceRecord
+from agecurriculum.data.records import IGNORE, FaceRecord
 from agecurriculum.data.sources import DATASETS, alignment_record, discover, histogram_datasets
 from agecurriculum.data.splits import PARTS, Split, split_records
 from agecurriculum.data.summary import age_distribution, fit_age_bins
@@ -660,7 +660,7 @@ def evaluate_run(
         checkpoint: a training checkpoint of this run to evaluate instead of the release.
         part: ``"test"``, or ``"val"`` to compare models on the validation parts without reading test.
         flip: average every face's probabilities with its mirror image's
-            (:func:`~agecurriculum.evaluation.predict.flip_averaged`).
+            (:func:`~agecurriculum.evaluation.flip.flip_averaged`).
 
     Raises:
         ValueError: ``part`` is not one of :data:`~agecurriculum.config.EVALUATION_PARTS`.
