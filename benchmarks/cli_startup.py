@@ -9,7 +9,8 @@ time to other work on the machine) and the median peak resident memory of the pr
 
 Commands: ``agecurriculum --help``, ``bins --help``, ``predict --help``, ``train --help``, ``serve --help`` and, with
 ``--data`` (default ``../shared/data`` beside the repository when it exists), ``bins --data DATA`` and ``predict
-PHOTO`` (FairFace's ``val/1.jpg`` with the default model). Each command runs once untimed first, so the file cache
+PHOTO`` (FairFace's ``val/1.jpg`` with the default model); on Linux also ``serve --port 0`` until it says the model
+is loaded (its CPU and peak memory read from ``/proc`` then). Each command runs once untimed first, so the file cache
 and the default model's ONNX export (made on first use) are warm. Targets: every help text under 0.5 s, ``bins
 --data`` under 2 s and 300 MB.
 
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +72,34 @@ def run_once(python: str, root: Path, arguments: list[str]) -> tuple[float, floa
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
+def serve_once(python: str, root: Path) -> tuple[float, float, float]:
+    """Wall seconds from ``agecurriculum serve --port 0`` to its "loaded" line on stderr, CPU seconds until then
+    (from ``/proc``), and its peak RSS (MiB) then; the server is stopped after. Linux only."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [python, "-m", "agecurriculum", "serve", "--port", "0"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stderr.readline()
+        wall = time.perf_counter() - start
+        if "loaded" not in line:
+            raise RuntimeError(f"agecurriculum serve: no 'loaded' line: {line.strip()!r}")
+        status = Path(f"/proc/{process.pid}/status").read_text().splitlines()
+        peak_kib = next(int(s.split()[1]) for s in status if s.startswith("VmHWM:"))
+        ticks = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(ticks[11]) + int(ticks[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    finally:
+        process.terminate()
+        process.wait()
+    return wall, cpu, peak_kib / 1024
+
+
 def check_root(python: str, root: Path) -> str:
     """The file of the ``agecurriculum`` package that runs from ``root``; raises if it is not under ``root``."""
     env = {**os.environ, "PYTHONPATH": str(root)}
@@ -99,9 +129,15 @@ def main() -> None:
     package = check_root(args.python, args.root)
 
     rows = []
-    for label, arguments in commands(data):
-        run_once(args.python, args.root, arguments)  # untimed: the file cache and predict's ONNX export are warm
-        runs = [run_once(args.python, args.root, arguments) for _ in range(args.repeats)]
+    measured: list[tuple[str, Callable[[], tuple[float, float, float]]]] = [
+        (label, lambda arguments=arguments: run_once(args.python, args.root, arguments))
+        for label, arguments in commands(data)
+    ]
+    if Path("/proc/self/status").is_file():
+        measured.append(("agecurriculum serve (until loaded)", lambda: serve_once(args.python, args.root)))
+    for label, measure in measured:
+        measure()  # untimed: the file cache and the default model's ONNX export are warm
+        runs = [measure() for _ in range(args.repeats)]
         walls, cpus, peaks = zip(*runs)
         rows.append(
             {
