@@ -24,6 +24,7 @@ from agecurriculum import config as config_module
 from agecurriculum.cli import describe_error
 from agecurriculum.cli.main import EXIT_BROKEN_PIPE, main
 from agecurriculum.config import RunConfig, check_config
+from agecurriculum.devices import device_kind
 from agecurriculum.train import run as run_module
 from agecurriculum.train.run_logs import read_metrics
 
@@ -114,6 +115,17 @@ def test_an_unknown_or_missing_device_lists_the_available_ones(capsys, release_d
         assert main(["predict", str(photos / "a.png"), "--model", str(release_dir), "--device", device]) == 2
         line = one_error_line(capsys.readouterr().err, "predict")
         assert f"device {device!r}" in line and "cpu" in line
+
+
+def test_device_kind_reads_plain_names_as_torch_does():
+    # ONNX Runtime's backend asks device_kind, which reads cpu / cuda[:N] without torch: the same answer as torch's.
+    for name in ("cpu", "cuda", "cuda:0", "cuda:3"):
+        device = torch.device(name)
+        assert device_kind(name) == (device.type, device.index)
+    assert device_kind(torch.device("cuda", 2)) == ("cuda", 2)
+    assert device_kind("mps") == ("mps", None)
+    with pytest.raises(ValueError, match="device 'bogus': not a device name; this machine has: cpu"):
+        device_kind("bogus")
 
 
 def test_a_training_device_that_is_not_there_fails_before_the_data_is_prepared(capsys, tmp_path, monkeypatch):
