@@ -83,6 +83,21 @@ def test_public_api_is_importable_from_the_top_level():
         assert getattr(agecurriculum, name) is not None
 
 
+def test_the_evaluation_package_exports_every_name_of_its_modules():
+    # agecurriculum.evaluation lists its names to import them on first use; they must stay each module's __all__,
+    # as when the package star-imported its modules (a name added to a module is exported without more ado).
+    import importlib
+
+    import agecurriculum.evaluation as evaluation
+
+    modules = sorted(set(evaluation._EXPORTS.values()))
+    expected = {name: m for m in modules for name in importlib.import_module(m).__all__}
+    assert evaluation._EXPORTS == expected
+    assert set(modules) == {
+        f"agecurriculum.evaluation.{path.stem}" for path in Path(evaluation.__file__).parent.glob("[!_]*.py")
+    }
+
+
 def test_console_script_runs():
     out = run([sys.executable, "-m", "agecurriculum.cli.main", "--version"])
     assert out.stdout.strip() == f"agecurriculum {__import__('agecurriculum').__version__}"

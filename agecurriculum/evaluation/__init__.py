@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from agecurriculum._lazy import lazy_exports
 
-# Public name -> the module that defines it (each module's __all__).
+# Public name -> the module that defines it: every module's __all__, listed here so that nothing is imported before
+# it is used (tests/test_package.py holds the two equal).
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Predictions", "predict_dataset"), "agecurriculum.evaluation.predict"),
     **dict.fromkeys(("flip_averaged",), "agecurriculum.evaluation.flip"),
