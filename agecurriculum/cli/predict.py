@@ -12,7 +12,13 @@ from pathlib import Path
 
 from agecurriculum.cli import Runner
 from agecurriculum.data.images import DEFAULT_MAX_BYTES, is_image_name
-from agecurriculum.inference.defaults import BACKENDS, DEFAULT_RELEASE_DIR, UPSAMPLE_MIN_SIDE, VERIFY_BELOW
+from agecurriculum.inference.defaults import (
+    BACKENDS,
+    DEFAULT_RELEASE_DIR,
+    PROCESSES_FROM,
+    UPSAMPLE_MIN_SIDE,
+    VERIFY_BELOW,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,8 +114,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="threads decoding photos and finding faces at the same time, output still in input "
-        "order (default: one per CPU core)",
+        help="threads (or processes) decoding photos and finding faces at the same time, output still "
+        "in input order (default: one per CPU core)",
+    )
+    parser.add_argument(
+        "--processes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="find faces in worker processes instead of threads: about 1.3x the photos/s on 2 cores, "
+        f"after about half a second to start them (default: on from {PROCESSES_FROM} inputs, off below)",
     )
     parser.add_argument(
         "--max-bytes",

@@ -24,19 +24,18 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("draw_faces", "face_label"), "agecurriculum.inference.annotate"),
     **dict.fromkeys(("OnnxBackend", "TorchBackend"), "agecurriculum.inference.backends"),
     **dict.fromkeys(
-        ("BACKENDS", "DEFAULT_RELEASE_DIR", "RETRY_SCALE", "UPSAMPLE_MIN_SIDE", "VERIFY_BELOW"),
+        ("BACKENDS", "DEFAULT_RELEASE_DIR", "PROCESSES_FROM", "RETRY_SCALE", "UPSAMPLE_MIN_SIDE", "VERIFY_BELOW"),
         "agecurriculum.inference.defaults",
     ),
     **dict.fromkeys(("ensemble_releases", "interpolate_releases"), "agecurriculum.inference.ensemble"),
     "export_onnx": "agecurriculum.inference.export",
     "FaceFinder": "agecurriculum.inference.finder",
     **dict.fromkeys(("convert_to_ort", "export_coreml"), "agecurriculum.inference.mobile"),
-    **dict.fromkeys(
-        ("ONNX_FILE", "Predictor", "default_backend", "default_workers"), "agecurriculum.inference.predictor"
-    ),
+    **dict.fromkeys(("ONNX_FILE", "Predictor", "default_backend"), "agecurriculum.inference.predictor"),
     **dict.fromkeys(("cpu_has_vnni", "quantize_onnx"), "agecurriculum.inference.quantize"),
     "resolve_release": "agecurriculum.inference.release",
     **dict.fromkeys(("FaceVerifier", "VerifyConfig"), "agecurriculum.inference.verify"),
+    **dict.fromkeys(("FaceJob", "FacePool", "default_workers"), "agecurriculum.inference.workers"),
     **dict.fromkeys(("ReleaseInfo", "read_release_config"), "agecurriculum.release"),
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BACKENDS", "DEFAULT_RELEASE_DIR", "RETRY_SCALE", "UPSAMPLE_MIN_SIDE", "VERIFY_BELOW"]
+__all__ = ["BACKENDS", "DEFAULT_RELEASE_DIR", "PROCESSES_FROM", "RETRY_SCALE", "UPSAMPLE_MIN_SIDE", "VERIFY_BELOW"]
 
 #: The folder of the trained default model, a release shipped with the package (model.safetensors + config.json) in
 #: ``agecurriculum/weights/default`` of the installed package.
@@ -31,3 +31,8 @@ UPSAMPLE_MIN_SIDE = 800
 #: A photo where upsample 0 finds nothing is searched again enlarged by this factor, about half of the 6/5 step
 #: between the face sizes dlib's HOG pyramid looks at (sqrt(6/5) = 1.095), so the retry sees the sizes in between.
 RETRY_SCALE = 1.1
+#: Inputs from which ``agecurriculum predict`` finds faces in worker processes rather than threads (unless
+#: ``--processes``/``--no-processes`` says): starting them takes about 0.2 s, and on a 2-core CPU the command ran 16
+#: FairFace photos (224 px) as fast either way and 32 faster in processes (docs/benchmarks.md). See
+#: :mod:`agecurriculum.inference.workers`.
+PROCESSES_FROM = 32

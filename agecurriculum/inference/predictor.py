@@ -13,7 +13,8 @@ For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
    face is aligned on its five landmarks at the release's ``image_size`` and ``padding``, as training did
    (:class:`~agecurriculum.data.FaceAligner`). With ``aligned=True`` the input is taken as one already aligned face
    crop instead, made square and resized as training did for UTKFace's crops. Photos are decoded and searched in
-   ``workers`` threads while the network runs (dlib releases Python's GIL), results still in input order;
+   ``workers`` threads, or worker processes (``processes=True``), while the network runs, results still in input
+   order (:mod:`agecurriculum.inference.workers`);
 3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
    ``batch_size`` faces (faces of several inputs share a batch); with ``flip=True`` (the default) each batch runs with
    its mirror image (``2 * batch_size`` crops) and the two views' probabilities are averaged
@@ -50,21 +51,16 @@ no better than the bins it comes from. Probabilities are rounded to 6 decimals, 
 from __future__ import annotations
 
 import importlib.util
-import math
-import os
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE, AlignConfig, FaceAligner, check_image
-from agecurriculum.data.images import DEFAULT_MAX_BYTES, ImageLoadError, load_image
+from agecurriculum.data.faces import DEFAULT_MAX_DETECT_SIDE, AlignConfig, FaceAligner
+from agecurriculum.data.images import DEFAULT_MAX_BYTES
 from agecurriculum.data.transforms import normalise_crops
 from agecurriculum.devices import device_kind
-from agecurriculum.errors import describe_error
 from agecurriculum.evaluation.calibration import apply_temperature
 from agecurriculum.evaluation.flip import flip_averaged
 from agecurriculum.inference.backends import Backend, OnnxBackend, TorchBackend
@@ -73,6 +69,7 @@ from agecurriculum.inference.export import cached_onnx
 from agecurriculum.inference.finder import FaceFinder
 from agecurriculum.inference.release import resolve_release
 from agecurriculum.inference.verify import FaceVerifier
+from agecurriculum.inference.workers import MIN_FACE_PIXELS, FaceJob, FacePool, Found, PredictorInput, default_workers
 from agecurriculum.release import GENDER_NAMES, ONNX_FILE, ReleaseInfo
 
 __all__ = [
@@ -85,15 +82,10 @@ __all__ = [
     "default_workers",
 ]
 
-# Shortest side an input may have, in pixels: below it a crop holds too little of a face to mean anything (dlib's
-# landmarks need a few pixels per eye), and with aligned=True a 1x1 image would otherwise get a confident answer.
-MIN_FACE_PIXELS = 16
 # Gray-level standard deviation (0-255 scale) under which a crop counts as featureless: flat colour is 0, JPEG
 # noise on it about 1, the least contrasted real face crop seen 9 (see the module docstring).
 FEATURELESS_STD = 2.0
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 weights, as PIL's RGB-to-L conversion
-
-PredictorInput = Union[str, os.PathLike, np.ndarray]
 
 
 class Predictor:
@@ -121,8 +113,14 @@ class Predictor:
             views' probabilities. It doubles the network's work, a small part of a photo's time on CPU (face
             finding dominates: docs/benchmarks.md measures the cost); the output has the same fields either way.
             False runs each face once.
-        workers: threads that decode photos and find faces at the same time (None: :func:`default_workers`, one
-            per CPU core this process may use); 1 does it all in the calling thread. Results keep input order.
+        workers: threads (or processes) that decode photos and find faces at the same time (None:
+            :func:`default_workers`, one per CPU core this process may use); 1 does it all in the calling thread.
+            Results keep input order.
+        processes: find faces in ``workers`` worker processes instead of threads: about 1.3x the photos/s on
+            2 cores, after about half a second to start them (on the first call, or :meth:`start_workers`); they
+            stay up until :meth:`close`. A script using it needs the ``if __name__ == "__main__":`` guard (see
+            :mod:`agecurriculum.inference.workers`, which also says why threads are slower). ``agecurriculum
+            predict`` turns it on from :data:`PROCESSES_FROM` inputs on.
     """
 
     def __init__(
@@ -137,6 +135,7 @@ class Predictor:
         verify_below: float = VERIFY_BELOW,
         verify_lone: bool = False,
         workers: int | None = None,
+        processes: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -158,6 +157,8 @@ class Predictor:
         self.aligner = FaceAligner(align)  # only its align_crop_only, for aligned=True (thread-safe: no dlib)
         self.flip = flip
         self.workers = default_workers() if workers is None else workers
+        self.processes = processes
+        self._pool = FacePool(FaceJob(self.finder, self.aligner, max_bytes), self.workers, processes)
 
     @classmethod
     def from_release(
@@ -183,7 +184,7 @@ class Predictor:
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
             batch_size: faces per forward pass.
             **kwargs: more :class:`Predictor` arguments (``verify``, ``verify_below``, ``verify_lone``, ``upsample``,
-                ``max_bytes``, ``max_detect_side``, ``flip``, ``workers``).
+                ``max_bytes``, ``max_detect_side``, ``flip``, ``workers``, ``processes``).
 
         Raises:
             FileNotFoundError: the release (or its ONNX file) is missing, or no default model is installed.
@@ -238,47 +239,26 @@ class Predictor:
             if crops:
                 yield from self._normalise(crops)
 
-    def _found(
-        self, inputs: Iterable[PredictorInput], aligned: bool
-    ) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
-        """:meth:`_find_faces` of every input, in input order, ``workers`` inputs at a time in a thread pool.
+    def start_workers(self) -> bool:
+        """Starts the face-finding worker processes now (with ``processes=True``), so that the first call does not
+        wait for them: e.g. while the photos are still being listed. Returns whether they run (False with
+        ``processes=False`` or ``workers=1``, or where they cannot start: the predictor then uses threads)."""
+        return self._pool.start()
 
-        At most ``2 * workers`` inputs are in flight, so a long (or endless) input iterable is read as it goes.
-        """
-        items = enumerate(inputs)
-        if self.workers == 1:
-            yield from (self._find_faces(index, item, aligned) for index, item in items)
-            return
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="agecurriculum-faces") as pool:
-            flight: deque[Future] = deque()
-            for index, item in items:
-                flight.append(pool.submit(self._find_faces, index, item, aligned))
-                if len(flight) >= 2 * self.workers:
-                    yield flight.popleft().result()
-            while flight:
-                yield flight.popleft().result()
+    def close(self) -> None:
+        """Shuts the face-finding worker processes down, if any run; a later call starts them again. A ``with``
+        block does this at its end; a predictor that is garbage-collected or still open at exit does it too."""
+        self._pool.close()
 
-    def _find_faces(self, index: int, item: PredictorInput, aligned: bool) -> tuple[dict[str, Any], list[np.ndarray]]:
-        is_array = isinstance(item, np.ndarray)
-        result: dict[str, Any] = {"path": None if is_array else os.fspath(item), "faces": [], "error": None}
-        try:
-            image = check_image(item) if is_array else load_image(item, max_bytes=self.max_bytes)
-            h, w = image.shape[:2]
-            if min(h, w) < MIN_FACE_PIXELS:
-                raise ValueError(f"image too small ({w}x{h}; at least {MIN_FACE_PIXELS} px a side)")
-            if aligned:
-                crops = [self.aligner.align_crop_only(image)]
-                result["faces"] = [{"box": [0, 0, int(w), int(h)], "score": None}]
-            else:
-                faces = self.finder.find(image)
-                crops = [f.crop for f in faces]
-                result["faces"] = [{"box": [int(v) for v in f.box], "score": _number(f.score)} for f in faces]
-        except (ValueError, OSError, RuntimeError, MemoryError) as e:
-            # A file's ImageLoadError names it already; other errors get its path, or an array its place in the input.
-            label = f"input {index}" if is_array else result["path"]
-            result["error"] = str(e) if isinstance(e, ImageLoadError) else f"{label}: {describe_error(e)}"
-            result["faces"], crops = [], []
-        return result, crops
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _found(self, inputs: Iterable[PredictorInput], aligned: bool) -> Iterator[Found]:
+        """The faces of every input, in input order (:class:`~agecurriculum.inference.workers.FacePool`)."""
+        return self._pool.map(inputs, aligned)
 
     def _run(self, pending: list[tuple[dict[str, Any], list[np.ndarray]]]) -> Iterator[dict[str, Any]]:
         crops = [crop for _, item_crops in pending for crop in item_crops]
@@ -330,16 +310,6 @@ def default_backend(device: str = "cpu", release: str | Path | None = None) -> s
     if device_kind(device)[0] != "cpu" or importlib.util.find_spec("onnxruntime") is None:
         return "torch"
     return "onnx"
-
-
-def default_workers() -> int:
-    """One face-finding thread per CPU core this process may use (its affinity mask where the OS has one)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(cores or 1, 1)
-
-
-def _number(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
 
 
 def _featureless_warning(crop: np.ndarray) -> str | None:

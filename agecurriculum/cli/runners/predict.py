@@ -13,6 +13,7 @@ from agecurriculum.cli.predict import expand_paths
 from agecurriculum.data.images import ImageLoadError, load_image
 from agecurriculum.fileio import atomic_write
 from agecurriculum.inference import Predictor, draw_faces, face_label
+from agecurriculum.inference.defaults import PROCESSES_FROM
 from agecurriculum.inference.results import failed_result, results_json
 
 # Formats --draw writes as they are; anything else becomes a PNG.
@@ -48,17 +49,19 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_bytes=args.max_bytes,
         flip=args.flip,
+        processes=len(files) >= PROCESSES_FROM if args.processes is None else args.processes,
     )
     start, faces, errors, drawn_names = time.perf_counter(), 0, len(empty), set()
-    for done, result in enumerate(predictor.iter_predict(files, aligned=args.aligned), 1):
-        if args.draw is not None and result["error"] is None:
-            # Drawn before printing: a drawing that cannot be written is this input's error, and the run goes on.
-            result["error"] = _draw(result, args.draw, drawn_names)
-        faces += len(result["faces"])
-        errors += result["error"] is not None
-        _print(result, args.json)
-        if args.json and sys.stderr.isatty():  # text mode: the lines themselves show the progress
-            print(f"\r{done}/{len(files)} inputs", end="", file=sys.stderr, flush=True)
+    with predictor:  # shuts its worker processes down, if it has any, before the summary line
+        for done, result in enumerate(predictor.iter_predict(files, aligned=args.aligned), 1):
+            if args.draw is not None and result["error"] is None:
+                # Drawn before printing: a drawing that cannot be written is this input's error, and the run goes on.
+                result["error"] = _draw(result, args.draw, drawn_names)
+            faces += len(result["faces"])
+            errors += result["error"] is not None
+            _print(result, args.json)
+            if args.json and sys.stderr.isatty():  # text mode: the lines themselves show the progress
+                print(f"\r{done}/{len(files)} inputs", end="", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
     if args.json and sys.stderr.isatty():
         print(file=sys.stderr)

@@ -1,0 +1,256 @@
+"""Finding the faces of many photos at once: in threads, or in worker processes, results in input order.
+
+:class:`FaceJob` is one input's work before the network: decode the photo, find and align its faces (or take it as
+an aligned crop). :class:`FacePool` runs it over many inputs, ``workers`` at a time:
+
+* in **threads** (the default): nothing to start, right for a few photos and for a server's small batches. dlib
+  holds Python's GIL for part of its work (landmarks, face chips, converting the image for its HOG search), so two
+  threads find faces only about 1.5x as fast as one, and the network's thread waits on them too;
+* in **worker processes** (``processes=True``): each finds faces with its own interpreter, so the search scales
+  with the cores; on a 2-core CPU, 200 FairFace photos ran 1.3x as fast as with threads (docs/benchmarks.md,
+  "Face finding in processes"). Starting them costs about half a second (a fresh interpreter each, dlib's models
+  loaded), so they pay off from a few dozen photos on; they stay up for the pool's life and are shut down by
+  :meth:`FacePool.close` (or when the pool is garbage-collected, or at exit).
+
+Worker processes start with multiprocessing's ``forkserver`` method where the platform has it (Linux, macOS), else
+``spawn``, never ``fork``: the parent runs ONNX Runtime's or torch's threads, and forking a process with threads
+can deadlock the child. Like every such pool, each worker imports the parent's main module (as ``__mp_main__``),
+so a script that uses ``processes=True`` needs the usual ``if __name__ == "__main__":`` guard. A worker that dies
+(killed for memory, or a crash inside dlib) costs no input: the inputs in flight are run again one at a time in a
+fresh pool, and only one on which a worker dies again gets an error; a pool that cannot start at all falls back to
+threads with a warning.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Union
+
+import numpy as np
+
+from agecurriculum.data.faces import FaceAligner, check_image
+from agecurriculum.data.images import ImageLoadError, load_image
+from agecurriculum.errors import describe_error
+from agecurriculum.inference.finder import FaceFinder
+
+__all__ = ["MIN_FACE_PIXELS", "FaceJob", "FacePool", "Found", "default_workers"]
+
+# Shortest side an input may have, in pixels: below it a crop holds too little of a face to mean anything (dlib's
+# landmarks need a few pixels per eye), and with aligned=True a 1x1 image would otherwise get a confident answer.
+MIN_FACE_PIXELS = 16
+
+PredictorInput = Union[str, os.PathLike, np.ndarray]
+Found = tuple[dict[str, Any], list[np.ndarray]]  # an input's result dict (no predictions yet) and its face crops
+
+
+def default_workers() -> int:
+    """One face-finding worker per CPU core this process may use (its affinity mask where the OS has one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(cores or 1, 1)
+
+
+class FaceJob:
+    """One input's work before the network: decode it, then find and align its faces.
+
+    Picklable (dlib's models are built again in each process), so a :class:`FacePool` can send it to worker
+    processes once and then only the inputs.
+
+    Args:
+        finder: finds and aligns the faces of a photo.
+        aligner: its :meth:`~agecurriculum.data.FaceAligner.align_crop_only` makes the crop of an ``aligned`` input.
+        max_bytes: largest image file read (see :func:`~agecurriculum.data.images.load_image`); None: no limit.
+    """
+
+    def __init__(self, finder: FaceFinder, aligner: FaceAligner, max_bytes: int | None) -> None:
+        self.finder = finder
+        self.aligner = aligner
+        self.max_bytes = max_bytes
+
+    def __call__(self, index: int, item: PredictorInput, aligned: bool) -> Found:
+        """The result dict of input number ``index`` (``path``, ``faces`` with boxes and scores, ``error``) and its
+        crops; an input that cannot be used gets its ``error`` and no faces, never an exception."""
+        is_array = isinstance(item, np.ndarray)
+        result: dict[str, Any] = {"path": None if is_array else os.fspath(item), "faces": [], "error": None}
+        try:
+            image = check_image(item) if is_array else load_image(item, max_bytes=self.max_bytes)
+            h, w = image.shape[:2]
+            if min(h, w) < MIN_FACE_PIXELS:
+                raise ValueError(f"image too small ({w}x{h}; at least {MIN_FACE_PIXELS} px a side)")
+            if aligned:
+                crops = [self.aligner.align_crop_only(image)]
+                result["faces"] = [{"box": [0, 0, int(w), int(h)], "score": None}]
+            else:
+                faces = self.finder.find(image)
+                crops = [f.crop for f in faces]
+                result["faces"] = [{"box": [int(v) for v in f.box], "score": _number(f.score)} for f in faces]
+        except (ValueError, OSError, RuntimeError, MemoryError) as e:
+            # A file's ImageLoadError names it already; other errors get its path, or an array its place in the input.
+            label = f"input {index}" if is_array else result["path"]
+            result["error"] = str(e) if isinstance(e, ImageLoadError) else f"{label}: {describe_error(e)}"
+            result["faces"], crops = [], []
+        return result, crops
+
+
+class FacePool:
+    """Runs a :class:`FaceJob` over many inputs, ``workers`` at a time, and yields the results in input order.
+
+    At most ``2 * workers`` inputs are in flight, so a long (or endless) input iterable is read as it goes.
+
+    Args:
+        job: the work of one input.
+        workers: inputs handled at the same time; 1 does everything in the calling thread.
+        processes: run them in worker processes instead of threads (see the module docstring).
+    """
+
+    def __init__(self, job: FaceJob, workers: int, processes: bool = False) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.job = job
+        self.workers = workers
+        self.processes = processes
+        self._processes: ProcessPoolExecutor | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    def map(self, inputs: Iterable[PredictorInput], aligned: bool = False) -> Iterator[Found]:
+        """``job(index, item, aligned)`` of every input, in input order."""
+        items = enumerate(inputs)
+        if self.workers == 1:
+            yield from (self.job(index, item, aligned) for index, item in items)
+            return
+        if self.processes and self.start():
+            yield from self._map_processes(items, aligned)
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="agecurriculum-faces") as pool:
+            yield from _in_order(pool, self.job, items, aligned, 2 * self.workers)
+
+    def start(self) -> bool:
+        """Starts the worker processes now (``processes=True``; otherwise nothing to start), so that the first
+        :meth:`map` does not wait for them. Returns whether they run: False when they cannot be started here (the
+        pool then works in threads, with a warning)."""
+        if not self.processes or self.workers == 1:
+            return False
+        if self._processes is not None:
+            return True
+        pool = None
+        try:
+            pool = ProcessPoolExecutor(self.workers, mp_context=_context(), initializer=_set_job, initargs=(self.job,))
+            for started in [pool.submit(_ready) for _ in range(self.workers)]:
+                started.result()  # the workers up and their imports done before the first input is sent
+        except (OSError, BrokenProcessPool, RuntimeError) as e:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            warnings.warn(f"face finding in worker processes unavailable ({describe_error(e)}): using threads")
+            self.processes = False
+            return False
+        self._processes = pool
+        self._finalizer = weakref.finalize(self, pool.shutdown, wait=False, cancel_futures=True)
+        return True
+
+    def close(self) -> None:
+        """Shuts the worker processes down (a later :meth:`map` starts them again)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._processes, self._finalizer = None, None
+
+    def _map_processes(self, items: Iterator[tuple[int, PredictorInput]], aligned: bool) -> Iterator[Found]:
+        flight: deque[tuple[int, PredictorInput, Future]] = deque()
+        for index, item in items:
+            flight.append((index, item, self._submit(index, item, aligned)))
+            while len(flight) >= 2 * self.workers:
+                yield self._collect(flight, aligned)
+        while flight:
+            yield self._collect(flight, aligned)
+
+    def _submit(self, index: int, item: PredictorInput, aligned: bool) -> Future:
+        if self._processes is None and not self.start():  # no pool could be started again: this thread does it
+            return _done(self.job(index, item, aligned))
+        assert self._processes is not None
+        try:
+            return self._processes.submit(_run_job, index, item, aligned)
+        except BrokenProcessPool:  # it broke between two results: a fresh pool takes the input
+            self.close()
+            return self._submit(index, item, aligned)
+
+    def _collect(self, flight: deque[tuple[int, PredictorInput, Future]], aligned: bool) -> Found:
+        try:
+            found = flight[0][2].result()
+        except BrokenProcessPool:
+            pass
+        else:
+            flight.popleft()
+            return found
+        # A worker died: the inputs in flight lost their results. Run them again one at a time in a fresh pool, so
+        # that only an input a worker dies on again fails; the inputs after them go on as before.
+        self.close()
+        lost = [(index, item) for index, item, _ in flight]
+        flight.clear()
+        flight.extend((index, item, _done(self._alone(index, item, aligned))) for index, item in lost)
+        return flight.popleft()[2].result()
+
+    def _alone(self, index: int, item: PredictorInput, aligned: bool) -> Found:
+        try:
+            return self._submit(index, item, aligned).result()
+        except BrokenProcessPool:
+            self.close()
+            return _failed(index, item, "the face-finding process died on it (out of memory, or a crash in dlib)")
+
+
+def _in_order(executor: Executor, job: FaceJob, items: Iterator, aligned: bool, window: int) -> Iterator[Found]:
+    flight: deque[Future] = deque()
+    for index, item in items:
+        flight.append(executor.submit(job, index, item, aligned))
+        if len(flight) >= window:
+            yield flight.popleft().result()
+    while flight:
+        yield flight.popleft().result()
+
+
+def _done(found: Found) -> Future:
+    future: Future = Future()
+    future.set_result(found)
+    return future
+
+
+def _failed(index: int, item: PredictorInput, message: str) -> Found:
+    """The result of an input that could not be used: its ``error`` names it (an array by its place in the input)."""
+    path = None if isinstance(item, np.ndarray) else os.fspath(item)
+    return {"path": path, "faces": [], "error": f"{path or f'input {index}'}: {message}"}, []
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    # Never fork (see the module docstring). The forkserver imports this module once, so each worker forked from it
+    # starts with dlib and PIL loaded; setting the list also keeps the server from importing the parent's script.
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+# The job of this worker process, set once by the pool's initializer so that only the inputs travel afterwards.
+_JOB: FaceJob | None = None
+
+
+def _set_job(job: FaceJob) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _ready() -> None:
+    """Runs in each worker at start: nothing but the imports and the job's arrival."""
+
+
+def _run_job(index: int, item: PredictorInput, aligned: bool) -> Found:
+    assert _JOB is not None, "worker process without its job"
+    return _JOB(index, item, aligned)
+
+
+def _number(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
