@@ -121,8 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--processes",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="find faces in worker processes instead of threads: about 1.3x the photos/s on 2 cores, "
-        f"after about half a second to start them (default: on from {PROCESSES_FROM} inputs, off below)",
+        help="find faces in worker processes instead of threads: 1.2-1.5x the photos/s on 2 cores, after "
+        f"about 0.2 s to start them (default: on from {PROCESSES_FROM} inputs, off below)",
     )
     parser.add_argument(
         "--max-bytes",

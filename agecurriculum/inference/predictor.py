@@ -116,8 +116,8 @@ class Predictor:
         workers: threads (or processes) that decode photos and find faces at the same time (None:
             :func:`default_workers`, one per CPU core this process may use); 1 does it all in the calling thread.
             Results keep input order.
-        processes: find faces in ``workers`` worker processes instead of threads: about 1.3x the photos/s on
-            2 cores, after about half a second to start them (on the first call, or :meth:`start_workers`); they
+        processes: find faces in ``workers`` worker processes instead of threads: 1.2-1.5x the photos/s on
+            2 cores, after about 0.2 s to start them (on the first call, or :meth:`start_workers`); they
             stay up until :meth:`close`. A script using it needs the ``if __name__ == "__main__":`` guard (see
             :mod:`agecurriculum.inference.workers`, which also says why threads are slower). ``agecurriculum
             predict`` turns it on from :data:`PROCESSES_FROM` inputs on.

@@ -7,10 +7,11 @@ an aligned crop). :class:`FacePool` runs it over many inputs, ``workers`` at a t
   holds Python's GIL for part of its work (landmarks, face chips, converting the image for its HOG search), so two
   threads find faces only about 1.5x as fast as one, and the network's thread waits on them too;
 * in **worker processes** (``processes=True``): each finds faces with its own interpreter, so the search scales
-  with the cores; on a 2-core CPU, 200 FairFace photos ran 1.3x as fast as with threads (docs/benchmarks.md,
-  "Face finding in processes"). Starting them costs about half a second (a fresh interpreter each, dlib's models
-  loaded), so they pay off from a few dozen photos on; they stay up for the pool's life and are shut down by
-  :meth:`FacePool.close` (or when the pool is garbage-collected, or at exit).
+  with the cores; on a 2-core CPU, 200 FairFace photos ran 1.2-1.5x as fast as with threads, with the network
+  running beside them in the calling process (docs/benchmarks.md, "Face finding in worker processes"). Starting
+  them takes about 0.2 s (more when the parent's main module imports much: each worker imports it), so they pay off
+  from a few dozen photos on; they stay up for the pool's life and are shut down by :meth:`FacePool.close` (or when
+  the pool is garbage-collected, or at exit).
 
 Worker processes start with multiprocessing's ``forkserver`` method where the platform has it (Linux, macOS), else
 ``spawn``, never ``fork``: the parent runs ONNX Runtime's or torch's threads, and forking a process with threads
