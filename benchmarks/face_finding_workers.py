@@ -1,0 +1,114 @@
+"""Why ``agecurriculum predict`` finds faces in worker processes: dlib in threads, and the predictor both ways.
+
+Two measurements on the same seeded FairFace photos (the test part's sample of ``benchmarks/predict_speed.py``):
+
+1. **dlib in threads.** Each of dlib's steps (the HOG search; landmarks and the aligned face chip) over all the
+   photos in one thread, then the same work twice at once in two threads: the speed-up says how much of the step
+   runs outside Python's GIL (2.0x: all of it; 1.0x or less: none).
+2. **The predictor.** ``Predictor.predict`` on all the photos with faces found in threads and in worker processes
+   (``processes=True``), fastest of ``--repeats`` rounds, with the share of the machine's CPU time that was busy
+   during the call (from ``/proc/stat``, Linux only): the cores a version leaves idle.
+
+Run on a quiet machine::
+
+    .venv/bin/python benchmarks/face_finding_workers.py --data ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import dlib
+import numpy as np
+from predict_speed import photos
+
+from agecurriculum.data.faces import landmark_model_path
+from agecurriculum.data.images import load_image
+from agecurriculum.inference import DEFAULT_RELEASE_DIR, Predictor, ReleaseInfo, read_release_config
+
+
+def hog(images: Sequence[np.ndarray]) -> None:
+    detector = dlib.get_frontal_face_detector()
+    for image in images:
+        detector.run(image, 0, 0.0)
+
+
+def landmarks_and_chips(images: Sequence[np.ndarray]) -> None:
+    predictor = dlib.shape_predictor(str(landmark_model_path()))
+    for image in images:
+        h, w = image.shape[:2]
+        shape = predictor(image, dlib.rectangle(w // 5, h // 5, 4 * w // 5, 4 * h // 5))
+        dlib.get_face_chip(image, shape, size=160, padding=0.25)
+
+
+def thread_speedup(step: Callable[[Sequence[np.ndarray]], None], images: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Milliseconds per photo in one thread, and the speed-up of two threads doing the same work twice."""
+    step(images[:2])  # models loaded, first-call allocations
+    start = time.perf_counter()
+    step(images)
+    one = time.perf_counter() - start
+    threads = [threading.Thread(target=step, args=(images,)) for _ in range(2)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    two = time.perf_counter() - start
+    return 1000 * one / len(images), 2 * one / two
+
+
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return values[3] + values[4], sum(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, required=True, help="data root laid out like ../shared/data")
+    parser.add_argument("--model", type=Path, default=DEFAULT_RELEASE_DIR, help="our release folder")
+    parser.add_argument("--fairface", type=int, default=200, help="FairFace photos")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per predictor; the fastest is kept")
+    args = parser.parse_args()
+    paths, _ = photos(args.data, "fairface", args.fairface, ReleaseInfo.from_config(read_release_config(args.model)))
+    images = [load_image(path) for path in paths]
+
+    print(f"{len(images)} FairFace photos\n")
+    print("| dlib step | ms a photo, one thread | two threads, speed-up |\n|---|---|---|")
+    for name, step in (("HOG search (upsample 0)", hog), ("landmarks + face chip", landmarks_and_chips)):
+        ms, speedup = thread_speedup(step, images)
+        print(f"| {name} | {ms:.2f} | {speedup:.2f}x |")
+
+    print("\n| predictor | photos/s | CPU busy (2 cores = 100 %) |\n|---|---|---|")
+    best: dict[str, tuple[float, float]] = {}
+    predictors = {
+        "threads": Predictor.from_release(args.model),
+        "processes": Predictor.from_release(args.model, processes=True),
+    }
+    for predictor in predictors.values():
+        predictor.predict(paths[:2])
+        predictor.start_workers()
+    for _ in range(args.repeats):
+        for name, predictor in predictors.items():
+            idle0, total0 = cpu_times()
+            start = time.perf_counter()
+            predictor.predict(paths)
+            seconds = time.perf_counter() - start
+            idle1, total1 = cpu_times()
+            busy = 1 - (idle1 - idle0) / max(total1 - total0, 1)
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, busy)
+    for name, (seconds, busy) in best.items():
+        print(f"| {name} | {len(paths) / seconds:.1f} | {100 * busy:.0f} % |")
+    predictors["processes"].close()
+
+
+if __name__ == "__main__":
+    main()
