@@ -146,12 +146,15 @@ class FacePool:
                 started.result()  # the workers up and their imports done before the first input is sent
         except (OSError, BrokenProcessPool, RuntimeError) as e:
             if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+                pool.shutdown(wait=True, cancel_futures=True)
             warnings.warn(f"face finding in worker processes unavailable ({describe_error(e)}): using threads")
             self.processes = False
             return False
         self._processes = pool
-        self._finalizer = weakref.finalize(self, pool.shutdown, wait=False, cancel_futures=True)
+        # wait=True: waits for the inputs already running (a photo each), and joins the pool's manager thread. With
+        # wait=False, Python 3.11's exit handler could still write to that thread's wake-up pipe after it was closed
+        # (`OSError: Bad file descriptor` printed at exit, e.g. after predict's reader went away).
+        self._finalizer = weakref.finalize(self, pool.shutdown, wait=True, cancel_futures=True)
         return True
 
     def close(self) -> None:
