@@ -157,7 +157,6 @@ class Predictor:
         self.aligner = FaceAligner(align)  # only its align_crop_only, for aligned=True (thread-safe: no dlib)
         self.flip = flip
         self.workers = default_workers() if workers is None else workers
-        self.processes = processes
         self._pool = FacePool(FaceJob(self.finder, self.aligner, max_bytes), self.workers, processes)
 
     @classmethod

@@ -40,6 +40,7 @@ from agecurriculum.data.faces import FaceAligner, check_image
 from agecurriculum.data.images import ImageLoadError, load_image
 from agecurriculum.errors import describe_error
 from agecurriculum.inference.finder import FaceFinder
+from agecurriculum.inference.results import failed_result
 
 __all__ = ["MIN_FACE_PIXELS", "FaceJob", "FacePool", "Found", "default_workers"]
 
@@ -78,7 +79,7 @@ class FaceJob:
         """The result dict of input number ``index`` (``path``, ``faces`` with boxes and scores, ``error``) and its
         crops; an input that cannot be used gets its ``error`` and no faces, never an exception."""
         is_array = isinstance(item, np.ndarray)
-        result: dict[str, Any] = {"path": None if is_array else os.fspath(item), "faces": [], "error": None}
+        result: dict[str, Any] = {"path": _path(item), "faces": [], "error": None}
         try:
             image = check_image(item) if is_array else load_image(item, max_bytes=self.max_bytes)
             h, w = image.shape[:2]
@@ -93,8 +94,7 @@ class FaceJob:
                 result["faces"] = [{"box": [int(v) for v in f.box], "score": _number(f.score)} for f in faces]
         except (ValueError, OSError, RuntimeError, MemoryError) as e:
             # A file's ImageLoadError names it already; other errors get its path, or an array its place in the input.
-            label = f"input {index}" if is_array else result["path"]
-            result["error"] = str(e) if isinstance(e, ImageLoadError) else f"{label}: {describe_error(e)}"
+            result["error"] = str(e) if isinstance(e, ImageLoadError) else f"{_label(index, item)}: {describe_error(e)}"
             result["faces"], crops = [], []
         return result, crops
 
@@ -222,10 +222,20 @@ def _done(found: Found) -> Future:
     return future
 
 
+def _path(item: PredictorInput) -> str | None:
+    """An input's ``path`` in its result: the file's, None for an array."""
+    return None if isinstance(item, np.ndarray) else os.fspath(item)
+
+
+def _label(index: int, item: PredictorInput) -> str:
+    """How an error names input number ``index``: its path, or an array its place in the input."""
+    path = _path(item)
+    return f"input {index}" if path is None else path
+
+
 def _failed(index: int, item: PredictorInput, message: str) -> Found:
-    """The result of an input that could not be used: its ``error`` names it (an array by its place in the input)."""
-    path = None if isinstance(item, np.ndarray) else os.fspath(item)
-    return {"path": path, "faces": [], "error": f"{path or f'input {index}'}: {message}"}, []
+    """The result of an input that could not be used, its ``error`` naming it."""
+    return failed_result(_path(item), f"{_label(index, item)}: {message}"), []
 
 
 def _context() -> multiprocessing.context.BaseContext:
