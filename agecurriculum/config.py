@@ -74,6 +74,10 @@ class TrainerConfig:
     max_steps_per_epoch: int | None = None  # cap on batches per epoch (smoke tests, demos); None = whole epoch
     image_budget: int | None = None  # end the run once this many training images were seen (the epoch that gets
     # there stops at the batch that does); None = no budget. The adaptive curriculum plans its stages within it
+    time_budget: float | None = None  # end the run once its training steps took this many minutes (validation
+    # passes not counted; resumed epochs are): the epoch running then stops at the batch that passes it; None = no
+    # limit. Caps a recipe's wall time on a slower CPU, where image_budget alone would run long; the images a run
+    # then sees depend on the machine's speed (the run's log and history say how many)
     amp: bool | None = None  # mixed precision: None = bf16 autocast on CUDA GPUs that support it, else off;
     # True = bf16 where supported (fp16 with a GradScaler on older GPUs, bf16 on the CPU); False = always fp32
     progress: bool = False  # show a per-step progress bar (loss, images/s) on rank 0
@@ -241,6 +245,7 @@ _RANGES: dict[type, dict[str, str]] = {
         "early_stopping_patience": ">= 1",
         "max_steps_per_epoch": ">= 1",
         "image_budget": ">= 1",
+        "time_budget": "> 0",
         "sampling_power": ">= 0",
         "child_max_age": ">= 0",
         "child_weight": "> 0",

@@ -383,6 +383,9 @@ def test_dry_run_describes_the_adaptive_curriculum():
     text = "\n".join(describe_run(config))
     assert "curriculum: adaptive" in text and "stage 0: utkface; bins 3-5 (ages 15-23, 24-34, 35-45)" in text
     assert "no revisits" in text and "image budget (20000)" in text and "image budget: 20000" in text
+    assert "time budget: none" in text
+    timed = describe_run(apply_overrides(config, ["trainer.time_budget=75"]))
+    assert "time budget: 75 min of training steps, then the run ends" in timed
 
 
 def test_the_worked_example_of_the_docs_prints_what_the_page_says(capsys):

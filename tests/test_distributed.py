@@ -82,6 +82,39 @@ def test_two_gloo_ranks_agree_with_each_other_and_with_one_process(tmp_path):
     assert rank0["val"] == rank1["val"] and rank0["images"] == [r.images for r in history] == [64, 64]
 
 
+TIME_BUDGET_SCRIPT = """
+import sys
+import types
+import torch
+sys.path.insert(0, {tests_dir!r})
+import agecurriculum.train.trainer as trainer_module
+from agecurriculum.train import distributed as ddp
+from test_distributed import build_trainer
+
+info = ddp.init_distributed()
+if info.rank == 1:  # only rank 1's clock runs fast (10 s a reading): only it would see the budget spent
+    clock = iter(range(0, 10**7, 10))
+    trainer_module.time = types.SimpleNamespace(perf_counter=lambda: float(next(clock)))
+trainer = build_trainer(None, batch_size=8)
+trainer.config.time_budget = 1.0
+history = trainer.fit()
+torch.save({{"images": [r.images for r in history]}}, f"{out}/rank{{info.rank}}.pt")
+ddp.destroy_distributed()
+"""
+
+
+def test_a_time_budget_spent_on_one_rank_stops_every_rank_at_the_same_batch(tmp_path):
+    # Each rank clocks its own steps; were each to stop on its own clock, the other would wait in a collective.
+    script = tmp_path / "rank.py"
+    script.write_text(TIME_BUDGET_SCRIPT.format(tests_dir=str(TESTS_DIR), out=str(tmp_path)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True)["images"] for r in (0, 1))
+    assert rank0 == rank1 and len(rank0) == 1 and rank0[0] < 64  # the first epoch stopped part-way, then the run
+
+
 def test_helpers_without_torchrun_are_single_process(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)

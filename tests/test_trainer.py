@@ -479,3 +479,63 @@ def test_fit_says_what_it_does_by_default_and_verbose_false_silences_it(capsys):
     assert "training left about" in epochs[0] and "training left about 0.0 min" in epochs[-1]
     make_trainer(epochs=1, early_stopping_patience=None, verbose=False).fit()
     assert capsys.readouterr().out == ""
+
+
+def test_time_budget_ends_the_run_after_the_batch_that_passes_it(capsys):
+    trainer = make_trainer(epochs=2, early_stopping_patience=None, time_budget=1e-9)
+    history = trainer.fit()
+    # The first step already takes longer than the budget: its epoch stops there, is validated, and the run ends.
+    assert [(r.stage, r.epoch, r.images) for r in history] == [(0, 0, 16)]
+    assert history[0].val is not None and trainer.seconds_trained == history[0].seconds
+    assert "the run ends: the time budget (1e-09 min) is spent (" in capsys.readouterr().out
+
+
+def test_a_time_budget_that_is_not_reached_changes_nothing():
+    plain = make_trainer(early_stopping_patience=None)
+    timed = make_trainer(early_stopping_patience=None, time_budget=1e6)
+    plain_history, timed_history = plain.fit(), timed.fit()
+    assert [r.images for r in plain_history] == [r.images for r in timed_history]
+    for (name, a), b in zip(plain.model.state_dict().items(), timed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_time_budget_counts_the_epochs_before_a_resume(tmp_path, monkeypatch):
+    import types
+
+    import agecurriculum.train.trainer as trainer_module
+
+    clock = iter(range(10**6))  # a clock that moves one second at every reading: the run's timing is repeatable
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: float(next(clock))))
+
+    class Killed(Exception):
+        pass
+
+    def kill(record):
+        raise Killed
+
+    def trainer(run_dir):
+        made = make_trainer(early_stopping_patience=None, time_budget=1.0)  # 60 readings: within stage 2
+        made.run_dir = run_dir
+        return made
+
+    whole = trainer(tmp_path / "whole")
+    whole_history = whole.fit()
+    killed = trainer(tmp_path / "killed")
+    killed.callbacks.append(kill)
+    with pytest.raises(Killed):
+        killed.fit()
+    resumed = trainer(tmp_path / "killed")
+    history = resumed.fit(resume=True)
+    # The run ends where the whole run ended: the killed epoch's seconds count against the budget after the resume.
+    assert 60 <= whole.seconds_trained and whole_history[-1].stage == 1 and whole_history[-1].images < 96
+    assert [r.images for r in history] == [r.images for r in whole_history]
+    assert resumed.seconds_trained == whole.seconds_trained
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_time_budget_must_be_positive():
+    from agecurriculum.config import RunConfig, apply_overrides, check_config
+
+    with pytest.raises(ValueError, match=r"^trainer\.time_budget: must be > 0"):
+        check_config(apply_overrides(RunConfig(), ["trainer.time_budget=0"]))

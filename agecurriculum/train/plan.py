@@ -116,6 +116,10 @@ def describe_run(config: RunConfig) -> list[str]:
         "image budget: "
         + ("none" if t.image_budget is None else f"{t.image_budget} training images, then the run ends")
     )
+    lines.append(
+        "time budget: "
+        + ("none" if t.time_budget is None else f"{t.time_budget:g} min of training steps, then the run ends")
+    )
     patience = t.early_stopping_patience
     lines += [
         f"loss: {_LOSSES[config.loss]}"

@@ -42,7 +42,10 @@ checkpoint. ``run_dir/learned_schedule.json`` holds the stages decided so far (r
 ``run_dir/adaptive.json`` every decision with its reason.
 
 ``TrainerConfig.image_budget`` ends the run once that many training images were seen: the epoch that reaches it
-stops at the first batch that does, so a run sees at most a batch more than the budget.
+stops at the first batch that does, so a run sees at most a batch more than the budget. ``TrainerConfig.time_budget``
+does the same with the minutes its training steps took (validation passes not counted, epochs before a resume
+counted): a recipe sized in images for one CPU still ends in time on a slower one, at the cost of the images it sees
+depending on the machine. Whichever budget is spent first ends the run.
 
 Hooks, for a user's own loop or additions to this one:
 
@@ -219,7 +222,7 @@ class Curriculum(Protocol):
         a curriculum that decides its stages appends the next one to :attr:`stages`, or none to end the run."""
 
     def stop(self, reason: str) -> None:
-        """The trainer ended the run for ``reason`` (its image budget, or early stopping over the run)."""
+        """The trainer ended the run for ``reason`` (its image or time budget, or early stopping over the run)."""
 
     def to_dict(self) -> dict[str, Any]:
         """What the curriculum is, in plain types (the checkpoint's ``schedule``): a resume needs the same."""
@@ -403,6 +406,13 @@ def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp else None
 
 
+def _any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on any rank (itself when not distributed): a decision every rank then takes alike."""
+    if not ddp.is_distributed():
+        return flag
+    return bool(ddp.all_reduce_sum(torch.tensor([float(flag)])).item() > 0)
+
+
 def _base_dataset(dataset: Dataset) -> Dataset:
     # The dataset under views and wrappers (FilteredDataset, BalancedDataset, Subset); a MixedDataset's first part,
     # whose bins all parts share.
@@ -505,6 +515,17 @@ class CurriculumTrainer:
     def images_seen(self) -> int:
         """Training images seen over the whole run (resumed epochs included)."""
         return sum(record.images for record in self.history)
+
+    @property
+    def seconds_trained(self) -> float:
+        """Seconds the run's training steps took (resumed epochs included; validation not counted): what
+        ``config.time_budget`` counts."""
+        return sum(record.seconds for record in self.history)
+
+    def _seconds_left(self) -> float | None:
+        # The time budget's rest, in seconds (None: no time budget).
+        budget = self.config.time_budget
+        return None if budget is None else budget * 60 - self.seconds_trained
 
     def _stage(self, index: int) -> MultiDatasetSample:
         return self.curriculum.stages[index]
@@ -644,7 +665,7 @@ class CurriculumTrainer:
         return parts, images.shape[0]
 
     def train_one_epoch(
-        self, dataset: Dataset, desc: str | None = None, max_images: int | None = None
+        self, dataset: Dataset, desc: str | None = None, max_images: int | None = None, max_seconds: float | None = None
     ) -> tuple[float, float, float, int]:
         """Trains one pass over ``dataset`` (or ``config.max_steps_per_epoch`` batches of it).
 
@@ -654,6 +675,8 @@ class CurriculumTrainer:
             dataset: items ``(image, age_bin, gender)``.
             desc: label of the progress bar (shown when ``config.progress``).
             max_images: stop at the first batch that brings the images seen (over all ranks) to this many.
+            max_seconds: stop after the first batch that ends this many seconds after the epoch started (in a
+                distributed run, on any rank: every rank stops at the same batch).
 
         Returns:
             ``(mean total loss, mean age CE, mean gender CE, images seen)``, means taken per image.
@@ -682,6 +705,8 @@ class CurriculumTrainer:
                     img_s=f"{sums[3].item() / (time.perf_counter() - start):.0f}",
                     refresh=False,
                 )
+                if max_seconds is not None and _any_rank(time.perf_counter() - start >= max_seconds):
+                    break
         sums = ddp.all_reduce_sum(sums)
         seen = int(sums[3].item())
         means = (sums[:3] / max(seen, 1)).tolist()
@@ -696,6 +721,9 @@ class CurriculumTrainer:
         line = f"measured {rate:.1f} images/s: this epoch ends in {left_in_epoch / rate / 60:.1f} min"
         if later is not None:
             line += f", the run's training in {(left_in_epoch + later) / rate / 60:.1f} min (validation not included)"
+        budget = self.config.time_budget
+        if budget is not None and (later is None or (left_in_epoch + later) / rate > self._seconds_left()):
+            line += f"; the time budget ends it after {budget:g} min of training"
         print(line, flush=True)
 
     def _say(self, line: str) -> None:
@@ -867,7 +895,9 @@ class CurriculumTrainer:
         desc = f"stage {pos.stage} {name} epoch {pos.epoch}"
         budget = self.config.image_budget
         left = None if budget is None else budget - self.images_seen
-        loss, age_loss, gender_loss, seen = self.train_one_epoch(train_view, desc=desc, max_images=left)
+        loss, age_loss, gender_loss, seen = self.train_one_epoch(
+            train_view, desc=desc, max_images=left, max_seconds=self._seconds_left()
+        )
         seconds = time.perf_counter() - start
         # This epoch's views, each evaluated once; the per-bin losses only for a curriculum that decides from them.
         evaluated = _EpochEval(cells={} if self.curriculum.decides_stages else None)
@@ -971,14 +1001,21 @@ class CurriculumTrainer:
         """Moves :attr:`position` to the next epoch; ``ends``: the scope that early stopping ends now (None: none)."""
         pos = self.position
         stage = self._stage(pos.stage)
-        budget = self.config.image_budget
+        budget, seconds_left = self.config.image_budget, self._seconds_left()
         spent = budget is not None and self.images_seen >= budget
-        if ends == "run" or spent:
-            self.curriculum.stop(
-                f"the image budget ({budget}) is spent ({self.images_seen} seen)"
-                if spent
-                else "early stopping over the run"
-            )
+        timed_out = seconds_left is not None and _any_rank(seconds_left <= 0)  # each rank clocks its own steps
+        if ends == "run" or spent or timed_out:
+            if spent:
+                reason = f"the image budget ({budget}) is spent ({self.images_seen} seen)"
+            elif timed_out:
+                reason = (
+                    f"the time budget ({self.config.time_budget:g} min) is spent "
+                    f"({self.seconds_trained / 60:.1f} min of training, {self.images_seen} images)"
+                )
+            else:
+                reason = "early stopping over the run"
+            self.curriculum.stop(reason)
+            self._say(f"the run ends: {reason}")
             pos.stage, pos.dataset_index, pos.epoch = self._stage_count(), 0, 0
             return
         if ends is None and pos.epoch + 1 < stage.epochs:
