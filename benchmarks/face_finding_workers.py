@@ -7,7 +7,10 @@ Two measurements on the same seeded FairFace photos (the test part's sample of `
    runs outside Python's GIL (2.0x: all of it; 1.0x or less: none).
 2. **The predictor.** ``Predictor.predict`` on all the photos with faces found in threads and in worker processes
    (``processes=True``), fastest of ``--repeats`` rounds, with the share of the machine's CPU time that was busy
-   during the call (from ``/proc/stat``, Linux only): the cores a version leaves idle.
+   during the call (from ``/proc/stat``, Linux only): the cores a version leaves idle. With processes, each worker
+   also runs the network (ONNX Runtime, one thread) on its photo's faces; ``processes, network here`` keeps the
+   network in the calling process (ONNX Runtime's own threads, batches of several photos' faces), and
+   ``processes, 2 in flight`` hands each worker at most 2 photos at a time instead of 4: both as before 2026-12-06 (8).
 
 Run on a quiet machine::
 
@@ -28,7 +31,19 @@ from predict_speed import photos
 
 from agecurriculum.data.faces import landmark_model_path
 from agecurriculum.data.images import load_image
-from agecurriculum.inference import DEFAULT_RELEASE_DIR, Predictor, ReleaseInfo, read_release_config
+from agecurriculum.inference import DEFAULT_RELEASE_DIR, OnnxBackend, Predictor, ReleaseInfo, read_release_config
+from agecurriculum.inference.export import cached_onnx
+
+
+class InThisProcess:
+    """An ONNX backend behind a wrapper that the predictor does not copy into its workers: the network runs in the
+    calling process."""
+
+    def __init__(self, backend: OnnxBackend) -> None:
+        self.backend, self.config = backend, backend.config
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.backend(images)
 
 
 def hog(images: Sequence[np.ndarray]) -> None:
@@ -91,7 +106,11 @@ def main() -> None:
     predictors = {
         "threads": Predictor.from_release(args.model),
         "processes": Predictor.from_release(args.model, processes=True),
+        "processes, network here": Predictor(InThisProcess(OnnxBackend(cached_onnx(args.model))), processes=True),
+        "processes, 2 in flight": Predictor.from_release(args.model, processes=True),
     }
+    pool = predictors["processes, 2 in flight"]._pool  # the predictor's FacePool: no public way to narrow it
+    pool.in_flight = 2 * pool.workers
     for predictor in predictors.values():
         predictor.predict(paths[:2])
         predictor.start_workers()
@@ -107,7 +126,8 @@ def main() -> None:
                 best[name] = (seconds, busy)
     for name, (seconds, busy) in best.items():
         print(f"| {name} | {len(paths) / seconds:.1f} | {100 * busy:.0f} % |")
-    predictors["processes"].close()
+    for predictor in predictors.values():
+        predictor.close()
 
 
 if __name__ == "__main__":

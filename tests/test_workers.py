@@ -13,7 +13,7 @@ from PIL import Image
 import agecurriculum.inference.workers as workers
 from agecurriculum.cli.main import main
 from agecurriculum.data.faces import AlignConfig, FaceAligner
-from agecurriculum.inference import PROCESSES_FROM, FaceFinder, FacePool, Predictor
+from agecurriculum.inference import PROCESSES_FROM, FaceFinder, FaceJob, FacePool, FaceScorer, Predictor
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,10 @@ from agecurriculum.inference.workers import FaceJob
 
 class DyingJob(FaceJob):
     # Kills its worker process on an input named die*.png, as a crash inside dlib or the OOM killer would.
-    def __call__(self, index, item, aligned):
+    def __call__(self, index, item, *args):
         if str(item).endswith(".png") and os.path.basename(str(item)).startswith("die"):
             os._exit(3)
-        return super().__call__(index, item, aligned)
+        return super().__call__(index, item, *args)
 """
 
 
@@ -88,7 +88,7 @@ def test_a_worker_that_dies_costs_only_its_input(tmp_path, monkeypatch):
     align = AlignConfig(size=64)
     pool = FacePool(DyingJob(FaceFinder(align), FaceAligner(align), None), workers=2, processes=True)
     try:
-        results = [result for result, _ in pool.map(paths)]
+        results = [found.result for found in pool.map(paths)]
     finally:
         pool.close()
     assert [r["path"] for r in results] == [str(p) for p in paths]
@@ -138,3 +138,47 @@ def test_predict_finds_faces_in_processes_from_processes_from_inputs(capsys, rel
         outputs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
     assert chosen == [False, True, False, True]
     assert outputs[1] == outputs[2] and outputs[1][: PROCESSES_FROM - 1] == outputs[0] and outputs[3] == outputs[0][:1]
+
+
+def test_with_onnx_runtime_the_workers_run_the_network_too(release_dir, tmp_path):
+    inputs = mixed_inputs(tmp_path)
+    expected = Predictor.from_release(release_dir, backend="onnx", workers=1).predict(inputs)
+    with Predictor.from_release(release_dir, backend="onnx", workers=2, processes=True) as predictor:
+        got = predictor.predict(inputs)
+        predictor.flip = False  # the workers hold a copy of the setting: they start again with the new one
+        unflipped = predictor.predict(inputs)
+    # Each worker runs a photo's faces as one batch, the calling process batches of several photos: the same
+    # network, the same answers to float rounding.
+    for results in (
+        (got, expected),
+        (unflipped, Predictor.from_release(release_dir, workers=1, flip=False).predict(inputs)),
+    ):
+        for ours, theirs in zip(*results, strict=True):
+            assert [f["box"] for f in ours["faces"]] == [f["box"] for f in theirs["faces"]]
+            assert ours["error"] == theirs["error"]
+            for a, b in zip(ours["faces"], theirs["faces"]):
+                assert a["gender"] == b["gender"] and a["age_bin"] == b["age_bin"] and a["warning"] == b["warning"]
+                np.testing.assert_allclose(a["age_probs"], b["age_probs"], atol=2e-6)
+                assert a["gender_prob"] == pytest.approx(b["gender_prob"], abs=2e-6)
+    assert got != unflipped
+
+
+def test_a_face_job_with_a_network_scores_the_faces_in_the_worker(release_dir, tmp_path):
+    predictor = Predictor.from_release(release_dir, backend="onnx", workers=1)
+    scorer = FaceScorer(predictor.backend, predictor.release)
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(photo)
+    job = FaceJob(predictor.finder, predictor.aligner, None, network=scorer)
+    pool = FacePool(job, workers=2, processes=True)
+    try:
+        scored = list(pool.map([photo, tmp_path / "missing.png"] * 2, score=True))
+        plain = list(pool.map([photo], score=False))
+    finally:
+        pool.close()
+    assert [len(f.crops) for f in scored] == [1, 0, 1, 0]
+    assert scored[1].probabilities is None and plain[0].probabilities is None
+    age, gender = scored[0].probabilities  # computed by the worker's own copy of the ONNX session
+    expected_age, expected_gender = scorer(scored[0].crops)
+    np.testing.assert_allclose(age, expected_age, atol=1e-6)
+    np.testing.assert_allclose(gender, expected_gender, atol=1e-6)
+    assert age.shape == (1, len(predictor.release.bins)) and gender.shape == (1, 2)

@@ -31,11 +31,11 @@ _EXPORTS: dict[str, str] = {
     "export_onnx": "agecurriculum.inference.export",
     "FaceFinder": "agecurriculum.inference.finder",
     **dict.fromkeys(("convert_to_ort", "export_coreml"), "agecurriculum.inference.mobile"),
-    **dict.fromkeys(("ONNX_FILE", "Predictor", "default_backend"), "agecurriculum.inference.predictor"),
+    **dict.fromkeys(("ONNX_FILE", "FaceScorer", "Predictor", "default_backend"), "agecurriculum.inference.predictor"),
     **dict.fromkeys(("cpu_has_vnni", "quantize_onnx"), "agecurriculum.inference.quantize"),
     "resolve_release": "agecurriculum.inference.release",
     **dict.fromkeys(("FaceVerifier", "VerifyConfig"), "agecurriculum.inference.verify"),
-    **dict.fromkeys(("FaceJob", "FacePool", "default_workers"), "agecurriculum.inference.workers"),
+    **dict.fromkeys(("FaceJob", "FacePool", "Found", "default_workers"), "agecurriculum.inference.workers"),
     **dict.fromkeys(("ReleaseInfo", "read_release_config"), "agecurriculum.release"),
 }
 

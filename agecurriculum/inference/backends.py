@@ -74,11 +74,17 @@ class OnnxBackend:
             to back, 6-33% slower (``docs/benchmarks.md``): turn it on for that. Only matters with ``threads``
             above 1.
 
+    Picklable: a copy sent to another process (a :class:`~agecurriculum.inference.Predictor`'s face-finding worker)
+    opens the file again there, on one thread (:attr:`in_other_process`), as one of several processes sharing the
+    cores.
+
     Raises:
         FileNotFoundError: the file is missing.
         ValueError: it is not an ONNX model exported by this library, the device is not a device name or not
             available, or ``threads`` is below 1.
     """
+
+    in_other_process = 1  # intra-op threads of a copy unpickled in another process (see above)
 
     def __init__(
         self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None, spin_wait: bool = False
@@ -86,6 +92,7 @@ class OnnxBackend:
         import onnxruntime as ort  # here: only this backend needs it, and it takes a while to import
 
         path = Path(onnx_path)
+        self.path, self.device, self.spin_wait = path, device, spin_wait
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
         if threads is not None and threads < 1:
@@ -113,6 +120,14 @@ class OnnxBackend:
         if text is None:
             raise ValueError(f"{path}: no {ONNX_RELEASE_KEY} metadata; export it with `agecurriculum export`")
         self.config = check_release_config(json.loads(text), f"{path} ({ONNX_RELEASE_KEY} metadata)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return OnnxBackend, (self.path, self.device, self.in_other_process, self.spin_wait)
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether it runs on the CPU (ONNX Runtime's CPU provider), not a GPU."""
+        return device_kind(self.device)[0] == "cpu"
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         age, gender = self.session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: np.ascontiguousarray(images, np.float32)})

@@ -18,7 +18,9 @@ For each input (a path or an ``(H, W, 3)`` uint8 RGB array) :class:`Predictor`:
 3. normalises the crops with the release's ``mean``/``std`` and runs them through the network in batches of
    ``batch_size`` faces (faces of several inputs share a batch); with ``flip=True`` (the default) each batch runs with
    its mirror image (``2 * batch_size`` crops) and the two views' probabilities are averaged
-   (:func:`~agecurriculum.evaluation.flip.flip_averaged`);
+   (:func:`~agecurriculum.evaluation.flip.flip_averaged`). With worker processes and ONNX Runtime on the CPU, each
+   worker does this step too, on the faces of its photo, with its own one-thread copy of the network
+   (:class:`FaceScorer`);
 4. scales the probabilities by the release's calibration temperatures, if it has any
    (:attr:`~agecurriculum.inference.ReleaseInfo.temperature`; ``p ** (1 / T)`` renormalised, after the flip
    average). A release without them gives the network's probabilities as they are.
@@ -69,13 +71,22 @@ from agecurriculum.inference.export import cached_onnx
 from agecurriculum.inference.finder import FaceFinder
 from agecurriculum.inference.release import resolve_release
 from agecurriculum.inference.verify import FaceVerifier
-from agecurriculum.inference.workers import MIN_FACE_PIXELS, FaceJob, FacePool, Found, PredictorInput, default_workers
+from agecurriculum.inference.workers import (
+    MIN_FACE_PIXELS,
+    FaceJob,
+    FacePool,
+    Found,
+    PredictorInput,
+    Probabilities,
+    default_workers,
+)
 from agecurriculum.release import GENDER_NAMES, ONNX_FILE, ReleaseInfo
 
 __all__ = [
     "FEATURELESS_STD",
     "MIN_FACE_PIXELS",
     "ONNX_FILE",
+    "FaceScorer",
     "Predictor",
     "PredictorInput",
     "default_backend",
@@ -88,13 +99,45 @@ FEATURELESS_STD = 2.0
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 weights, as PIL's RGB-to-L conversion
 
 
+class FaceScorer:
+    """Face crops in, their ``(age_probs, gender_probs)`` out: steps 3 and 4 of the module docstring.
+
+    Normalises the crops with the release's ``mean``/``std``, runs them through ``backend`` (with their mirror
+    images, averaged, when ``flip``) and scales the probabilities by the release's temperatures. A
+    :class:`Predictor` runs it on batches of faces in its own process, or, with worker processes and an
+    :class:`OnnxBackend` on the CPU, in each worker on the faces of one photo (it is picklable then: the backend
+    opens its file again in the worker).
+
+    Args:
+        backend: runs the network.
+        release: the backend's release (mean, std, temperatures).
+        flip: test-time flip averaging.
+    """
+
+    def __init__(self, backend: Backend, release: ReleaseInfo, flip: bool = True) -> None:
+        self.backend = backend
+        self.release = release
+        self.flip = flip
+
+    def __call__(self, crops: Sequence[np.ndarray]) -> Probabilities:
+        """The probabilities of ``(S, S, 3)`` uint8 RGB crops of the release's image size, one row per crop."""
+        return self.probabilities(normalise_crops(crops, self.release.mean, self.release.std))
+
+    def probabilities(self, images: np.ndarray) -> Probabilities:
+        """The probabilities of a normalised ``(N, 3, S, S)`` batch, flip-averaged and tempered as set."""
+        age, gender = flip_averaged(self.backend, images) if self.flip else self.backend(images)
+        temperature = self.release.temperature
+        # apply_temperature returns T = 1's input untouched: a release without temperatures predicts as before.
+        return apply_temperature(age, temperature["age"]), apply_temperature(gender, temperature["gender"])
+
+
 class Predictor:
     """Detects the faces in photos and predicts each one's gender and age group (see the module docstring).
 
     Args:
         backend: runs the network (:class:`TorchBackend` or :class:`OnnxBackend`); its release config says how to
             preprocess.
-        batch_size: faces per forward pass.
+        batch_size: faces per forward pass (in worker processes that run the network: the faces of one photo).
         verify: re-check doubtful HOG boxes with dlib's CNN detector and drop those it does not confirm: True uses
             a :class:`FaceVerifier` with its default settings, or pass your own; False keeps every HOG box.
         upsample: HOG detector upsamplings (see :class:`~agecurriculum.data.AlignConfig`): None (the default)
@@ -119,8 +162,10 @@ class Predictor:
         processes: find faces in ``workers`` worker processes instead of threads: 1.2-1.5x the photos/s on
             2 cores, after about 0.2 s to start them (on the first call, or :meth:`start_workers`); they
             stay up until :meth:`close`. A script using it needs the ``if __name__ == "__main__":`` guard (see
-            :mod:`agecurriculum.inference.workers`, which also says why threads are slower). ``agecurriculum
-            predict`` turns it on from :data:`PROCESSES_FROM` inputs on.
+            :mod:`agecurriculum.inference.workers`, which also says why threads are slower). With an
+            :class:`OnnxBackend` on the CPU the workers also run the network, each with a one-thread copy of it:
+            another 1.1x on a 2-core CPU without AVX-512 (docs/benchmarks.md). ``agecurriculum predict`` turns
+            it on from :data:`PROCESSES_FROM` inputs on.
     """
 
     def __init__(
@@ -155,9 +200,24 @@ class Predictor:
             max_detect_side=max_detect_side,
         )
         self.aligner = FaceAligner(align)  # only its align_crop_only, for aligned=True (thread-safe: no dlib)
-        self.flip = flip
+        self._scorer = FaceScorer(backend, self.release, flip)
         self.workers = default_workers() if workers is None else workers
-        self._pool = FacePool(FaceJob(self.finder, self.aligner, max_bytes), self.workers, processes)
+        # Worker processes also run the network on their photo's faces where a copy of it is cheap to make in each
+        # (ONNX Runtime on the CPU, one thread per worker): on 2 cores the network's work then spreads over both
+        # without its threads contending with the workers (docs/benchmarks.md, "The network in the workers").
+        in_workers = processes and isinstance(backend, OnnxBackend) and backend.on_cpu
+        job = FaceJob(self.finder, self.aligner, max_bytes, network=self._scorer if in_workers else None)
+        self._pool = FacePool(job, self.workers, processes)
+
+    @property
+    def flip(self) -> bool:
+        """Test-time flip averaging (see the constructor); settable."""
+        return self._scorer.flip
+
+    @flip.setter
+    def flip(self, value: bool) -> None:
+        self._scorer.flip = value
+        self._pool.close()  # worker processes hold a copy of the scorer: the next call starts them with this one
 
     @classmethod
     def from_release(
@@ -217,12 +277,12 @@ class Predictor:
 
     def iter_predict(self, inputs: Iterable[PredictorInput], aligned: bool = False) -> Iterator[dict[str, Any]]:
         """Like :meth:`predict`, but yields each result as soon as its batch has run (for long input lists)."""
-        pending: list[tuple[dict[str, Any], list[np.ndarray]]] = []
-        waiting = 0
-        for result, crops in self._found(inputs, aligned):
-            pending.append((result, crops))
-            waiting += len(crops)
-            if waiting >= self.batch_size:
+        pending: list[Found] = []
+        waiting = 0  # faces in pending that still need the network (those of worker processes have been through it)
+        for found in self._pool.map(inputs, aligned, score=True):
+            pending.append(found)
+            waiting += 0 if found.probabilities is not None else len(found.crops)
+            if waiting >= self.batch_size or waiting == 0:
                 yield from self._run(pending)
                 pending, waiting = [], 0
         yield from self._run(pending)
@@ -234,9 +294,9 @@ class Predictor:
         network (e.g. calibration data for :func:`~agecurriculum.inference.quantize_onnx`). Unreadable inputs and
         photos without a face yield nothing.
         """
-        for _, crops in self._found(inputs, aligned):
-            if crops:
-                yield from self._normalise(crops)
+        for found in self._pool.map(inputs, aligned):
+            if found.crops:
+                yield from normalise_crops(found.crops, self.release.mean, self.release.std)
 
     def start_workers(self) -> bool:
         """Starts the face-finding worker processes now (with ``processes=True``), so that the first call does not
@@ -255,34 +315,20 @@ class Predictor:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _found(self, inputs: Iterable[PredictorInput], aligned: bool) -> Iterator[Found]:
-        """The faces of every input, in input order (:class:`~agecurriculum.inference.workers.FacePool`)."""
-        return self._pool.map(inputs, aligned)
-
-    def _run(self, pending: list[tuple[dict[str, Any], list[np.ndarray]]]) -> Iterator[dict[str, Any]]:
-        crops = [crop for _, item_crops in pending for crop in item_crops]
+    def _run(self, pending: list[Found]) -> Iterator[dict[str, Any]]:
+        # The faces the workers did not run through the network go through it here, in batches of batch_size.
+        crops = [crop for found in pending if found.probabilities is None for crop in found.crops]
+        computed: Iterator[tuple[np.ndarray, np.ndarray]] = iter(())
         if crops:
-            age_probs, gender_probs = [], []
-            for start in range(0, len(crops), self.batch_size):
-                age, gender = self._probabilities(self._normalise(crops[start : start + self.batch_size]))
-                age_probs.append(age)
-                gender_probs.append(gender)
-            faces = iter(zip(np.concatenate(age_probs), np.concatenate(gender_probs)))
-            for result, item_crops in pending:
-                for face, crop in zip(result["faces"], item_crops):
-                    face.update(self._describe(*next(faces)), warning=_featureless_warning(crop))
-        for result, _ in pending:
+            batches = [
+                self._scorer(crops[start : start + self.batch_size]) for start in range(0, len(crops), self.batch_size)
+            ]
+            computed = zip(*(np.concatenate(columns) for columns in zip(*batches)))
+        for result, found_crops, probabilities in pending:
+            faces = computed if probabilities is None else zip(*probabilities)
+            for face, crop in zip(result["faces"], found_crops):
+                face.update(self._describe(*next(faces)), warning=_featureless_warning(crop))
             yield result
-
-    def _probabilities(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The backend's ``(age_probs, gender_probs)`` for a normalised batch, flip-averaged and tempered as set."""
-        age, gender = flip_averaged(self.backend, images) if self.flip else self.backend(images)
-        temperature = self.release.temperature
-        # apply_temperature returns T = 1's input untouched: a release without temperatures predicts as before.
-        return apply_temperature(age, temperature["age"]), apply_temperature(gender, temperature["gender"])
-
-    def _normalise(self, crops: list[np.ndarray]) -> np.ndarray:
-        return normalise_crops(crops, self.release.mean, self.release.std)
 
     def _describe(self, age_probs: np.ndarray, gender_probs: np.ndarray) -> dict[str, Any]:
         gender = int(gender_probs.argmax())

@@ -1,7 +1,8 @@
 """Finding the faces of many photos at once: in threads, or in worker processes, results in input order.
 
 :class:`FaceJob` is one input's work before the network: decode the photo, find and align its faces (or take it as
-an aligned crop). :class:`FacePool` runs it over many inputs, ``workers`` at a time:
+an aligned crop), and, given a ``network``, run them through it too (:class:`Found` holds what it gives).
+:class:`FacePool` runs it over many inputs, ``workers`` at a time:
 
 * in **threads** (the default): nothing to start, right for a few photos and for a server's small batches. dlib
   holds Python's GIL for part of its work (landmarks, face chips, converting the image for its HOG search), so two
@@ -29,10 +30,10 @@ import os
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 
@@ -49,7 +50,19 @@ __all__ = ["MIN_FACE_PIXELS", "FaceJob", "FacePool", "Found", "default_workers"]
 MIN_FACE_PIXELS = 16
 
 PredictorInput = Union[str, os.PathLike, np.ndarray]
-Found = tuple[dict[str, Any], list[np.ndarray]]  # an input's result dict (no predictions yet) and its face crops
+Probabilities = tuple[np.ndarray, np.ndarray]  # (age_probs (N, K), gender_probs (N, 2)) of N faces
+Network = Callable[[list[np.ndarray]], Probabilities]  # face crops -> their probabilities
+
+
+_How = tuple[bool, bool]  # a map call's (aligned, score), handed on to the job of each input
+
+
+class Found(NamedTuple):
+    """What :class:`FaceJob` gives for one input."""
+
+    result: dict[str, Any]  # the input's result dict: path, faces (boxes and scores, no predictions yet), error
+    crops: list[np.ndarray]  # the aligned crop of every face, in the order of result["faces"]
+    probabilities: Probabilities | None = None  # the network's, when the job ran it (FaceJob's network)
 
 
 def default_workers() -> int:
@@ -68,16 +81,22 @@ class FaceJob:
         finder: finds and aligns the faces of a photo.
         aligner: its :meth:`~agecurriculum.data.FaceAligner.align_crop_only` makes the crop of an ``aligned`` input.
         max_bytes: largest image file read (see :func:`~agecurriculum.data.images.load_image`); None: no limit.
+        network: crops -> probabilities, run on the faces of each input when asked (``score``): in a worker
+            process, so that the network's work spreads over the workers too; picklable, like the rest of the job.
     """
 
-    def __init__(self, finder: FaceFinder, aligner: FaceAligner, max_bytes: int | None) -> None:
+    def __init__(
+        self, finder: FaceFinder, aligner: FaceAligner, max_bytes: int | None, network: Network | None = None
+    ) -> None:
         self.finder = finder
         self.aligner = aligner
         self.max_bytes = max_bytes
+        self.network = network
 
-    def __call__(self, index: int, item: PredictorInput, aligned: bool) -> Found:
+    def __call__(self, index: int, item: PredictorInput, aligned: bool, score: bool = False) -> Found:
         """The result dict of input number ``index`` (``path``, ``faces`` with boxes and scores, ``error``) and its
-        crops; an input that cannot be used gets its ``error`` and no faces, never an exception."""
+        crops, and with ``score`` (and a ``network``) the faces' probabilities; an input that cannot be used gets its
+        ``error`` and no faces, never an exception."""
         is_array = isinstance(item, np.ndarray)
         result: dict[str, Any] = {"path": _path(item), "faces": [], "error": None}
         try:
@@ -96,13 +115,19 @@ class FaceJob:
             # A file's ImageLoadError names it already; other errors get its path, or an array its place in the input.
             result["error"] = str(e) if isinstance(e, ImageLoadError) else f"{_label(index, item)}: {describe_error(e)}"
             result["faces"], crops = [], []
-        return result, crops
+        if score and self.network is not None and crops:
+            return Found(result, crops, self.network(crops))
+        return Found(result, crops)
 
 
 class FacePool:
     """Runs a :class:`FaceJob` over many inputs, ``workers`` at a time, and yields the results in input order.
 
-    At most ``2 * workers`` inputs are in flight, so a long (or endless) input iterable is read as it goes.
+    At most ``4 * workers`` inputs are in flight (sent and not yet collected, :attr:`in_flight`), so a long (or
+    endless) input iterable is read as it goes; 4 rather than 2 keeps every worker busy while the input at the head of
+    the line is a slow one (with the network in the workers, 200 FairFace photos ran at 1.11x the photos/s of 2 per
+    worker; 8 per worker gave little more: docs/benchmarks.md). Inputs given as arrays travel to the workers whole, so a
+    window of them is held twice.
 
     Args:
         job: the work of one input.
@@ -116,20 +141,21 @@ class FacePool:
         self.job = job
         self.workers = workers
         self.processes = processes
+        self.in_flight = 4 * workers  # inputs handed out and not yet collected, at most (see above)
         self._processes: ProcessPoolExecutor | None = None
         self._finalizer: weakref.finalize | None = None
 
-    def map(self, inputs: Iterable[PredictorInput], aligned: bool = False) -> Iterator[Found]:
-        """``job(index, item, aligned)`` of every input, in input order."""
-        items = enumerate(inputs)
+    def map(self, inputs: Iterable[PredictorInput], aligned: bool = False, score: bool = False) -> Iterator[Found]:
+        """``job(index, item, aligned, score)`` of every input, in input order."""
+        items, how = enumerate(inputs), (aligned, score)
         if self.workers == 1:
-            yield from (self.job(index, item, aligned) for index, item in items)
+            yield from (self.job(index, item, *how) for index, item in items)
             return
         if self.processes and self.start():
-            yield from self._map_processes(items, aligned)
+            yield from self._map_processes(items, how)
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="agecurriculum-faces") as pool:
-            yield from _in_order(pool, self.job, items, aligned, 2 * self.workers)
+            yield from _in_order(pool, self.job, items, how, self.in_flight)
 
     def start(self) -> bool:
         """Starts the worker processes now (``processes=True``; otherwise nothing to start), so that the first
@@ -163,26 +189,26 @@ class FacePool:
             self._finalizer()
         self._processes, self._finalizer = None, None
 
-    def _map_processes(self, items: Iterator[tuple[int, PredictorInput]], aligned: bool) -> Iterator[Found]:
+    def _map_processes(self, items: Iterator[tuple[int, PredictorInput]], how: _How) -> Iterator[Found]:
         flight: deque[tuple[int, PredictorInput, Future]] = deque()
         for index, item in items:
-            flight.append((index, item, self._submit(index, item, aligned)))
-            while len(flight) >= 2 * self.workers:
-                yield self._collect(flight, aligned)
+            flight.append((index, item, self._submit(index, item, how)))
+            while len(flight) >= self.in_flight:
+                yield self._collect(flight, how)
         while flight:
-            yield self._collect(flight, aligned)
+            yield self._collect(flight, how)
 
-    def _submit(self, index: int, item: PredictorInput, aligned: bool) -> Future:
+    def _submit(self, index: int, item: PredictorInput, how: _How) -> Future:
         if self._processes is None and not self.start():  # no pool could be started again: this thread does it
-            return _done(self.job(index, item, aligned))
+            return _done(self.job(index, item, *how))
         assert self._processes is not None
         try:
-            return self._processes.submit(_run_job, index, item, aligned)
+            return self._processes.submit(_run_job, index, item, *how)
         except BrokenProcessPool:  # it broke between two results: a fresh pool takes the input
             self.close()
-            return self._submit(index, item, aligned)
+            return self._submit(index, item, how)
 
-    def _collect(self, flight: deque[tuple[int, PredictorInput, Future]], aligned: bool) -> Found:
+    def _collect(self, flight: deque[tuple[int, PredictorInput, Future]], how: _How) -> Found:
         try:
             found = flight[0][2].result()
         except BrokenProcessPool:
@@ -195,21 +221,21 @@ class FacePool:
         self.close()
         lost = [(index, item) for index, item, _ in flight]
         flight.clear()
-        flight.extend((index, item, _done(self._alone(index, item, aligned))) for index, item in lost)
+        flight.extend((index, item, _done(self._alone(index, item, how))) for index, item in lost)
         return flight.popleft()[2].result()
 
-    def _alone(self, index: int, item: PredictorInput, aligned: bool) -> Found:
+    def _alone(self, index: int, item: PredictorInput, how: _How) -> Found:
         try:
-            return self._submit(index, item, aligned).result()
+            return self._submit(index, item, how).result()
         except BrokenProcessPool:
             self.close()
             return _failed(index, item, "the face-finding process died on it (out of memory, or a crash in dlib)")
 
 
-def _in_order(executor: Executor, job: FaceJob, items: Iterator, aligned: bool, window: int) -> Iterator[Found]:
+def _in_order(executor: Executor, job: FaceJob, items: Iterator, how: _How, window: int) -> Iterator[Found]:
     flight: deque[Future] = deque()
     for index, item in items:
-        flight.append(executor.submit(job, index, item, aligned))
+        flight.append(executor.submit(job, index, item, *how))
         if len(flight) >= window:
             yield flight.popleft().result()
     while flight:
@@ -235,7 +261,7 @@ def _label(index: int, item: PredictorInput) -> str:
 
 def _failed(index: int, item: PredictorInput, message: str) -> Found:
     """The result of an input that could not be used, its ``error`` naming it."""
-    return failed_result(_path(item), f"{_label(index, item)}: {message}"), []
+    return Found(failed_result(_path(item), f"{_label(index, item)}: {message}"), [])
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -261,9 +287,9 @@ def _ready() -> None:
     """Runs in each worker at start: nothing but the imports and the job's arrival."""
 
 
-def _run_job(index: int, item: PredictorInput, aligned: bool) -> Found:
+def _run_job(index: int, item: PredictorInput, aligned: bool, score: bool) -> Found:
     assert _JOB is not None, "worker process without its job"
-    return _JOB(index, item, aligned)
+    return _JOB(index, item, aligned, score)
 
 
 def _number(value: float) -> float | None:
