@@ -203,8 +203,8 @@ class Predictor:
         self._scorer = FaceScorer(backend, self.release, flip)
         self.workers = default_workers() if workers is None else workers
         # Worker processes also run the network on their photo's faces where a copy of it is cheap to make in each
-        # (ONNX Runtime on the CPU, one thread per worker): on 2 cores the network's work then spreads over both
-        # without its threads contending with the workers (docs/benchmarks.md, "The network in the workers").
+        # (ONNX Runtime on the CPU, one thread per worker): each photo is then one worker's job from file to
+        # probabilities, and no process waits on another's queue (docs/benchmarks.md, "The network in the workers").
         in_workers = processes and isinstance(backend, OnnxBackend) and backend.on_cpu
         job = FaceJob(self.finder, self.aligner, max_bytes, network=self._scorer if in_workers else None)
         self._pool = FacePool(job, self.workers, processes)
