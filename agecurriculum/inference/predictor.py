@@ -163,9 +163,9 @@ class Predictor:
             2 cores, after about 0.2 s to start them (on the first call, or :meth:`start_workers`); they
             stay up until :meth:`close`. A script using it needs the ``if __name__ == "__main__":`` guard (see
             :mod:`agecurriculum.inference.workers`, which also says why threads are slower). With an
-            :class:`OnnxBackend` on the CPU the workers also run the network, each with a one-thread copy of it:
-            another 1.1x on a 2-core CPU without AVX-512 (docs/benchmarks.md). ``agecurriculum predict`` turns
-            it on from :data:`PROCESSES_FROM` inputs on.
+            :class:`OnnxBackend` on the CPU the workers also run the network, each with a one-thread copy of it
+            (docs/benchmarks.md, "The network in the workers"). ``agecurriculum predict`` turns it on from
+            :data:`PROCESSES_FROM` inputs on.
     """
 
     def __init__(

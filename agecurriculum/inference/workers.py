@@ -124,10 +124,9 @@ class FacePool:
     """Runs a :class:`FaceJob` over many inputs, ``workers`` at a time, and yields the results in input order.
 
     At most ``4 * workers`` inputs are in flight (sent and not yet collected, :attr:`in_flight`), so a long (or
-    endless) input iterable is read as it goes; 4 rather than 2 keeps every worker busy while the input at the head of
-    the line is a slow one (with the network in the workers, 200 FairFace photos ran at 1.11x the photos/s of 2 per
-    worker; 8 per worker gave little more: docs/benchmarks.md). Inputs given as arrays travel to the workers whole, so a
-    window of them is held twice.
+    endless) input iterable is read as it goes; 4 rather than 2 gives a worker the next input while the one at the
+    head of the line is still running elsewhere (docs/benchmarks.md, "The network in the workers": no loss measured,
+    gains in some runs). Inputs given as arrays travel to the workers whole, so a window of them is held twice.
 
     Args:
         job: the work of one input.
