@@ -55,14 +55,20 @@ ddp.destroy_distributed()
 """
 
 
-def test_two_gloo_ranks_agree_with_each_other_and_with_one_process(tmp_path):
+def run_two_ranks(script_text, tmp_path):
+    """Runs ``script_text`` (formatted with ``tests_dir`` and ``out``) as two Gloo ranks under torchrun; returns what
+    each rank saved to ``out/rank{r}.pt``."""
     script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT.format(tests_dir=str(TESTS_DIR), out=str(tmp_path)))
+    script.write_text(script_text.format(tests_dir=str(TESTS_DIR), out=str(tmp_path)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    return tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+
+
+def test_two_gloo_ranks_agree_with_each_other_and_with_one_process(tmp_path):
+    rank0, rank1 = run_two_ranks(RANK_SCRIPT, tmp_path)
 
     # DDP averaged every gradient, the loss's log-variances included: the ranks hold the very same weights.
     for key in ("model", "loss"):
@@ -105,13 +111,7 @@ ddp.destroy_distributed()
 
 def test_a_time_budget_spent_on_one_rank_stops_every_rank_at_the_same_batch(tmp_path):
     # Each rank clocks its own steps; were each to stop on its own clock, the other would wait in a collective.
-    script = tmp_path / "rank.py"
-    script.write_text(TIME_BUDGET_SCRIPT.format(tests_dir=str(TESTS_DIR), out=str(tmp_path)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True)["images"] for r in (0, 1))
+    rank0, rank1 = (saved["images"] for saved in run_two_ranks(TIME_BUDGET_SCRIPT, tmp_path))
     assert rank0 == rank1 and len(rank0) == 1 and rank0[0] < 64  # the first epoch stopped part-way, then the run
 
 
