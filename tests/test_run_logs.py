@@ -248,7 +248,7 @@ def test_plots_refuse_an_empty_log(tmp_path):
 
 
 def test_plot_callback_refreshes_both_pngs_each_epoch(tmp_path):
-    logger, plots = CSVLogger(tmp_path / "metrics.csv"), PlotCallback(tmp_path)
+    logger, plots = CSVLogger(tmp_path / "metrics.csv"), PlotCallback(tmp_path, min_interval=0)
     for r in records(0, 2):
         logger(r)
         plots(r)
@@ -258,6 +258,29 @@ def test_plot_callback_refreshes_both_pngs_each_epoch(tmp_path):
     logger(records(2, 3)[0])
     plots(records(2, 3)[0])
     assert (tmp_path / "training_curves.png").read_bytes() != before
+
+
+def test_plot_callback_spaces_out_short_epochs_and_draws_the_rest_when_the_fit_ends(tmp_path):
+    now = [0.0]
+    logger, plots = CSVLogger(tmp_path / "metrics.csv"), PlotCallback(tmp_path, min_interval=30, clock=lambda: now[0])
+    curves = tmp_path / "training_curves.png"
+    first, second, third = records(0, 3)
+    logger(first)
+    plots(first)  # the first epoch is always drawn
+    drawn = curves.read_bytes()
+    now[0] = 10.0
+    logger(second)
+    plots(second)  # 10 s after the last drawing: left for later
+    assert curves.read_bytes() == drawn
+    plots.on_fit_end()  # the fit ends: the skipped epoch is drawn
+    assert curves.read_bytes() != drawn
+    drawn = curves.read_bytes()
+    plots.on_fit_end()  # nothing new: nothing redrawn
+    assert curves.read_bytes() == drawn
+    now[0] = 45.0
+    logger(third)
+    plots(third)  # 35 s after the last drawing: drawn at once
+    assert curves.read_bytes() != drawn
 
 
 def test_plot_callback_without_csv_says_what_to_do(tmp_path):
@@ -374,3 +397,6 @@ def test_loggers_as_trainer_callbacks(tmp_path, no_tensorboard):
     assert rows[-1]["weight_age"] == history[-1].task_weights["age"] != 1.0  # the learned weight moved
     opens_as_png(tmp_path / "training_curves.png", 400, 300)
     opens_as_png(tmp_path / "task_weights.png", 400, 300)
+    # Epochs this short are not all drawn as they end, but the fit's end draws every epoch the CSV holds.
+    again = plot_training_curves(tmp_path / "metrics.csv", tmp_path / "again.png")
+    assert (tmp_path / "training_curves.png").read_bytes() == again.read_bytes()

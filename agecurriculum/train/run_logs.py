@@ -20,7 +20,8 @@ import math
 import numbers
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -442,24 +443,51 @@ def plot_task_weights(csv_path: str | os.PathLike[str], png_path: str | os.PathL
 
 
 class PlotCallback:
-    """Redraws ``training_curves.png`` and ``task_weights.png`` in ``run_dir`` from its metrics CSV after each epoch.
+    """Redraws ``training_curves.png`` and ``task_weights.png`` in ``run_dir`` from its metrics CSV after epochs.
 
-    Redrawing reads the whole CSV and renders two small figures, well under a second, against epochs that take
-    minutes; reading the CSV (not in-memory records) keeps the epochs before a resume in the plots. Put it after the
+    Redrawing reads the whole CSV and renders two small figures, about half a second; reading the CSV (not in-memory
+    records) keeps the epochs before a resume in the plots. Against epochs of minutes every epoch is drawn; epochs
+    that end less than ``min_interval`` seconds after the last drawing are left to the next one, and
+    :meth:`on_fit_end` (which :meth:`CurriculumTrainer.fit <agecurriculum.train.CurriculumTrainer.fit>` calls) draws
+    what is left, so a run of many short epochs does not spend most of its time drawing. Put it after the
     :class:`CSVLogger` in the callback list so the CSV already has the epoch.
 
     Args:
         run_dir: the run's folder, holding ``metrics.csv``.
         csv_path: the metrics CSV when it is elsewhere.
+        min_interval: seconds from the end of one drawing before an epoch is drawn again; 0 draws every epoch.
+        clock: seconds from a monotonic clock (tests pass their own).
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], csv_path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        csv_path: str | os.PathLike[str] | None = None,
+        min_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.csv_path = Path(csv_path) if csv_path is not None else self.run_dir / METRICS_FILE
+        self.min_interval = min_interval
+        self.clock = clock
+        self._drawn_at: float | None = None  # when the last drawing ended; None: nothing drawn yet
+        self._pending = False  # an epoch is logged that the PNGs do not show yet
 
     def __call__(self, record: EpochRecord) -> None:
-        """Redraw both figures (``record`` itself is read back from the CSV)."""
+        """Redraw both figures (``record`` itself is read back from the CSV), unless the last drawing is too recent."""
         if not self.csv_path.is_file():
             raise FileNotFoundError(f"{self.csv_path}: no metrics CSV; put a CSVLogger writing it before PlotCallback")
+        self._pending = True
+        if self._drawn_at is None or self.clock() - self._drawn_at >= self.min_interval:
+            self.draw()
+
+    def on_fit_end(self) -> None:
+        """Draw the epochs logged since the last drawing, if any."""
+        if self._pending:
+            self.draw()
+
+    def draw(self) -> None:
+        """Redraw both figures now."""
         plot_training_curves(self.csv_path, self.run_dir / "training_curves.png")
         plot_task_weights(self.csv_path, self.run_dir / "task_weights.png")
+        self._pending, self._drawn_at = False, self.clock()

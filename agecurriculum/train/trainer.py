@@ -54,6 +54,8 @@ Hooks, for a user's own loop or additions to this one:
 - ``callbacks`` receive an :class:`EpochRecord` after every epoch (logging, plots, extra checkpoints). They run on
   rank 0 only, after that epoch's checkpoint is on disk (so a callback may even end the process without losing the
   epoch), and the trainer puts the random generators back afterwards, so callbacks never change what it trains.
+  A callback with an ``on_fit_end()`` method has it called once when :meth:`CurriculumTrainer.fit` has run the
+  schedule to its end (rank 0; e.g. :class:`~agecurriculum.train.run_logs.PlotCallback` draws the epochs it skipped).
 - :meth:`CurriculumTrainer.state_dict` / :meth:`CurriculumTrainer.load_state_dict` and their file forms
   :meth:`CurriculumTrainer.save_checkpoint` / :meth:`CurriculumTrainer.load_checkpoint` hold everything the run
   needs to continue (format: :mod:`agecurriculum.train.checkpoint`).
@@ -440,7 +442,8 @@ class CurriculumTrainer:
         loss: a :class:`~agecurriculum.losses.MultiTaskLoss`; defaults to :class:`UncertaintyLoss`.
         optimizer: defaults to AdamW over the model's and the loss's parameters.
         config: a :class:`TrainerConfig`.
-        callbacks: callables invoked with each :class:`EpochRecord` (on rank 0).
+        callbacks: callables invoked with each :class:`EpochRecord` (on rank 0); those with an ``on_fit_end()``
+            method also have it called when :meth:`fit` ends.
         run_dir: folder for ``checkpoint.pt`` (after every epoch) and ``best.pt`` (the epoch with the lowest
             selection score); None writes nothing. In a distributed run it must be shared by all ranks for a
             resume; only rank 0 writes.
@@ -867,6 +870,10 @@ class CurriculumTrainer:
         try:
             while self.position.stage < self._stage_count():
                 self._run_next_epoch()
+            if self.rank == 0:
+                for callback in self.callbacks:
+                    if callable(getattr(callback, "on_fit_end", None)):
+                        callback.on_fit_end()  # type: ignore[attr-defined]
         finally:
             self._release_ddp()
         return self.history
