@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "ensure_writable_folder", "safe_torch_load"]
+__all__ = ["atomic_write", "check_writable_file", "ensure_writable_folder", "safe_torch_load"]
 
 
 def _read_umask() -> int:
@@ -65,6 +65,26 @@ def ensure_writable_folder(path: str | Path) -> Path:
         fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check.", suffix=".tmp")
         os.close(fd)
         os.unlink(probe)
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+    return path
+
+
+def check_writable_file(path: str | Path) -> Path:
+    """Checks that ``path`` can be written as a file: its folder is created if needed and takes a file, and no
+    folder stands at ``path``.
+
+    For work that writes one file at its end (an export): a file in the way or a read-only disk fails in a second
+    instead of after the work.
+
+    Raises:
+        OSError: naming ``path`` (``afile/m.onnx: afile is a file, not a folder``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    try:
+        ensure_writable_folder(path.parent)
     except OSError as err:
         raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
     return path

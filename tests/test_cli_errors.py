@@ -364,6 +364,26 @@ def test_train_into_a_read_only_out_dir_fails_before_any_data_work(capsys, tmp_p
         assert f"{ro / 'run'}: Read-only file system" in line
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "ort"])
+def test_export_to_a_path_it_cannot_write_fails_before_the_export(capsys, tmp_path, release_dir, monkeypatch, fmt):
+    from agecurriculum.cli.runners import export as export_runner
+
+    def exported(*args, **kwargs):
+        raise AssertionError("the model was exported before the output path was refused")
+
+    for name in ("export_onnx", "convert_to_ort", "cached_onnx"):
+        monkeypatch.setattr(export_runner, name, exported)
+    (tmp_path / "afile").write_bytes(b"x")
+    out = tmp_path / "afile" / f"m.{fmt}"
+    assert main(["export", "--model", str(release_dir), "--format", fmt, "--out", str(out)]) == 2
+    line = one_error_line(capsys.readouterr().err, "export")
+    assert line.endswith(f"{out}: {tmp_path / 'afile'} is a file, not a folder"), line
+    with tmpfs(tmp_path / "ro") as ro:
+        remount(ro, "ro")
+        assert main(["export", "--model", str(release_dir), "--format", fmt, "--out", str(ro / f"m.{fmt}")]) == 2
+        assert f"{ro / f'm.{fmt}'}: Read-only file system" in one_error_line(capsys.readouterr().err, "export")
+
+
 def test_train_with_a_read_only_crop_cache_names_it(capsys, tmp_path, data_root):
     with tmpfs(tmp_path / "ro") as ro:
         (ro / "cache").mkdir()

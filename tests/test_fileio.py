@@ -34,3 +34,20 @@ def test_new_files_get_the_usual_permissions_not_owner_only(tmp_path):
     plain = tmp_path / "plain"
     plain.write_bytes(b"x")  # what open() gives under this process's umask
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_check_writable_file_fails_before_any_work_naming_the_file(tmp_path):
+    from agecurriculum.fileio import check_writable_file
+
+    (tmp_path / "afile").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError) as caught:
+        check_writable_file(tmp_path / "afile" / "m.onnx")
+    assert caught.value.filename == str(tmp_path / "afile" / "m.onnx")
+    assert caught.value.strerror == f"{tmp_path / 'afile'} is a file, not a folder"
+    with pytest.raises(IsADirectoryError) as caught:
+        check_writable_file(tmp_path)
+    assert caught.value.filename == str(tmp_path)
+    # A new folder is made, nothing is left in it, and a file already there is kept.
+    assert check_writable_file(tmp_path / "new" / "m.onnx") == tmp_path / "new" / "m.onnx"
+    assert list((tmp_path / "new").iterdir()) == []
+    assert (tmp_path / "afile").read_bytes() == b"x"

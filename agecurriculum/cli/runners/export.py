@@ -12,6 +12,7 @@ import numpy as np
 
 from agecurriculum.cli import CLIError
 from agecurriculum.cli.predict import expand_paths
+from agecurriculum.fileio import check_writable_file
 from agecurriculum.inference import (
     OnnxBackend,
     Predictor,
@@ -33,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {args.out}: --format {args.format} writes a {suffix} file; name it so")
     if args.format == "coreml" and args.int8:
         raise CLIError("--int8 applies to --format onnx and ort; the CoreML export is float32")
+    if args.format != "coreml":  # (export_coreml checks its folder itself)
+        check_writable_file(args.out)  # a file in the way or a read-only disk fails now, not after the export
     release = resolve_release(args.model)
     if not args.int8:
         if args.calibration or args.aligned or args.reduce_range:
