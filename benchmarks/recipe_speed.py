@@ -11,7 +11,9 @@ variant), batch 32, fp32, on the CPU:
   made), whose forward pass every step adds;
 - ``128px``: the step at 128 px (progressive resizing: early epochs smaller);
 - ``frozen-N``: the stem and the first N of 16 blocks frozen (``freeze_backbone(N)``): no gradients for them;
-- ``compile`` (with ``--compile``): ``torch.compile`` of the model; its compile time is reported apart.
+- ``compile`` (with ``--compile``): ``torch.compile`` of the model; its compile time is reported apart;
+- ``bf16`` (with ``--amp``): the recipe's step under CPU bf16 autocast (``trainer.amp: true``), which CPUs with
+  AMX or AVX-512 BF16 could run faster.
 
 The variants alternate over ``--repeats`` rounds (the order rotating) after ``--warmup`` untimed steps; the median
 images/s of each is printed with the ratio to ``recipe``. Numbers depend on the CPU and on what else runs: compare
@@ -34,10 +36,12 @@ from agecurriculum.inference import DEFAULT_RELEASE_DIR
 from agecurriculum.release import load_release
 
 
-def epoch_rate(model: torch.nn.Module, dataset: TensorFaceDataset, teacher: torch.nn.Module | None = None) -> float:
+def epoch_rate(
+    model: torch.nn.Module, dataset: TensorFaceDataset, teacher: torch.nn.Module | None = None, amp: bool = False
+) -> float:
     schedule = TrainingSchedule([MultiDatasetSample(["bench"], bins=range(8), epochs=1)])
     trainer = CurriculumTrainer(
-        model, schedule, {"bench": dataset}, config=TrainerConfig(batch_size=32, lr=2e-4), teacher=teacher
+        model, schedule, {"bench": dataset}, config=TrainerConfig(batch_size=32, lr=2e-4, amp=amp), teacher=teacher
     )
     start = time.perf_counter()
     seen = trainer.train_one_epoch(dataset)[3]
@@ -51,6 +55,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frozen", type=int, nargs="*", default=[4, 8], help="blocks frozen, one variant each")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
+    parser.add_argument("--amp", action="store_true", help="also time the step under bf16 autocast")
     args = parser.parse_args()
 
     parent, _ = load_release(args.release or DEFAULT_RELEASE_DIR)
@@ -80,6 +85,8 @@ def main() -> None:
         "128px": lambda: epoch_rate(copy.deepcopy(parent), small),
         **{f"frozen-{n}": frozen(n) for n in args.frozen},
     }
+    if args.amp:
+        variants["bf16"] = lambda: epoch_rate(copy.deepcopy(parent), big, amp=True)
     compile_seconds = None
     if args.compile:
         compiled = torch.compile(copy.deepcopy(parent))
@@ -97,7 +104,7 @@ def main() -> None:
     base = statistics.median(rates["recipe"])
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; parent "
-        f"{args.release or 'the shipped model'}; {args.images} random images per epoch, batch 32, fp32; "
+        f"{args.release or 'the shipped model'}; {args.images} random images per epoch, batch 32, fp32 (but bf16); "
         f"median of {args.repeats}\n"
     )
     print("| variant | images/s (median) | x recipe | each round |")
