@@ -127,3 +127,25 @@ def test_aligned_keeps_the_faces_both_scored_in_the_first_order():
     assert len(a) == len(b) == N - 10
     np.testing.assert_array_equal(a.gender_probs, b.gender_probs)
     np.testing.assert_array_equal(a.age_targets, pred.age_targets[10:])
+
+
+def test_the_mae_reads_the_expected_age_after_each_models_age_temperature_as_predict_does():
+    from agecurriculum.evaluation.calibration import apply_temperature
+    from agecurriculum.evaluation.metrics import expected_ages
+
+    base = model(0.9, 0.7, seed=1)
+    tempered = GateModel(base.predictions, base.rep_ages, age_temperature=2.0)
+    pred = base.predictions
+    exact = ~np.isnan(pred.exact_ages)
+
+    def mae(probs):
+        return np.abs(expected_ages(probs, base.rep_ages)[exact] - pred.exact_ages[exact]).mean()
+
+    result = gate_rows(base, tempered)
+    row = next(r for r in result.rows if (r.metric, r.group) == ("MAE", "all"))
+    assert row.baseline == pytest.approx(mae(pred.age_probs))
+    assert row.candidate == pytest.approx(mae(apply_temperature(pred.age_probs, 2.0)))
+    assert row.candidate != pytest.approx(row.baseline)
+    # The temperature flattens the probabilities but keeps their order: the 8-bin accuracy is the same.
+    age = next(r for r in result.rows if (r.metric, r.group) == ("age 8-bin", "all"))
+    assert age.candidate == age.baseline

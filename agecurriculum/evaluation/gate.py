@@ -12,7 +12,8 @@ margin would be wider than anything worth reading.
 The rows (:func:`gate_rows`), each over every face of the part together (``all``) and per dataset:
 
 - gender accuracy, and on children (:data:`~agecurriculum.evaluation.metrics.CHILD_MAX_AGE` or younger by label);
-- 8-bin age accuracy and the MAE of the expected age (faces with an exact age);
+- 8-bin age accuracy and the MAE of the expected age (faces with an exact age), the expected age from the age
+  probabilities after the model's own age temperature, as ``predict`` computes it;
 - gender ECE (:func:`~agecurriculum.evaluation.calibration.expected_calibration_error`'s bins), after each model's
   own calibration temperature;
 - gender accuracy per race, per dataset that labels race.
@@ -58,11 +59,14 @@ class GateModel:
             side's.
         rep_ages: ``(K,)`` the release's representative bin ages (for the MAE of the expected age).
         gender_temperature: the release's gender calibration temperature (1.0: none).
+        age_temperature: the release's age calibration temperature (1.0: none): the expected age is computed from
+            the probabilities it gives, as ``predict`` does (it leaves the 8-bin argmax as it is).
     """
 
     predictions: Predictions
     rep_ages: np.ndarray
     gender_temperature: float = 1.0
+    age_temperature: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,8 @@ def _row_metrics(side: GateModel, mask: np.ndarray, group: str) -> dict[str, tup
     children = gender_known & (pred.max_ages <= CHILD_MAX_AGE)
     gender_right = pred.gender_probs.argmax(1) == pred.gender_targets
     age_right = pred.age_probs.argmax(1) == pred.age_targets
-    errors = np.abs(expected_ages(pred.age_probs, np.asarray(side.rep_ages, float)) - np.nan_to_num(pred.exact_ages))
+    age_probs = apply_temperature(pred.age_probs, side.age_temperature)  # what predict's expected age reads
+    errors = np.abs(expected_ages(age_probs, np.asarray(side.rep_ages, float)) - np.nan_to_num(pred.exact_ages))
     calibrated = apply_temperature(pred.gender_probs, side.gender_temperature)
     out: dict[str, tuple[np.ndarray, Weighted, bool]] = {}
 

@@ -754,7 +754,7 @@ def compare_releases(
         keyed.append((keys, pred))
     preds = aligned(keyed)
     base, cand = (
-        GateModel(pred, info.rep_ages, info.temperature.get("gender", 1.0))
+        GateModel(pred, info.rep_ages, info.temperature.get("gender", 1.0), info.temperature.get("age", 1.0))
         for pred, info in zip(preds, infos, strict=True)
     )
     return gate_rows(base, cand, resamples=resamples, seed=seed)
