@@ -48,7 +48,7 @@ def atomic_write(
         if err.filename == str(path) and err.filename2 is None:
             raise
         # The temporary file's name means nothing to the user: name the file that could not be written.
-        raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+        raise _about(err, path) from err
 
 
 def ensure_writable_folder(path: str | Path) -> Path:
@@ -66,7 +66,7 @@ def ensure_writable_folder(path: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+        raise _about(err, path) from err
     return path
 
 
@@ -81,12 +81,11 @@ def check_writable_file(path: str | Path) -> Path:
         OSError: naming ``path`` (``afile/m.onnx: afile is a file, not a folder``).
     """
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    _refuse_folder(path)
     try:
         ensure_writable_folder(path.parent)
     except OSError as err:
-        raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+        raise _about(err, path) from err
     return path
 
 
@@ -121,8 +120,7 @@ def safe_torch_load(path: Path, what: str, error: type[Exception] = ValueError) 
 
 
 def _write(path: Path, content: bytes | memoryview | Callable[[IO[bytes]], None], durable: bool) -> None:
-    if path.is_dir():  # os.replace would fail only after all the content was written
-        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    _refuse_folder(path)  # os.replace would fail only after all the content was written
     _mkdir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -143,6 +141,17 @@ def _write(path: Path, content: bytes | memoryview | Callable[[IO[bytes]], None]
         raise
     if durable:
         _fsync_folder(path.parent)
+
+
+def _about(err: OSError, path: Path) -> OSError:
+    """``err`` again, of its type and with its reason, naming ``path`` (the file the user gave, not a temporary one
+    or a folder on the way)."""
+    return type(err)(err.errno, err.strerror or str(err), str(path))
+
+
+def _refuse_folder(path: Path) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
 
 
 def _mkdir(folder: Path) -> None:
