@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "check_writable_file", "ensure_writable_folder", "safe_torch_load"]
+__all__ = ["atomic_write", "check_writable_file", "ensure_writable_folder", "error_about", "safe_torch_load"]
 
 
 def _read_umask() -> int:
@@ -48,7 +48,7 @@ def atomic_write(
         if err.filename == str(path) and err.filename2 is None:
             raise
         # The temporary file's name means nothing to the user: name the file that could not be written.
-        raise _about(err, path) from err
+        raise error_about(err, path) from err
 
 
 def ensure_writable_folder(path: str | Path) -> Path:
@@ -66,7 +66,7 @@ def ensure_writable_folder(path: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise _about(err, path) from err
+        raise error_about(err, path) from err
     return path
 
 
@@ -85,7 +85,7 @@ def check_writable_file(path: str | Path) -> Path:
     try:
         ensure_writable_folder(path.parent)
     except OSError as err:
-        raise _about(err, path) from err
+        raise error_about(err, path) from err
     return path
 
 
@@ -143,9 +143,9 @@ def _write(path: Path, content: bytes | memoryview | Callable[[IO[bytes]], None]
         _fsync_folder(path.parent)
 
 
-def _about(err: OSError, path: Path) -> OSError:
+def error_about(err: OSError, path: str | Path) -> OSError:
     """``err`` again, of its type and with its reason, naming ``path`` (the file the user gave, not a temporary one
-    or a folder on the way)."""
+    or a folder on the way): ``"PATH: reason"`` for :func:`~agecurriculum.errors.describe_error`."""
     return type(err)(err.errno, err.strerror or str(err), str(path))
 
 

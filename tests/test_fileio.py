@@ -1,9 +1,11 @@
+import errno
 import os
 import stat
 
 import pytest
 
-from agecurriculum.fileio import atomic_write
+from agecurriculum.errors import describe_error
+from agecurriculum.fileio import atomic_write, error_about
 
 
 def test_writes_bytes_or_a_writer_and_replaces_the_old_content(tmp_path):
@@ -51,3 +53,11 @@ def test_check_writable_file_fails_before_any_work_naming_the_file(tmp_path):
     assert check_writable_file(tmp_path / "new" / "m.onnx") == tmp_path / "new" / "m.onnx"
     assert list((tmp_path / "new").iterdir()) == []
     assert (tmp_path / "afile").read_bytes() == b"x"
+
+
+def test_error_about_names_the_users_path_and_keeps_the_type_and_reason(tmp_path):
+    # An error raised at a temporary file must reach the user naming the file they gave, with the reason intact.
+    inner = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".tmp-file.bin.x1"))
+    err = error_about(inner, tmp_path / "file.bin")
+    assert type(err) is PermissionError and err.errno == errno.EACCES
+    assert describe_error(err) == f"{tmp_path / 'file.bin'}: Permission denied"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from agecurriculum.fileio import atomic_write, ensure_writable_folder
+from agecurriculum.fileio import atomic_write, ensure_writable_folder, error_about
 from agecurriculum.inference.backends import ONNX_INPUT, ONNX_OUTPUTS, ONNX_RELEASE_KEY
 from agecurriculum.inference.export import _with_softmax
 from agecurriculum.release import load_release
@@ -208,7 +208,7 @@ def _user_error(err: OSError, path: Path) -> OSError:
         if found:
             return OSError(int(found[1]), found[2], str(path))
         return OSError(errno.EIO, f"could not copy {len(err.args[0])} file(s) of the package", str(path))
-    return type(err)(err.errno, err.strerror or str(err), str(path))
+    return error_about(err, path)
 
 
 def _check_package_path(path: Path) -> None:
