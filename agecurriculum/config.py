@@ -128,6 +128,9 @@ class RunConfig:
     teacher: str | None = None  # distil: a release folder (one model or an ensemble) whose probabilities the model
     # also learns from, on the same augmented images (resized to its image size); bins, padding, mean/std as this run
     distill_weight: float = 0.5  # with a teacher: share of each task's loss taken against its probabilities
+    distill_tasks: list[str] = field(default_factory=lambda: ["age", "gender"])  # with a teacher: the tasks that
+    # distil (agecurriculum.losses.DISTILL_TASKS); [age] holds a fine-tuned model's age answers near its parent's
+    # (the teacher) while gender learns from the labels alone
     calibrate: bool = False  # fit a temperature for each head's probabilities on the validation parts (flip-averaged,
     # as predict runs) and ship them in the release (extra.temperature), with the gender ECE before and after
     rep_ages: str = "train_mean"  # the age standing for each bin in the expected age: train_mean (mean training age

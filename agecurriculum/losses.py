@@ -25,13 +25,16 @@ than a distant one, and the soft targets say so.
 Every loss also distils (Hinton et al., 2015) when the trainer passes a teacher's probabilities: each task's
 cross-entropy becomes ``(1 - distill_weight) * CE(labels) + distill_weight * CE(teacher's probabilities)``. A
 teacher (e.g. an ensemble) knows which wrong bins are near misses and has an answer for images with no age label,
-so one network can learn most of what several networks know and run at the cost of one.
+so one network can learn most of what several networks know and run at the cost of one. ``distill_tasks`` names the
+tasks that distil (both by default): with ``("age",)`` a fine-tuned model learns gender from the labels alone while its
+age answers are held near those of its parent as teacher (learning without forgetting, Li & Hoiem, 2016).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -44,9 +47,13 @@ __all__ = [
     "UncertaintyLoss",
     "SumLoss",
     "FixedWeightLoss",
+    "DISTILL_TASKS",
     "LOSSES",
     "create_loss",
 ]
+
+
+DISTILL_TASKS = ("age", "gender")  # the tasks a loss can distil, in its outputs' order
 
 
 def ordinal_soft_targets(target: Tensor, num_classes: int, sigma: float) -> Tensor:
@@ -77,17 +84,29 @@ class MultiTaskLoss(nn.Module):
             paper) for one-hot targets.
         distill_weight: share of each task's cross-entropy taken against a teacher's probabilities, in [0, 1],
             when :meth:`forward` is given them; the rest is against the labels.
+        distill_tasks: the tasks that distil (a subset of :data:`DISTILL_TASKS`); the others learn from their
+            labels alone even when given a teacher's probabilities.
     """
 
-    def __init__(self, ignore_index: int = -100, age_label_sigma: float = 0.0, distill_weight: float = 0.5) -> None:
+    def __init__(
+        self,
+        ignore_index: int = -100,
+        age_label_sigma: float = 0.0,
+        distill_weight: float = 0.5,
+        distill_tasks: Sequence[str] = DISTILL_TASKS,
+    ) -> None:
         super().__init__()
         if not (age_label_sigma >= 0 and math.isfinite(age_label_sigma)):
             raise ValueError(f"age_label_sigma must be a finite number >= 0, got {age_label_sigma}")
         if not 0 <= distill_weight <= 1:
             raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
+        tasks = [distill_tasks] if isinstance(distill_tasks, str) else list(distill_tasks)  # "age" means ["age"]
+        if not tasks or not set(tasks) <= set(DISTILL_TASKS):
+            raise ValueError(f"distill_tasks must name some of {list(DISTILL_TASKS)}, got {tasks}")
         self.ignore_index = ignore_index
         self.age_label_sigma = float(age_label_sigma)
         self.distill_weight = float(distill_weight)
+        self.distill_tasks = tuple(task for task in DISTILL_TASKS if task in tasks)
 
     def _cross_entropy(self, logits: Tensor, target: Tensor, sigma: float = 0.0) -> Tensor:
         # A batch in which every target of a task is ignored must add 0, not NaN (mean over zero elements).
@@ -128,9 +147,12 @@ class MultiTaskLoss(nn.Module):
                 or ordinal soft ones when ``age_label_sigma > 0``.
             gender_target: ``(N,)`` gender indices (``ignore_index`` where unknown).
             teacher: a teacher's ``(age_probs (N, age_classes), gender_probs (N, gender_classes))`` for the same
-                images, to distil: each task's cross-entropy is then mixed with ``distill_weight``. None: labels only.
+                images, to distil: each task of ``distill_tasks`` then mixes its cross-entropy with
+                ``distill_weight``. None: labels only.
         """
         age_teacher, gender_teacher = teacher if teacher is not None else (None, None)
+        age_teacher = age_teacher if "age" in self.distill_tasks else None
+        gender_teacher = gender_teacher if "gender" in self.distill_tasks else None
         age = self._distilled(
             self._cross_entropy(age_logits, age_target, self.age_label_sigma), age_logits, age_teacher
         )
@@ -156,10 +178,17 @@ class UncertaintyLoss(MultiTaskLoss):
         ignore_index: target value that marks a missing label.
         age_label_sigma: width in bins of the ordinal soft age targets; 0 (the paper) for one-hot targets.
         distill_weight: share of each task's cross-entropy against a teacher's probabilities, when given them.
+        distill_tasks: the tasks that distil when given a teacher's probabilities.
     """
 
-    def __init__(self, ignore_index: int = -100, age_label_sigma: float = 0.0, distill_weight: float = 0.5) -> None:
-        super().__init__(ignore_index, age_label_sigma, distill_weight)
+    def __init__(
+        self,
+        ignore_index: int = -100,
+        age_label_sigma: float = 0.0,
+        distill_weight: float = 0.5,
+        distill_tasks: Sequence[str] = DISTILL_TASKS,
+    ) -> None:
+        super().__init__(ignore_index, age_label_sigma, distill_weight, distill_tasks)
         self.log_var_age = nn.Parameter(torch.zeros(()))
         self.log_var_gender = nn.Parameter(torch.zeros(()))
 
@@ -194,6 +223,7 @@ class FixedWeightLoss(MultiTaskLoss):
         ignore_index: target value that marks a missing label.
         age_label_sigma: width in bins of the ordinal soft age targets; 0 (the paper) for one-hot targets.
         distill_weight: share of each task's cross-entropy against a teacher's probabilities, when given them.
+        distill_tasks: the tasks that distil when given a teacher's probabilities.
     """
 
     def __init__(
@@ -203,8 +233,9 @@ class FixedWeightLoss(MultiTaskLoss):
         ignore_index: int = -100,
         age_label_sigma: float = 0.0,
         distill_weight: float = 0.5,
+        distill_tasks: Sequence[str] = DISTILL_TASKS,
     ) -> None:
-        super().__init__(ignore_index, age_label_sigma, distill_weight)
+        super().__init__(ignore_index, age_label_sigma, distill_weight, distill_tasks)
         if age_weight < 0 or gender_weight < 0:
             raise ValueError(f"loss weights must be non-negative, got age={age_weight}, gender={gender_weight}")
         self.age_weight = float(age_weight)
@@ -225,7 +256,7 @@ LOSSES: dict[str, type[MultiTaskLoss]] = {
 }
 
 
-def create_loss(name: str, **kwargs: float) -> MultiTaskLoss:
+def create_loss(name: str, **kwargs: Any) -> MultiTaskLoss:
     """Builds a loss by its config name (``uncertainty``, ``sum`` or ``fixed``).
 
     Raises:

@@ -283,6 +283,33 @@ def test_report_gender_and_calibration(pred):
     assert data[0]["by_race"][1]["race"] == "white"
 
 
+def test_report_reads_the_probabilities_predict_gives_after_the_temperatures(pred):
+    # A release's temperatures change predict's expected age and confidences, not its classes: the report scales
+    # the probabilities the same way, so its MAE and ECEs are those of predict's answers.
+    temperature = {"age": 2.0, "gender": 0.5}
+    plain, scaled = (
+        build_report(pred.by_dataset(), PAPER_BINS),
+        build_report(pred.by_dataset(), PAPER_BINS, temperature=temperature),
+    )
+    by_hand = pred.scaled(temperature).select([1])  # the utk face with an age spread over two bins
+    assert by_hand.age_probs[0, 1] == pytest.approx(0.6**0.5 / (0.6**0.5 + 0.4**0.5))
+    assert by_hand.gender_probs[0, 1] == pytest.approx(0.49 / (0.49 + 0.09))
+    rep_ages = np.asarray(plain.rep_ages)
+    utk_scaled = pred.scaled(temperature).by_dataset()["utk"]
+    known = ~np.isnan(utk_scaled.exact_ages)
+    mae = np.abs(expected_ages(utk_scaled.age_probs, rep_ages) - utk_scaled.exact_ages)[known].mean()
+    assert scaled.results[0].metrics["mae"] == pytest.approx(mae)
+    for a, b in zip(plain.results, scaled.results):
+        for key in ("gender_accuracy", "age_accuracy", "age_one_off"):
+            assert a.metrics[key] == b.metrics[key] or (math.isnan(a.metrics[key]) and math.isnan(b.metrics[key]))
+    assert scaled.results[0].calibration["gender_ece"] != pytest.approx(plain.results[0].calibration["gender_ece"])
+    assert scaled.temperature == temperature and json.loads(scaled.to_json())["temperature"] == temperature
+    assert "calibration temperatures (age 2.000, gender 0.500)" in scaled.to_markdown()
+    # T = 1 (a release without temperatures) reports the probabilities as they are, and says nothing of them.
+    same = build_report(pred.by_dataset(), PAPER_BINS, temperature={"age": 1.0, "gender": 1.0})
+    assert same.to_dict() == plain.to_dict() and "temperatures" not in same.to_markdown()
+
+
 def test_children_gender_accuracy_uses_the_age_range():
     # FairFace-style ranges: 3-9 is a child, 10-19 is not (it may be 19); an exact 12 is, 13 is not.
     gender = [[0.9, 0.1], [0.2, 0.8], [0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.9, 0.1]]

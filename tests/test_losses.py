@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agecurriculum.config import LOSS_NAMES
+from agecurriculum.config import LOSS_NAMES, RunConfig
 from agecurriculum.losses import (
+    DISTILL_TASKS,
     LOSSES,
     FixedWeightLoss,
     LossParts,
@@ -164,6 +165,31 @@ def test_distillation_mixes_label_and_teacher_cross_entropy(batch):
     torch.testing.assert_close(
         UncertaintyLoss(distill_weight=1.0)(*batch, teacher=sure).total, UncertaintyLoss()(*batch).total
     )
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_distilling_age_only_leaves_gender_to_its_labels(batch, name):
+    # Learning without forgetting: a fine-tuned model's age answers are held near its parent's (the teacher) while
+    # its gender learns from the labels alone.
+    age_logits, gender_logits, age_t, gender_t = batch
+    g = torch.Generator().manual_seed(2)
+    teacher = (torch.randn(6, 8, generator=g).softmax(1), torch.randn(6, 2, generator=g).softmax(1))
+    soft_age = -(teacher[0] * age_logits.log_softmax(1)).sum(1).mean()
+    parts = create_loss(name, distill_weight=0.6, distill_tasks=["age"])(*batch, teacher=teacher)
+    torch.testing.assert_close(parts.age, 0.4 * F.cross_entropy(age_logits, age_t) + 0.6 * soft_age)
+    torch.testing.assert_close(parts.gender, F.cross_entropy(gender_logits, gender_t))
+    parts = create_loss(name, distill_weight=0.6, distill_tasks=("gender",))(*batch, teacher=teacher)
+    torch.testing.assert_close(parts.age, F.cross_entropy(age_logits, age_t))
+    assert not torch.allclose(parts.gender, F.cross_entropy(gender_logits, gender_t))
+
+
+def test_distill_tasks_default_to_both_and_reject_unknown_names(batch):
+    assert create_loss("sum").distill_tasks == DISTILL_TASKS == ("age", "gender")
+    assert RunConfig().distill_tasks == list(DISTILL_TASKS)  # the config's default, without importing torch
+    assert create_loss("sum", distill_tasks="age").distill_tasks == ("age",)  # `--set distill_tasks=age`
+    for tasks in (["race"], [], ["age", "gendr"]):
+        with pytest.raises(ValueError, match="distill_tasks must name some of"):
+            create_loss("uncertainty", distill_tasks=tasks)
 
 
 def test_distillation_teaches_images_without_labels(batch):

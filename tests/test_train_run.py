@@ -379,12 +379,14 @@ def test_distil_from_a_release(tmp_path, data_root, tiny_release, capsys):
                 f"teacher={teacher / 'release'}",
                 "--set",
                 "distill_weight=0.8",
+                "--set",
+                "distill_tasks=[age]",
             ]
         )
         == 0
     )
     saved = load_config(student / "run_config.yaml")
-    assert (saved.teacher, saved.distill_weight) == (str(teacher / "release"), 0.8)
+    assert (saved.teacher, saved.distill_weight, saved.distill_tasks) == (str(teacher / "release"), 0.8, ["age"])
     assert (student / "release" / "model.safetensors").is_file()
 
     # A teacher trained at another image size reads the student's batches resized to its own.
@@ -411,6 +413,7 @@ def test_distil_from_a_release(tmp_path, data_root, tiny_release, capsys):
         (["--set", "bins=[3, 7, 14, 24, 33, 43, 53]"], "predicts the age bins"),
         (["--set", "data.padding=0.5"], "preprocessing.padding is 0.25, this run"),
         (["--set", "distill_weight=2"], "distill_weight: must be >= 0, <= 1, got 2.0"),
+        (["--set", "distill_tasks=[race]"], "distill_tasks must name some of ['age', 'gender'], got ['race']"),
     ):
         out = tmp_path / f"bad{len(message)}"
         assert (
@@ -470,6 +473,8 @@ def test_release_recipe_mixed_sampling_calibration_and_the_gate(tmp_path, data_r
         int((torch.tensor(s.genders) >= 0).sum()) for s in data.val_sets.values()
     )
     assert Predictor.from_release(run / "release").release.temperature == extra["temperature"]
+    # The run's report reads the release as predict does: after its temperatures (the MAE predict gives).
+    assert json.loads((run / "report" / "report.json").read_text())["temperature"] == extra["temperature"]
 
     # The gate: a release against itself passes (every row the same), with the run's config found beside it.
     capsys.readouterr()

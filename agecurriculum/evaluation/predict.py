@@ -6,8 +6,8 @@ without a model and a test set is passed through the network only once however m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from agecurriculum.data.datasets import records_of
 from agecurriculum.data.records import IGNORE
+from agecurriculum.evaluation.calibration import apply_temperature
 from agecurriculum.evaluation.flip import flip_averaged
 
 __all__ = ["Predictions", "predict_dataset"]
@@ -95,6 +96,18 @@ class Predictions:
         """The items picked by a boolean mask or integer indices, as new Predictions."""
         index = np.asarray(index)
         return Predictions(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def scaled(self, temperature: Mapping[str, float]) -> Predictions:
+        """These predictions with each head's probabilities scaled by its calibration temperature, as ``predict``
+        scales a release's (``temperature`` maps ``age`` and ``gender`` to ``T``; a head left out keeps 1.0).
+
+        The predicted classes do not change; the expected age and the confidences do.
+        """
+        return replace(
+            self,
+            age_probs=apply_temperature(self.age_probs, temperature.get("age", 1.0)),
+            gender_probs=apply_temperature(self.gender_probs, temperature.get("gender", 1.0)),
+        )
 
     def by_dataset(self) -> dict[str, Predictions]:
         """The items of every named dataset, in order of first appearance (items without a name are left out)."""

@@ -78,7 +78,12 @@ def describe_run(config: RunConfig) -> list[str]:
         ValueError: a setting out of range, unknown bins, preset or loss, or a list schedule that breaks Eq. 7.
     """
     check_config(config)
-    create_loss(config.loss, age_label_sigma=config.age_label_sigma, distill_weight=config.distill_weight)
+    loss = create_loss(
+        config.loss,
+        age_label_sigma=config.age_label_sigma,
+        distill_weight=config.distill_weight,
+        distill_tasks=config.distill_tasks,
+    )
     bins = _bins(config)
     num_bins = 8 if bins is None else len(bins)  # auto: one bin per Adience constraint group
     with warnings.catch_warnings(record=True) as caught:
@@ -124,7 +129,11 @@ def describe_run(config: RunConfig) -> list[str]:
     lines += [
         f"loss: {_LOSSES[config.loss]}"
         + (f"; ordinal soft age targets, sigma {config.age_label_sigma}" if config.age_label_sigma else "")
-        + (f"; distilled from {config.teacher} (weight {config.distill_weight})" if config.teacher else ""),
+        + (
+            f"; {' and '.join(loss.distill_tasks)} distilled from {config.teacher} (weight {config.distill_weight})"
+            if config.teacher
+            else ""
+        ),
         f"optimiser: AdamW, lr {t.lr:g}, weight decay {t.weight_decay:g}, batch {t.batch_size}, seed {t.seed}",
         f"LR: ReduceLROnPlateau x {t.plateau_factor:g} after {t.plateau_patience} epoch(s) without improvement of "
         f"{_SCOPE[t.plateau_scope]}",

@@ -326,6 +326,7 @@ def _evaluate(
     rep_ages_method: str = "train_mean",
     part: str = "test",
     flip: bool = False,
+    temperature: Mapping[str, float] | None = None,
 ) -> EvaluationReport:
     sets = prepared.test_sets if part == "test" else prepared.val_sets
     predictions = {
@@ -333,15 +334,16 @@ def _evaluate(
         for name, ds in sets.items()
         if len(ds) and name in prepared.splits
     }
-    # The comparison protocols each dataset asks for (DatasetSource.protocols), on this run's split.
+    # The comparison protocols each dataset asks for (DatasetSource.protocols), on this run's split, read from the
+    # probabilities predict would give (the release's temperatures; build_report scales its own copy).
     protocols = {}
     for name, pred in predictions.items():
         source = DATASETS[name]
         for key in source.protocols:
             protocol = PROTOCOLS[key]
             title = protocol.title.format(dataset=source.title or name, part=part)
-            protocols[title] = protocol.score(pred, prepared.bins, sets[name].records)
-    return build_report(predictions, prepared.bins, rep_ages, protocols, rep_ages_method)
+            protocols[title] = protocol.score(pred.scaled(temperature or {}), prepared.bins, sets[name].records)
+    return build_report(predictions, prepared.bins, rep_ages, protocols, rep_ages_method, temperature)
 
 
 def evaluate_release(
@@ -364,6 +366,7 @@ def evaluate_release(
         config.trainer.device,
         info.rep_ages_method,
         part,
+        temperature=info.temperature,
     )
 
 
@@ -405,7 +408,12 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     # A bad setting, or a device this machine does not have, fails first, before any data is prepared.
     check_config(config)
     resolve_device(config.trainer.device)
-    loss_fn = create_loss(config.loss, age_label_sigma=config.age_label_sigma, distill_weight=config.distill_weight)
+    loss_fn = create_loss(
+        config.loss,
+        age_label_sigma=config.age_label_sigma,
+        distill_weight=config.distill_weight,
+        distill_tasks=config.distill_tasks,
+    )
     if config.rep_ages not in REP_AGES_NOTES:
         raise ValueError(f"rep_ages: {config.rep_ages!r} is not one of {', '.join(REP_AGES_NOTES)}")
     ddp.init_distributed()
@@ -485,7 +493,16 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
                     **calibration,
                 },
             )
-        report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, str(trainer.device), config.rep_ages)
+        # The report reads release/ as predict would: with its temperatures (those of the last release written).
+        report = _evaluate(
+            model,
+            prepared,
+            rep_ages,
+            config.trainer.batch_size,
+            str(trainer.device),
+            config.rep_ages,
+            temperature=calibration.get("temperature"),
+        )
         write_report(report, out / "report")
     ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
     return TrainResult(out, history, release, report, prepared)
@@ -646,8 +663,9 @@ def evaluate_run(
 ) -> EvaluationReport:
     """Reloads a run's weights and evaluates them on the test splits of ``config``'s data, as :func:`train` did.
 
-    By default the release is read: it holds the weights of the epoch with the best selection score, the bins and
-    the representative ages, so the same data gives the same report (``RUN/release-last`` holds the last epoch's).
+    By default the release is read: it holds the weights of the epoch with the best selection score, the bins, the
+    representative ages and the calibration temperatures (the report scales the probabilities by them, as
+    ``predict`` does), so the same data gives the same report (``RUN/release-last`` holds the last epoch's).
     With ``checkpoint`` (e.g. ``RUN/best.pt``, the release's weights, or ``RUN/checkpoint.pt``, the last epoch's)
     those weights are evaluated instead, with the bins of the run's ``resolved_config.json`` and the representative
     ages of the training split; ``best.pt`` of a finished run gives the release's report (with ``rep_ages:
@@ -675,14 +693,17 @@ def evaluate_run(
         model = _model_from_checkpoint(Path(checkpoint), config, len(bins))
         prepared = prepare_data(config, bins=bins)
         rep_ages, method = [float(a) for a in representative_ages(bins, prepared.train_ages)], "train_mean"
+        temperature = None  # a checkpoint has no fitted temperatures
     else:
         release = path / "release" if (path / "release" / RELEASE_CONFIG).is_file() else path
         if not (release / RELEASE_CONFIG).is_file():
             raise FileNotFoundError(f"{path}: no release (config.json and model.safetensors) in it or in its release/")
         model, info = load_release(release)
         prepared = prepare_data(config, bins=info.bins)
-        rep_ages, method = list(info.rep_ages), info.rep_ages_method
-    report = _evaluate(model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part, flip)
+        rep_ages, method, temperature = list(info.rep_ages), info.rep_ages_method, info.temperature
+    report = _evaluate(
+        model, prepared, rep_ages, config.trainer.batch_size, config.trainer.device, method, part, flip, temperature
+    )
     if out_dir is not None:
         write_report(report, out_dir)
     return report
