@@ -15,10 +15,9 @@ from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.bins import PAPER_BINS, AgeBins
 from agecurriculum.config import RunConfig, check_config
 from agecurriculum.data.balance import BALANCE_RULES
-from agecurriculum.losses import create_loss
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.schedule import ScheduleWarning, TrainingSchedule
-from agecurriculum.train.run import build_curriculum, freeze_backbone_blocks
+from agecurriculum.train.run import build_curriculum, build_loss, freeze_backbone_blocks
 
 __all__ = ["describe_run", "format_bins"]
 
@@ -78,12 +77,7 @@ def describe_run(config: RunConfig) -> list[str]:
         ValueError: a setting out of range, unknown bins, preset or loss, or a list schedule that breaks Eq. 7.
     """
     check_config(config)
-    loss = create_loss(
-        config.loss,
-        age_label_sigma=config.age_label_sigma,
-        distill_weight=config.distill_weight,
-        distill_tasks=config.distill_tasks,
-    )
+    loss = build_loss(config)
     bins = _bins(config)
     num_bins = 8 if bins is None else len(bins)  # auto: one bin per Adience constraint group
     with warnings.catch_warnings(record=True) as caught:

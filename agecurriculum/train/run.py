@@ -49,7 +49,7 @@ from agecurriculum.evaluation.predict import Predictions, predict_dataset
 from agecurriculum.evaluation.protocols import PROTOCOLS
 from agecurriculum.evaluation.report import REP_AGES_NOTES, EvaluationReport, build_report, write_report
 from agecurriculum.fileio import ensure_writable_folder
-from agecurriculum.losses import create_loss
+from agecurriculum.losses import MultiTaskLoss, create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.model.ensemble import EnsembleClassifier
@@ -339,10 +339,11 @@ def _evaluate(
     protocols = {}
     for name, pred in predictions.items():
         source = DATASETS[name]
+        scaled = pred.scaled(temperature or {})
         for key in source.protocols:
             protocol = PROTOCOLS[key]
             title = protocol.title.format(dataset=source.title or name, part=part)
-            protocols[title] = protocol.score(pred.scaled(temperature or {}), prepared.bins, sets[name].records)
+            protocols[title] = protocol.score(scaled, prepared.bins, sets[name].records)
     return build_report(predictions, prepared.bins, rep_ages, protocols, rep_ages_method, temperature)
 
 
@@ -408,12 +409,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     # A bad setting, or a device this machine does not have, fails first, before any data is prepared.
     check_config(config)
     resolve_device(config.trainer.device)
-    loss_fn = create_loss(
-        config.loss,
-        age_label_sigma=config.age_label_sigma,
-        distill_weight=config.distill_weight,
-        distill_tasks=config.distill_tasks,
-    )
+    loss_fn = build_loss(config)
     if config.rep_ages not in REP_AGES_NOTES:
         raise ValueError(f"rep_ages: {config.rep_ages!r} is not one of {', '.join(REP_AGES_NOTES)}")
     ddp.init_distributed()
@@ -562,6 +558,21 @@ def _calibration(config: RunConfig, model: DualClassifier, prepared: PreparedDat
             "part": "val",
         }
     return {"temperature": temperature, "calibration": report}
+
+
+def build_loss(config: RunConfig) -> MultiTaskLoss:
+    """The run's loss (``loss``, with ``age_label_sigma`` and the distillation settings), as :func:`train` and the
+    plan of ``train --dry-run`` build it.
+
+    Raises:
+        ValueError: an unknown loss name or a bad setting of it.
+    """
+    return create_loss(
+        config.loss,
+        age_label_sigma=config.age_label_sigma,
+        distill_weight=config.distill_weight,
+        distill_tasks=config.distill_tasks,
+    )
 
 
 def freeze_backbone_blocks(model: DualClassifier, blocks: int | None) -> None:
