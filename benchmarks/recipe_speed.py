@@ -11,6 +11,10 @@ variant), batch 32, fp32, on the CPU:
   made), whose forward pass every step adds;
 - ``128px``: the step at 128 px (progressive resizing: early epochs smaller);
 - ``frozen-N``: the stem and the first N of 16 blocks frozen (``freeze_backbone(N)``): no gradients for them;
+- ``frozen-N+teacher``: that with the teacher (as rounds 8-9 of the recipe distilled the age from the parent): the
+  frozen part holds the teacher's own weights, so it runs once a batch for both
+  (:func:`~agecurriculum.model.shared_frozen_blocks`); ``frozen-N+teacher, own pass`` hides that from the trainer
+  (the teacher wrapped in an ``nn.Sequential``), as before the sharing, so the teacher runs its whole pass;
 - ``compile`` (with ``--compile``): ``torch.compile`` of the model; its compile time is reported apart;
 - ``bf16`` (with ``--amp``): the recipe's step under CPU bf16 autocast (``trainer.amp: true``), which CPUs with
   AMX or AVX-512 BF16 could run faster.
@@ -29,6 +33,7 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 from agecurriculum import CurriculumTrainer, MultiDatasetSample, TrainerConfig, TrainingSchedule
 from agecurriculum.data.datasets import TensorFaceDataset
@@ -79,11 +84,21 @@ def main() -> None:
 
         return run
 
+    def frozen_teacher(n: int, share: bool):
+        def run() -> float:
+            model = copy.deepcopy(parent)
+            model.freeze_backbone(n)
+            return epoch_rate(model, big, teacher if share else nn.Sequential(teacher))
+
+        return run
+
     variants = {
         "recipe": lambda: epoch_rate(copy.deepcopy(parent), big),
         "teacher": lambda: epoch_rate(copy.deepcopy(parent), big, teacher),
         "128px": lambda: epoch_rate(copy.deepcopy(parent), small),
         **{f"frozen-{n}": frozen(n) for n in args.frozen},
+        **{f"frozen-{n}+teacher": frozen_teacher(n, True) for n in args.frozen},
+        **{f"frozen-{n}+teacher, own pass": frozen_teacher(n, False) for n in args.frozen},
     }
     if args.amp:
         variants["bf16"] = lambda: epoch_rate(copy.deepcopy(parent), big, amp=True)

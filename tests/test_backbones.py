@@ -311,3 +311,60 @@ def test_a_backbone_that_is_no_sequential_must_name_its_freeze_groups():
     assert not any(p.requires_grad for p in backbone.parameters())
     with pytest.raises(NotImplementedError, match="freeze_groups"):
         backbone.freeze(1)
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-b0"])
+def test_the_cut_halves_compose_to_forward_features_in_eval_and_train_mode(name):
+    """``forward_features_from(forward_prefix(x, n), n)`` is ``forward_features(x)`` bit for bit, stochastic depth
+    included (same seed), at any cut: what lets a teacher start from a model's frozen part."""
+    torch.manual_seed(0)
+    backbone = create_backbone(name)
+    x = torch.randn(2, 3, 64, 64)
+    for mode in (False, True):
+        backbone.train(mode)
+        for n in (0, 4, backbone.num_blocks):
+            torch.manual_seed(1)
+            whole = backbone.forward_features(x)
+            torch.manual_seed(1)
+            cut = backbone.forward_features_from(backbone.forward_prefix(x, n), n)
+            assert torch.equal(whole, cut), (mode, n)
+            torch.manual_seed(1)
+            pooled = backbone(x)
+            torch.manual_seed(1)
+            assert torch.equal(pooled, backbone.forward_from(backbone.forward_prefix(x, n), n))
+    with pytest.raises(ValueError, match=f"0..{backbone.num_blocks}"):
+        backbone.forward_prefix(x, backbone.num_blocks + 1)
+
+
+def test_a_frozen_part_computes_in_train_mode_what_it_computes_in_eval_mode():
+    """Frozen blocks keep no stochastic depth and no batch statistics in training: their output is the eval-mode
+    output, whatever the seed (the third block, a residual one, drops its branch for some faces in train mode)."""
+    torch.manual_seed(0)
+    backbone = create_backbone("efficientnet-lite0").train()
+    x = torch.randn(8, 3, 64, 64)
+    backbone.freeze(4)
+    assert backbone.frozen_blocks == 4
+    expected = backbone.eval().forward_prefix(x, 4)
+    backbone.train()
+    assert backbone.blocks[4].training and not backbone.blocks[2].training
+    for seed in range(3):
+        torch.manual_seed(seed)
+        assert torch.equal(backbone.forward_prefix(x, 4), expected)
+    backbone.unfreeze()
+    assert backbone.frozen_blocks is None and all(m.training for m in backbone.modules())
+    backbone.freeze()
+    assert backbone.frozen_blocks is None  # the whole backbone: no cut to share
+
+
+def test_the_default_cut_halves_of_a_sequential_and_their_limits():
+    spec = BackboneSpec("seq", 8, 32, IMAGENET_MEAN, IMAGENET_STD)
+    backbone = Backbone(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 8, 3)), spec)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(backbone.forward_features_from(backbone.forward_prefix(x, 1), 1), backbone.forward_features(x))
+
+    class Custom(Backbone):
+        def forward_features(self, x):
+            return self.net(x) * 2
+
+    with pytest.raises(NotImplementedError, match="override forward_prefix and forward_features_from"):
+        Custom(backbone.net, spec).forward_prefix(x, 1)

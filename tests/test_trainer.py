@@ -539,3 +539,65 @@ def test_time_budget_must_be_positive():
 
     with pytest.raises(ValueError, match=r"^trainer\.time_budget: must be > 0"):
         check_config(apply_overrides(RunConfig(), ["trainer.time_budget=0"]))
+
+
+def test_a_teacher_with_the_models_frozen_part_shares_it_and_trains_the_same():
+    """A warm start distilled from its parent with a frozen stem and early blocks: the frozen part runs once a
+    batch (the teacher's own copy never), and training gives what a teacher running its own pass gives."""
+    import copy
+
+    from agecurriculum.model import DualClassifier, shared_frozen_blocks
+
+    torch.manual_seed(0)
+    parent = DualClassifier(age_classes=8, backbone="efficientnet-lite0", bottleneck_dim=16)
+    data = TensorFaceDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 8, (8,)), torch.randint(0, 2, (8,)))
+
+    def train(wrap_teacher):
+        student, teacher = copy.deepcopy(parent), copy.deepcopy(parent)
+        student.freeze_backbone(4)
+        with torch.no_grad():
+            student.head.age.weight.mul_(0.5)  # the student's answers differ from the teacher's
+        runs = []
+        teacher.backbone.net._blocks[0].register_forward_hook(lambda *_: runs.append("teacher"))
+        student.backbone.net._blocks[0].register_forward_hook(lambda *_: runs.append("student"))
+        shared = shared_frozen_blocks(student, teacher)
+        trainer = CurriculumTrainer(
+            student,
+            TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=1)]),
+            {"a": data},
+            loss=SumLoss(distill_weight=0.5),
+            teacher=nn.Sequential(teacher) if wrap_teacher else teacher,  # a wrapper hides what it shares
+            config=TrainerConfig(batch_size=4, lr=1e-3, seed=3),
+        )
+        torch.manual_seed(5)
+        losses = trainer.train_one_epoch(data)[:3]
+        return shared, runs, losses, student.state_dict()
+
+    shared, runs, losses, weights = train(wrap_teacher=False)
+    assert shared == 4 and runs == ["student", "student"]  # two batches, the frozen part once each
+    _, own_runs, own_losses, own_weights = train(wrap_teacher=True)
+    assert own_runs == ["teacher", "student"] * 2
+    assert losses == pytest.approx(own_losses, rel=1e-6)
+    for key, value in weights.items():
+        torch.testing.assert_close(value, own_weights[key], rtol=1e-5, atol=1e-6)
+
+
+def test_only_the_same_frozen_weights_are_shared():
+    import copy
+
+    from agecurriculum.model import DualClassifier, shared_frozen_blocks
+
+    torch.manual_seed(0)
+    model = DualClassifier(age_classes=8, backbone="efficientnet-lite0", bottleneck_dim=16)
+    teacher = copy.deepcopy(model)
+    assert shared_frozen_blocks(model, teacher) is None  # nothing frozen: nothing to share
+    model.freeze_backbone(4)
+    with torch.no_grad():
+        teacher.backbone.net._blocks[5]._project_conv.weight.add_(1.0)  # after the cut: still shared
+    assert shared_frozen_blocks(model, teacher) == 4
+    with torch.no_grad():
+        teacher.backbone.net._blocks[3]._bn2.running_mean.add_(1.0)  # a frozen block's statistics differ
+    assert shared_frozen_blocks(model, teacher) is None
+    assert shared_frozen_blocks(model, None) is None
+    other = DualClassifier(age_classes=8, backbone="efficientnet-b0", bottleneck_dim=16)
+    assert shared_frozen_blocks(model, other) is None

@@ -22,7 +22,7 @@ _EXPORTS: dict[str, str] = {
         ),
         "agecurriculum.model.backbones",
     ),
-    "DualClassifier": "agecurriculum.model.classifier",
+    **dict.fromkeys(("DualClassifier", "shared_frozen_blocks"), "agecurriculum.model.classifier"),
     **dict.fromkeys(("ModelConfig", "member_configs"), "agecurriculum.model.config"),
     "EfficientNetLite": "agecurriculum.model.efficientnet_lite",
     **dict.fromkeys(("EnsembleClassifier", "classifier_from_config"), "agecurriculum.model.ensemble"),

@@ -7,11 +7,15 @@ uses and nothing else (in the spirit of timm's ``forward_features`` / ``num_feat
 - ``forward_features(x)``: ``(N, 3, H, W)`` images to the last ``(N, num_features, H', W')`` feature map;
 - ``forward(x)``: that map average-pooled to ``(N, num_features)``, without any classifier;
 - ``freeze_groups()``: the modules that ``freeze(n)`` freezes, input to output, the stem first and then one group per
-  block; ``freeze(n)`` freezes the stem and the first ``n`` blocks, ``freeze()`` everything.
+  block; ``freeze(n)`` freezes the stem and the first ``n`` blocks, ``freeze()`` everything;
+- ``forward_prefix(x, n)`` and ``forward_features_from(h, n)``: ``forward_features`` cut after the stem and the first
+  ``n`` blocks, so that two networks with the same frozen part (a model and the teacher it was warm-started from)
+  run that part once.
 
 The defaults fit a network that is an ``nn.Sequential`` of its stem then its blocks (torchvision's
 ``mobilenet_v3_small().features``, for one); any other layout overrides ``forward_features`` and ``freeze_groups``
-in a subclass, as :class:`EfficientNetBackbone` does for efficientnet-pytorch's. New architectures register a
+(and the two cut halves) in a subclass, as :class:`EfficientNetBackbone` does for efficientnet-pytorch's. New
+architectures register a
 factory::
 
     @register_backbone("my-net")
@@ -83,6 +87,7 @@ class Backbone(nn.Module):
         self.spec = spec
         self.num_features = spec.num_features
         self._frozen: list[nn.Module] = []
+        self.frozen_blocks: int | None = None  # freeze(n)'s n while the stem and n blocks are frozen, else None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``(N, 3, H, W)`` normalised images to the last ``(N, num_features, H', W')`` feature map.
@@ -94,6 +99,50 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``(N, 3, H, W)`` normalised images to ``(N, num_features)`` globally average-pooled features."""
         return F.adaptive_avg_pool2d(self.forward_features(x), 1).flatten(1)
+
+    def forward_prefix(self, x: torch.Tensor, num_blocks: int) -> torch.Tensor:
+        """The stem and the first ``num_blocks`` blocks: the map :meth:`forward_features_from` continues from.
+
+        The default runs ``freeze_groups()[: num_blocks + 1]`` of an ``nn.Sequential`` ``net``; a subclass that
+        overrides :meth:`forward_features` overrides this and :meth:`forward_features_from` too.
+
+        Raises:
+            ValueError: ``num_blocks`` is outside ``0..num_blocks``.
+            NotImplementedError: the subclass overrides ``forward_features`` but not the cut halves.
+        """
+        for group in self._groups(num_blocks)[: num_blocks + 1]:
+            x = group(x)
+        return x
+
+    def forward_features_from(self, h: torch.Tensor, num_blocks: int) -> torch.Tensor:
+        """:meth:`forward_features` from ``forward_prefix(x, num_blocks)``'s output on: the two together give
+        ``forward_features(x)``.
+
+        Raises:
+            ValueError, NotImplementedError: as :meth:`forward_prefix`.
+        """
+        for group in self._groups(num_blocks)[num_blocks + 1 :]:
+            h = group(h)
+        return h
+
+    def forward_from(self, h: torch.Tensor, num_blocks: int) -> torch.Tensor:
+        """:meth:`forward` from ``forward_prefix(x, num_blocks)``'s output on: pooled ``(N, num_features)``."""
+        return F.adaptive_avg_pool2d(self.forward_features_from(h, num_blocks), 1).flatten(1)
+
+    def _groups(self, num_blocks: int) -> list[nn.Module]:
+        # The default cut halves run the groups in order, which is forward_features only where that is net(x).
+        if type(self).forward_features is not Backbone.forward_features:
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides forward_features: override forward_prefix and "
+                "forward_features_from to cut it"
+            )
+        groups = self.freeze_groups()
+        self._check_blocks(num_blocks, len(groups) - 1)
+        return groups
+
+    def _check_blocks(self, num_blocks: int, most: int) -> None:
+        if not 0 <= num_blocks <= most:
+            raise ValueError(f"num_blocks must be in 0..{most} for {self.spec.name}, got {num_blocks}")
 
     def freeze_groups(self) -> list[nn.Module]:
         """The modules :meth:`freeze` freezes, input to output: the stem, then one module per block.
@@ -125,11 +174,12 @@ class Backbone(nn.Module):
     def freeze(self, num_blocks: int | None = None) -> None:
         """Freezes the whole backbone (``None``) or the stem and the first ``num_blocks`` blocks.
 
-        Frozen parameters get ``requires_grad=False`` and frozen BatchNorm layers stay in eval mode even when the
-        model is put in train mode: their running statistics are what the frozen weights were trained with, and
-        letting small, domain-shifted batches (faces, not ImageNet) overwrite them would change the frozen
-        features under the trainable layers and make train- and eval-mode outputs disagree. Replaces any earlier
-        freeze.
+        Frozen parameters get ``requires_grad=False`` and the frozen modules stay in eval mode even when the model
+        is put in train mode, so that the frozen part computes in training exactly what it computes in eval mode:
+        its BatchNorm running statistics are what the frozen weights were trained with (small, domain-shifted
+        batches, faces not ImageNet, would overwrite them and change the frozen features under the trainable
+        layers), and its stochastic depth is off (a frozen part is a fixed feature extractor, which a teacher
+        with the same weights can share: :meth:`forward_prefix`). Replaces any earlier freeze.
 
         Raises:
             ValueError: ``num_blocks`` is outside ``0..num_blocks``.
@@ -138,27 +188,26 @@ class Backbone(nn.Module):
             parts: list[nn.Module] = [self.net]
         else:
             groups = self.freeze_groups()
-            if not 0 <= num_blocks <= len(groups) - 1:
-                raise ValueError(f"num_blocks must be in 0..{len(groups) - 1} for {self.spec.name}, got {num_blocks}")
+            self._check_blocks(num_blocks, len(groups) - 1)
             parts = groups[: num_blocks + 1]
         self.unfreeze()
         self._frozen = parts
+        self.frozen_blocks = num_blocks
         for part in parts:
             part.requires_grad_(False)
         self.train(self.training)
 
     def unfreeze(self) -> None:
-        """Makes every parameter trainable again and lets all BatchNorm layers follow the module's mode."""
+        """Makes every parameter trainable again and lets every module follow the backbone's mode."""
         self.net.requires_grad_(True)
         self._frozen = []
+        self.frozen_blocks = None
         self.train(self.training)
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
         for part in self._frozen:
-            for module in part.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+            part.eval()  # BatchNorm statistics and stochastic depth as in eval mode; see freeze
         return self
 
 
@@ -182,6 +231,38 @@ class EfficientNetBackbone(Backbone):
     def freeze_groups(self) -> list[nn.Module]:
         """The stem (``_conv_stem`` and ``_bn0``), then each of ``_blocks``."""
         return [nn.ModuleList([self.net._conv_stem, self.net._bn0]), *self.net._blocks]
+
+    def forward_prefix(self, x: torch.Tensor, num_blocks: int) -> torch.Tensor:
+        """The stem and the first ``num_blocks`` of ``_blocks``, as ``extract_features`` runs them."""
+        self._check_blocks(num_blocks, len(self.net._blocks))
+        return self._run_blocks(self._stem(x), 0, num_blocks)
+
+    def forward_features_from(self, h: torch.Tensor, num_blocks: int) -> torch.Tensor:
+        """``extract_features`` from block ``num_blocks`` on: the rest of the blocks, then the head convolution."""
+        net = self.net
+        self._check_blocks(num_blocks, len(net._blocks))
+        h = self._run_blocks(h, num_blocks, len(net._blocks))
+        if isinstance(net, EfficientNetLite):
+            return net.forward_head(h)
+        return net._swish(net._bn1(net._conv_head(h)))  # efficientnet-pytorch's extract_features, its last line
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if isinstance(net, EfficientNetLite):
+            return net.forward_stem(x)
+        return net._swish(net._bn0(net._conv_stem(x)))  # efficientnet-pytorch's extract_features, its first line
+
+    def _run_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        net = self.net
+        if isinstance(net, EfficientNetLite):  # each block holds its own stochastic-depth rate
+            for block in net._blocks[start:stop]:
+                x = block(x)
+            return x
+        # efficientnet-pytorch's blocks take the rate as an argument: block i of n gets rate * i / n
+        rate, total = net._global_params.drop_connect_rate, len(net._blocks)
+        for idx in range(start, stop):
+            x = net._blocks[idx](x, drop_connect_rate=rate * (idx / total) if rate else rate)
+        return x
 
 
 def _drop_duplicate_block_keys(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:

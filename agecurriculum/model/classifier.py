@@ -87,6 +87,15 @@ class DualClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> HeadOutput:
         return self.head(self.backbone(x))
 
+    def forward_from(self, h: torch.Tensor, num_blocks: int) -> HeadOutput:
+        """:meth:`forward` from ``self.backbone.forward_prefix(x, num_blocks)``'s output on (see
+        :func:`shared_frozen_blocks`).
+
+        Raises:
+            AttributeError: a custom backbone without ``forward_from``.
+        """
+        return self.head(self.backbone.forward_from(h, num_blocks))
+
     def freeze_backbone(self, num_blocks: int | None = None) -> None:
         """Freezes the whole backbone (``None``) or its stem and first ``num_blocks`` blocks (see ``Backbone.freeze``).
 
@@ -160,3 +169,32 @@ class DualClassifier(nn.Module):
         if args.get("backbone") is None:
             raise ValueError("config was saved from a custom backbone; pass it again: from_config(cfg, backbone=...)")
         return cls(**args)
+
+
+def shared_frozen_blocks(model: nn.Module, teacher: nn.Module | None) -> int | None:
+    """How far ``teacher`` can start from ``model``'s frozen part instead of running its own: the ``n`` of
+    ``model.backbone.freeze(n)`` when both are :class:`DualClassifier` models whose stem and first ``n`` blocks are
+    the same modules with equal weights and buffers, else None.
+
+    A warm start distilled from its own parent with a frozen stem and early blocks is such a pair: the frozen part
+    (the layers on the largest maps) then runs once a batch, ``backbone.forward_prefix``, and both models go on
+    from its output with ``forward_from``. The frozen part computes in train mode what it computes in eval mode
+    (``Backbone.freeze``), so the teacher's answers are the same as from its own pass.
+    """
+    if not (isinstance(model, DualClassifier) and isinstance(teacher, DualClassifier)):
+        return None
+    n = getattr(model.backbone, "frozen_blocks", None)
+    if n is None or not hasattr(teacher.backbone, "freeze_groups"):
+        return None
+    ours, theirs = model.backbone.freeze_groups(), teacher.backbone.freeze_groups()
+    if len(ours) != len(theirs) or type(model.backbone) is not type(teacher.backbone):
+        return None
+    for mine, other in zip(ours[: n + 1], theirs[: n + 1], strict=True):
+        if [type(m) for m in mine.modules()] != [type(m) for m in other.modules()]:
+            return None
+        a, b = mine.state_dict(), other.state_dict()
+        if a.keys() != b.keys() or not all(
+            a[k].shape == b[k].shape and a[k].dtype == b[k].dtype and torch.equal(a[k], b[k].to(a[k].device)) for k in a
+        ):
+            return None
+    return n

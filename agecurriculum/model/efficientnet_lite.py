@@ -188,15 +188,23 @@ class EfficientNetLite(nn.Module):
             self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
         self.num_classes = num_classes
 
-    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Returns the ``(N, 1280, H/32, W/32)`` feature map after the head convolution (rounded up)."""
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem: images to the map the first block reads."""
         # oneDNN's depthwise and 1x1 convolutions are about 2x faster on CPU in channels-last (NHWC) layout, for
         # both inference and training; converting the 3-channel input is cheap and the layout then propagates.
         x = x.contiguous(memory_format=torch.channels_last)
-        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
+        return F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """The head convolution after the last block."""
+        return F.relu6(self._bn1(self._conv_head(x)), inplace=True)
+
+    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Returns the ``(N, 1280, H/32, W/32)`` feature map after the head convolution (rounded up)."""
+        x = self.forward_stem(x)
         for block in self._blocks:
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x)), inplace=True)
+        return self.forward_head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(self.extract_features(x), 1).flatten(1)

@@ -98,6 +98,7 @@ from agecurriculum.data.balance import age_gender_weights, balanced_weights
 from agecurriculum.data.datasets import FilteredDataset, age_bins_of, records_of
 from agecurriculum.devices import resolve_device
 from agecurriculum.losses import LossParts, MultiTaskLoss, UncertaintyLoss
+from agecurriculum.model.classifier import shared_frozen_blocks
 from agecurriculum.schedule import MultiDatasetSample, TrainingSchedule
 from agecurriculum.train import checkpoint as ckpt
 from agecurriculum.train import distributed as ddp
@@ -389,8 +390,11 @@ class _ModelWithLoss(nn.Module):
         age_target: torch.Tensor,
         gender_target: torch.Tensor,
         teacher: tuple[torch.Tensor, torch.Tensor] | None = None,
+        from_block: int | None = None,
     ) -> LossParts:
-        age_logits, gender_logits = self.model(images)
+        # from_block: ``images`` is the model's frozen part's output (shared with the teacher), not images
+        out = self.model(images) if from_block is None else self.model.forward_from(images, from_block)
+        age_logits, gender_logits = out[:2]
         if teacher is None:  # a loss of the user's own may not take a teacher argument
             return self.loss_fn(age_logits, gender_logits, age_target, gender_target)
         return self.loss_fn(age_logits, gender_logits, age_target, gender_target, teacher)
@@ -451,6 +455,9 @@ class CurriculumTrainer:
             probabilities on each training batch the model also learns, as the loss's ``distill_weight`` says
             (knowledge distillation); it runs in eval mode, without gradients, on the same augmented images, and
             must predict the same age bins. Validation losses are on the labels only, so they stay comparable.
+            Where the model's frozen stem and early blocks hold the teacher's own weights (a warm start distilled
+            from its parent, :func:`~agecurriculum.model.classifier.shared_frozen_blocks`), that part runs once a
+            batch for both.
 
     Attributes:
         model: the model (never the DDP wrapper).
@@ -627,12 +634,22 @@ class CurriculumTrainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     @torch.no_grad()
-    def _teacher_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _teacher_probs(self, inputs: torch.Tensor, from_block: int | None) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.teacher is None:
             return None
         with self._autocast():
-            age_logits, gender_logits = self.teacher(images)[:2]
+            out = self.teacher(inputs) if from_block is None else self.teacher.forward_from(inputs, from_block)
+        age_logits, gender_logits = out[:2]
         return age_logits.float().softmax(1), gender_logits.float().softmax(1)
+
+    @torch.no_grad()
+    def _shared_part(self, images: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+        # The input both models go on from: the frozen part's output when the teacher shares it, else the images.
+        n = shared_frozen_blocks(self.model, self.teacher)
+        if n is None:
+            return images, None
+        with self._autocast():
+            return self.model.backbone.forward_prefix(images, n), n
 
     @property
     def _train_module(self) -> nn.Module:
@@ -656,9 +673,10 @@ class CurriculumTrainer:
 
     def _train_step(self, batch: Sequence[torch.Tensor], step: int) -> tuple[LossParts, int]:
         images, age_target, gender_target = self._to_device(batch)
-        teacher = self._teacher_probs(images)
+        inputs, from_block = self._shared_part(images) if self.teacher is not None else (images, None)
+        teacher = self._teacher_probs(inputs, from_block)
         with self._autocast():
-            parts = self._train_module(images, age_target, gender_target, teacher)
+            parts = self._train_module(inputs, age_target, gender_target, teacher, from_block)
         if not torch.isfinite(parts.total):
             raise FloatingPointError(f"training loss became {parts.total.item()} at step {step}")
         self.optimizer.zero_grad(set_to_none=True)
