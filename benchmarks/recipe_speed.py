@@ -76,19 +76,11 @@ def main() -> None:
     big, small = data(160), data(128)
     teacher = copy.deepcopy(parent).eval()
 
-    def frozen(n: int):
+    def frozen(n: int, with_teacher: torch.nn.Module | None = None):
         def run() -> float:
             model = copy.deepcopy(parent)
             model.freeze_backbone(n)
-            return epoch_rate(model, big)
-
-        return run
-
-    def frozen_teacher(n: int, share: bool):
-        def run() -> float:
-            model = copy.deepcopy(parent)
-            model.freeze_backbone(n)
-            return epoch_rate(model, big, teacher if share else nn.Sequential(teacher))
+            return epoch_rate(model, big, with_teacher)
 
         return run
 
@@ -97,8 +89,8 @@ def main() -> None:
         "teacher": lambda: epoch_rate(copy.deepcopy(parent), big, teacher),
         "128px": lambda: epoch_rate(copy.deepcopy(parent), small),
         **{f"frozen-{n}": frozen(n) for n in args.frozen},
-        **{f"frozen-{n}+teacher": frozen_teacher(n, True) for n in args.frozen},
-        **{f"frozen-{n}+teacher, own pass": frozen_teacher(n, False) for n in args.frozen},
+        **{f"frozen-{n}+teacher": frozen(n, teacher) for n in args.frozen},
+        **{f"frozen-{n}+teacher, own pass": frozen(n, nn.Sequential(teacher)) for n in args.frozen},
     }
     if args.amp:
         variants["bf16"] = lambda: epoch_rate(copy.deepcopy(parent), big, amp=True)

@@ -644,7 +644,8 @@ class CurriculumTrainer:
 
     @torch.no_grad()
     def _shared_part(self, images: torch.Tensor) -> tuple[torch.Tensor, int | None]:
-        # The input both models go on from: the frozen part's output when the teacher shares it, else the images.
+        # The input both models go on from: the frozen part's output when a teacher shares it, else the images
+        # (without a teacher, shared_frozen_blocks is None).
         n = shared_frozen_blocks(self.model, self.teacher)
         if n is None:
             return images, None
@@ -673,7 +674,7 @@ class CurriculumTrainer:
 
     def _train_step(self, batch: Sequence[torch.Tensor], step: int) -> tuple[LossParts, int]:
         images, age_target, gender_target = self._to_device(batch)
-        inputs, from_block = self._shared_part(images) if self.teacher is not None else (images, None)
+        inputs, from_block = self._shared_part(images)
         teacher = self._teacher_probs(inputs, from_block)
         with self._autocast():
             parts = self._train_module(inputs, age_target, gender_target, teacher, from_block)
