@@ -260,7 +260,7 @@ _RANGES: dict[type, dict[str, str]] = {
         "split_seed": ">= 0",
         "preprocess_workers": ">= 0",
     },
-    ModelConfig: {"bottleneck_dim": ">= 1", "dropout": ">= 0, < 1", "freeze_blocks": ">= 0"},
+    ModelConfig: {"bottleneck_dim": ">= 1", "dropout": ">= 0, < 1", "freeze_blocks": ">= 0", "gender_branch": ">= 0"},
     RunConfig: {"epochs_per_stage": ">= 1", "age_label_sigma": ">= 0", "distill_weight": ">= 0, <= 1"},
     AdaptiveSettings: {
         "epochs": ">= 1",

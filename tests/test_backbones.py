@@ -368,3 +368,37 @@ def test_the_default_cut_halves_of_a_sequential_and_their_limits():
 
     with pytest.raises(NotImplementedError, match="override forward_prefix and forward_features_from"):
         Custom(backbone.net, spec).forward_prefix(x, 1)
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-b0", "sequential"])
+def test_a_tail_copy_continues_the_trunk_with_weights_of_its_own(name):
+    """``tail_copy(n)`` holds only what comes after the stem and ``n`` blocks, starts as this backbone's end, and
+    trains apart from it: the gender branch of a DualClassifier."""
+    torch.manual_seed(0)
+    if name == "sequential":
+        spec = BackboneSpec("seq", 8, 32, IMAGENET_MEAN, IMAGENET_STD)
+        backbone = Backbone(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 8, 3)), spec)
+        n = 1
+    else:
+        backbone = create_backbone(name)
+        n = backbone.num_blocks - 1
+    backbone.freeze(n)
+    tail = backbone.tail_copy(n).eval()
+    backbone.eval()
+    x = torch.randn(2, 3, 32, 32)
+    trunk = backbone.forward_prefix(x, n)
+    assert torch.equal(tail.forward_from(trunk, n), backbone(x))
+
+    def named(module):
+        return [*module.named_parameters(), *module.named_buffers()]
+
+    prefix = {id(t) for group in backbone.freeze_groups()[: n + 1] for _, t in named(group)}
+    assert {k for k, _ in named(tail)} == {k for k, t in named(backbone) if id(t) not in prefix}
+    assert all(p.requires_grad for p in tail.parameters()) and tail.frozen_blocks is None
+    with torch.no_grad():
+        for p in tail.parameters():
+            p.add_(1.0)
+    assert torch.equal(backbone.forward_from(trunk, n), backbone(x))  # the copy's weights are its own
+    assert not torch.equal(tail.forward_from(trunk, n), backbone(x))
+    with pytest.raises(ValueError, match=f"0..{backbone.num_blocks}"):
+        backbone.tail_copy(backbone.num_blocks + 1)

@@ -184,6 +184,29 @@ def test_interpolated_release_lies_between_its_ends(two_releases, tmp_path):
         interpolate_releases(start, ensemble, 0.5, tmp_path / "bad")
 
 
+def test_a_release_that_grew_a_gender_branch_interpolates_with_its_parent(two_releases, tmp_path):
+    """The parent has no branch: its side of the line is the copy of its age path the branch began as."""
+    from agecurriculum.inference import interpolate_releases
+
+    start = two_releases[0]
+    parent, info = load_release(start)
+    grown = DualClassifier.from_config({**parent.config(), "gender_branch": 14})
+    grown.load_state_dict_growing(parent.state_dict())
+    with torch.no_grad():
+        for p in grown.gender_backbone.parameters():
+            p.add_(0.5)
+    end = save_release(grown, tmp_path / "end", info.bins, info.preprocessing, dict(info.extra))
+    images = torch.randn(2, 3, 64, 64)
+    parent.eval()
+    for weight in (0.0, 0.5):
+        model, _ = load_release(interpolate_releases(start, end, weight, tmp_path / f"w{weight}"))
+        assert model.gender_branch == 14
+        got, want = model.eval()(images), parent(images)
+        age_path = {k: v for k, v in model.state_dict().items() if not k.startswith("gender_backbone.")}
+        assert all(torch.equal(v, parent.state_dict()[k]) for k, v in age_path.items() if k in parent.state_dict())
+        assert torch.allclose(got.gender_logits, want.gender_logits, atol=1e-5) == (weight == 0.0)
+
+
 def test_update_release_extra_keeps_the_rest_and_refuses_what_would_not_load(two_releases, tmp_path):
     import shutil
 

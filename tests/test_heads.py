@@ -115,3 +115,22 @@ def test_conditioning_is_checked_and_soft_by_default():
     assert GenderConditionedHead(32, bottleneck_dim=16).conditioning == "soft"
     with pytest.raises(ValueError, match="conditioning must be one of hard, soft, got 'argmax'"):
         GenderConditionedHead(32, conditioning="argmax")
+
+
+def test_a_head_with_gender_features_of_its_own_reads_them_through_its_own_bottleneck():
+    torch.manual_seed(0)
+    head = GenderConditionedHead(32, bottleneck_dim=16, gender_in_features=24).eval()
+    features, gender_features = torch.randn(4, 32), torch.randn(4, 24)
+    out = head(features, gender_features)
+    torch.testing.assert_close(out.gender_logits, head.gender(head.gender_bottleneck(gender_features)))
+    # The age head reads the shared layer of its own features and the gender softmax.
+    shared = head.bottleneck(features)
+    torch.testing.assert_close(out.age_logits, head.age(torch.cat([shared, out.gender_logits.softmax(1)], 1)))
+    with pytest.raises(ValueError, match=r"gender features of shape \(N, 24\), got None"):
+        head(features)
+    with pytest.raises(ValueError, match=r"gender features of shape \(N, 24\), got \(4, 23\)"):
+        head(features, torch.randn(4, 23))
+    with pytest.raises(ValueError, match="no gender features of its own"):
+        GenderConditionedHead(32, bottleneck_dim=16)(features, gender_features)
+    with pytest.raises(ValueError, match="gender_in_features"):
+        GenderConditionedHead(32, gender_in_features=0)

@@ -152,3 +152,62 @@ def test_from_model_config_builds_what_the_run_section_says():
     }
     assert model.head.conditioning == "hard" and model.config()["age_classes"] == 5
     assert DualClassifier.from_model_config(ModelConfig(), 8, pretrained=False).config()["pretrained"] is False
+
+
+def test_a_gender_branch_grown_from_a_model_without_one_starts_as_that_model():
+    """A release trained without a branch loads into a model with one; the branch starts as a copy of the age path,
+    so the grown model answers exactly as its parent did, and its config and weights round-trip."""
+    torch.manual_seed(0)
+    parent = DualClassifier(backbone="efficientnet-lite0", bottleneck_dim=16).eval()
+    assert "gender_branch" not in parent.config()  # releases without a branch keep their config
+    grown = DualClassifier(backbone="efficientnet-lite0", bottleneck_dim=16, gender_branch=14).eval()
+    grown.load_state_dict_growing(parent.state_dict())
+    x = torch.randn(3, 3, 64, 64)
+    for got, want in zip(grown(x), parent(x), strict=True):
+        torch.testing.assert_close(got, want)
+    clone = DualClassifier.from_config(json.loads(json.dumps(grown.config()))).eval()
+    assert clone.gender_branch == 14
+    clone.load_state_dict_growing(grown.state_dict())  # a state with a branch loads as it is
+    for got, want in zip(clone(x), grown(x), strict=True):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(RuntimeError, match="missing or unexpected keys"):
+        grown.load_state_dict_growing({k: v for k, v in parent.state_dict().items() if "age" not in k})
+    with pytest.raises(ValueError, match="no gender branch"):
+        parent.fill_gender_branch()
+    with pytest.raises(ValueError, match="gender branch"):
+        grown.forward_from(grown.backbone.forward_prefix(x, 4), 4)
+
+
+def test_training_only_the_gender_branch_leaves_the_age_path_as_it_was():
+    """``freeze_age_path``: a training step moves the gender branch alone; the backbone, the shared bottleneck (its
+    BatchNorm statistics too) and the age classifier keep their values, so the age logits change only through the
+    gender softmax the age head reads."""
+    torch.manual_seed(0)
+    model = DualClassifier(backbone="efficientnet-lite0", bottleneck_dim=16, gender_branch=15)
+    model.freeze_age_path()
+    model.train()
+    branch = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert branch and all(n.startswith(("gender_backbone.", "head.gender")) for n in branch)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    out = model(torch.randn(6, 3, 64, 64))
+    loss = nn.functional.cross_entropy(out.age_logits, torch.arange(6)) + nn.functional.cross_entropy(
+        out.gender_logits, torch.tensor([0, 1] * 3)
+    )
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    moved = {k for k in after if not torch.equal(after[k], before[k])}
+    assert moved and all(k.startswith(("gender_backbone.", "head.gender")) for k in moved)
+    assert any(k.startswith("gender_backbone.") for k in moved)
+    with pytest.raises(ValueError, match="needs a gender branch"):
+        DualClassifier(backbone="efficientnet-lite0", bottleneck_dim=16).freeze_age_path()
+
+
+def test_a_gender_branch_beyond_the_backbone_names_the_setting():
+    from agecurriculum.model import ModelConfig
+
+    with pytest.raises(ValueError, match=r"model.gender_branch: num_blocks must be in 0..16"):
+        DualClassifier.from_model_config(ModelConfig(pretrained=False, gender_branch=17), 8)
+    with pytest.raises(TypeError, match="tail_copy"):
+        DualClassifier(backbone=TinyBackbone(), gender_branch=1)

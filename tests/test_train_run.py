@@ -361,6 +361,38 @@ def test_fine_tune_with_frozen_blocks_keeps_them_as_the_parent_has_them(tmp_path
     )
 
 
+def test_a_gender_branch_grown_from_the_parent_trains_alone(tmp_path, data_root, tiny_release, capsys):
+    """``model.gender_branch`` with ``model.train_only_gender``: the run grows the branch from a parent without
+    one and trains it alone; everything the age path holds comes out exactly as the parent has it."""
+    from agecurriculum.release import load_release
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    common = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    first = tiny_release.parent
+    tuned = tmp_path / "tuned"
+    branch = ["--set", f"model.init_from={first / 'release'}", "--set", "model.gender_branch=14"]
+    only = ["--set", "model.train_only_gender=true"]
+    assert main(["train", "--config", str(config), *common, *branch, *only, "--set", f"out_dir={tuned}"]) == 0
+    before = safetensors.torch.load_file(first / "release" / "model.safetensors")
+    after = safetensors.torch.load_file(tuned / "release" / "model.safetensors")
+    assert set(before) < set(after)
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("head.gender."))
+    grown = [k for k in after if k not in before]
+    assert grown and all(k.startswith(("gender_backbone.", "head.gender_bottleneck.")) for k in grown)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head.gender."))
+    model, _ = load_release(tuned / "release")
+    assert model.gender_branch == 14
+
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), *common, *only, "--set", f"out_dir={tmp_path / 'x'}"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("model.train_only_gender: needs a gender branch to train (set model.gender_branch)")
+    )
+
+
 def test_distil_from_a_release(tmp_path, data_root, tiny_release, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")

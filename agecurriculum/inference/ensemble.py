@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agecurriculum.model import EnsembleClassifier
+from agecurriculum.model import DualClassifier, EnsembleClassifier
 from agecurriculum.release import load_release, save_release
 
 __all__ = ["ensemble_releases", "interpolate_releases"]
@@ -68,7 +68,9 @@ def interpolate_releases(start: str | Path, end: str | Path, weight: float, out_
     Fine-tuning a release on new data moves it away from what it knew; the network halfway back along that line
     often keeps most of the gain and loses less of the rest (weight-space ensembling, "WiSE-FT": Wortsman et al.,
     2022). It runs at the cost of one network, unlike :func:`ensemble_releases`. The two releases must be the same
-    network (``end`` fine-tuned from ``start``) predicting the same bins from the same preprocessing. BatchNorm's
+    network (``end`` fine-tuned from ``start``; an ``end`` that grew a gender branch from ``start`` interpolates
+    with the copy of ``start``'s age path that branch began as) predicting the same bins from the same
+    preprocessing. BatchNorm's
     running statistics are interpolated too; integer counters are taken from ``end``. The representative ages and
     temperatures of a network in between are neither release's: the new release keeps ``end``'s ``extra`` apart
     from them, so fit them again on validation data (:func:`~agecurriculum.train.run.refit_release`).
@@ -90,6 +92,15 @@ def interpolate_releases(start: str | Path, end: str | Path, weight: float, out_
         if isinstance(model, EnsembleClassifier):
             raise ValueError(f"{path}: is an ensemble; interpolate the weights of single networks")
     last_info.check_compatible(first_info.bins, first_info.preprocessing, source=str(end), against=str(start))
+    if last.gender_branch is not None and first.gender_branch is None:
+        # end grew a gender branch from start: start's branch is the copy of its age path end began from
+        grown = DualClassifier.from_config(last.config(), pretrained=False)
+        try:
+            grown.load_state_dict_growing(first.state_dict())
+        except RuntimeError:
+            pass  # another network: the check below says so
+        else:
+            first = grown
     if first.config() != last.config():
         raise ValueError(f"{end}: is another network than {start} ({last.config()} against {first.config()})")
     a, b = first.state_dict(), last.state_dict()

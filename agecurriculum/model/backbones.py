@@ -10,7 +10,9 @@ uses and nothing else (in the spirit of timm's ``forward_features`` / ``num_feat
   block; ``freeze(n)`` freezes the stem and the first ``n`` blocks, ``freeze()`` everything;
 - ``forward_prefix(x, n)`` and ``forward_features_from(h, n)``: ``forward_features`` cut after the stem and the first
   ``n`` blocks, so that two networks with the same frozen part (a model and the teacher it was warm-started from)
-  run that part once.
+  run that part once;
+- ``tail_copy(n)``: a copy of everything after the stem and the first ``n`` blocks, a second head-end on the same
+  trunk.
 
 The defaults fit a network that is an ``nn.Sequential`` of its stem then its blocks (torchvision's
 ``mobilenet_v3_small().features``, for one); any other layout overrides ``forward_features`` and ``freeze_groups``
@@ -26,6 +28,7 @@ and are then built by name with :func:`create_backbone` (docs/add_backbone.rst).
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 from collections.abc import Callable
@@ -128,6 +131,33 @@ class Backbone(nn.Module):
     def forward_from(self, h: torch.Tensor, num_blocks: int) -> torch.Tensor:
         """:meth:`forward` from ``forward_prefix(x, num_blocks)``'s output on: pooled ``(N, num_features)``."""
         return F.adaptive_avg_pool2d(self.forward_features_from(h, num_blocks), 1).flatten(1)
+
+    def tail_copy(self, num_blocks: int) -> Backbone:
+        """A copy of this backbone after its stem and first ``num_blocks`` blocks, with its own weights: the copy's
+        :meth:`forward_from` continues from this backbone's ``forward_prefix(x, num_blocks)``.
+
+        The stem and the first ``num_blocks`` blocks of the copy are ``nn.Identity`` (no weights: only the copy's
+        :meth:`forward_from` and :meth:`forward_features_from` from ``num_blocks`` on work on it), nothing of it is
+        frozen, and its other weights start equal to this backbone's. A second head-end on a shared trunk:
+        :class:`~agecurriculum.model.DualClassifier`'s ``gender_branch``.
+
+        Raises:
+            ValueError: ``num_blocks`` is outside ``0..num_blocks``.
+        """
+        self._check_blocks(num_blocks, self.num_blocks)
+        twin = copy.deepcopy(self)
+        twin.unfreeze()
+        prefix = [
+            module
+            for group in twin.freeze_groups()[: num_blocks + 1]
+            for module in (list(group) if isinstance(group, nn.ModuleList) else [group])  # a group built on the fly
+        ]
+        dropped = {id(module) for module in prefix}
+        for parent in list(twin.modules()):
+            for name, child in list(parent.named_children()):
+                if id(child) in dropped:
+                    setattr(parent, name, nn.Identity())
+        return twin
 
     def _groups(self, num_blocks: int) -> list[nn.Module]:
         # The default cut halves run the groups in order, which is forward_features only where that is net(x).

@@ -13,6 +13,8 @@ from agecurriculum.model.backbones import create_backbone
 from agecurriculum.model.config import ModelConfig  # re-exported: the settings of the model this module builds
 from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
 
+_BRANCH_KEYS = ("gender_backbone.", "head.gender_bottleneck.")  # the state-dict keys of a gender branch
+
 
 class DualClassifier(nn.Module):
     """Age-group and gender classifier: a backbone's pooled features feed a :class:`GenderConditionedHead`.
@@ -29,6 +31,11 @@ class DualClassifier(nn.Module):
         detach_gender: See :class:`GenderConditionedHead`.
         conditioning: ``"hard"`` or ``"soft"``; see :class:`GenderConditionedHead`. A config without the key
             (releases written before it existed) rebuilds a soft model, as those were trained.
+        gender_branch: Give the gender head a backbone end of its own: a copy of the backbone after its stem and
+            first ``gender_branch`` blocks (``Backbone.tail_copy``) and a bottleneck of its own, so that the two
+            tasks share only those first layers and the gender can be fine-tuned while the age path stays as it is
+            (:meth:`freeze_age_path`). ``None`` (the paper's, and the default): one backbone and one shared
+            bottleneck for both.
 
     Input: ``(N, 3, H, W)`` images normalised with ``model.backbone.spec.mean/std`` (registered backbones).
     Output: :class:`HeadOutput` ``(age_logits (N, age_classes), gender_logits (N, gender_classes))``.
@@ -45,6 +52,7 @@ class DualClassifier(nn.Module):
         dropout: float = 0.3,
         detach_gender: bool = False,
         conditioning: str = "soft",
+        gender_branch: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(backbone, str):
@@ -62,6 +70,12 @@ class DualClassifier(nn.Module):
             self._backbone_name = None
         else:
             raise TypeError(f"backbone must be a registered name or an nn.Module, got {type(backbone).__name__}")
+        self.gender_branch = gender_branch
+        if gender_branch is not None:
+            if not hasattr(self.backbone, "tail_copy"):
+                name = type(self.backbone).__name__
+                raise TypeError(f"gender_branch needs a backbone with tail_copy(); {name} has none")
+            self.gender_backbone = self.backbone.tail_copy(gender_branch)
         self.head = GenderConditionedHead(
             self.backbone.num_features,
             age_classes,
@@ -70,6 +84,7 @@ class DualClassifier(nn.Module):
             dropout,
             detach_gender,
             conditioning,
+            gender_in_features=None if gender_branch is None else self.backbone.num_features,
         )
         self._config = {
             "age_classes": age_classes,
@@ -82,10 +97,65 @@ class DualClassifier(nn.Module):
             "detach_gender": detach_gender,
             "conditioning": conditioning,
         }
+        if gender_branch is not None:  # releases without a branch keep the config they always had
+            self._config["gender_branch"] = gender_branch
         self._custom_frozen = False
+        self._age_frozen = False
 
     def forward(self, x: torch.Tensor) -> HeadOutput:
-        return self.head(self.backbone(x))
+        if self.gender_branch is None:
+            return self.head(self.backbone(x))
+        trunk = self.backbone.forward_prefix(x, self.gender_branch)
+        return self.head(
+            self.backbone.forward_from(trunk, self.gender_branch),
+            self.gender_backbone.forward_from(trunk, self.gender_branch),
+        )
+
+    def fill_gender_branch(self) -> None:
+        """Copies the age path's backbone end and bottleneck into the gender branch's, so that the model computes
+        what it computed before it had a branch: the start of a fine-tune from a release without one
+        (:meth:`load_state_dict_growing`).
+
+        Raises:
+            ValueError: the model has no gender branch.
+        """
+        if self.gender_branch is None:
+            raise ValueError("this model has no gender branch (gender_branch=None)")
+        own = self.gender_backbone.state_dict()
+        self.gender_backbone.load_state_dict({k: v for k, v in self.backbone.state_dict().items() if k in own})
+        self.head.gender_bottleneck.load_state_dict(self.head.bottleneck.state_dict())
+
+    def load_state_dict_growing(self, state: dict[str, torch.Tensor]) -> None:
+        """Loads ``state``; a state without this model's gender branch (a release trained before it had one) loads
+        into the rest, and the branch starts as a copy of the age path (:meth:`fill_gender_branch`).
+
+        Raises:
+            RuntimeError: the state does not fit the model otherwise (torch's message).
+        """
+        if self.gender_branch is None or any(k.startswith(_BRANCH_KEYS) for k in state):
+            self.load_state_dict(state)
+            return
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        wrong = [k for k in missing if not k.startswith(_BRANCH_KEYS)] + list(unexpected)
+        if wrong:
+            raise RuntimeError(f"state does not fit the model: missing or unexpected keys {wrong[:5]}")
+        self.fill_gender_branch()
+
+    def freeze_age_path(self) -> None:
+        """Freezes everything but the gender branch: the backbone (frozen BatchNorm statistics and eval mode, as
+        ``Backbone.freeze``), the shared bottleneck (kept in eval mode too) and the age classifier. Fine-tuning
+        then changes the age predictions only through the gender the age head reads.
+
+        Raises:
+            ValueError: the model has no gender branch.
+        """
+        if self.gender_branch is None:
+            raise ValueError("freezing the age path needs a gender branch (gender_branch=None)")
+        self.freeze_backbone(None)
+        self.head.bottleneck.requires_grad_(False)
+        self.head.age.requires_grad_(False)
+        self._age_frozen = True
+        self.train(self.training)
 
     def forward_from(self, h: torch.Tensor, num_blocks: int) -> HeadOutput:
         """:meth:`forward` from ``self.backbone.forward_prefix(x, num_blocks)``'s output on (see
@@ -93,7 +163,10 @@ class DualClassifier(nn.Module):
 
         Raises:
             AttributeError: a custom backbone without ``forward_from``.
+            ValueError: a model with a gender branch (its two ends start from block ``gender_branch``).
         """
+        if self.gender_branch is not None:
+            raise ValueError("forward_from: a model with a gender branch starts its two ends from its own trunk")
         return self.head(self.backbone.forward_from(h, num_blocks))
 
     def freeze_backbone(self, num_blocks: int | None = None) -> None:
@@ -123,6 +196,8 @@ class DualClassifier(nn.Module):
         super().train(mode)
         if self._custom_frozen:
             self.backbone.eval()  # frozen BatchNorm statistics must not drift; see Backbone.freeze
+        if self._age_frozen:
+            self.head.bottleneck.eval()  # nor the frozen bottleneck's
         return self
 
     @classmethod
@@ -143,8 +218,14 @@ class DualClassifier(nn.Module):
             "bottleneck_dim": cfg.bottleneck_dim,
             "dropout": cfg.dropout,
             "conditioning": cfg.conditioning,
+            "gender_branch": cfg.gender_branch,
         }
-        return cls(age_classes=age_classes, **{**args, **overrides})
+        try:
+            return cls(age_classes=age_classes, **{**args, **overrides})
+        except ValueError as err:
+            if cfg.gender_branch is not None and "num_blocks" in str(err):
+                raise ValueError(f"model.gender_branch: {err}") from None
+            raise
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments as a JSON-able dict (``backbone`` is ``None`` for a custom module)."""
@@ -183,6 +264,8 @@ def shared_frozen_blocks(model: nn.Module, teacher: nn.Module | None) -> int | N
     """
     if not (isinstance(model, DualClassifier) and isinstance(teacher, DualClassifier)):
         return None
+    if model.gender_branch is not None or teacher.gender_branch is not None:
+        return None  # a branched model's two ends start from its own trunk (DualClassifier.forward_from)
     n = getattr(model.backbone, "frozen_blocks", None)
     if n is None or not hasattr(teacher.backbone, "freeze_groups"):
         return None

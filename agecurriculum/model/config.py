@@ -28,6 +28,11 @@ class ModelConfig:
     init_from: str | None = None  # fine-tune: start from a release folder or a run's checkpoint.pt/best.pt
     freeze_blocks: int | None = None  # fine-tune: keep the backbone's stem and first N blocks frozen (their
     # BatchNorm statistics too): fewer weights to train, 1.5-2x the images/s (docs/benchmarks.md); None trains all
+    gender_branch: int | None = None  # the gender head's own copy of the backbone after its stem and first N
+    # blocks, and its own bottleneck (None: the paper's one backbone and shared bottleneck); init_from a release
+    # without one grows it, the branch starting as a copy of the age path
+    train_only_gender: bool = False  # fine-tune the gender branch alone: the backbone, the shared bottleneck and
+    # the age classifier stay as init_from has them (needs gender_branch)
 
 
 def member_configs(cfg: dict[str, Any]) -> list[dict[str, Any]]:

@@ -46,9 +46,13 @@ class GenderConditionedHead(nn.Module):
             the gender loss trains the gender head (hard conditioning passes no gradient there anyway).
         conditioning: ``"hard"`` (the paper's: the one-hot predicted gender) or ``"soft"`` (the gender softmax; the
             default, so that releases written before this choice existed load as they were trained).
+        gender_in_features: Give the gender head features of its own, of this length (a second head-end of the
+            backbone: :class:`~agecurriculum.model.DualClassifier`'s ``gender_branch``), through its own bottleneck
+            (``gender_bottleneck``, as ``bottleneck``); ``None``: it reads the shared layer.
 
-    Input: ``(N, in_features)`` float features. Output: :class:`HeadOutput` of ``(N, age_classes)`` and
-    ``(N, gender_classes)`` logits. BatchNorm1d needs ``N > 1`` in train mode.
+    Input: ``(N, in_features)`` float features (and ``(N, gender_in_features)`` gender features when that is set).
+    Output: :class:`HeadOutput` of ``(N, age_classes)`` and ``(N, gender_classes)`` logits. BatchNorm1d needs
+    ``N > 1`` in train mode.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class GenderConditionedHead(nn.Module):
         dropout: float = 0.3,
         detach_gender: bool = False,
         conditioning: str = "soft",
+        gender_in_features: int | None = None,
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONINGS:
@@ -69,6 +74,7 @@ class GenderConditionedHead(nn.Module):
             ("age_classes", age_classes),
             ("gender_classes", gender_classes),
             ("bottleneck_dim", bottleneck_dim),
+            *([("gender_in_features", gender_in_features)] if gender_in_features is not None else []),
         ]:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field} must be a positive int, got {value!r}")
@@ -77,20 +83,26 @@ class GenderConditionedHead(nn.Module):
         self.in_features = in_features
         self.detach_gender = detach_gender
         self.conditioning = conditioning
-        self.bottleneck = nn.Sequential(
-            nn.Linear(in_features, bottleneck_dim, bias=False),  # no bias: BatchNorm's shift replaces it
-            nn.BatchNorm1d(bottleneck_dim),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-        )
+        self.gender_in_features = gender_in_features
+        self.bottleneck = _bottleneck(in_features, bottleneck_dim, dropout)
+        if gender_in_features is not None:
+            self.gender_bottleneck = _bottleneck(gender_in_features, bottleneck_dim, dropout)
         self.gender = nn.Linear(bottleneck_dim, gender_classes)
         self.age = nn.Linear(bottleneck_dim + gender_classes, age_classes)
 
-    def forward(self, features: torch.Tensor) -> HeadOutput:
+    def forward(self, features: torch.Tensor, gender_features: torch.Tensor | None = None) -> HeadOutput:
         if features.dim() != 2 or features.shape[1] != self.in_features:
             raise ValueError(f"expected features of shape (N, {self.in_features}), got {tuple(features.shape)}")
         shared = self.bottleneck(features)
-        gender_logits = self.gender(shared)
+        if self.gender_in_features is None:
+            if gender_features is not None:
+                raise ValueError("this head has no gender features of its own (gender_in_features is None)")
+            gender_logits = self.gender(shared)
+        else:
+            if gender_features is None or gender_features.shape != (features.shape[0], self.gender_in_features):
+                got = None if gender_features is None else tuple(gender_features.shape)
+                raise ValueError(f"expected gender features of shape (N, {self.gender_in_features}), got {got}")
+            gender_logits = self.gender(self.gender_bottleneck(gender_features))
         if self.conditioning == "hard":
             # argmax has no gradient: the age loss cannot move the gender head through this input.
             gender_input = nn.functional.one_hot(gender_logits.argmax(dim=1), gender_logits.shape[1])
@@ -101,3 +113,12 @@ class GenderConditionedHead(nn.Module):
                 gender_input = gender_input.detach()
         age_logits = self.age(torch.cat([shared, gender_input], dim=1))
         return HeadOutput(age_logits, gender_logits)
+
+
+def _bottleneck(in_features: int, bottleneck_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_features, bottleneck_dim, bias=False),  # no bias: BatchNorm's shift replaces it
+        nn.BatchNorm1d(bottleneck_dim),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+    )

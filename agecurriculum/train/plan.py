@@ -17,7 +17,7 @@ from agecurriculum.config import RunConfig, check_config
 from agecurriculum.data.balance import BALANCE_RULES
 from agecurriculum.model.classifier import DualClassifier
 from agecurriculum.schedule import ScheduleWarning, TrainingSchedule
-from agecurriculum.train.run import build_curriculum, build_loss, freeze_backbone_blocks
+from agecurriculum.train.run import build_curriculum, build_loss, freeze_model
 
 __all__ = ["describe_run", "format_bins"]
 
@@ -88,10 +88,14 @@ def describe_run(config: RunConfig) -> list[str]:
     params = sum(p.numel() for p in model.parameters())
     m, d, t = config.model, config.data, config.trainer
     frozen = ""
-    if m.freeze_blocks is not None:
-        freeze_backbone_blocks(model, m.freeze_blocks)  # a bad count fails the dry run as it would fail the run
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        frozen = f"; stem and first {m.freeze_blocks} backbone block(s) frozen: {trainable / 1e6:.1f} M trained"
+    freeze_model(model, m)  # a bad count fails the dry run as it would fail the run
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if m.gender_branch is not None:
+        frozen += f"; gender branch after block {m.gender_branch}"
+    if m.train_only_gender:
+        frozen += f"; only the gender branch trains: {trainable / 1e6:.1f} M trained"
+    elif m.freeze_blocks is not None:
+        frozen += f"; stem and first {m.freeze_blocks} backbone block(s) frozen: {trainable / 1e6:.1f} M trained"
     lines = [
         f"model: DualClassifier, {m.backbone} backbone at {d.image_size} x {d.image_size} px, bottleneck "
         f"{m.bottleneck_dim}, dropout {m.dropout}, {_CONDITIONING[m.conditioning]}; {params / 1e6:.1f} M parameters"

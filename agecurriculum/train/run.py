@@ -51,7 +51,7 @@ from agecurriculum.evaluation.report import REP_AGES_NOTES, EvaluationReport, bu
 from agecurriculum.fileio import ensure_writable_folder
 from agecurriculum.losses import MultiTaskLoss, create_loss
 from agecurriculum.model.backbones import BackboneSpec, create_backbone
-from agecurriculum.model.classifier import DualClassifier
+from agecurriculum.model.classifier import DualClassifier, ModelConfig
 from agecurriculum.model.ensemble import EnsembleClassifier
 from agecurriculum.model.resized_input import ResizedInput
 from agecurriculum.release import RELEASE_CONFIG, Preprocessing, load_release, save_release, update_release_extra
@@ -436,7 +436,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     model = DualClassifier.from_model_config(config.model, len(prepared.bins))
     if config.model.init_from:  # a resumed run's checkpoint replaces these weights again in trainer.fit
         _load_initial_weights(model, Path(config.model.init_from), prepared.bins)
-    freeze_backbone_blocks(model, config.model.freeze_blocks)
+    freeze_model(model, config.model)
     preprocessing = prepared.preprocessing  # the one the data went through: the release records it
     teacher = _load_teacher(Path(config.teacher), prepared.bins, preprocessing) if config.teacher else None
     if main:
@@ -575,22 +575,26 @@ def build_loss(config: RunConfig) -> MultiTaskLoss:
     )
 
 
-def freeze_backbone_blocks(model: DualClassifier, blocks: int | None) -> None:
-    """Applies a run's ``model.freeze_blocks`` to ``model`` (nothing for ``None``).
+def freeze_model(model: DualClassifier, cfg: ModelConfig) -> None:
+    """Applies a run's ``model.freeze_blocks`` and ``model.train_only_gender`` to ``model``.
 
-    The blocks stay frozen for the whole run: the optimizer skips weights without gradients, and a resumed run
-    freezes them again from its config.
+    What is frozen stays frozen for the whole run: the optimizer skips weights without gradients, and a resumed
+    run freezes them again from its config.
 
     Raises:
         ValueError: more blocks than the backbone has, naming ``model.freeze_blocks`` (a count that is not a whole
-            number is :func:`~agecurriculum.config.check_config`'s to refuse).
+            number is :func:`~agecurriculum.config.check_config`'s to refuse); ``model.train_only_gender`` without
+            ``model.gender_branch``.
     """
-    if blocks is None:
-        return
-    try:
-        model.freeze_backbone(blocks)
-    except ValueError as err:
-        raise ValueError(f"model.freeze_blocks: {err}") from None
+    if cfg.freeze_blocks is not None:
+        try:
+            model.freeze_backbone(cfg.freeze_blocks)
+        except ValueError as err:
+            raise ValueError(f"model.freeze_blocks: {err}") from None
+    if cfg.train_only_gender:
+        if model.gender_branch is None:
+            raise ValueError("model.train_only_gender: needs a gender branch to train (set model.gender_branch)")
+        model.freeze_age_path()
 
 
 def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> None:
@@ -611,7 +615,7 @@ def _load_initial_weights(model: DualClassifier, path: Path, bins: AgeBins) -> N
     else:
         state = load_checkpoint(path)["model"]
     try:
-        model.load_state_dict(state)
+        model.load_state_dict_growing(state)  # a parent without the run's gender branch grows one
     except RuntimeError as err:
         raise CheckpointError(
             f"model.init_from: {path}: its weights do not fit the model of this configuration "
