@@ -15,6 +15,8 @@ variant), batch 32, fp32, on the CPU:
   frozen part holds the teacher's own weights, so it runs once a batch for both
   (:func:`~agecurriculum.model.shared_frozen_blocks`); ``frozen-N+teacher, own pass`` hides that from the trainer
   (the teacher wrapped in an ``nn.Sequential``), as before the sharing, so the teacher runs its whole pass;
+- ``gender-branch-N``: the model grown with a gender branch after block N (``model.gender_branch``) and only the
+  branch trained (``model.train_only_gender``): the whole network runs forward, the branch alone backward;
 - ``compile`` (with ``--compile``): ``torch.compile`` of the model; its compile time is reported apart;
 - ``bf16`` (with ``--amp``): the recipe's step under CPU bf16 autocast (``trainer.amp: true``), which CPUs with
   AMX or AVX-512 BF16 could run faster.
@@ -38,6 +40,7 @@ from torch import nn
 from agecurriculum import CurriculumTrainer, MultiDatasetSample, TrainerConfig, TrainingSchedule
 from agecurriculum.data.datasets import TensorFaceDataset
 from agecurriculum.inference import DEFAULT_RELEASE_DIR
+from agecurriculum.model import DualClassifier
 from agecurriculum.release import load_release
 
 
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=384, help="random images per timed epoch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frozen", type=int, nargs="*", default=[4, 8], help="blocks frozen, one variant each")
+    parser.add_argument("--branch", type=int, nargs="*", default=[15], help="gender branches, one variant each")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
     parser.add_argument("--amp", action="store_true", help="also time the step under bf16 autocast")
     args = parser.parse_args()
@@ -84,6 +88,15 @@ def main() -> None:
 
         return run
 
+    def branch(n: int):
+        def run() -> float:
+            model = DualClassifier.from_config({**parent.config(), "gender_branch": n}, pretrained=False)
+            model.load_state_dict_growing(parent.state_dict())
+            model.freeze_age_path()
+            return epoch_rate(model, big)
+
+        return run
+
     variants = {
         "recipe": lambda: epoch_rate(copy.deepcopy(parent), big),
         "teacher": lambda: epoch_rate(copy.deepcopy(parent), big, teacher),
@@ -91,6 +104,7 @@ def main() -> None:
         **{f"frozen-{n}": frozen(n) for n in args.frozen},
         **{f"frozen-{n}+teacher": frozen(n, teacher) for n in args.frozen},
         **{f"frozen-{n}+teacher, own pass": frozen(n, nn.Sequential(teacher)) for n in args.frozen},
+        **{f"gender-branch-{n}": branch(n) for n in args.branch},
     }
     if args.amp:
         variants["bf16"] = lambda: epoch_rate(copy.deepcopy(parent), big, amp=True)
