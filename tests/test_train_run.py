@@ -64,6 +64,13 @@ def _metrics(run: Path) -> list[dict]:
     return read_metrics(run / "metrics.csv")
 
 
+def _tiny_config(tmp_path: Path, data_root: Path) -> tuple[Path, list[str]]:
+    # The tiny config written to tmp_path, and the overrides that point it at the generated data and a fresh cache.
+    config = tmp_path / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    return config, ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+
+
 def test_train_evaluate_resume(tmp_path, data_root, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")
@@ -242,9 +249,7 @@ def test_train_under_torchrun_two_gloo_processes(tmp_path, data_root):
 def test_fine_tune_from_a_release(tmp_path, data_root, tiny_release, capsys):
     import safetensors.torch
 
-    config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    common = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    config, common = _tiny_config(tmp_path, data_root)
     first = tiny_release.parent
 
     # With a learning rate of 0 only BatchNorm statistics move: every trained parameter comes from the release.
@@ -324,9 +329,7 @@ def test_fine_tune_from_a_release(tmp_path, data_root, tiny_release, capsys):
 def test_fine_tune_with_frozen_blocks_keeps_them_as_the_parent_has_them(tmp_path, data_root, tiny_release, capsys):
     from agecurriculum.release import load_release
 
-    config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    common = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    config, common = _tiny_config(tmp_path, data_root)
     first = tiny_release.parent
     tuned = tmp_path / "tuned"
     frozen = ["--set", f"model.init_from={first / 'release'}", "--set", "model.freeze_blocks=8"]
@@ -366,9 +369,7 @@ def test_a_gender_branch_grown_from_the_parent_trains_alone(tmp_path, data_root,
     one and trains it alone; everything the age path holds comes out exactly as the parent has it."""
     from agecurriculum.release import load_release
 
-    config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    common = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    config, common = _tiny_config(tmp_path, data_root)
     first = tiny_release.parent
     tuned = tmp_path / "tuned"
     branch = ["--set", f"model.init_from={first / 'release'}", "--set", "model.gender_branch=14"]
