@@ -29,6 +29,7 @@ __all__ = [
     "EVALUATION_PARTS",
     "LOSS_NAMES",
     "RUN_CONFIG_FILE",
+    "MONITOR_LOSSES",
     "MONITOR_SCOPES",
     "SAMPLING_MODES",
     "DataConfig",
@@ -45,6 +46,7 @@ BALANCE_MODES = ("paper", "sampler", "none", "ratio")  # the values of DataConfi
 CONDITIONING_MODES = ("hard", "soft")  # the values of ModelConfig.conditioning (GenderConditionedHead's)
 LOSS_NAMES = ("uncertainty", "sum", "fixed")  # the values of RunConfig.loss (agecurriculum.losses.LOSSES has each)
 MONITOR_SCOPES = ("run", "stage", "pair")  # the values of TrainerConfig.plateau_scope / early_stopping_scope
+MONITOR_LOSSES = ("total", "cross_entropy")  # the values of TrainerConfig.monitor_loss
 SAMPLING_MODES = ("shuffle", "balanced", "age_gender")  # the values of TrainerConfig.sampling
 RUN_CONFIG_FILE = "run_config.yaml"  # a run's RunConfig, as train() writes it into out_dir; evaluate_run() reads it
 EVALUATION_PARTS = ("test", "val")  # the parts evaluate_run can score: test for reports, val to choose models
@@ -71,6 +73,10 @@ class TrainerConfig:
     early_stopping_scope: str = "stage"  # stage (the rest of the stage is skipped; later stages still train) | run
     # (the rest of the run is skipped: a curriculum stage that restarts at fewer bins can end the curriculum there)
     # | pair (the rest of the current dataset's epochs in the stage); each watches the loss as plateau_scope says
+    monitor_loss: str = "total"  # the validation loss that the selection score (best.pt, the release), the plateau
+    # and early stopping compare across epochs: total (the loss function's value, learned task weights and their
+    # terms included) | cross_entropy (the two tasks' cross-entropies added, unweighted: the uncertainty loss's
+    # total falls while its learned weights settle, whatever the network does, so epochs compare on this instead)
     max_steps_per_epoch: int | None = None  # cap on batches per epoch (smoke tests, demos); None = whole epoch
     image_budget: int | None = None  # end the run once this many training images were seen (the epoch that gets
     # there stops at the batch that does); None = no budget. The adaptive curriculum plans its stages within it
@@ -276,6 +282,7 @@ _CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
         "sampling": SAMPLING_MODES,
         "plateau_scope": MONITOR_SCOPES,
         "early_stopping_scope": MONITOR_SCOPES,
+        "monitor_loss": MONITOR_LOSSES,
     },
     DataConfig: {"balance": BALANCE_MODES},
     ModelConfig: {"conditioning": CONDITIONING_MODES},

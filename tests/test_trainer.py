@@ -134,6 +134,39 @@ def test_plateau_lowers_the_learning_rate():
     assert [r.lr for r in history] == [1e-6, 1e-6, 1e-6, 5e-7, 5e-7, 2.5e-7]
 
 
+def test_epochs_compare_on_the_cross_entropies_when_the_loss_learns_its_weights():
+    """An uncertainty loss's total falls while its task weights settle, even when the network does not change at all
+    (here it is frozen): on that total every epoch looks better than the last, so best.pt is the last and the plateau
+    never acts. ``monitor_loss="cross_entropy"`` compares the tasks' unweighted cross-entropies, which stay put."""
+    sets = {"a": learnable_dataset(64, 1)}
+    schedule = TrainingSchedule([MultiDatasetSample(["a"], range(8), epochs=4)])
+    runs = {}
+    for monitor in ("total", "cross_entropy"):
+        torch.manual_seed(0)
+        model = TinyDual().requires_grad_(False)  # only the loss's log-variances train
+        cfg = TrainerConfig(
+            batch_size=16,
+            lr=0.05,
+            plateau_patience=0,
+            plateau_factor=0.5,
+            plateau_scope="run",
+            early_stopping_patience=None,
+            monitor_loss=monitor,
+        )
+        trainer = CurriculumTrainer(model, schedule, sets, {"a": learnable_dataset(32, 2)}, config=cfg)
+        runs[monitor] = (trainer, trainer.fit())
+    trainer, history = runs["total"]
+    totals = [r.selection_loss for r in history]
+    assert all(later < earlier for earlier, later in zip(totals, totals[1:]))  # "better" every epoch
+    assert [r.lr for r in history] == [0.05] * 4 and trainer.best_epoch == 3
+    trainer, history = runs["cross_entropy"]
+    plain = [r.selection_loss for r in history]
+    assert plain == pytest.approx([plain[0]] * 4, rel=1e-6) and plain[0] == pytest.approx(history[0].val.cross_entropy)
+    assert [r.lr for r in history] == [0.05, 0.05, 0.025, 0.0125] and trainer.best_epoch == 0  # cut after epoch 2
+    with pytest.raises(ValueError, match="monitor_loss"):
+        CurriculumTrainer(TinyDual(), schedule, sets, config=TrainerConfig(monitor_loss="weighted"))
+
+
 def test_missing_training_set_is_a_clear_error():
     with pytest.raises(ValueError, match=r"no training set: \['b'\]"):
         CurriculumTrainer(TinyDual(), two_stage_schedule(), {"a": learnable_dataset(8, 0)})

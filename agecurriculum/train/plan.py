@@ -141,6 +141,12 @@ def describe_run(config: RunConfig) -> list[str]:
         f"{_STOPS[t.early_stopping_scope]}",
         "release: release/ = the epoch with the lowest selection score (validation loss over every validation set "
         "and bin; best.pt), release-last/ = the last epoch (checkpoint.pt); report/ evaluates release/",
+        "validation loss compared across epochs: "
+        + (
+            "the tasks' cross-entropies added, without the loss's weights (trainer.monitor_loss)"
+            if t.monitor_loss == "cross_entropy"
+            else "the loss function's total (trainer.monitor_loss)"
+        ),
         f"balance: {d.balance} ({_BALANCE[d.balance]})",
         f"data: {', '.join(d.datasets)} under {d.root or '(data.root not set)'}, "
         f"{'every image' if d.max_images is None else f'at most {d.max_images} images per dataset'}, split "

@@ -8,7 +8,9 @@ Algorithm 1, as run by :meth:`CurriculumTrainer.fit`::
                 train_one_epoch(FilteredDataset(train_sets[name], stage.bins))
                 validate                        # drives the LR plateau, early stopping and the best checkpoint
 
-What each epoch validates (validation losses are the loss function's total, on the labels):
+What each epoch validates (validation losses are the loss function's total on the labels, or with
+``TrainerConfig.monitor_loss`` ``"cross_entropy"`` the two tasks' cross-entropies added without the loss's weights,
+which an uncertainty loss lowers while it learns them, whatever the network does):
 
 - the pair's view, ``FilteredDataset(val_sets[name], stage.bins)``: the record's ``val``;
 - the **selection score** (:attr:`EpochRecord.selection_loss`): the loss over every validation set of the
@@ -126,6 +128,7 @@ class EvalResult:
     age_accuracy: float  # fraction of images of known age bin whose bin is predicted exactly
     gender_accuracy: float  # fraction of images with a known gender predicted right
     images: int  # images evaluated
+    cross_entropy: float = math.nan  # mean per image of the age and the gender cross-entropy added, unweighted
 
 
 @dataclass
@@ -824,15 +827,15 @@ class CurriculumTrainer:
     @torch.no_grad()
     def _evaluate(self, dataset: Dataset, per_bin: bool) -> tuple[EvalResult, dict[int, float]]:
         self.model.eval()
-        # loss times images, age right, age known, gender right, gender known, images
-        sums = torch.zeros(6, dtype=torch.float64)
+        # loss times images, age right, age known, gender right, gender known, images, cross-entropies times images
+        sums = torch.zeros(7, dtype=torch.float64)
         bins = self.curriculum.num_bins
         bin_sums = torch.zeros(2, bins, dtype=torch.float64)  # per bin: summed cross-entropies, images
         for batch in self._loader(dataset, shuffle=False):
             images, age_target, gender_target = self._to_device(batch)
             with self._autocast():
                 age_logits, gender_logits = self.model(images)
-                loss = self.loss_fn(age_logits, gender_logits, age_target, gender_target).total
+                parts = self.loss_fn(age_logits, gender_logits, age_target, gender_target)
             age_known = age_target != self.loss_fn.ignore_index
             known = gender_target != self.loss_fn.ignore_index
             if per_bin and bool(age_known.any()):
@@ -845,21 +848,23 @@ class CurriculumTrainer:
                 bin_sums[1].index_add_(0, target, torch.ones(len(target), dtype=torch.float64))
             sums += torch.tensor(
                 [
-                    loss.item() * len(images),
+                    parts.total.item() * len(images),
                     int((age_logits.argmax(1) == age_target)[age_known].sum()),
                     int(age_known.sum()),
                     int((gender_logits.argmax(1) == gender_target)[known].sum()),
                     int(known.sum()),
                     len(images),
+                    (parts.age + parts.gender).item() * len(images),
                 ],
                 dtype=torch.float64,
             )
-        loss_sum, age_right, age_known, gender_right, gender_known, seen = ddp.all_reduce_sum(sums).tolist()
+        loss_sum, age_right, age_known, gender_right, gender_known, seen, ce_sum = ddp.all_reduce_sum(sums).tolist()
         result = EvalResult(
             loss=loss_sum / seen if seen else math.nan,
             age_accuracy=age_right / age_known if age_known else math.nan,
             gender_accuracy=gender_right / gender_known if gender_known else math.nan,
             images=int(seen),
+            cross_entropy=ce_sum / seen if seen else math.nan,
         )
         if not per_bin:
             return result, {}
@@ -1006,7 +1011,11 @@ class CurriculumTrainer:
         ]
         if not results:
             return None
-        return sum(r.loss * r.images for r in results) / sum(r.images for r in results)
+        return sum(self._monitored(r) * r.images for r in results) / sum(r.images for r in results)
+
+    def _monitored(self, result: EvalResult) -> float:
+        # The loss that epochs are compared on (TrainerConfig.monitor_loss).
+        return result.cross_entropy if self.config.monitor_loss == "cross_entropy" else result.loss
 
     def _watched_losses(
         self, stage_index: int, val: EvalResult | None, evaluated: _EpochEval
@@ -1020,7 +1029,7 @@ class CurriculumTrainer:
             stage = self._stage(stage_index)
             watched["stage"] = self._pooled_loss([(name, stage.bins) for name in stage.datasets], evaluated)
         if "pair" in scopes:
-            watched["pair"] = None if val is None else val.loss
+            watched["pair"] = None if val is None else self._monitored(val)
         return watched
 
     def _advance(self, ends: str | None) -> None:
