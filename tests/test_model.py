@@ -207,7 +207,10 @@ def test_training_only_the_gender_branch_leaves_the_age_path_as_it_was():
 def test_a_gender_branch_beyond_the_backbone_names_the_setting():
     from agecurriculum.model import ModelConfig
 
-    with pytest.raises(ValueError, match=r"model.gender_branch: num_blocks must be in 0..16"):
+    expected = r"^model.gender_branch must be in 0..16 \(the blocks of efficientnet-lite0\), got 17$"
+    with pytest.raises(ValueError, match=expected):
         DualClassifier.from_model_config(ModelConfig(pretrained=False, gender_branch=17), 8)
+    with pytest.raises(ValueError, match=r"^gender_branch must be in 0..16 .*got -1$"):
+        DualClassifier(backbone="efficientnet-lite0", gender_branch=-1)
     with pytest.raises(TypeError, match="tail_copy"):
         DualClassifier(backbone=TinyBackbone(), gender_branch=1)

@@ -92,15 +92,12 @@ def interpolate_releases(start: str | Path, end: str | Path, weight: float, out_
         if isinstance(model, EnsembleClassifier):
             raise ValueError(f"{path}: is an ensemble; interpolate the weights of single networks")
     last_info.check_compatible(first_info.bins, first_info.preprocessing, source=str(end), against=str(start))
-    if last.gender_branch is not None and first.gender_branch is None:
+    stem = {k: v for k, v in last.config().items() if k != "gender_branch"}
+    if last.gender_branch is not None and first.gender_branch is None and stem == first.config():
         # end grew a gender branch from start: start's branch is the copy of its age path end began from
         grown = DualClassifier.from_config(last.config(), pretrained=False)
-        try:
-            grown.load_state_dict_growing(first.state_dict())
-        except RuntimeError:
-            pass  # another network: the check below says so
-        else:
-            first = grown
+        grown.load_state_dict_growing(first.state_dict())
+        first = grown
     if first.config() != last.config():
         raise ValueError(f"{end}: is another network than {start} ({last.config()} against {first.config()})")
     a, b = first.state_dict(), last.state_dict()

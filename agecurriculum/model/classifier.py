@@ -16,6 +16,10 @@ from agecurriculum.model.heads import GenderConditionedHead, HeadOutput
 _BRANCH_KEYS = ("gender_backbone.", "head.gender_bottleneck.")  # the state-dict keys of a gender branch
 
 
+class GenderBranchError(ValueError):
+    """``gender_branch`` names no block of the backbone (a ``ValueError``: its message starts with the setting)."""
+
+
 class DualClassifier(nn.Module):
     """Age-group and gender classifier: a backbone's pooled features feed a :class:`GenderConditionedHead`.
 
@@ -39,6 +43,10 @@ class DualClassifier(nn.Module):
 
     Input: ``(N, 3, H, W)`` images normalised with ``model.backbone.spec.mean/std`` (registered backbones).
     Output: :class:`HeadOutput` ``(age_logits (N, age_classes), gender_logits (N, gender_classes))``.
+
+    Raises:
+        GenderBranchError: ``gender_branch`` is outside ``0..backbone.num_blocks``.
+        TypeError: ``gender_branch`` with a backbone that has no ``tail_copy``.
     """
 
     def __init__(
@@ -72,9 +80,15 @@ class DualClassifier(nn.Module):
             raise TypeError(f"backbone must be a registered name or an nn.Module, got {type(backbone).__name__}")
         self.gender_branch = gender_branch
         if gender_branch is not None:
+            name = type(self.backbone).__name__
             if not hasattr(self.backbone, "tail_copy"):
-                name = type(self.backbone).__name__
                 raise TypeError(f"gender_branch needs a backbone with tail_copy(); {name} has none")
+            most = getattr(self.backbone, "num_blocks", None)
+            if isinstance(most, int) and not 0 <= gender_branch <= most:
+                raise GenderBranchError(
+                    f"gender_branch must be in 0..{most} (the blocks of {self._backbone_name or name}), "
+                    f"got {gender_branch}"
+                )
             self.gender_backbone = self.backbone.tail_copy(gender_branch)
         self.head = GenderConditionedHead(
             self.backbone.num_features,
@@ -222,10 +236,8 @@ class DualClassifier(nn.Module):
         }
         try:
             return cls(age_classes=age_classes, **{**args, **overrides})
-        except ValueError as err:
-            if cfg.gender_branch is not None and "num_blocks" in str(err):
-                raise ValueError(f"model.gender_branch: {err}") from None
-            raise
+        except GenderBranchError as err:
+            raise GenderBranchError(f"model.{err}") from None
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments as a JSON-able dict (``backbone`` is ``None`` for a custom module)."""
