@@ -49,13 +49,18 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+def _tiny_config(folder: Path, data_root: Path) -> tuple[Path, list[str]]:
+    # The tiny config written to folder, and the overrides that point it at the generated data and a fresh cache.
+    config = folder / "tiny.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    return config, ["--set", f"data.root={data_root}", "--set", f"data.cache={folder / 'cache'}"]
+
+
 @pytest.fixture(scope="module")
 def tiny_release(data_root, tmp_path_factory) -> Path:
     """A release trained once with CONFIG on the tiny data: the parent or teacher of the tests that start from one."""
     root = tmp_path_factory.mktemp("tiny-release")
-    config = root / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    common = ["--set", f"data.root={data_root}", "--set", f"data.cache={root / 'cache'}"]
+    config, common = _tiny_config(root, data_root)
     assert main(["train", "--config", str(config), *common, "--set", f"out_dir={root / 'run'}"]) == 0
     return root / "run" / "release"
 
@@ -64,18 +69,10 @@ def _metrics(run: Path) -> list[dict]:
     return read_metrics(run / "metrics.csv")
 
 
-def _tiny_config(tmp_path: Path, data_root: Path) -> tuple[Path, list[str]]:
-    # The tiny config written to tmp_path, and the overrides that point it at the generated data and a fresh cache.
-    config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    return config, ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
-
-
 def test_train_evaluate_resume(tmp_path, data_root, capsys):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config, common = _tiny_config(tmp_path, data_root)
     run = tmp_path / "run"
-    sets = ["--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}", "--set", f"out_dir={run}"]
+    sets = [*common, "--set", f"out_dir={run}"]
     assert main(["train", "--config", str(config), *sets]) == 0
 
     for name in (
@@ -395,9 +392,8 @@ def test_a_gender_branch_grown_from_the_parent_trains_alone(tmp_path, data_root,
 
 
 def test_distil_from_a_release(tmp_path, data_root, tiny_release, capsys):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    common = ["--config", str(config), "--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    config, sets = _tiny_config(tmp_path, data_root)
+    common = ["--config", str(config), *sets]
     teacher = tiny_release.parent
 
     student = tmp_path / "student"
@@ -465,9 +461,8 @@ def test_distil_from_a_release(tmp_path, data_root, tiny_release, capsys):
 def test_release_recipe_mixed_sampling_calibration_and_the_gate(tmp_path, data_root, capsys, monkeypatch):
     from agecurriculum.inference import Predictor
 
-    config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    common = ["--config", str(config), "--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    config, sets = _tiny_config(tmp_path, data_root)
+    common = ["--config", str(config), *sets]
     parent = tmp_path / "parent"
     assert main(["train", *common, "--set", f"out_dir={parent}"]) == 0
     # The recipe's shape (examples/configs/release.yaml): warm start, every dataset mixed, draws over (age group,
@@ -535,9 +530,8 @@ def test_release_recipe_mixed_sampling_calibration_and_the_gate(tmp_path, data_r
 
 
 def test_interpolate_command_writes_a_refitted_release_between_two(tmp_path, data_root, capsys):
-    config = tmp_path / "tiny.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    common = ["--config", str(config), "--set", f"data.root={data_root}", "--set", f"data.cache={tmp_path / 'cache'}"]
+    config, sets = _tiny_config(tmp_path, data_root)
+    common = ["--config", str(config), *sets]
     parent, child = tmp_path / "parent", tmp_path / "child"
     assert main(["train", *common, "--set", f"out_dir={parent}"]) == 0
     assert (

@@ -83,13 +83,13 @@ class DualClassifier(nn.Module):
             name = type(self.backbone).__name__
             if not hasattr(self.backbone, "tail_copy"):
                 raise TypeError(f"gender_branch needs a backbone with tail_copy(); {name} has none")
-            most = getattr(self.backbone, "num_blocks", None)
-            if isinstance(most, int) and not 0 <= gender_branch <= most:
+            try:
+                self.gender_backbone = self.backbone.tail_copy(gender_branch)
+            except ValueError:  # tail_copy's one ValueError: no such block (Backbone's bound, checked there)
                 raise GenderBranchError(
-                    f"gender_branch must be in 0..{most} (the blocks of {self._backbone_name or name}), "
-                    f"got {gender_branch}"
-                )
-            self.gender_backbone = self.backbone.tail_copy(gender_branch)
+                    f"gender_branch must be in 0..{self.backbone.num_blocks} (the blocks of "
+                    f"{self._backbone_name or name}), got {gender_branch}"
+                ) from None
         self.head = GenderConditionedHead(
             self.backbone.num_features,
             age_classes,
