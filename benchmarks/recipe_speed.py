@@ -79,13 +79,18 @@ def main() -> None:
         )
 
     big, small = data(160), data(128)
+    warmup = TensorFaceDataset(big.images[:64], big.age_bins[:64], big.genders[:64])  # untimed first epochs
     teacher = copy.deepcopy(parent).eval()
+
+    def frozen_copy(n: int) -> DualClassifier:
+        model = copy.deepcopy(parent)
+        if n:
+            model.freeze_backbone(n)
+        return model
 
     def frozen(n: int, with_teacher: torch.nn.Module | None = None):
         def run() -> float:
-            model = copy.deepcopy(parent)
-            model.freeze_backbone(n)
-            return epoch_rate(model, big, with_teacher)
+            return epoch_rate(frozen_copy(n), big, with_teacher)
 
         return run
 
@@ -113,15 +118,12 @@ def main() -> None:
     if args.compile:
         # Compiled once, outside the timed rounds: the first epoch compiles (minutes), later ones reuse the graphs.
         for name, frozen_blocks in [("compile", 0), *((f"frozen-{n}+compile", n) for n in args.frozen)]:
-            model = copy.deepcopy(parent)
-            if frozen_blocks:
-                model.freeze_backbone(frozen_blocks)
-            compiled = torch.compile(model)
+            compiled = torch.compile(frozen_copy(frozen_blocks))
             start = time.perf_counter()
-            epoch_rate(compiled, TensorFaceDataset(big.images[:64], big.age_bins[:64], big.genders[:64]))
+            epoch_rate(compiled, warmup)
             compile_seconds[name] = time.perf_counter() - start
             variants[name] = lambda compiled=compiled: epoch_rate(compiled, big)
-    epoch_rate(copy.deepcopy(parent), TensorFaceDataset(big.images[:64], big.age_bins[:64], big.genders[:64]))
+    epoch_rate(copy.deepcopy(parent), warmup)
     rates: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for repeat in range(args.repeats):
@@ -139,9 +141,10 @@ def main() -> None:
     for name, values in rates.items():
         median = statistics.median(values)
         print(f"| {name} | {median:.1f} | {median / base:.2f} | {', '.join(f'{v:.1f}' for v in values)} |")
+    if compile_seconds:
+        print()
     for name, seconds in compile_seconds.items():
-        print(f"\n{name}: the first epoch of 64 images (compiling) took {seconds:.0f} s", end="")
-    print()
+        print(f"{name}: the first epoch of 64 images (compiling) took {seconds:.0f} s")
 
 
 if __name__ == "__main__":
