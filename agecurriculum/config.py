@@ -139,6 +139,9 @@ class RunConfig:
     # (the teacher) while gender learns from the labels alone
     calibrate: bool = False  # fit a temperature for each head's probabilities on the validation parts (flip-averaged,
     # as predict runs) and ship them in the release (extra.temperature), with the gender ECE before and after
+    logit_adjust: float = 0.0  # > 0: the release's age logits lose this times log(drawn / data's own share) of each
+    # bin (trainer.sampling's draws of the schedule's last training set), so that it answers with the data's age
+    # proportions, not the sampler's (post-hoc logit adjustment); 1 = the whole shift, 0 = none
     rep_ages: str = "train_mean"  # the age standing for each bin in the expected age: train_mean (mean training age
     # in the bin) | fit_val (the ages, inside their bins, with the least validation MAE; needs exact ages there)
     data: DataConfig = field(default_factory=DataConfig)
@@ -267,7 +270,12 @@ _RANGES: dict[type, dict[str, str]] = {
         "preprocess_workers": ">= 0",
     },
     ModelConfig: {"bottleneck_dim": ">= 1", "dropout": ">= 0, < 1", "freeze_blocks": ">= 0", "gender_branch": ">= 0"},
-    RunConfig: {"epochs_per_stage": ">= 1", "age_label_sigma": ">= 0", "distill_weight": ">= 0, <= 1"},
+    RunConfig: {
+        "epochs_per_stage": ">= 1",
+        "age_label_sigma": ">= 0",
+        "distill_weight": ">= 0, <= 1",
+        "logit_adjust": ">= 0",
+    },
     AdaptiveSettings: {
         "epochs": ">= 1",
         "min_improvement": ">= 0, < 1",

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agecurriculum.data.balance import BalancedDataset, balance_plan, weighted_sampler
+from agecurriculum.data.balance import BalancedDataset, age_prior_shift, balance_plan, weighted_sampler
 from agecurriculum.data.datasets import FilteredDataset, TensorFaceDataset
 from agecurriculum.data.records import IGNORE
 
@@ -192,3 +192,41 @@ def test_paper_rule_invariants(counts, max_copies, seed):
     if present:  # the largest bin ends at the median, the smallest at min(m, n (1 + c)): the bound in the docstring
         assert plan.ratio_after == pytest.approx(m / min(m, min(present) * (1 + max_copies)))
         assert plan.ratio_after <= max(1.0, plan.ratio_before / (1 + max_copies)) + 1e-12
+
+
+def test_age_prior_shift_is_the_log_ratio_of_drawn_to_data_shares():
+    # Bins 0, 0, 0, 1 (and one unknown): the data's shares are 3/4 and 1/4; weights that draw both bins equally
+    # give shares 1/2 and 1/2, so the shift is log(2/3) and log(2).
+    bins = [0, 0, 0, 1, IGNORE]
+    weights = [1 / 6, 1 / 6, 1 / 6, 1 / 2, 0.3]
+    shift = age_prior_shift(bins, weights, num_bins=3)
+    assert shift == pytest.approx([math.log(2 / 3), math.log(2), 0.0])
+    # Equal weights, or none, draw the data's own proportions: nothing to undo.
+    assert age_prior_shift(bins, None, 3) == pytest.approx([0, 0, 0])
+    assert age_prior_shift(bins, [2.0] * 5, 3) == pytest.approx([0, 0, 0])
+
+
+def test_age_prior_shift_rejects_what_it_cannot_read():
+    with pytest.raises(ValueError, match="non-negative weights"):
+        age_prior_shift([0, 1], [1.0], 2)
+    with pytest.raises(ValueError, match="non-negative weights"):
+        age_prior_shift([0, 1], [1.0, -1.0], 2)
+    with pytest.raises(ValueError, match="expected < 2"):
+        age_prior_shift([0, 2], None, 2)
+    with pytest.raises(ValueError, match="known age bin"):
+        age_prior_shift([IGNORE, IGNORE], None, 2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.floats(0.01, 10)), min_size=1, max_size=40))
+def test_undoing_the_shift_gives_back_the_data_shares(items):
+    # The shift's defining property: the drawn shares times exp(-shift) are the data's shares, in every bin.
+    bins, weights = [b for b, _ in items], [w for _, w in items]
+    shift = age_prior_shift(bins, weights, 5)
+    counts = Counter(bins)
+    drawn = {b: sum(w for c, w in items if c == b) / sum(weights) for b in counts}
+    for b in range(5):
+        if b in counts:
+            assert drawn[b] * math.exp(-shift[b]) == pytest.approx(counts[b] / len(bins))
+        else:
+            assert shift[b] == 0

@@ -214,3 +214,20 @@ def test_a_gender_branch_beyond_the_backbone_names_the_setting():
         DualClassifier(backbone="efficientnet-lite0", gender_branch=-1)
     with pytest.raises(TypeError, match="tail_copy"):
         DualClassifier(backbone=TinyBackbone(), gender_branch=1)
+
+
+def test_shifting_the_age_logits_moves_every_age_logit_by_its_offset_and_nothing_else():
+    torch.manual_seed(0)
+    model = DualClassifier(age_classes=4, gender_classes=2, backbone=TinyBackbone(), bottleneck_dim=16).eval()
+    x = torch.randn(3, 3, 32, 32)
+    before = model(x)
+    offsets = [0.5, -1.0, 0.0, 2.0]
+    model.shift_age_logits(offsets)
+    after = model(x)
+    torch.testing.assert_close(after.age_logits, before.age_logits + torch.tensor(offsets))
+    torch.testing.assert_close(after.gender_logits, before.gender_logits)
+    with pytest.raises(ValueError, match="expected 4 finite age-logit offsets"):
+        model.shift_age_logits([1.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        model.shift_age_logits([0.0, float("nan"), 0.0, 0.0])
+    torch.testing.assert_close(model(x).age_logits, after.age_logits)  # a refused shift changes nothing

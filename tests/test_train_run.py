@@ -578,3 +578,76 @@ def test_interpolate_command_writes_a_refitted_release_between_two(tmp_path, dat
     torch.testing.assert_close(mid[key], (a[key] + b[key]) / 2, rtol=0, atol=1e-6)
     assert interpolate("2", tmp_path / "bad") == 2
     assert "weight must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_logit_adjust_ships_both_releases_with_the_samplers_age_prior_undone_once(tmp_path, data_root):
+    from agecurriculum.data.balance import age_gender_weights, age_prior_shift
+    from agecurriculum.data.datasets import age_bins_of
+    from agecurriculum.train.checkpoint import load_checkpoint
+    from agecurriculum.train.run import add_mixed
+
+    config, sets = _tiny_config(tmp_path, data_root)
+    run = tmp_path / "run"
+    settings = ["schedule=[{datasets: [mixed], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 2}]"]
+    settings += ["trainer.sampling=age_gender", "trainer.sampling_power=0.5", "trainer.child_weight=2"]
+    settings += ["logit_adjust=1", f"out_dir={run}"]
+    assert main(["train", "--config", str(config), *sets, *[a for s in settings for a in ("--set", s)]]) == 0
+    # The offsets undo the drawn age proportions of the mixed training set: -log(drawn share / data's share).
+    data = prepare_data(load_config(run / "run_config.yaml"))
+    add_mixed(data)
+    mixed = data.train_sets["mixed"]
+    drawn = age_gender_weights(mixed.records, data.bins, power=0.5, child_weight=2)
+    expected = -age_prior_shift(age_bins_of(mixed), drawn, len(data.bins))
+    assert abs(expected).max() > 0.05  # the sampler did move the prior: there is something to undo
+    for name, checkpoint in (("release", "best.pt"), ("release-last", "checkpoint.pt")):
+        extra = json.loads((run / name / "config.json").read_text())["extra"]
+        adjustment = extra["age_logit_offsets"]
+        assert adjustment["offsets"] == pytest.approx(expected.tolist())
+        assert adjustment["strength"] == 1.0 and adjustment["dataset"] == "mixed"
+        assert adjustment["sampling"] == "age_gender (power 0.5, children x2)"
+        # Each release is its own epoch's weights shifted once (not the other's shift on top).
+        bias = safetensors.torch.load_file(run / name / "model.safetensors")["head.age.bias"]
+        trained = load_checkpoint(run / checkpoint)["model"]["head.age.bias"]
+        torch.testing.assert_close(bias, trained + torch.tensor(expected, dtype=bias.dtype))
+
+
+def test_adjust_prior_command_shifts_a_release_once_and_names_what_it_cannot_undo(
+    tmp_path, data_root, tiny_release, capsys
+):
+    from agecurriculum.config import apply_overrides
+    from agecurriculum.data.datasets import age_bins_of
+
+    config, sets = _tiny_config(tmp_path, data_root)
+    common = ["--config", str(config), *sets]
+    out = tmp_path / "adjusted"
+    capsys.readouterr()
+    # The tiny release's last training set is MORPH-II's; undo balanced draws (every present bin 1/k of them).
+    assert (
+        main(["adjust-prior", str(tiny_release), "--out", str(out), *common, "--set", "trainer.sampling=balanced"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "age-logit offsets" in printed and "undoing the draws of morph2: balanced" in printed
+    extra = json.loads((out / "config.json").read_text())["extra"]
+    assert extra["rep_ages_method"] == "fit_val" and set(extra["temperature"]) == {"gender", "age"}
+    data = prepare_data(apply_overrides(load_config(config), [s for s in sets if s != "--set"]))
+    bins = torch.tensor(age_bins_of(data.train_sets["morph2"]))
+    counts = torch.bincount(bins[bins >= 0], minlength=8).double()
+    present = counts > 0
+    expected = torch.zeros(8, dtype=torch.double)
+    expected[present] = torch.log(counts[present] / counts.sum() * int(present.sum()))  # log(p_b / (1/k))
+    assert extra["age_logit_offsets"]["offsets"] == pytest.approx(expected.tolist())
+    before, after = (safetensors.torch.load_file(p / "model.safetensors") for p in (tiny_release, out))
+    torch.testing.assert_close(after["head.age.bias"], before["head.age.bias"] + expected.float())
+    torch.testing.assert_close(after["head.gender.bias"], before["head.gender.bias"])
+    # Clear one-line errors: adjusted twice; a shuffled run (nothing to undo); over the release itself.
+    assert (
+        main(
+            ["adjust-prior", str(out), "--out", str(tmp_path / "twice"), *common, "--set", "trainer.sampling=balanced"]
+        )
+        == 2
+    )
+    assert "adjusted already (extra.age_logit_offsets)" in capsys.readouterr().err
+    assert main(["adjust-prior", str(tiny_release), "--out", str(tmp_path / "shuffled"), *common]) == 2
+    assert "there is no sampler's prior to undo" in capsys.readouterr().err
+    assert main(["adjust-prior", str(out), "--out", str(out), *common]) == 2
+    assert "a folder of its own" in capsys.readouterr().err

@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "agecurriculum.cli.interpolate",
         "weights between a release and one fine-tuned from it, with bin ages and temperatures refitted",
     ),
+    "adjust-prior": (
+        "agecurriculum.cli.adjust_prior",
+        "undo the training sampler's age proportions in a release's age logits, bin ages and temperatures refitted",
+    ),
     "serve": ("agecurriculum.cli.serve", "serve the model over HTTP: a JSON API and a web page to drop photos on"),
 }
 

@@ -46,6 +46,7 @@ from agecurriculum.data.transforms import augment_transform
 __all__ = [
     "BALANCE_RULES",
     "age_gender_weights",
+    "age_prior_shift",
     "BalancePlan",
     "balance_plan",
     "BalancedDataset",
@@ -330,3 +331,39 @@ def age_gender_weights(
     weights = np.array([sizes[c] ** -power for c in cells], dtype=np.float64)
     weights[np.array(middles) <= child_max_age] *= child_weight
     return weights / weights.sum()
+
+
+def age_prior_shift(age_bins: Sequence[int], weights: Sequence[float] | None, num_bins: int) -> np.ndarray:
+    """How far a weighted draw moves the age bins' proportions from the data's own, in log terms.
+
+    A classifier trained on weighted draws learns the drawn proportions ``q_b`` as its prior instead of the data's
+    ``p_b``; subtracting ``log(q_b / p_b)`` from its logits after training answers with the data's proportions
+    again (post-hoc logit adjustment, Menon et al. 2021, "Long-tail learning via logit adjustment"). Only items of
+    known bin count: those of bin :data:`IGNORE` train no age.
+
+    Args:
+        age_bins: the age bin of every item, :data:`IGNORE` where unknown.
+        weights: each item's chance of a draw (any positive scale); None: every item equally (a shift of 0).
+        num_bins: the number of age bins.
+
+    Returns:
+        ``(num_bins,)`` float64 ``log(q_b / p_b)``; 0 for bins without an item.
+
+    Raises:
+        ValueError: lengths differ, a weight is negative, a bin is out of range, or no item has a known bin.
+    """
+    labels = _labels(age_bins)
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != labels.shape or (w < 0).any():
+        raise ValueError(f"expected {len(labels)} non-negative weights, got shape {w.shape}")
+    known = labels != IGNORE
+    if (labels[known] >= num_bins).any():
+        raise ValueError(f"an age bin is {int(labels[known].max())}: expected < {num_bins}")
+    if not known.any() or w[known].sum() <= 0:
+        raise ValueError("the age prior needs at least one item of known age bin with a positive weight")
+    data = np.bincount(labels[known], minlength=num_bins).astype(np.float64)
+    drawn = np.bincount(labels[known], weights=w[known], minlength=num_bins)
+    shift = np.zeros(num_bins)
+    present = (data > 0) & (drawn > 0)
+    shift[present] = np.log((drawn[present] / drawn.sum()) / (data[present] / data.sum()))
+    return shift

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,24 @@ class DualClassifier(nn.Module):
         self.head.age.requires_grad_(False)
         self._age_frozen = True
         self.train(self.training)
+
+    @torch.no_grad()
+    def shift_age_logits(self, offsets: Sequence[float] | torch.Tensor) -> None:
+        """Adds ``offsets`` to every age logit the model gives from now on, through the age classifier's bias, so
+        that every runtime (eager, ONNX, the phone formats) answers alike without knowing of it.
+
+        Args:
+            offsets: ``(age_classes,)`` one offset per age bin (e.g. ``-log(q_b / p_b)``: the data's age proportions
+                instead of the drawn ones, :func:`~agecurriculum.data.balance.age_prior_shift`).
+
+        Raises:
+            ValueError: not one offset per age bin, or an offset that is not finite.
+        """
+        bias = self.head.age.bias
+        delta = torch.as_tensor(offsets, dtype=bias.dtype, device=bias.device)
+        if delta.shape != bias.shape or not torch.isfinite(delta).all():
+            raise ValueError(f"expected {bias.numel()} finite age-logit offsets, got {tuple(delta.shape)}")
+        bias.add_(delta)
 
     def forward_from(self, h: torch.Tensor, num_blocks: int) -> HeadOutput:
         """:meth:`forward` from ``self.backbone.forward_prefix(x, num_blocks)``'s output on (see

@@ -20,7 +20,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ from torch.utils.data import Dataset
 
 from agecurriculum.adaptive import AdaptiveCurriculum
 from agecurriculum.bins import PAPER_BINS, AgeBins, representative_ages
-from agecurriculum.config import EVALUATION_PARTS, RUN_CONFIG_FILE, RunConfig, check_config
-from agecurriculum.data.balance import BalancedDataset, balance_plan
+from agecurriculum.config import EVALUATION_PARTS, RUN_CONFIG_FILE, RunConfig, TrainerConfig, check_config
+from agecurriculum.data.balance import BalancedDataset, age_prior_shift, balance_plan
 from agecurriculum.data.cache import CachedCrops, CropCache, preprocess
 from agecurriculum.data.datasets import MIXED, FaceDataset, MixedDataset, age_bins_of
 from agecurriculum.data.faces import AlignConfig, FaceAligner
@@ -63,12 +63,15 @@ from agecurriculum.train.run_logs import (
     default_loggers,
     save_resolved_config,
 )
-from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord
+from agecurriculum.train.trainer import CurriculumTrainer, EpochRecord, draw_weights
 
 __all__ = [
+    "AgeLogitAdjustment",
     "PreparedData",
     "TrainResult",
     "add_mixed",
+    "adjust_age_prior",
+    "age_logit_offsets",
     "build_curriculum",
     "build_schedule",
     "compare_releases",
@@ -448,10 +451,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
             seed=config.trainer.seed,
         )
     history: list[EpochRecord] = []  # the epochs this call runs (the trainer's history also holds resumed ones)
-    # balance: sampler leaves the datasets as they are and has the trainer draw every age bin equally often.
-    trainer_config = (
-        replace(config.trainer, sampling="balanced") if config.data.balance == "sampler" else config.trainer
-    )
+    trainer_config = _trainer_config(config)
     trainer = CurriculumTrainer(
         model,
         schedule,
@@ -465,6 +465,9 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     )
     trainer.fit(resume=resume)
     release, report = out / "release", None
+    adjustment = age_logit_offsets(config, prepared, schedule) if config.logit_adjust else None
+    if adjustment is not None:  # both releases shift from their own weights: keep the last epoch's to reload
+        last_state = {k: v.clone() for k, v in model.state_dict().items()}
     if main:
         # release-last/ holds the last epoch's weights; release/ (what the report evaluates) the best epoch's by the
         # selection score (CurriculumTrainer: the validation loss over every validation set and bin), from best.pt.
@@ -473,6 +476,10 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
                 model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
             else:
                 weights = "last"
+                if adjustment is not None:
+                    model.load_state_dict(last_state)
+            if adjustment is not None:
+                model.shift_age_logits(adjustment.offsets)
             epoch = trainer.best_epoch if weights == "best" else trainer.global_epoch - 1
             rep_ages = _rep_ages(config, model, prepared, str(trainer.device))
             calibration = _calibration(config, model, prepared, str(trainer.device)) if config.calibrate else {}
@@ -486,6 +493,7 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
                     "rep_ages_method": config.rep_ages,
                     "datasets": list(prepared.splits),
                     "weights": {"epoch": epoch, "chosen": weights},
+                    **({} if adjustment is None else {AGE_LOGIT_OFFSETS: adjustment.to_dict()}),
                     **calibration,
                 },
             )
@@ -502,6 +510,77 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
         write_report(report, out / "report")
     ddp.barrier()  # no rank leaves (and tears the process group down) while rank 0 still writes
     return TrainResult(out, history, release, report, prepared)
+
+
+def _trainer_config(config: RunConfig) -> TrainerConfig:
+    # balance: sampler leaves the datasets as they are and has the trainer draw every age bin equally often.
+    return replace(config.trainer, sampling="balanced") if config.data.balance == "sampler" else config.trainer
+
+
+AGE_LOGIT_OFFSETS = "age_logit_offsets"  # the release's extra entry that records a logit adjustment
+
+
+@dataclass(frozen=True)
+class AgeLogitAdjustment:
+    """The offsets a release's age logits got so that it answers with the data's age proportions (``logit_adjust``).
+
+    Attributes:
+        offsets: ``(K,)`` what was added to each bin's logit: ``-strength * log(q_b / p_b)``, ``q_b`` the share of
+            bin ``b`` in the trainer's draws, ``p_b`` its share of the data
+            (:func:`~agecurriculum.data.balance.age_prior_shift`).
+        strength: the ``logit_adjust`` setting it was made with.
+        dataset: the training set whose draws they correct (the schedule's last).
+        sampling: ``trainer.sampling``, with ``sampling_power`` and ``child_weight`` for ``age_gender``.
+    """
+
+    offsets: tuple[float, ...]
+    strength: float
+    dataset: str
+    sampling: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The release's ``extra.age_logit_offsets``."""
+        return {**asdict(self), "offsets": list(self.offsets)}
+
+
+def age_logit_offsets(
+    config: RunConfig, prepared: PreparedData, schedule: Any, strength: float | None = None
+) -> AgeLogitAdjustment:
+    """The age-logit offsets that undo what ``config``'s sampler did to the age prior (``logit_adjust``).
+
+    The trainer drew the faces of the schedule's last training set by ``trainer.sampling`` (half-way to equal
+    (age group, gender) cells, say): the age head learned the drawn bin proportions ``q_b`` as its prior. Adding
+    ``-strength * log(q_b / p_b)`` to its logits answers with the data's proportions ``p_b`` (Menon et al. 2021).
+    Only the sampler's draws are undone, not ``data.balance``'s cuts and copies.
+
+    Args:
+        config: the run configuration (``trainer`` and ``data.balance`` say how faces were drawn).
+        prepared: its data (``"mixed"`` is added when the schedule names it).
+        schedule: the run's schedule: a :class:`~agecurriculum.schedule.TrainingSchedule`.
+        strength: default ``config.logit_adjust``.
+
+    Raises:
+        ValueError: an adaptive schedule (its last set is known only after training), ``shuffle`` sampling (nothing
+            to undo), or a set without known ages.
+    """
+    if not isinstance(schedule, TrainingSchedule):
+        raise ValueError("logit_adjust: needs a static schedule (a preset, a file or a list of stages), not adaptive")
+    name = schedule[-1].datasets[-1]
+    if name == MIXED and MIXED not in prepared.train_sets:
+        add_mixed(prepared)
+    dataset, trainer_config = prepared.train_sets[name], _trainer_config(config)
+    weights = draw_weights(dataset, trainer_config)
+    if weights is None:
+        raise ValueError(
+            "logit_adjust: trainer.sampling is shuffle, which draws the faces in the data's own proportions: "
+            "there is no sampler's prior to undo"
+        )
+    shift = age_prior_shift(age_bins_of(dataset), weights, len(prepared.bins))
+    strength = config.logit_adjust if strength is None else strength
+    sampling = trainer_config.sampling
+    if sampling == "age_gender":
+        sampling += f" (power {trainer_config.sampling_power:g}, children x{trainer_config.child_weight:g})"
+    return AgeLogitAdjustment(tuple(float(-strength * v) for v in shift), float(strength), name, sampling)
 
 
 def _rep_ages(config: RunConfig, model: DualClassifier, prepared: PreparedData, device: str) -> list[float]:
@@ -796,13 +875,26 @@ def compare_releases(
     return gate_rows(base, cand, resamples=resamples, seed=seed)
 
 
-def refit_release(release_dir: str | Path, config: RunConfig, rep_ages: bool = True, calibrate: bool = True) -> Path:
+def refit_release(
+    release_dir: str | Path,
+    config: RunConfig,
+    rep_ages: bool = True,
+    calibrate: bool = True,
+    prepared: PreparedData | None = None,
+) -> Path:
     """Fits a release's representative bin ages (``rep_ages: fit_val``) and calibration temperatures again, on the
     validation parts of ``config``'s data, and stores them in the release (``extra``).
 
     For a release whose weights no run fitted them for, e.g. one made by
     :func:`~agecurriculum.inference.interpolate_releases`. The data is prepared at the release's image size and
     padding; ``config``'s split must be the one it was trained with (its validation parts unseen in training).
+
+    Args:
+        release_dir: the release, rewritten in place.
+        config: the data and its split.
+        rep_ages: fit the representative bin ages.
+        calibrate: fit the temperatures.
+        prepared: ``config``'s data prepared already at the release's image size and padding; None prepares it.
 
     Returns:
         The path of the rewritten ``config.json``.
@@ -815,7 +907,7 @@ def refit_release(release_dir: str | Path, config: RunConfig, rep_ages: bool = T
     pre = info.preprocessing
     data = replace(config.data, image_size=pre.image_size, padding=pre.padding)
     refit = replace(config, data=data, rep_ages="fit_val")
-    prepared = prepare_data(refit, bins=info.bins)
+    prepared = prepared if prepared is not None else prepare_data(refit, bins=info.bins)
     info.check_compatible(prepared.bins, prepared.preprocessing, source=str(release_dir), against="the data")
     entries: dict[str, Any] = {}
     if rep_ages:
@@ -824,3 +916,43 @@ def refit_release(release_dir: str | Path, config: RunConfig, rep_ages: bool = T
     if calibrate:
         entries.update(_calibration(refit, model, prepared, config.trainer.device))
     return update_release_extra(release_dir, entries)
+
+
+def adjust_age_prior(release_dir: str | Path, config: RunConfig, out_dir: str | Path, strength: float = 1.0) -> Path:
+    """Writes ``release_dir`` again to ``out_dir`` with its age logits adjusted to the data's age proportions
+    (:func:`age_logit_offsets`, as ``logit_adjust`` does at the end of a run), its representative bin ages and
+    calibration temperatures refitted on the validation parts (:func:`refit_release`).
+
+    For a release trained without ``logit_adjust``: ``config`` must be the configuration of the run that made it
+    (its sampler is what is undone; its split keeps the validation parts unseen).
+
+    Args:
+        release_dir: the release.
+        config: the configuration it was trained with (e.g. ``examples/configs/release.yaml``).
+        out_dir: the new release folder (not ``release_dir``).
+        strength: the share of the shift undone (``logit_adjust``); 1: all of it.
+
+    Returns:
+        The path of the new release's ``config.json``.
+
+    Raises:
+        ValueError: the release was adjusted already, ``strength`` is not positive, ``out_dir`` is the release, or
+            as :func:`age_logit_offsets` and :func:`refit_release`.
+        FileNotFoundError: the release is missing.
+    """
+    if not strength > 0:
+        raise ValueError(f"strength must be > 0, got {strength}")
+    if Path(out_dir).resolve() == Path(release_dir).resolve():
+        raise ValueError(f"{out_dir}: write the adjusted release to a folder of its own, not over the release")
+    model, info = load_release(release_dir)
+    extra = dict(info.config.get("extra") or {})
+    if AGE_LOGIT_OFFSETS in extra:
+        raise ValueError(f"{release_dir}: its age logits are adjusted already (extra.{AGE_LOGIT_OFFSETS})")
+    pre = info.preprocessing
+    prepared = prepare_data(
+        replace(config, data=replace(config.data, image_size=pre.image_size, padding=pre.padding)), bins=info.bins
+    )
+    adjustment = age_logit_offsets(config, prepared, build_schedule(config, len(info.bins)), strength)
+    model.shift_age_logits(adjustment.offsets)
+    save_release(model, out_dir, info.bins, pre, extra={**extra, AGE_LOGIT_OFFSETS: adjustment.to_dict()})
+    return refit_release(out_dir, config, prepared=prepared)

@@ -114,6 +114,7 @@ __all__ = [
     "StaticCurriculum",
     "ScopeMonitor",
     "CurriculumTrainer",
+    "draw_weights",
 ]
 
 ETA_AFTER_S = 60.0  # seconds of training after which fit() prints the measured images/s and the time left
@@ -430,6 +431,32 @@ def _base_dataset(dataset: Dataset) -> Dataset:
     return _base_dataset(dataset.datasets[0]) if isinstance(dataset, ConcatDataset) and dataset.datasets else dataset
 
 
+def draw_weights(dataset: Dataset, config: TrainerConfig) -> np.ndarray | None:
+    """Each item's chance of being drawn under ``config.sampling``: the trainer's draws with replacement.
+
+    Args:
+        dataset: the training dataset (or a stage's view of it).
+        config: ``sampling``, and for ``age_gender`` its power and children's weight.
+
+    Returns:
+        ``(len(dataset),)`` weights summing to 1, or None for ``shuffle`` (every item once an epoch).
+
+    Raises:
+        ValueError: ``age_gender`` on a dataset that keeps no face records or bins.
+    """
+    if config.sampling == "shuffle":
+        return None
+    if config.sampling == "balanced":
+        return balanced_weights(age_bins_of(dataset))
+    records, bins = records_of(dataset), getattr(_base_dataset(dataset), "bins", None)
+    if records is None or not isinstance(bins, AgeBins):
+        raise ValueError(
+            f"trainer.sampling: age_gender needs datasets of face records (FaceDataset, "
+            f"MixedDataset), got {type(_base_dataset(dataset)).__name__}"
+        )
+    return age_gender_weights(records, bins, config.sampling_power, config.child_max_age, config.child_weight)
+
+
 class CurriculumTrainer:
     """Trains a two-headed age/gender model over a :class:`~agecurriculum.schedule.TrainingSchedule`.
 
@@ -603,24 +630,12 @@ class CurriculumTrainer:
     def _balanced_draws(self, dataset: Dataset) -> list[int]:
         # Drawn on the stage's filtered view, so that the bins of this stage are the ones made equal. The draws depend
         # only on (seed, global epoch), like the shuffled order, and every rank takes positions r::world of them.
-        weights = torch.as_tensor(self._draw_weights(dataset), dtype=torch.double)
+        weights = torch.as_tensor(draw_weights(dataset, self.config), dtype=torch.double)
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.global_epoch)
         draws = torch.multinomial(weights, len(weights), replacement=True, generator=generator).tolist()
         per_rank = math.ceil(len(draws) / self.world_size)
         draws += draws[: per_rank * self.world_size - len(draws)]  # equal steps on every rank
         return draws[self.rank :: self.world_size]
-
-    def _draw_weights(self, dataset: Dataset) -> np.ndarray | list[float]:
-        if self.config.sampling == "balanced":
-            return balanced_weights(age_bins_of(dataset))
-        records, bins = records_of(dataset), getattr(_base_dataset(dataset), "bins", None)
-        if records is None or not isinstance(bins, AgeBins):
-            raise ValueError(
-                f"trainer.sampling: age_gender needs datasets of face records (FaceDataset, "
-                f"MixedDataset), got {type(_base_dataset(dataset)).__name__}"
-            )
-        c = self.config
-        return age_gender_weights(records, bins, c.sampling_power, c.child_max_age, c.child_weight)
 
     def _shard(self, dataset: Dataset) -> Dataset:
         # Evaluation needs every item exactly once over all ranks (no padding), not equal shares.
