@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from agecurriculum.cli import Runner
+from agecurriculum.cli.train import _add_data_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,25 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("release", type=Path, metavar="RELEASE", help="a release trained without logit_adjust")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the new release folder")
     parser.add_argument(
-        "--config",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="the configuration RELEASE was trained with (the run's run_config.yaml, or examples/configs/release.yaml)",
-    )
-    parser.add_argument(
         "--strength",
         type=float,
         default=1.0,
         metavar="S",
         help="the share of the shift undone, > 0 (default 1: all of it)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override one config value (e.g. --set data.root=DIR); repeatable",
-    )
+    _add_data_config(parser)
     parser.set_defaults(func=Runner("agecurriculum.cli.runners.adjust_prior", "run"))

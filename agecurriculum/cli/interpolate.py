@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from agecurriculum.cli import Runner
+from agecurriculum.cli.train import _add_data_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,19 +23,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("end", type=Path, metavar="END", help="the fine-tuned release")
     parser.add_argument("--weight", type=float, required=True, metavar="W", help="0 gives START, 1 gives END")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the new release folder")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="the data and its split (the run's run_config.yaml, or examples/configs/release.yaml)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override one config value (e.g. --set data.root=DIR); repeatable",
-    )
+    _add_data_config(parser)
     parser.set_defaults(func=Runner("agecurriculum.cli.runners.interpolate", "run"))

@@ -33,6 +33,20 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_data_config(parser: argparse.ArgumentParser) -> None:
+    # --config FILE (required) and --set: the data and split a release was trained with, for the commands that
+    # refit a release on its validation parts (interpolate, adjust-prior).
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the configuration the release was trained with: its data and split (the run's run_config.yaml, or "
+        "examples/configs/release.yaml)",
+    )
+    _add_set(parser)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``train`` and ``evaluate`` sub-commands."""
     train_parser = subparsers.add_parser(
