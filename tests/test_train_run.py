@@ -580,13 +580,20 @@ def test_interpolate_command_writes_a_refitted_release_between_two(tmp_path, dat
     assert "weight must be in [0, 1]" in capsys.readouterr().err
 
 
-def test_logit_adjust_ships_both_releases_with_the_samplers_age_prior_undone_once(tmp_path, data_root):
+def test_logit_adjust_ships_both_releases_with_the_samplers_age_prior_undone_once(tmp_path, data_root, capsys):
     from agecurriculum.data.balance import age_gender_weights, age_prior_shift
     from agecurriculum.data.datasets import age_bins_of
     from agecurriculum.train.checkpoint import load_checkpoint
     from agecurriculum.train.run import add_mixed
 
     config, sets = _tiny_config(tmp_path, data_root)
+    # A sampler with nothing to undo fails before any training, in one line.
+    shuffled = tmp_path / "shuffled"
+    assert (
+        main(["train", "--config", str(config), *sets, "--set", "logit_adjust=1", "--set", f"out_dir={shuffled}"]) == 2
+    )
+    assert not (shuffled / "checkpoint.pt").exists()
+    assert "there is no sampler's prior to undo" in capsys.readouterr().err
     run = tmp_path / "run"
     settings = ["schedule=[{datasets: [mixed], bins: [0, 1, 2, 3, 4, 5, 6, 7], epochs: 2}]"]
     settings += ["trainer.sampling=age_gender", "trainer.sampling_power=0.5", "trainer.child_weight=2"]

@@ -434,6 +434,8 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     empty = [name for name in schedule.datasets if not len(prepared.train_sets[name])]
     if empty:
         raise ValueError(f"schedule: dataset(s) {empty} have no training images left after preprocessing")
+    # Computed before training: a setting it cannot undo (shuffle draws, an adaptive schedule) fails now, not after.
+    adjustment = age_logit_offsets(config, prepared, schedule) if config.logit_adjust else None
     # The head's initial weights and dropout draw from torch's global generator; seed it so a run repeats.
     torch.manual_seed(config.trainer.seed)
     model = DualClassifier.from_model_config(config.model, len(prepared.bins))
@@ -465,7 +467,6 @@ def train(config: RunConfig, resume: bool = False, prepared: PreparedData | None
     )
     trainer.fit(resume=resume)
     release, report = out / "release", None
-    adjustment = age_logit_offsets(config, prepared, schedule) if config.logit_adjust else None
     if adjustment is not None:  # both releases shift from their own weights: keep the last epoch's to reload
         last_state = {k: v.clone() for k, v in model.state_dict().items()}
     if main:
@@ -918,7 +919,9 @@ def refit_release(
     return update_release_extra(release_dir, entries)
 
 
-def adjust_age_prior(release_dir: str | Path, config: RunConfig, out_dir: str | Path, strength: float = 1.0) -> Path:
+def adjust_age_prior(
+    release_dir: str | Path, config: RunConfig, out_dir: str | Path, strength: float = 1.0
+) -> AgeLogitAdjustment:
     """Writes ``release_dir`` again to ``out_dir`` with its age logits adjusted to the data's age proportions
     (:func:`age_logit_offsets`, as ``logit_adjust`` does at the end of a run), its representative bin ages and
     calibration temperatures refitted on the validation parts (:func:`refit_release`).
@@ -933,7 +936,7 @@ def adjust_age_prior(release_dir: str | Path, config: RunConfig, out_dir: str | 
         strength: the share of the shift undone (``logit_adjust``); 1: all of it.
 
     Returns:
-        The path of the new release's ``config.json``.
+        The offsets the new release's age logits got (its ``extra.age_logit_offsets``).
 
     Raises:
         ValueError: the release was adjusted already, ``strength`` is not positive, ``out_dir`` is the release, or
@@ -955,4 +958,5 @@ def adjust_age_prior(release_dir: str | Path, config: RunConfig, out_dir: str | 
     adjustment = age_logit_offsets(config, prepared, build_schedule(config, len(info.bins)), strength)
     model.shift_age_logits(adjustment.offsets)
     save_release(model, out_dir, info.bins, pre, extra={**extra, AGE_LOGIT_OFFSETS: adjustment.to_dict()})
-    return refit_release(out_dir, config, prepared=prepared)
+    refit_release(out_dir, config, prepared=prepared)
+    return adjustment

@@ -5,20 +5,17 @@ from __future__ import annotations
 import argparse
 
 from agecurriculum.config import apply_overrides, load_config
-from agecurriculum.release import load_release
-from agecurriculum.train.run import AGE_LOGIT_OFFSETS, adjust_age_prior
+from agecurriculum.train.run import adjust_age_prior
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs the sub-command; returns the exit status."""
     config = apply_overrides(load_config(args.config), args.overrides)
-    adjust_age_prior(args.release, config, args.out, args.strength)
-    _, info = load_release(args.out)
-    adjustment = info.config["extra"][AGE_LOGIT_OFFSETS]
-    offsets = ", ".join(f"{v:+.2f}" for v in adjustment["offsets"])
+    adjustment = adjust_age_prior(args.release, config, args.out, args.strength)
+    offsets = ", ".join(f"{v:+.2f}" for v in adjustment.offsets)
     print(
-        f"wrote {args.out}: {args.release} with age-logit offsets [{offsets}] (strength {args.strength:g}, undoing "
-        f"the draws of {adjustment['dataset']}: {adjustment['sampling']}), bin ages and temperatures fitted on the "
+        f"wrote {args.out}: {args.release} with age-logit offsets [{offsets}] (strength {adjustment.strength:g}, "
+        f"undoing the draws of {adjustment.dataset}: {adjustment.sampling}), bin ages and temperatures fitted on the "
         "validation parts"
     )
     return 0
